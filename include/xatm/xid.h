@@ -1,0 +1,85 @@
+// xatm/xid.h: the XA transaction identifier and its encodings for PostgreSQL and MariaDB/MySQL.
+//
+// An xid is (formatID, gtrid, bqual): gtrid and bqual are 1..64 arbitrary bytes. xatm's own
+// XIDs use formatID 0x78617431 ("xat1") and gtrids `<tm_id>.<incarnation>.<seq>[.p3]`; anything
+// else is foreign and never touched. Every constructor and parser validates its input first, so
+// an xid that exists is always safe to encode into SQL. Plain value type: use from any thread.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "xatm/result.h"
+
+namespace xatm {
+
+// "xat1": the formatID of every branch xatm creates.
+inline constexpr std::int32_t xatm_format_id = 0x78617431;
+inline constexpr std::size_t max_gtrid_size = 64;
+inline constexpr std::size_t max_bqual_size = 64;
+inline constexpr std::size_t max_tm_id_size = 32;
+inline constexpr std::size_t max_rm_name_size = 48;
+
+class xid {
+ public:
+  // Validates sizes (1..64 bytes each); throws invalid_argument_error on bad input.
+  xid(std::int32_t format_id, std::string_view gtrid, std::string_view bqual);
+
+  // The same checks without throwing.
+  static result<xid> make(std::int32_t format_id, std::string_view gtrid, std::string_view bqual);
+
+  std::int32_t format_id() const noexcept { return format_id_; }
+  const std::string& gtrid() const noexcept { return gtrid_; }
+  const std::string& bqual() const noexcept { return bqual_; }
+
+  // PostgreSQL GID, pgjdbc's encoding: `<formatID>_<base64(gtrid)>_<base64(bqual)>` (< 200 bytes).
+  std::string postgresql_gid() const;
+  // MariaDB/MySQL XID literal for XA statements: `X'<hex gtrid>',X'<hex bqual>',<formatID>`.
+  std::string mysql_literal() const;
+  // For logs and tool output: printable bytes as is, others as \xNN: `2019914801:gtrid:bqual`.
+  std::string to_string() const;
+
+  // Parses a gid from pg_prepared_xacts. A gid not in pgjdbc's encoding fails with
+  // xa_code::invalid (it belongs to somebody else).
+  static result<xid> from_postgresql_gid(std::string_view gid);
+  // Parses the `data` column of MariaDB's `XA RECOVER FORMAT='SQL'` (the literal above).
+  static result<xid> from_mysql_sql_literal(std::string_view data);
+  // Parses a row of MySQL 8's `XA RECOVER CONVERT XID`: data is `0x<hex of gtrid then bqual>`.
+  static result<xid> from_mysql_hex(std::int32_t format_id, std::size_t gtrid_length,
+                                    std::size_t bqual_length, std::string_view data);
+
+  friend bool operator==(const xid&, const xid&) = default;
+  friend auto operator<=>(const xid&, const xid&) = default;
+
+ private:
+  xid() = default;
+  std::int32_t format_id_ = 0;
+  std::string gtrid_;
+  std::string bqual_;
+};
+
+// The parts of one of xatm's gtrids.
+struct gtrid_parts {
+  std::string tm_id;
+  std::uint64_t incarnation = 0;
+  std::uint64_t sequence = 0;
+  bool three_phase = false;  // gtrid ends in ".p3"
+
+  friend bool operator==(const gtrid_parts&, const gtrid_parts&) = default;
+};
+
+// A tm_id is 1..32 characters of [A-Za-z0-9_-].
+result<void> validate_tm_id(std::string_view tm_id);
+// An RM name is 1..48 characters of [A-Za-z0-9_-].
+result<void> validate_rm_name(std::string_view rm_name);
+// `<tm_id>.<incarnation>.<seq>[.p3]`; fails on a bad tm_id.
+result<std::string> format_gtrid(const gtrid_parts& parts);
+// The inverse; fails (xa_code::invalid) for any gtrid that is not exactly of that shape.
+result<gtrid_parts> parse_gtrid(std::string_view gtrid);
+
+// True when the xid is xatm's (our formatID and a well-formed gtrid) and carries this tm_id.
+bool is_ours(const xid& branch, std::string_view tm_id);
+
+}  // namespace xatm

@@ -1,0 +1,26 @@
+// Internal: Boost.Log channels, one per component. The library never installs a sink; the
+// tools and examples do (tools/console_log.h). Records below the sinks' filter cost one check:
+// BOOST_LOG_SEV evaluates the stream expression only when a sink wants the record.
+#pragma once
+
+#include <boost/log/sources/record_ostream.hpp>
+#include <boost/log/sources/severity_channel_logger.hpp>
+#include <boost/log/trivial.hpp>
+#include <string>
+
+namespace xatm::detail {
+
+enum class log_channel { tm, log, recovery, pg, mysql };
+
+using channel_logger =
+    boost::log::sources::severity_channel_logger_mt<boost::log::trivial::severity_level, std::string>;
+
+// The logger of a channel ("xatm.tm", "xatm.log", "xatm.recovery", "xatm.pg", "xatm.mysql").
+channel_logger& logger_for(log_channel channel);
+
+}  // namespace xatm::detail
+
+// XATM_LOG(pg, debug) << "prepare " << branch.to_string();
+#define XATM_LOG(channel, level)                                                      \
+  BOOST_LOG_SEV(::xatm::detail::logger_for(::xatm::detail::log_channel::channel), \
+                ::boost::log::trivial::level)

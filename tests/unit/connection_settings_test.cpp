@@ -1,0 +1,47 @@
+// Connection strings: libpq's keyword syntax, clear errors, and a password that never shows.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "xatm/connection_settings.h"
+
+using namespace xatm;
+
+TEST_CASE("connection_settings: keywords, quotes and escapes") {
+  auto parsed = connection_settings::parse(R"(host=/tmp/x  port = 5432 user='app user' password='it\'s 50%\\' dbname=shop)");
+  REQUIRE(parsed.ok());
+  const auto& settings = parsed.value();
+  CHECK(settings.get("host") == "/tmp/x");
+  CHECK(settings.get("port") == "5432");
+  CHECK(settings.get("user") == "app user");
+  CHECK(settings.get("password") == R"(it's 50%\)");
+  CHECK(settings.get("dbname") == "shop");
+  CHECK_FALSE(settings.get("sslmode").has_value());
+  CHECK(connection_settings::parse("").ok());
+  CHECK(connection_settings::parse("password=''").value().get("password") == "");
+}
+
+TEST_CASE("connection_settings: to_conninfo round-trips, describe redacts") {
+  auto settings = connection_settings::parse(R"(user=u password='p a\'ss"w%rd\\' dbname=d)").value();
+  auto again = connection_settings::parse(settings.to_conninfo());
+  REQUIRE(again.ok());
+  CHECK(again.value().values() == settings.values());
+  CHECK(settings.describe() == "dbname=d password=*** user=u");
+  CHECK(settings.describe().find("w%rd") == std::string::npos);
+}
+
+TEST_CASE("connection_settings: malformed strings give clear errors without the secret") {
+  const std::string secret = "s3cr3t%pw";
+  const std::string malformed[] = {"password='" + secret, "host", "host=a host=b", "=x", "Host=x",
+                                   "password=" + secret + " user", "user=a password"};
+  for (const std::string& bad : malformed) {
+    CAPTURE(bad);
+    auto parsed = connection_settings::parse(bad);
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.error().code == xa_code::invalid);
+    CHECK(parsed.error().message.find("connection string") != std::string::npos);
+    CHECK(parsed.error().message.find(secret) == std::string::npos);
+    CHECK(parsed.error().message.find("s3cr3t") == std::string::npos);
+  }
+  CHECK(connection_settings::parse("password='abc").error().message.find("unterminated") != std::string::npos);
+}

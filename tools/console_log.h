@@ -1,0 +1,13 @@
+// A readable console sink for xatm's Boost.Log channels, for tools and examples (the library
+// itself never installs a sink). Call once at the start of main().
+#pragma once
+
+#include <string_view>
+
+namespace xatm::tools {
+
+// level: "trace", "debug", "info", "warning", "error". Lines look like
+// "12:00:01.234 info  xatm.tm  committed xat1:..." on stderr.
+void install_console_log(std::string_view level = "info");
+
+}  // namespace xatm::tools
