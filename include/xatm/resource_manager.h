@@ -130,6 +130,10 @@ class resource_manager {
   // transaction control statements (COMMIT, XA ...) on it; xatm tracks the state.
   void* native_handle() noexcept { return do_native_handle(); }
 
+  // After a successful end(): true when the RM told xatm the branch wrote nothing, so prepare
+  // will answer vote::read_only. The TM uses it to pick one-phase commit before preparing.
+  bool known_read_only() const noexcept { return state_ == branch_state::ended && branch_wrote_nothing(); }
+
   branch_state state() const noexcept { return state_; }
   // The branch this connection carries (active, ended, rollback-only or prepared), if any.
   const std::optional<xid>& current_branch() const noexcept { return current_; }
@@ -155,6 +159,8 @@ class resource_manager {
   virtual void* do_native_handle() noexcept = 0;
   virtual bool is_connected() const noexcept = 0;
   virtual result<void> do_connect() = 0;
+  // After end: did the RM report that the branch wrote nothing? (false when unknown)
+  virtual bool branch_wrote_nothing() const noexcept { return false; }
 
   // For adapters: a failure already tagged with this RM's name.
   failure fail(xa_code code, std::string message, int native_code = 0,

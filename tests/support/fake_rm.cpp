@@ -20,7 +20,7 @@ void fake_rm::script(xa_verb verb, result<vote> answer) { scripts_[verb].push_ba
 
 // What a real RM would do with the verb, given the script's answer.
 result<vote> fake_rm::simulate(xa_verb verb, const xid& branch) {
-  result<vote> answer = vote::commit;
+  result<vote> answer = verb == xa_verb::prepare && read_only_ ? vote::read_only : vote::commit;
   if (auto& queue = scripts_[verb]; !queue.empty()) {
     answer = std::move(queue.front());
     queue.pop_front();

@@ -42,6 +42,9 @@ class fake_rm : public resource_manager {
   void on_send(std::function<void(xa_verb, const xid&)> hook) { on_send_ = std::move(hook); }
   // Every call takes this long (0: answers at once).
   void set_latency(std::chrono::milliseconds latency) { latency_ = latency; }
+  // Makes the RM report after end() that the branch wrote nothing (as PG's
+  // pg_current_xact_id_if_assigned() or MariaDB's transaction-state tracker do).
+  void set_read_only(bool read_only) { read_only_ = read_only; }
   // Simulates the connection dropping: is_connected() false until reconnect().
   void drop_connection() { connected_ = false; }
 
@@ -59,6 +62,7 @@ class fake_rm : public resource_manager {
   void* do_native_handle() noexcept override { return nullptr; }
   bool is_connected() const noexcept override { return connected_; }
   result<void> do_connect() override;
+  bool branch_wrote_nothing() const noexcept override { return read_only_; }
 
  private:
   result<vote> simulate(xa_verb verb, const xid& branch);
@@ -70,6 +74,7 @@ class fake_rm : public resource_manager {
   std::chrono::milliseconds latency_{0};
   int timer_fd_ = -1;
   bool connected_ = true;
+  bool read_only_ = false;
   std::optional<result<vote>> answer_;
 };
 

@@ -1,0 +1,86 @@
+// xatm/global_transaction.h: one global transaction, from begin() to commit() or rollback().
+//
+// RAII: a global_transaction destroyed before commit() or rollback() rolls every branch back
+// (and logs what it did; destructors never throw). Use it from one thread at a time, together
+// with the connections enlisted in it. Outcomes are explicit: commit() returns committed or
+// completion_pending, or throws one of rolled_back_error, timeout_error, in_doubt_error,
+// heuristic_error, log_failure_error (see commit()).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "xatm/resource_manager.h"
+#include "xatm/xid.h"
+
+namespace xatm {
+
+enum class commit_outcome : std::uint8_t {
+  // Every branch committed.
+  committed,
+  // The commit decision is durable, so the transaction IS committed, but some branch did not
+  // confirm its commit within the retry window (its RM was unreachable). Recovery finishes it;
+  // until then that RM may not show the changes yet.
+  completion_pending,
+};
+
+class transaction_manager;
+namespace detail {
+struct tm_core;  // the transaction manager's shared state (lib/core/tm_core.h)
+struct enlisted_branch {
+  resource_manager* rm;  // the application's connection carrying the branch
+  xid id;                // (xatm formatID, gtrid, branch number)
+};
+}  // namespace detail
+
+class global_transaction {
+ public:
+  global_transaction(global_transaction&& other) noexcept;
+  global_transaction& operator=(global_transaction&& other) noexcept;
+  ~global_transaction();
+
+  // Starts a branch of this transaction on `rm` (PostgreSQL: BEGIN; MySQL: XA START). `rm` must
+  // come from a registered RM (transaction_manager::connect), carry no branch, and stay alive
+  // until this transaction finishes. Run the branch's SQL on it afterwards. Returns `rm`.
+  // Throws configuration_error (unregistered RM), protocol_error (already enlisted or busy) or
+  // rm_error (the RM refused; the transaction itself is unharmed).
+  resource_manager& enlist(resource_manager& rm);
+
+  // Commits atomically across the enlisted branches (DESIGN.md section 4).
+  //  - returns committed: every branch committed;
+  //  - returns completion_pending: committed (the decision is durable); some branch will be
+  //    committed by recovery;
+  //  - throws rolled_back_error: rolled back on every RM; cause() names the branch that voted no
+  //    (or failed) and why;
+  //  - throws timeout_error: the transaction or a prepare took too long; rolled back;
+  //  - throws in_doubt_error: the single writing branch was committed in one phase and its reply
+  //    was lost: nobody can know the outcome without looking at the data;
+  //  - throws heuristic_error: an RM rolled back a branch after the commit decision;
+  //  - throws log_failure_error: the decision could not be made durable; if the failure was a
+  //    failed fsync, the outcome stays undecided (branches remain prepared) until the TM is
+  //    restarted and recovery reads the log; otherwise the transaction was rolled back.
+  commit_outcome commit();
+
+  // Rolls every branch back. Never logs anything (presumed abort).
+  void rollback();
+
+  const std::string& gtrid() const noexcept { return gtrid_; }
+  bool finished() const noexcept { return finished_; }
+
+ private:
+  friend class transaction_manager;
+  using branch = detail::enlisted_branch;
+  global_transaction(std::shared_ptr<detail::tm_core> core, std::string gtrid);
+  void rollback_branches() noexcept;
+
+  std::shared_ptr<detail::tm_core> core_;
+  std::string gtrid_;
+  std::chrono::steady_clock::time_point started_;
+  std::vector<branch> branches_;
+  bool finished_ = false;
+};
+
+}  // namespace xatm

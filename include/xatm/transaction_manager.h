@@ -1,0 +1,85 @@
+// xatm/transaction_manager.h: start here. The transaction manager (TM) of one process.
+//
+// A transaction_manager owns the durable decision log (SQLite), a registry of named resource
+// managers (name -> how to connect, so that recovery can reconnect without the application), and
+// hands out global transactions: begin() -> enlist() branches -> commit(). It is thread-safe: any
+// number of threads may begin and commit transactions at once; each global_transaction and each
+// RM connection is used by one thread at a time. Exactly one process may use a log at a time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "xatm/global_transaction.h"
+#include "xatm/resource_manager.h"
+
+namespace xatm {
+
+enum class commit_protocol : std::uint8_t {
+  two_phase,    // presumed-abort 2PC (DESIGN.md section 4)
+  three_phase,  // pre-commit with markers on the RMs (DESIGN.md section 7); not available yet
+};
+
+struct tm_options {
+  std::string tm_id;     // 1..32 of [A-Za-z0-9_-]; stable across restarts; names the log's owner
+  std::string log_path;  // the SQLite decision log; its directory must not be writable by others
+  // A transaction older than this at commit() is rolled back and commit() throws timeout_error.
+  std::chrono::milliseconds transaction_timeout{std::chrono::seconds(60)};
+  // An RM that has not answered prepare (or end) within this counts as a no-vote.
+  std::chrono::milliseconds prepare_timeout{std::chrono::seconds(10)};
+  // After the decision, how long commit() keeps retrying a branch that failed to commit before
+  // it returns completion_pending and leaves the branch to recovery.
+  std::chrono::milliseconds commit_retry_window{std::chrono::seconds(5)};
+  commit_protocol protocol = commit_protocol::two_phase;
+};
+
+// Opens a new connection to one registered RM; used for the application's connections and for
+// the TM's own (phase-2 retries, recovery).
+using rm_connector = std::function<result<std::unique_ptr<resource_manager>>()>;
+
+struct tm_statistics {
+  std::uint64_t committed = 0;           // two-phase and one-phase commits reported committed
+  std::uint64_t one_phase = 0;           // of which needed no prepare and no log record
+  std::uint64_t rolled_back = 0;
+  std::uint64_t completion_pending = 0;  // decisions left to recovery
+  std::uint64_t decisions_logged = 0;    // COMMIT records made durable
+  std::uint64_t log_batches = 0;         // SQLite transactions (fsyncs) that wrote them
+};
+
+class transaction_manager {
+ public:
+  // Opens (or creates) the decision log, taking its lock and a new incarnation. Throws
+  // configuration_error (bad tm_id, log of another tm_id, log in use) or log_failure_error
+  // (damaged log: xatm never presumes abort over a log it cannot read).
+  explicit transaction_manager(tm_options options);
+  ~transaction_manager();
+  transaction_manager(const transaction_manager&) = delete;
+  transaction_manager& operator=(const transaction_manager&) = delete;
+
+  // Registers an RM by name. dialect: "postgresql", or "mysql" / "mariadb" (the same adapter).
+  // The connection string is parsed now: a bad one throws configuration_error, without the
+  // password in the message. The decision log stores only the name.
+  void register_rm(std::string name, std::string_view dialect, std::string_view conninfo);
+  // The same with any way of connecting (tests use scripted RMs).
+  void register_rm(std::string name, rm_connector connector);
+
+  // A new connection to a registered RM, for the application to enlist. Throws rm_error when the
+  // server is unreachable, configuration_error for an unknown name.
+  std::unique_ptr<resource_manager> connect(std::string_view rm_name);
+
+  // A new global transaction with a fresh gtrid `<tm_id>.<incarnation>.<seq>`. Nothing is logged.
+  global_transaction begin();
+
+  const std::string& tm_id() const noexcept;
+  std::uint64_t incarnation() const noexcept;
+  tm_statistics statistics() const noexcept;
+
+ private:
+  std::shared_ptr<detail::tm_core> core_;
+};
+
+}  // namespace xatm

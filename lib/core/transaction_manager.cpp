@@ -1,0 +1,114 @@
+// The transaction manager: opening the log, the RM registry, begin(). The protocol itself lives
+// in two_phase_commit.cpp.
+#include "xatm/transaction_manager.h"
+
+#include <mutex>
+
+#include "core/logging.h"
+#include "core/tm_core.h"
+#include "xatm/error.h"
+#include "xatm/mysql.h"
+#include "xatm/postgresql.h"
+
+namespace xatm {
+namespace detail {
+
+bool tm_core::is_registered(std::string_view rm_name) const {
+  std::shared_lock lock(registry_mutex);
+  return registry.find(rm_name) != registry.end();
+}
+
+result<std::unique_ptr<resource_manager>> tm_core::connect(std::string_view rm_name) const {
+  rm_connector connector;
+  {
+    std::shared_lock lock(registry_mutex);
+    auto found = registry.find(rm_name);
+    if (found == registry.end()) {
+      return make_failure(xa_code::invalid, "no RM named '" + std::string(rm_name) + "' is registered");
+    }
+    connector = found->second;
+  }
+  return connector();
+}
+
+}  // namespace detail
+
+namespace {
+
+[[noreturn]] void throw_configuration(std::string message) {
+  throw configuration_error(make_failure(xa_code::invalid, std::move(message)));
+}
+
+}  // namespace
+
+transaction_manager::transaction_manager(tm_options options) : core_(std::make_shared<detail::tm_core>()) {
+  if (auto valid = validate_tm_id(options.tm_id); !valid) throw configuration_error(valid.error());
+  if (options.protocol == commit_protocol::three_phase) {
+    throw_configuration("the three-phase protocol is not available yet");
+  }
+  auto opened = detail::decision_log::open({options.log_path, options.tm_id, {}});
+  if (!opened) {
+    // A log that exists but cannot be trusted is a log failure; anything else is configuration.
+    if (opened.error().code == xa_code::rm_error) throw log_failure_error(opened.error());
+    throw configuration_error(opened.error());
+  }
+  core_->log = std::move(opened).value();
+  core_->options = std::move(options);
+  XATM_LOG(tm, info) << "transaction manager " << core_->options.tm_id << " incarnation "
+                     << core_->log->incarnation() << " opened log " << core_->options.log_path;
+}
+
+transaction_manager::~transaction_manager() = default;
+
+void transaction_manager::register_rm(std::string name, std::string_view dialect, std::string_view conninfo) {
+  auto settings = connection_settings::parse(conninfo);
+  if (!settings) throw configuration_error(settings.error());
+  rm_connector connector;
+  if (dialect == "postgresql") {
+    connector = [name, settings = settings.value()] { return postgresql::connect(name, settings); };
+  } else if (dialect == "mysql" || dialect == "mariadb") {
+    connector = [name, settings = settings.value()] { return mysql::connect(name, settings); };
+  } else {
+    throw_configuration("unknown RM dialect '" + std::string(dialect) + "' (postgresql, mysql or mariadb)");
+  }
+  XATM_LOG(tm, info) << "registered RM " << name << " (" << dialect << "): " << settings.value().describe();
+  register_rm(std::move(name), std::move(connector));
+}
+
+void transaction_manager::register_rm(std::string name, rm_connector connector) {
+  if (auto valid = validate_rm_name(name); !valid) throw configuration_error(valid.error());
+  std::unique_lock lock(core_->registry_mutex);
+  if (!core_->registry.emplace(name, std::move(connector)).second) {
+    throw_configuration("an RM named '" + name + "' is already registered");
+  }
+}
+
+std::unique_ptr<resource_manager> transaction_manager::connect(std::string_view rm_name) {
+  if (!core_->is_registered(rm_name)) {
+    throw_configuration("no RM named '" + std::string(rm_name) + "' is registered");
+  }
+  return core_->connect(rm_name).value();
+}
+
+global_transaction transaction_manager::begin() {
+  gtrid_parts parts{core_->options.tm_id, core_->log->incarnation(), core_->next_sequence.fetch_add(1), false};
+  return global_transaction(core_, format_gtrid(parts).value());
+}
+
+const std::string& transaction_manager::tm_id() const noexcept { return core_->options.tm_id; }
+
+std::uint64_t transaction_manager::incarnation() const noexcept { return core_->log->incarnation(); }
+
+tm_statistics transaction_manager::statistics() const noexcept {
+  tm_statistics stats;
+  stats.committed = core_->committed.load();
+  stats.one_phase = core_->one_phase.load();
+  stats.rolled_back = core_->rolled_back.load();
+  stats.completion_pending = core_->completion_pending.load();
+  auto log_stats = core_->log->stats();
+  stats.decisions_logged = log_stats.decisions_written;
+  stats.log_batches = log_stats.batches;
+  return stats;
+}
+
+}  // namespace xatm

@@ -1,0 +1,427 @@
+// The protocol engine: a global transaction's life, written as the steps of DESIGN.md section 4.
+//
+// commit() reads top to bottom: expire? -> end all -> drop read-only branches -> one writer:
+// one-phase commit -> prepare all -> decision durable -> commit all -> mark complete. Every
+// branch round trip of a step is sent to all RMs first and then awaited together
+// (drive_calls), so a step costs the slowest RM, not the sum. The write-ahead rule lives in
+// exactly one place: commit_all() is only reachable after write_decision() returned.
+#include <algorithm>
+#include <utility>
+#include <thread>
+#include <vector>
+
+#include "core/crash_point.h"
+#include "core/logging.h"
+#include "core/tm_core.h"
+#include "xatm/error.h"
+#include "xatm/global_transaction.h"
+
+namespace xatm {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+// SQLite's SQLITE_FULL: the write failed before the commit frame, so nothing of it is durable.
+constexpr int sqlite_full = 13;
+
+// What the engine knows about one branch while committing.
+enum class branch_fate : std::uint8_t {
+  live,            // carried by its connection (active, ended or prepared)
+  finished,        // read-only (finished by the RM) or rolled back by the RM: nothing left to do
+  prepared,        // voted yes
+  maybe_prepared,  // prepare sent but its answer lost or timed out: resolve from a new connection
+  committed,
+};
+
+class two_phase_commit {
+ public:
+  using branch = detail::enlisted_branch;
+
+  two_phase_commit(detail::tm_core& core, const std::string& gtrid, clock::time_point started,
+                   std::vector<branch>& branches)
+      : core_(core), gtrid_(gtrid), started_(started), branches_(branches), fates_(branches.size(), branch_fate::live) {}
+
+  commit_outcome run() {
+    // 1. A transaction older than its timeout is rolled back, whatever it did.
+    if (clock::now() - started_ > core_.options.transaction_timeout) {
+      abort<timeout_error>(make_failure(xa_code::rollback_timeout, "transaction " + gtrid_ + " is older than its "
+                                        "timeout (" + std::to_string(core_.options.transaction_timeout.count()) + " ms)"));
+    }
+    if (core_.log->failed()) {
+      abort<log_failure_error>(make_failure(xa_code::rm_error, "the decision log failed earlier; this transaction "
+                                            "manager refuses commits until it is restarted and recovered"));
+    }
+    // 2. End every branch.
+    end_all();
+    // 3. Branches that wrote nothing finish now and take no further part.
+    std::vector<std::size_t> writers = writing_branches();
+    // 4. One writing branch: one-phase commit, no prepare, no log record.
+    if (writers.size() <= 1) return commit_one_phase(writers);
+    // 5. Prepare every branch; any no-vote, error or timeout rolls all back (no log record).
+    XATM_CRASH_POINT("before_prepare");
+    prepare_all();
+    // 6. The commit point: the decision is durable before any RM commits.
+    XATM_CRASH_POINT("before_decision_write");
+    write_decision();
+    XATM_CRASH_POINT("after_decision_durable");
+    // 7. Commit every prepared branch, retrying failures within the retry window.
+    bool complete = commit_all();
+    // 8. Forget the decision once every branch confirmed (not forced).
+    if (!complete) {
+      core_.completion_pending.fetch_add(1);
+      XATM_LOG(tm, warning) << gtrid_ << ": committed, completion pending: recovery will finish it";
+      return commit_outcome::completion_pending;
+    }
+    XATM_CRASH_POINT("before_complete_mark");
+    core_.log->mark_complete(gtrid_);
+    core_.committed.fetch_add(1);
+    XATM_LOG(tm, debug) << gtrid_ << ": committed on " << branches_.size() << " branches";
+    return commit_outcome::committed;
+  }
+
+ private:
+  // Sends `verb` for the given branches at once, then waits for every answer until `deadline`.
+  // A branch that has not answered by then is abandoned (its connection closed) and answers
+  // rm_failure with `timed_out` set.
+  std::vector<result<vote>> call_all(const std::vector<std::size_t>& which, xa_verb verb,
+                                     std::optional<clock::time_point> deadline) {
+    std::vector<result<vote>> answers(which.size(), result<vote>(vote::commit));
+    std::vector<resource_manager*> in_flight;
+    in_flight.reserve(which.size());
+    for (std::size_t k = 0; k < which.size(); ++k) {
+      const branch& b = branches_[which[k]];
+      XATM_LOG(tm, debug) << gtrid_ << ": " << xa_verb_name(verb) << " branch " << b.id.bqual() << " on " << b.rm->name();
+      if (auto sent = b.rm->begin_call(verb, b.id); !sent) {
+        answers[k] = std::move(sent).error();
+      } else {
+        in_flight.push_back(b.rm);
+      }
+    }
+    auto unanswered = drive_calls(in_flight, deadline);
+    for (std::size_t k = 0; k < which.size(); ++k) {
+      resource_manager* rm = branches_[which[k]].rm;
+      if (std::find(in_flight.begin(), in_flight.end(), rm) == in_flight.end()) continue;
+      if (std::find(unanswered.begin(), unanswered.end(), rm) != unanswered.end()) {
+        rm->abandon_call();
+        failure cause = make_failure(xa_code::rm_failure, std::string("no answer to ") + xa_verb_name(verb) +
+                                     " within the timeout", rm->name());
+        timed_out_ = true;
+        answers[k] = std::move(cause);
+      } else {
+        answers[k] = rm->finish_call();
+      }
+    }
+    return answers;
+  }
+
+  std::vector<std::size_t> all_live() const {
+    std::vector<std::size_t> which;
+    for (std::size_t i = 0; i < branches_.size(); ++i) {
+      if (fates_[i] == branch_fate::live) which.push_back(i);
+    }
+    return which;
+  }
+
+  clock::time_point prepare_deadline() const { return clock::now() + core_.options.prepare_timeout; }
+
+  void end_all() {
+    auto which = all_live();
+    auto answers = call_all(which, xa_verb::end, prepare_deadline());
+    // A failed end leaves the branch rollback-only on its connection: roll_back_all() clears it.
+    for (std::size_t k = 0; k < which.size(); ++k) {
+      if (!answers[k].ok()) abort_for(answers[k].error(), "end");
+    }
+  }
+
+  std::vector<std::size_t> writing_branches() const {
+    std::vector<std::size_t> writers;
+    for (std::size_t i = 0; i < branches_.size(); ++i) {
+      if (!branches_[i].rm->known_read_only()) writers.push_back(i);
+    }
+    return writers;
+  }
+
+  commit_outcome commit_one_phase(const std::vector<std::size_t>& writers) {
+    // Read-only branches first: they hold no writes, finishing them is harmless either way.
+    std::vector<std::size_t> readers;
+    for (std::size_t i = 0; i < branches_.size(); ++i) {
+      if (writers.empty() || i != writers.front()) readers.push_back(i);
+    }
+    auto answers = call_all(readers, xa_verb::prepare, prepare_deadline());
+    for (std::size_t k = 0; k < readers.size(); ++k) {
+      if (answers[k].ok() && answers[k].value() == vote::read_only) {
+        fates_[readers[k]] = branch_fate::finished;
+      } else if (answers[k].ok()) {
+        fates_[readers[k]] = branch_fate::prepared;  // it wrote after all: undo it below
+      } else if (is_rollback_code(answers[k].error().code)) {
+        fates_[readers[k]] = branch_fate::finished;
+      }
+    }
+    for (std::size_t k = 0; k < readers.size(); ++k) {
+      if (!answers[k].ok()) abort_for(answers[k].error(), "prepare");
+      if (answers[k].value() != vote::read_only) {
+        abort_for(make_failure(xa_code::rollback_other, "a branch reported read-only voted to commit",
+                               branches_[readers[k]].rm->name()), "prepare");
+      }
+    }
+    if (writers.empty()) {
+      core_.committed.fetch_add(1);
+      core_.one_phase.fetch_add(1);
+      return commit_outcome::committed;
+    }
+    std::size_t writer = writers.front();
+    auto answer = call_all({writer}, xa_verb::commit_one_phase, std::nullopt).front();
+    fates_[writer] = branch_fate::finished;
+    if (answer.ok()) {
+      core_.committed.fetch_add(1);
+      core_.one_phase.fetch_add(1);
+      XATM_LOG(tm, debug) << gtrid_ << ": committed in one phase on " << branches_[writer].rm->name();
+      return commit_outcome::committed;
+    }
+    failure cause = std::move(answer).error();
+    if (is_rollback_code(cause.code)) {
+      core_.rolled_back.fetch_add(1);
+      cause.message = gtrid_ + " rolled back: one-phase commit refused: " + cause.message;
+      throw rolled_back_error(std::move(cause));
+    }
+    // The commit was sent and no verdict came back: it may or may not have happened.
+    cause.message = gtrid_ + " is in doubt: the one-phase commit's reply was lost: " + cause.message;
+    XATM_LOG(tm, error) << cause.describe();
+    throw in_doubt_error(std::move(cause));
+  }
+
+  void prepare_all() {
+    auto which = all_live();
+    auto answers = call_all(which, xa_verb::prepare, prepare_deadline());
+    std::optional<failure> no_vote;
+    bool first_yes = true;
+    for (std::size_t k = 0; k < which.size(); ++k) {
+      std::size_t i = which[k];
+      if (answers[k].ok()) {
+        fates_[i] = answers[k].value() == vote::read_only ? branch_fate::finished : branch_fate::prepared;
+        if (std::exchange(first_yes, false)) XATM_CRASH_POINT("after_first_prepare");
+        continue;
+      }
+      const failure& cause = answers[k].error();
+      // An XA_RB* answer means the RM rolled it back; a lost or late answer may hide a prepare.
+      fates_[i] = is_rollback_code(cause.code) ? branch_fate::finished
+                  : branches_[i].rm->current_branch() == branches_[i].id ? branch_fate::live
+                                                                          : branch_fate::maybe_prepared;
+      if (!no_vote) no_vote = cause;
+    }
+    if (no_vote) abort_for(*no_vote, "prepare");
+    XATM_CRASH_POINT("after_all_prepared");
+  }
+
+  void write_decision() {
+    detail::decision_record decision;
+    decision.gtrid = gtrid_;
+    decision.state = detail::decision_state::commit;
+    decision.branch_rms.reserve(branches_.size());
+    for (const branch& b : branches_) decision.branch_rms.push_back(b.rm->name());
+    auto written = core_.log->record(decision);
+    if (written) return;
+    failure cause = std::move(written).error();
+    if (cause.native_code == sqlite_full) {
+      // Nothing of the record reached the log: presumed abort holds, roll back.
+      abort<log_failure_error>(std::move(cause));
+    }
+    // A failed fsync may still have put the record on disk: only recovery, reading the log after
+    // a restart, may decide. Leave every branch prepared.
+    cause.message = gtrid_ + " is undecided until restart and recovery: " + cause.message;
+    XATM_LOG(tm, error) << cause.describe();
+    throw log_failure_error(std::move(cause));
+  }
+
+  // Answers true when every branch confirmed its commit.
+  bool commit_all() {
+    std::vector<std::size_t> which;
+    for (std::size_t i = 0; i < branches_.size(); ++i) {
+      if (fates_[i] == branch_fate::prepared) which.push_back(i);
+    }
+    auto answers = call_all(which, xa_verb::commit, clock::now() + core_.options.commit_retry_window);
+    std::vector<std::size_t> retry;
+    std::optional<failure> heuristic;
+    bool first_commit = true;
+    for (std::size_t k = 0; k < which.size(); ++k) {
+      std::size_t i = which[k];
+      if (answers[k].ok() || answers[k].error().code == xa_code::not_found) {
+        fates_[i] = branch_fate::committed;
+        if (std::exchange(first_commit, false)) XATM_CRASH_POINT("after_first_commit");
+      } else if (is_rollback_code(answers[k].error().code)) {
+        heuristic = answers[k].error();
+      } else {
+        XATM_LOG(tm, warning) << gtrid_ << ": commit of branch " << branches_[i].id.bqual()
+                              << " failed, retrying: " << answers[k].error().describe();
+        retry.push_back(i);
+      }
+    }
+    retry_commits(retry, heuristic);
+    if (heuristic) {
+      // Nothing is left to commit (unless a retry is pending: then recovery still needs the record).
+      if (retry.empty()) core_.log->mark_complete(gtrid_);
+      failure cause = *heuristic;
+      cause.code = xa_code::heuristic_mixed;
+      cause.message = gtrid_ + ": heuristic outcome: the decision was commit but " + cause.rm_name +
+                      " rolled its branch back: " + cause.message;
+      XATM_LOG(tm, error) << cause.describe();
+      throw heuristic_error(std::move(cause));
+    }
+    if (!retry.empty()) return false;
+    XATM_CRASH_POINT("after_all_committed");
+    return true;
+  }
+
+  // Commits the given branches from new connections until they confirm or the window closes.
+  // "Does not exist" after a commit decision means already committed.
+  void retry_commits(std::vector<std::size_t>& retry, std::optional<failure>& heuristic) {
+    auto window_end = clock::now() + core_.options.commit_retry_window;
+    auto backoff = std::chrono::milliseconds(10);
+    while (!retry.empty() && clock::now() < window_end) {
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
+      std::erase_if(retry, [&](std::size_t i) {
+        const branch& b = branches_[i];
+        auto connection = core_.connect(b.rm->name());
+        if (!connection) return false;
+        auto done = connection.value()->commit(b.id, false);
+        if (done.ok() || done.error().code == xa_code::not_found) {
+          fates_[i] = branch_fate::committed;
+          return true;
+        }
+        if (is_rollback_code(done.error().code)) {
+          heuristic = done.error();
+          return true;
+        }
+        return false;  // unreachable, or still attached to another session (retry): later
+      });
+    }
+  }
+
+  // Rolls every branch back, then throws E with the cause.
+  template <class E>
+  [[noreturn]] void abort(failure cause) {
+    roll_back_all();
+    core_.rolled_back.fetch_add(1);
+    XATM_LOG(tm, info) << gtrid_ << ": rolled back: " << cause.describe();
+    throw E(std::move(cause));
+  }
+
+  // A branch voted no or failed before the decision: roll back everything, saying which and why.
+  [[noreturn]] void abort_for(failure cause, const char* step) {
+    cause.message = gtrid_ + " rolled back: " + step + " failed on " +
+                    (cause.rm_name.empty() ? std::string("an RM") : cause.rm_name) + ": " + cause.message;
+    if (timed_out_) abort<timeout_error>(std::move(cause));
+    abort<rolled_back_error>(std::move(cause));
+  }
+
+  void roll_back_all() noexcept {
+    try {
+      std::vector<std::size_t> own;
+      for (std::size_t i = 0; i < branches_.size(); ++i) {
+        if (fates_[i] == branch_fate::finished) continue;
+        if (branches_[i].rm->current_branch() == branches_[i].id) {
+          own.push_back(i);
+        } else if (fates_[i] == branch_fate::maybe_prepared || fates_[i] == branch_fate::prepared) {
+          roll_back_from_new_connection(branches_[i]);
+        }
+      }
+      auto answers = call_all(own, xa_verb::rollback, prepare_deadline());
+      for (std::size_t k = 0; k < own.size(); ++k) {
+        if (!answers[k].ok() && answers[k].error().code != xa_code::not_found) {
+          XATM_LOG(tm, warning) << gtrid_ << ": rollback of branch " << branches_[own[k]].id.bqual()
+                                << " failed (recovery rolls it back): " << answers[k].error().describe();
+        }
+      }
+    } catch (const std::exception& e) {
+      XATM_LOG(tm, error) << gtrid_ << ": rollback failed (recovery rolls it back): " << e.what();
+    }
+  }
+
+  void roll_back_from_new_connection(const branch& b) {
+    auto connection = core_.connect(b.rm->name());
+    auto done = connection ? connection.value()->rollback(b.id) : result<void>(connection.error());
+    if (!done && done.error().code != xa_code::not_found) {
+      XATM_LOG(tm, warning) << gtrid_ << ": branch " << b.id.bqual() << " on " << b.rm->name()
+                            << " may be prepared; presumed abort: recovery rolls it back: " << done.error().describe();
+    }
+  }
+
+  detail::tm_core& core_;
+  const std::string& gtrid_;
+  clock::time_point started_;
+  std::vector<branch>& branches_;
+  std::vector<branch_fate> fates_;
+  bool timed_out_ = false;
+};
+
+}  // namespace
+
+global_transaction::global_transaction(std::shared_ptr<detail::tm_core> core, std::string gtrid)
+    : core_(std::move(core)), gtrid_(std::move(gtrid)), started_(clock::now()) {}
+
+global_transaction::global_transaction(global_transaction&& other) noexcept = default;
+
+global_transaction& global_transaction::operator=(global_transaction&& other) noexcept {
+  if (this != &other) {
+    if (!finished_) rollback_branches();
+    core_ = std::move(other.core_);
+    gtrid_ = std::move(other.gtrid_);
+    started_ = other.started_;
+    branches_ = std::move(other.branches_);
+    finished_ = other.finished_;
+    other.finished_ = true;
+  }
+  return *this;
+}
+
+global_transaction::~global_transaction() {
+  if (finished_ || !core_) return;
+  if (!branches_.empty()) {
+    XATM_LOG(tm, info) << gtrid_ << ": destroyed unfinished: rolling back " << branches_.size() << " branches";
+  }
+  rollback_branches();
+}
+
+resource_manager& global_transaction::enlist(resource_manager& rm) {
+  if (finished_) throw protocol_error(make_failure(xa_code::protocol, "enlist in finished transaction " + gtrid_));
+  if (!core_->is_registered(rm.name())) {
+    throw configuration_error(make_failure(xa_code::invalid, "RM '" + rm.name() + "' is not registered with the "
+                                           "transaction manager: recovery could not reconnect to it", rm.name()));
+  }
+  for (const branch& b : branches_) {
+    if (b.rm == &rm) {
+      throw protocol_error(make_failure(xa_code::protocol, "this connection is already enlisted in " + gtrid_, rm.name()));
+    }
+  }
+  xid id = xid::make(xatm_format_id, gtrid_, std::to_string(branches_.size() + 1)).value();
+  rm.start(id).value();
+  branches_.push_back(branch{&rm, std::move(id)});
+  XATM_CRASH_POINT("after_start");
+  return rm;
+}
+
+commit_outcome global_transaction::commit() {
+  if (finished_) throw protocol_error(make_failure(xa_code::protocol, "commit of finished transaction " + gtrid_));
+  finished_ = true;  // every path below finishes the branches, one way or the other
+  return two_phase_commit(*core_, gtrid_, started_, branches_).run();
+}
+
+void global_transaction::rollback() {
+  if (finished_) throw protocol_error(make_failure(xa_code::protocol, "rollback of finished transaction " + gtrid_));
+  rollback_branches();
+}
+
+void global_transaction::rollback_branches() noexcept {
+  finished_ = true;
+  if (branches_.empty()) return;
+  for (const branch& b : branches_) {
+    if (b.rm->current_branch() != b.id) continue;
+    if (auto done = b.rm->rollback(b.id); !done) {
+      XATM_LOG(tm, warning) << gtrid_ << ": rollback of branch " << b.id.bqual() << " failed: " << done.error().describe();
+    }
+  }
+  core_->rolled_back.fetch_add(1);
+}
+
+}  // namespace xatm
