@@ -137,7 +137,13 @@ void resource_manager::apply_outcome(const call& finished, const result<vote>& a
 result<void> resource_manager::begin_call(xa_verb verb, const xid& branch) {
   bool resolving = false;
   if (auto legal = check_legal(verb, branch, resolving); !legal) return legal;
-  if (!is_connected()) return fail(xa_code::rm_failure, "not connected (call reconnect())");
+  if (!is_connected()) {
+    // The loss may have been noticed outside xatm (on the native handle): the unprepared branch
+    // went with the connection, exactly as if this call had lost it.
+    failure lost = fail(xa_code::rm_failure, "not connected (call reconnect())");
+    apply_outcome(call{verb, branch, resolving}, result<vote>(lost));
+    return lost;
+  }
   in_flight_ = call{verb, branch, resolving};
   if (auto sent = send(verb, branch); !sent) {
     call failed = *in_flight_;

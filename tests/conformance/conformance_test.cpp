@@ -27,7 +27,7 @@ struct backend {
   std::string create_table;
   // SQL that creates a prepared branch nobody in xatm owns, and SQL that removes it again.
   std::function<std::vector<std::string>(const std::string& tag)> prepare_foreign;
-  std::function<std::string(const std::string& tag)> remove_foreign;
+  std::function<std::vector<std::string>(const std::string& tag)> remove_foreign;
   std::function<void()> crash_and_restart;
 };
 
@@ -48,8 +48,10 @@ const backend& current_backend() {
                 xid(4660, "other-tm." + tag, "1").postgresql_gid() + "'"};
       };
       b.remove_foreign = [](const std::string& tag) {
-        return "ROLLBACK PREPARED 'foreign-" + tag + "'; ROLLBACK PREPARED '" +
-               xid(4660, "other-tm." + tag, "1").postgresql_gid() + "'";
+        // Separate statements: PostgreSQL runs a multi-statement string as one transaction block,
+        // and ROLLBACK PREPARED refuses to run inside one.
+        return std::vector<std::string>{"ROLLBACK PREPARED 'foreign-" + tag + "'",
+                                        "ROLLBACK PREPARED '" + xid(4660, "other-tm." + tag, "1").postgresql_gid() + "'"};
       };
       b.crash_and_restart = [] {
         test::stop_pg_immediate();
@@ -63,7 +65,9 @@ const backend& current_backend() {
         return std::vector<std::string>{"XA START " + id, "INSERT INTO conformance VALUES ('foreign-a-" + tag + "')",
                                         "XA END " + id, "XA PREPARE " + id};
       };
-      b.remove_foreign = [](const std::string& tag) { return "XA ROLLBACK 'foreign-" + tag + "','b',1"; };
+      b.remove_foreign = [](const std::string& tag) {
+        return std::vector<std::string>{"XA ROLLBACK 'foreign-" + tag + "','b',1"};
+      };
       b.crash_and_restart = [] {
         test::kill_mysql();
         test::start_mysql();
@@ -281,7 +285,8 @@ TEST_CASE_FIXTURE(table_ready, "conformance: recover lists only our formatID and
   // Still there, untouched, after we committed ours; then the test cleans up by hand.
   auto again = connect_rm()->recover().value();
   CHECK(again.foreign.size() >= foreign_seen);
-  REQUIRE(connect_rm()->exec(current_backend().remove_foreign(tag)).ok());
+  auto cleaner = connect_rm();
+  for (const auto& sql : current_backend().remove_foreign(tag)) REQUIRE(cleaner->exec(sql).ok());
   CHECK(count_rows("foreign-a-" + tag) == 0);
 }
 

@@ -24,6 +24,11 @@ result<vote> fake_rm::simulate(xa_verb verb, const xid& branch) {
   if (auto& queue = scripts_[verb]; !queue.empty()) {
     answer = std::move(queue.front());
     queue.pop_front();
+    if (!answer.ok() && answer.error().rm_name.empty()) {
+      failure tagged = answer.error();
+      tagged.rm_name = name();  // as a real adapter tags every failure
+      answer = std::move(tagged);
+    }
   }
   bool own = current_branch() && *current_branch() == branch;
   switch (verb) {

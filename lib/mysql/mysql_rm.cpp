@@ -1,0 +1,798 @@
+// The MariaDB/MySQL adapter: the XA verbs as XA statements over Connector/C (DESIGN.md section 4).
+// Verbs go out with the non-blocking API (mysql_real_query_start/_cont) so that drive_calls() can
+// overlap several RMs; recover() and exec() block (mysql_real_query works on the same handle).
+//
+// Read-only detection (DESIGN.md section 3). The session runs with
+// session_track_transaction_info=STATE, so the server reports the transaction's state
+// (`T___W___` once the branch took a write lock on a transactional table) in the OK packet of
+// the statement that changed it. Connector/C's status callback hands every report to this
+// adapter, whoever ran the statement: exec() or the application on the native handle. Two holes
+// remain, and the probe closes them: a state change made by a statement that answers with a
+// result set (INSERT ... RETURNING, a SELECT calling a writing function) travels in an EOF
+// packet that carries no tracker data, and the report is lost. So unless a W was seen, end sends
+// `DO UUID()` before XA END: it writes nothing, but it is unsafe for statement-based replication,
+// which adds the tracker's `s` flag, and any change makes the server send the whole state, W
+// included. When no report comes back (`s` was already set), the branch counts as writing:
+// slower, never wrong. A read-only branch then ends with XA COMMIT ... ONE PHASE instead of a
+// prepare. information_schema.innodb_trx is no alternative: InnoDB refreshes that table from a
+// cache at most every 100 ms, and not at all while it keeps being read (trx0i_s.cc), so it can
+// show a branch that wrote as having modified nothing.
+#include "xatm/mysql.h"
+
+#include <mysql.h>
+#include <poll.h>
+
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <cstdarg>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/logging.h"
+#include "mysql/mysql_errors.h"
+
+namespace xatm::mysql {
+namespace {
+
+using mysql_detail::failure_context;
+using mysql_detail::mysql_step;
+using mysql_detail::native_error;
+using clock = std::chrono::steady_clock;
+
+struct connection_closer {
+  void operator()(MYSQL* conn) const noexcept { mysql_close(conn); }
+};
+struct result_freer {
+  void operator()(MYSQL_RES* rows) const noexcept { mysql_free_result(rows); }
+};
+using connection_ptr = std::unique_ptr<MYSQL, connection_closer>;
+using result_ptr = std::unique_ptr<MYSQL_RES, result_freer>;
+
+// The connection-string keywords this adapter understands (mysql.h).
+constexpr std::array<std::string_view, 10> known_keywords = {
+    "host", "port", "user", "password", "dbname", "database", "unix_socket",
+    "connect_timeout", "read_timeout", "write_timeout"};
+
+constexpr const char* read_only_probe = "DO UUID()";
+constexpr const char* track_state_setup = "SET SESSION session_track_transaction_info='STATE'";
+
+// The transaction state the tracker reports outside any transaction.
+constexpr std::array<char, 8> no_transaction = {'_', '_', '_', '_', '_', '_', '_', '_'};
+
+native_error read_error(MYSQL* conn) {
+  return native_error{mysql_errno(conn), mysql_sqlstate(conn), mysql_error(conn)};
+}
+
+// A result set as text: every value binary-safe (mysql_fetch_lengths), SQL NULL as nullopt.
+query_result read_rows(MYSQL_RES* rows) {
+  query_result table;
+  unsigned int columns = mysql_num_fields(rows);
+  const MYSQL_FIELD* fields = mysql_fetch_fields(rows);
+  for (unsigned int column = 0; column < columns; ++column) table.columns.emplace_back(fields[column].name);
+  table.rows.reserve(static_cast<std::size_t>(mysql_num_rows(rows)));
+  while (MYSQL_ROW row = mysql_fetch_row(rows)) {
+    const unsigned long* lengths = mysql_fetch_lengths(rows);
+    auto& values = table.rows.emplace_back();
+    values.reserve(columns);
+    for (unsigned int column = 0; column < columns; ++column) {
+      if (row[column] == nullptr) {
+        values.emplace_back(std::nullopt);
+      } else {
+        values.emplace_back(std::string(row[column], lengths[column]));
+      }
+    }
+  }
+  table.affected_rows = table.rows.size();
+  return table;
+}
+
+template <class T>
+std::optional<T> parse_number(std::string_view text) {
+  T value{};
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+// MYSQL_WAIT_* -> poll() events. A wait for the timeout alone still needs a socket to watch:
+// POLLIN, and the caller's deadline rules.
+short poll_events(int wait_status) {
+  short events = 0;
+  if ((wait_status & MYSQL_WAIT_READ) != 0) events |= POLLIN;
+  if ((wait_status & MYSQL_WAIT_WRITE) != 0) events |= POLLOUT;
+  if ((wait_status & MYSQL_WAIT_EXCEPT) != 0) events |= POLLPRI;
+  if (events == 0) events = POLLIN;
+  return events;
+}
+
+class mysql_rm final : public resource_manager {
+ public:
+  mysql_rm(std::string rm_name, connection_settings settings)
+      : resource_manager(std::move(rm_name)),
+        settings_(std::move(settings)),
+        password_(settings_.get("password").value_or("")) {}
+
+  ~mysql_rm() override {
+    try {
+      if (conn_ && state() != branch_state::idle) {
+        XATM_LOG(mysql, debug) << "[" << name() << "] closing the connection with branch "
+                               << (current_branch() ? current_branch()->to_string() : std::string("?")) << " "
+                               << branch_state_name(state())
+                               << (state() == branch_state::prepared ? ": it stays prepared on the server"
+                                                                     : ": the server rolls it back");
+      }
+    } catch (...) {  // NOLINT(bugprone-empty-catch): a failing log sink must not end the process
+    }
+    // Closed here, while every member the status callback may touch is still alive.
+    conn_.reset();
+  }
+
+  std::string_view dialect() const noexcept override { return dialect_; }
+
+  MYSQL* connection() noexcept { return conn_.get(); }
+
+  // connect()'s first connection; later ones come through reconnect().
+  result<void> open() { return do_connect(); }
+
+ protected:
+  result<void> send(xa_verb verb, const xid& branch) override;
+  io_wait waiting_for() const noexcept override;
+  bool advance() override;
+  result<vote> outcome() override;
+  void cancel() noexcept override;
+  result<recovered_branches> do_recover() override;
+  result<query_result> do_exec(std::string_view sql) override;
+  void* do_native_handle() noexcept override { return conn_.get(); }
+  bool is_connected() const noexcept override { return conn_ != nullptr; }
+  result<void> do_connect() override;
+  bool branch_wrote_nothing() const noexcept override { return read_only_; }
+
+ private:
+  // One statement of a verb. A verb is one to three of them (rollback of an active branch:
+  // XA END, XA ROLLBACK; end: probe, XA END; commit answered XAER_NOTA: XA COMMIT, XA RECOVER).
+  enum class stage : std::uint8_t {
+    xa_start,
+    probe,
+    xa_end,
+    xa_prepare,
+    xa_commit_one_phase,
+    xa_commit,
+    xa_rollback,
+    recover_check,
+  };
+
+  // The verb in flight.
+  struct pending_call {
+    pending_call(xa_verb verb_called, xid branch_called) : verb(verb_called), branch(std::move(branch_called)) {}
+
+    xa_verb verb;
+    xid branch;
+    bool resolving = false;       // commit/rollback of a prepared XID this connection does not carry
+    std::string what;             // "commit of <xid>", for logs and messages
+    std::vector<stage> stages;    // what is left to send after the current statement
+    stage current = stage::xa_start;
+    std::string statement;        // the current statement's text
+    int wait_status = 0;          // MYSQL_WAIT_* the driver waits for; 0 when it does not
+    std::optional<clock::time_point> timeout_at;  // when MYSQL_WAIT_TIMEOUT is due
+    bool fetching = false;        // in mysql_store_result_start/_cont rather than the query
+    int query_error = 0;          // mysql_real_query_start/_cont's answer
+    MYSQL_RES* fetched = nullptr; // mysql_store_result_start/_cont's answer
+    std::uint64_t reports_before_probe = 0;
+    bool ended_again = false;     // rollback already re-sent XA END after "still ACTIVE"
+    std::optional<failure> not_found;  // the XAER_NOTA that the XA RECOVER check is about
+    std::optional<result<vote>> outcome;  // set once the verb has finished
+  };
+
+  static void on_status(void* self, enum enum_mariadb_status_info type, ...);
+  void note_transaction_state(const char* text, std::size_t length) noexcept;
+  bool tracker_says_written() const noexcept { return tracked_state_[4] == 'W'; }
+
+  failure_context context(std::string_view what) const { return {name(), what, password_}; }
+  std::string statement_for(stage step, const xid& branch) const;
+  mysql_step step_of(stage step) const;
+  void run_stage(stage next);
+  void run_next_stage_or(result<vote> answer);
+  void settle(int status);
+  void on_operation_done();
+  void on_success();
+  void on_error(const native_error& error);
+  void finish(result<vote> answer);
+  void finish_lost(const native_error& error);
+  int ready_flags() const;
+  // MariaDB lists XIDs as SQL literals, MySQL 8 as 0x<hex> (mysql_literal() is accepted by both).
+  const char* recover_statement() const {
+    return dialect_ == "mysql" ? "XA RECOVER CONVERT XID" : "XA RECOVER FORMAT='SQL'";
+  }
+  recovered_branches parse_recovered(const query_result& table) const;
+  result<query_result> run_query(std::string_view sql, mysql_step step, std::string_view what);
+  void close_connection(const char* why) noexcept;
+
+  connection_settings settings_;
+  std::string password_;  // only to scrub it out of the driver's messages
+  std::string dialect_ = "mariadb";
+  // Written by the status callback; declared before conn_ so that it outlives the handle.
+  std::array<char, 8> tracked_state_ = no_transaction;
+  std::uint64_t state_reports_ = 0;
+  connection_ptr conn_;
+  std::optional<pending_call> call_;
+  bool read_only_ = false;  // learned at end: the branch wrote nothing
+  // A statement of the branch failed in a way that dooms it (deadlock, lock wait timeout);
+  // end reports it as the branch's XA_RB* code.
+  std::optional<failure> doomed_by_;
+};
+
+// Connector/C calls this for every server status change and every session-tracker item,
+// possibly on the small stack of a non-blocking call: it only copies eight bytes.
+void mysql_rm::on_status(void* self, enum enum_mariadb_status_info type, ...) {
+  if (type != SESSION_TRACK_TYPE) return;
+  va_list args;
+  va_start(args, type);
+  int track_type = va_arg(args, int);
+  if (track_type == SESSION_TRACK_TRANSACTION_STATE) {
+    const auto* value = va_arg(args, MARIADB_CONST_STRING*);
+    if (value != nullptr) static_cast<mysql_rm*>(self)->note_transaction_state(value->str, value->length);
+  }
+  va_end(args);
+}
+
+void mysql_rm::note_transaction_state(const char* text, std::size_t length) noexcept {
+  tracked_state_ = no_transaction;
+  for (std::size_t i = 0; i < tracked_state_.size() && i < length; ++i) tracked_state_[i] = text[i];
+  ++state_reports_;
+}
+
+std::string mysql_rm::statement_for(stage step, const xid& branch) const {
+  // mysql_literal() is X'<hex>',X'<hex>',<formatID>: nothing in it can break out of the SQL.
+  switch (step) {
+    case stage::xa_start: return "XA START " + branch.mysql_literal();
+    case stage::probe: return read_only_probe;
+    case stage::xa_end: return "XA END " + branch.mysql_literal();
+    case stage::xa_prepare: return "XA PREPARE " + branch.mysql_literal();
+    case stage::xa_commit_one_phase: return "XA COMMIT " + branch.mysql_literal() + " ONE PHASE";
+    case stage::xa_commit: return "XA COMMIT " + branch.mysql_literal();
+    case stage::xa_rollback: return "XA ROLLBACK " + branch.mysql_literal();
+    case stage::recover_check: return recover_statement();
+  }
+  return {};
+}
+
+mysql_step mysql_rm::step_of(stage step) const {
+  switch (step) {
+    case stage::xa_start: return mysql_step::start;
+    case stage::probe: return mysql_step::probe;
+    case stage::xa_end: return call_->verb == xa_verb::rollback ? mysql_step::rollback : mysql_step::end;
+    case stage::xa_prepare: return mysql_step::prepare;
+    case stage::xa_commit_one_phase:
+      return call_->verb == xa_verb::prepare ? mysql_step::prepare : mysql_step::commit_one_phase;
+    case stage::xa_commit: return mysql_step::commit;
+    case stage::xa_rollback: return mysql_step::rollback;
+    case stage::recover_check: return mysql_step::recover;
+  }
+  return mysql_step::exec;
+}
+
+result<void> mysql_rm::send(xa_verb verb, const xid& branch) {
+  if (!conn_) return fail(xa_code::rm_failure, std::string(xa_verb_name(verb)) + ": not connected");
+  bool own = current_branch() && *current_branch() == branch;
+  pending_call next_call(verb, branch);
+  next_call.what = std::string(xa_verb_name(verb)) + " of " + branch.to_string();
+  std::vector<stage> plan;
+  switch (verb) {
+    case xa_verb::start:
+      read_only_ = false;
+      doomed_by_.reset();
+      tracked_state_ = no_transaction;
+      plan = {stage::xa_start};
+      break;
+    case xa_verb::end:
+      read_only_ = false;
+      if (tracker_says_written() || doomed_by_) {
+        plan = {stage::xa_end};
+      } else {
+        plan = {stage::probe, stage::xa_end};
+      }
+      break;
+    case xa_verb::end_failed:
+      // MariaDB and MySQL have no XA END ... TMFAIL: the branch ends normally and the base class
+      // keeps it rollback-only, so that rollback is the only verb left for it.
+      plan = {stage::xa_end};
+      break;
+    case xa_verb::prepare:
+      // A read-only branch is finished here, never prepared: a prepared branch that wrote
+      // nothing is discarded by MariaDB when its session ends (see mysql_errors.h).
+      plan = {read_only_ ? stage::xa_commit_one_phase : stage::xa_prepare};
+      break;
+    case xa_verb::commit_one_phase:
+      plan = {stage::xa_commit_one_phase};
+      break;
+    case xa_verb::commit:
+      next_call.resolving = !own;
+      plan = {stage::xa_commit};
+      break;
+    case xa_verb::rollback:
+      next_call.resolving = !own;
+      // XA ROLLBACK refuses an ACTIVE branch (XAER_RMFAIL): end it first.
+      if (own && state() == branch_state::active) {
+        plan = {stage::xa_end, stage::xa_rollback};
+      } else {
+        plan = {stage::xa_rollback};
+      }
+      break;
+  }
+  next_call.stages.assign(plan.begin() + 1, plan.end());
+  call_ = std::move(next_call);
+  run_stage(plan.front());
+  return {};
+}
+
+void mysql_rm::run_stage(stage next) {
+  call_->current = next;
+  call_->statement = statement_for(next, call_->branch);
+  call_->fetching = false;
+  call_->fetched = nullptr;
+  call_->query_error = 0;
+  if (next == stage::probe) call_->reports_before_probe = state_reports_;
+  XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": send " << call_->statement;
+  if (!conn_) {
+    finish_lost(mysql_detail::connection_closed());
+    return;
+  }
+  settle(mysql_real_query_start(&call_->query_error, conn_.get(), call_->statement.data(),
+                                call_->statement.size()));
+}
+
+// Called with the status of every _start/_cont: 0 means the operation completed.
+void mysql_rm::settle(int status) {
+  call_->wait_status = status;
+  call_->timeout_at.reset();
+  if (status == 0) {
+    on_operation_done();
+    return;
+  }
+  if ((status & MYSQL_WAIT_TIMEOUT) != 0) {
+    call_->timeout_at = clock::now() + std::chrono::milliseconds(mysql_get_timeout_value_ms(conn_.get()));
+  }
+}
+
+void mysql_rm::on_operation_done() {
+  MYSQL* conn = conn_.get();
+  if (call_->fetching) {
+    result_ptr rows(call_->fetched);
+    call_->fetched = nullptr;
+    call_->fetching = false;
+    if (!rows) {
+      on_error(read_error(conn));
+      return;
+    }
+    auto table = read_rows(rows.get());
+    auto listed = parse_recovered(table);
+    bool still_prepared = false;
+    for (const auto& ours : listed.ours) still_prepared = still_prepared || ours == call_->branch;
+    for (const auto& other : listed.foreign) still_prepared = still_prepared || other.id == call_->branch;
+    if (still_prepared) {
+      finish(fail(xa_code::retry, call_->what + ": the branch is prepared but still attached to the live session "
+                                                "that prepared it (MariaDB answers XAER_NOTA to other sessions "
+                                                "until that session ends); try again later",
+                  call_->not_found->native_code, call_->not_found->sqlstate));
+    } else {
+      finish(std::move(*call_->not_found));
+    }
+    return;
+  }
+  if (call_->query_error != 0) {
+    on_error(read_error(conn));
+    return;
+  }
+  if (call_->current == stage::recover_check) {
+    call_->fetching = true;
+    settle(mysql_store_result_start(&call_->fetched, conn));
+    return;
+  }
+  if (mysql_field_count(conn) != 0) {
+    // No XA statement answers rows; drop whatever came so the connection stays in sync.
+    result_ptr unexpected(mysql_store_result(conn));
+  }
+  on_success();
+}
+
+void mysql_rm::on_success() {
+  switch (call_->current) {
+    case stage::probe: {
+      bool reported = state_reports_ != call_->reports_before_probe;
+      read_only_ = reported && !tracker_says_written();
+      XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": transaction state "
+                             << (reported ? std::string(tracked_state_.data(), tracked_state_.size())
+                                          : std::string("not reported, counted as writing"))
+                             << (read_only_ ? " (read-only)" : "");
+      run_next_stage_or(vote::commit);
+      return;
+    }
+    case stage::xa_end:
+      if (call_->verb == xa_verb::end && doomed_by_) {
+        // The server kept the branch (a lock wait timeout only undoes its statement), xatm does not.
+        failure cause = *doomed_by_;
+        cause.message = call_->what + ": " + cause.message;
+        finish(std::move(cause));
+        return;
+      }
+      run_next_stage_or(vote::commit);
+      return;
+    case stage::xa_commit_one_phase:
+      finish(call_->verb == xa_verb::prepare ? vote::read_only : vote::commit);
+      return;
+    case stage::xa_start:
+    case stage::xa_prepare:
+    case stage::xa_commit:
+    case stage::xa_rollback:
+    case stage::recover_check:
+      run_next_stage_or(vote::commit);
+      return;
+  }
+}
+
+void mysql_rm::on_error(const native_error& error) {
+  if (mysql_detail::is_connection_lost(error.number)) {
+    finish_lost(error);
+    return;
+  }
+  std::string what = call_->what + " (" + call_->statement + ")";
+  failure cause = mysql_detail::statement_failure(error, step_of(call_->current), context(what));
+  switch (call_->current) {
+    case stage::probe:
+      // Not worth failing the verb over: XA END says what state the branch is in.
+      XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": the read-only probe failed, counted "
+                             << "as writing: " << cause.describe();
+      read_only_ = false;
+      run_next_stage_or(vote::commit);
+      return;
+    case stage::xa_end:
+      if (call_->verb == xa_verb::rollback) {
+        // Rolling back anyway: whatever XA END thought of the branch, XA ROLLBACK decides.
+        XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": " << cause.describe();
+        run_next_stage_or(vote::commit);
+        return;
+      }
+      if (mysql_detail::says_rolled_back(error)) {
+        if (call_->verb == xa_verb::end_failed) {
+          finish(vote::commit);  // rollback-only was the point
+          return;
+        }
+        if (doomed_by_) {
+          // "ROLLBACK ONLY" does not say why; the statement that doomed the branch does.
+          cause.code = doomed_by_->code;
+          cause.message += " (after: " + doomed_by_->message + ")";
+        }
+      }
+      finish(std::move(cause));
+      return;
+    case stage::xa_commit:
+      if (call_->resolving && mysql_detail::is_unknown_xid(error)) {
+        call_->not_found = std::move(cause);
+        run_stage(stage::recover_check);
+        return;
+      }
+      if (call_->resolving && dialect_ == "mariadb" && mysql_detail::is_discarded_read_only(error)) {
+        XATM_LOG(mysql, info) << "[" << name() << "] " << call_->what << ": the branch had written nothing; "
+                              << "MariaDB discarded it when the session that prepared it ended";
+        finish(vote::commit);
+        return;
+      }
+      finish(std::move(cause));
+      return;
+    case stage::xa_rollback:
+      if (mysql_detail::says_rolled_back(error)) {
+        XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": already rolled back by the server: "
+                               << cause.describe();
+        finish(vote::commit);
+        return;
+      }
+      if (!call_->resolving && !call_->ended_again && mysql_detail::says_still_active(error)) {
+        call_->ended_again = true;
+        call_->stages = {stage::xa_rollback};
+        run_stage(stage::xa_end);
+        return;
+      }
+      if (call_->resolving && mysql_detail::is_unknown_xid(error)) {
+        call_->not_found = std::move(cause);
+        run_stage(stage::recover_check);
+        return;
+      }
+      finish(std::move(cause));
+      return;
+    case stage::xa_start:
+    case stage::xa_prepare:
+    case stage::xa_commit_one_phase:
+    case stage::recover_check:
+      finish(std::move(cause));
+      return;
+  }
+}
+
+void mysql_rm::run_next_stage_or(result<vote> answer) {
+  if (call_->stages.empty()) {
+    finish(std::move(answer));
+    return;
+  }
+  stage next = call_->stages.front();
+  call_->stages.erase(call_->stages.begin());
+  run_stage(next);
+}
+
+void mysql_rm::finish(result<vote> answer) {
+  if (answer.ok()) {
+    XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": ok"
+                           << (answer.value() == vote::read_only ? " (read-only)" : "");
+  } else {
+    XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": " << answer.error().describe();
+  }
+  call_->wait_status = 0;
+  call_->stages.clear();
+  call_->outcome = std::move(answer);
+}
+
+// The session is gone. An unprepared branch went with it: the server rolls back the XA
+// transaction of a session that ends, which is exactly what a rollback of it asked for.
+void mysql_rm::finish_lost(const native_error& error) {
+  std::string what = call_->what + " (" + call_->statement + ")";
+  failure cause = mysql_detail::statement_failure(error, step_of(call_->current), context(what));
+  cause.code = xa_code::rm_failure;
+  close_connection("connection lost");
+  bool own_unprepared = call_->verb == xa_verb::rollback && !call_->resolving && state() != branch_state::prepared;
+  if (own_unprepared) {
+    XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": connection lost, the server rolls the "
+                           << "unprepared branch back";
+    finish(vote::commit);
+    return;
+  }
+  finish(std::move(cause));
+}
+
+int mysql_rm::ready_flags() const {
+  int wanted = call_->wait_status;
+  int ready = 0;
+  pollfd ready_poll{mysql_get_socket(conn_.get()), poll_events(wanted), 0};
+  if (::poll(&ready_poll, 1, 0) > 0) {
+    if ((ready_poll.revents & POLLIN) != 0) ready |= MYSQL_WAIT_READ;
+    if ((ready_poll.revents & POLLOUT) != 0) ready |= MYSQL_WAIT_WRITE;
+    if ((ready_poll.revents & POLLPRI) != 0) ready |= MYSQL_WAIT_EXCEPT;
+    // A hung-up or failed socket: let the driver find out what it was waiting for.
+    if ((ready_poll.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+      ready |= wanted & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT);
+    }
+  }
+  // MYSQL_WAIT_TIMEOUT tells the driver its read/write timeout expired: only when it really did.
+  if ((wanted & MYSQL_WAIT_TIMEOUT) != 0 && call_->timeout_at && clock::now() >= *call_->timeout_at) {
+    ready |= MYSQL_WAIT_TIMEOUT;
+  }
+  return ready & wanted;
+}
+
+io_wait mysql_rm::waiting_for() const noexcept {
+  if (!call_ || call_->outcome || !conn_ || call_->wait_status == 0) return {};  // nothing to wait for
+  return {static_cast<int>(mysql_get_socket(conn_.get())), poll_events(call_->wait_status)};
+}
+
+bool mysql_rm::advance() {
+  if (!call_ || call_->outcome) return true;
+  if (!conn_) {
+    finish_lost(mysql_detail::connection_closed());
+    return true;
+  }
+  if (call_->wait_status == 0) {  // cannot happen: settle() either waits or finishes the stage
+    finish(fail(xa_code::rm_error, call_->what + ": the driver waits for nothing and has not finished"));
+    return true;
+  }
+  int ready = ready_flags();
+  if (ready == 0) return false;  // woken for nothing: wait again
+  if (call_->fetching) {
+    settle(mysql_store_result_cont(&call_->fetched, conn_.get(), ready));
+  } else {
+    settle(mysql_real_query_cont(&call_->query_error, conn_.get(), ready));
+  }
+  return call_->outcome.has_value();
+}
+
+result<vote> mysql_rm::outcome() {
+  if (!call_ || !call_->outcome) return fail(xa_code::protocol, "outcome() before the call finished");
+  result<vote> answer = std::move(*call_->outcome);
+  call_.reset();
+  return answer;
+}
+
+void mysql_rm::cancel() noexcept {
+  call_.reset();
+  close_connection("cancelled");
+}
+
+void mysql_rm::close_connection(const char* why) noexcept {
+  if (!conn_) return;
+  try {
+    XATM_LOG(mysql, debug) << "[" << name() << "] closing the connection: " << why;
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a failing log sink must not stop the close
+  }
+  conn_.reset();
+  read_only_ = false;
+  doomed_by_.reset();
+  tracked_state_ = no_transaction;
+}
+
+result<void> mysql_rm::do_connect() {
+  close_connection("reconnecting");
+  std::string description = "connect to " + settings_.describe();
+
+  for (const auto& [key, value] : settings_.values()) {
+    bool known = false;
+    for (auto keyword : known_keywords) known = known || key == keyword;
+    if (!known) {
+      return fail(xa_code::invalid, description + ": unknown connection keyword '" + key +
+                                        "' (MariaDB/MySQL keywords: host, port, user, password, dbname or "
+                                        "database, unix_socket, connect_timeout, read_timeout, write_timeout)");
+    }
+  }
+  auto dbname = settings_.get("dbname");
+  if (auto database = settings_.get("database")) {
+    if (dbname) return fail(xa_code::invalid, description + ": give dbname or database, not both");
+    dbname = std::move(database);
+  }
+  std::optional<unsigned int> port;
+  if (auto text = settings_.get("port")) {
+    port = parse_number<unsigned int>(*text);
+    if (!port || *port > 65535) return fail(xa_code::invalid, description + ": port must be a number 0..65535");
+  }
+
+  connection_ptr conn(mysql_init(nullptr));
+  if (!conn) return fail(xa_code::rm_error, description + ": Connector/C is out of memory");
+  // Non-blocking calls for the verbs; blocking ones stay allowed on the same handle.
+  if (mysql_options(conn.get(), MYSQL_OPT_NONBLOCK, nullptr) != 0) {
+    return fail(xa_code::rm_error, description + ": Connector/C cannot run non-blocking calls");
+  }
+  // Never reconnect silently: a new session would have lost the branch without anyone knowing.
+  my_bool reconnect = 0;
+  (void)mysql_options(conn.get(), MYSQL_OPT_RECONNECT, &reconnect);  // ignored: 0 is the default anyway
+  for (auto [key, option] : {std::pair{"connect_timeout", MYSQL_OPT_CONNECT_TIMEOUT},
+                             std::pair{"read_timeout", MYSQL_OPT_READ_TIMEOUT},
+                             std::pair{"write_timeout", MYSQL_OPT_WRITE_TIMEOUT}}) {
+    auto text = settings_.get(key);
+    if (!text) continue;
+    auto seconds = parse_number<unsigned int>(*text);
+    if (!seconds) return fail(xa_code::invalid, description + ": " + key + " must be a number of seconds");
+    if (mysql_options(conn.get(), option, &*seconds) != 0) {
+      return fail(xa_code::invalid, description + ": Connector/C refused " + key);
+    }
+  }
+  // Every transaction-state report reaches on_status(), also for SQL run on the native handle.
+  if (mysql_optionsv(conn.get(), MARIADB_OPT_STATUS_CALLBACK, &mysql_rm::on_status, this) != 0) {
+    return fail(xa_code::rm_error, description + ": Connector/C has no status callback (3.3 or newer needed)");
+  }
+
+  auto host = settings_.get("host");
+  auto user = settings_.get("user");
+  auto password = settings_.get("password");
+  auto socket = settings_.get("unix_socket");
+  auto c_string = [](const std::optional<std::string>& value) { return value ? value->c_str() : nullptr; };
+
+  XATM_LOG(mysql, debug) << "[" << name() << "] " << description;
+  if (mysql_real_connect(conn.get(), c_string(host), c_string(user), c_string(password), c_string(dbname),
+                         port.value_or(0), c_string(socket), 0) == nullptr) {
+    return mysql_detail::connect_failure(read_error(conn.get()), context(description));
+  }
+  conn_ = std::move(conn);
+  std::string_view version = mysql_get_server_info(conn_.get());
+  dialect_ = version.find("MariaDB") != std::string_view::npos ? "mariadb" : "mysql";
+  tracked_state_ = no_transaction;
+  if (auto tracking = run_query(track_state_setup, mysql_step::connect,
+                                description + " (session_track_transaction_info)");
+      !tracking) {
+    close_connection("session setup failed");
+    return std::move(tracking).error();
+  }
+  XATM_LOG(mysql, debug) << "[" << name() << "] connected, server " << version << " (" << dialect_ << ")";
+  return {};
+}
+
+// Blocking: mysql_real_query ignores MYSQL_OPT_NONBLOCK. Answers the last result set (CALL can
+// send several) or, for statements without rows, the affected row count.
+result<query_result> mysql_rm::run_query(std::string_view sql, mysql_step step, std::string_view what) {
+  auto failed = [&]() -> failure {
+    native_error error = read_error(conn_.get());
+    failure cause = mysql_detail::statement_failure(error, step, context(what));
+    if (mysql_detail::is_connection_lost(error.number)) close_connection("connection lost");
+    return cause;
+  };
+  if (!conn_) return fail(xa_code::rm_failure, std::string(what) + ": not connected");
+  MYSQL* conn = conn_.get();
+  if (mysql_real_query(conn, sql.data(), sql.size()) != 0) return failed();
+  query_result table;
+  while (true) {
+    if (mysql_field_count(conn) != 0) {
+      result_ptr rows(mysql_store_result(conn));
+      if (!rows) return failed();
+      table = read_rows(rows.get());
+    } else {
+      my_ulonglong affected = mysql_affected_rows(conn);
+      if (table.columns.empty() && affected != static_cast<my_ulonglong>(-1)) table.affected_rows = affected;
+    }
+    int more = mysql_next_result(conn);  // 0: another result follows, -1: done, > 0: error
+    if (more > 0) return failed();
+    if (more < 0) break;
+  }
+  return table;
+}
+
+recovered_branches mysql_rm::parse_recovered(const query_result& table) const {
+  recovered_branches found;
+  for (const auto& row : table.rows) {
+    if (row.size() < 4 || !row[3]) continue;
+    const std::string& data = *row[3];
+    std::optional<xid> id;
+    if (dialect_ == "mysql") {
+      auto format_id = row[0] ? parse_number<std::int32_t>(*row[0]) : std::nullopt;
+      auto gtrid_length = row[1] ? parse_number<std::size_t>(*row[1]) : std::nullopt;
+      auto bqual_length = row[2] ? parse_number<std::size_t>(*row[2]) : std::nullopt;
+      if (format_id && gtrid_length && bqual_length) {
+        if (auto parsed = xid::from_mysql_hex(*format_id, *gtrid_length, *bqual_length, data)) {
+          id = std::move(parsed).value();
+        }
+      }
+    } else if (auto parsed = xid::from_mysql_sql_literal(data)) {
+      id = std::move(parsed).value();
+    }
+    if (id && id->format_id() == xatm_format_id) {
+      found.ours.push_back(std::move(*id));
+    } else {
+      // MariaDB does not say how long a branch has been prepared: no age.
+      found.foreign.push_back(prepared_branch{data, std::move(id), std::nullopt});
+    }
+  }
+  return found;
+}
+
+result<recovered_branches> mysql_rm::do_recover() {
+  const char* statement = recover_statement();
+  XATM_LOG(mysql, debug) << "[" << name() << "] recover: " << statement;
+  auto table = run_query(statement, mysql_step::recover, std::string("recover (") + statement + ")");
+  if (!table) return std::move(table).error();
+  auto found = parse_recovered(table.value());
+  for (const auto& ours : found.ours) XATM_LOG(mysql, debug) << "[" << name() << "] recover: ours " << ours.to_string();
+  for (const auto& other : found.foreign) XATM_LOG(mysql, debug) << "[" << name() << "] recover: foreign " << other.raw;
+  return found;
+}
+
+result<query_result> mysql_rm::do_exec(std::string_view sql) {
+  // The SQL itself is not logged: it may carry the application's data.
+  XATM_LOG(mysql, debug) << "[" << name() << "] exec (" << sql.size() << " bytes)";
+  bool in_branch = state() == branch_state::active;
+  auto answer = run_query(sql, mysql_step::exec, "exec");
+  if (!answer && in_branch && !doomed_by_) {
+    xa_code cause = mysql_detail::rollback_cause(static_cast<unsigned int>(answer.error().native_code));
+    if (cause != xa_code::ok) {
+      failure doom = answer.error();
+      doom.code = cause;
+      doom.message = "a statement of the branch failed, the branch is rollback-only: " + doom.message;
+      XATM_LOG(mysql, debug) << "[" << name() << "] " << current_branch()->to_string() << ": " << doom.describe();
+      doomed_by_ = std::move(doom);
+    }
+  }
+  return answer;
+}
+
+}  // namespace
+
+result<std::unique_ptr<resource_manager>> connect(std::string rm_name, const connection_settings& settings) {
+  if (auto valid = validate_rm_name(rm_name); !valid) return std::move(valid).error();
+  auto rm = std::make_unique<mysql_rm>(std::move(rm_name), settings);
+  if (auto opened = rm->open(); !opened) return std::move(opened).error();
+  return std::unique_ptr<resource_manager>(std::move(rm));
+}
+
+st_mysql* handle(resource_manager& rm) noexcept {
+  auto* adapter = dynamic_cast<mysql_rm*>(&rm);
+  return adapter == nullptr ? nullptr : adapter->connection();
+}
+
+}  // namespace xatm::mysql

@@ -1,0 +1,550 @@
+// The PostgreSQL adapter: the XA verbs as plain SQL over libpq (DESIGN.md section 4). PostgreSQL
+// has no XA START or END: a branch is an ordinary transaction block until PREPARE TRANSACTION
+// names it with the pgjdbc-encoded gid. Verbs go out with PQsendQuery on a non-blocking
+// connection so that drive_calls() can overlap several RMs; recover() and exec() block (PQexec).
+#include "xatm/postgresql.h"
+
+#include <libpq-fe.h>
+#include <poll.h>
+
+#include <charconv>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/logging.h"
+#include "postgresql/postgresql_errors.h"
+
+namespace xatm::postgresql {
+namespace {
+
+using postgresql_detail::failure_context;
+using postgresql_detail::pg_step;
+
+struct connection_closer {
+  void operator()(PGconn* conn) const noexcept { PQfinish(conn); }
+};
+struct result_clearer {
+  void operator()(PGresult* answer) const noexcept { PQclear(answer); }
+};
+struct conninfo_freer {
+  void operator()(PQconninfoOption* options) const noexcept { PQconninfoFree(options); }
+};
+using connection_ptr = std::unique_ptr<PGconn, connection_closer>;
+using result_ptr = std::unique_ptr<PGresult, result_clearer>;
+
+// The read-only probe sent at end: NULL while the transaction has no xid, i.e. wrote nothing.
+constexpr const char* read_only_probe = "SELECT pg_current_xact_id_if_assigned() IS NULL";
+
+constexpr const char* recover_query =
+    "SELECT gid, extract(epoch from now() - prepared)::bigint FROM pg_prepared_xacts "
+    "WHERE database = current_database()";
+
+// The pgjdbc gid is digits (and a sign), base64 and underscores: nothing a quote could break.
+// The xid type guarantees it; this check keeps the quoting safe even if that ever changed.
+bool is_safe_gid(std::string_view gid) {
+  if (gid.empty() || gid.size() >= 200) return false;  // PostgreSQL's GIDSIZE is 200 with the NUL
+  for (char c : gid) {
+    bool safe = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '+' ||
+                c == '/' || c == '=' || c == '_' || c == '-';
+    if (!safe) return false;
+  }
+  return true;
+}
+
+// Server notices (WARNING: there is no transaction in progress, RAISE NOTICE, ...) would go to
+// stderr by default; a library must not write there.
+void log_notice(void* rm, const char* message) {
+  std::string text(message == nullptr ? "" : message);
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  XATM_LOG(pg, info) << "[" << static_cast<const resource_manager*>(rm)->name() << "] server says: " << text;
+}
+
+class postgresql_rm final : public resource_manager {
+ public:
+  postgresql_rm(std::string rm_name, connection_settings settings)
+      : resource_manager(std::move(rm_name)),
+        settings_(std::move(settings)),
+        password_(settings_.get("password").value_or("")) {}
+
+  ~postgresql_rm() override {
+    try {
+      if (conn_ && state() != branch_state::idle) {
+        XATM_LOG(pg, debug) << "[" << name() << "] closing the connection with branch "
+                            << (current_branch() ? current_branch()->to_string() : std::string("?")) << " "
+                            << branch_state_name(state())
+                            << (state() == branch_state::prepared ? ": it stays prepared on the server"
+                                                                  : ": the server rolls it back");
+      }
+    } catch (...) {  // NOLINT(bugprone-empty-catch): a failing log sink must not end the process
+    }
+  }
+
+  std::string_view dialect() const noexcept override { return "postgresql"; }
+
+  PGconn* connection() noexcept { return conn_.get(); }
+
+  // connect()'s first connection; later ones come through reconnect().
+  result<void> open() { return do_connect(); }
+
+ protected:
+  result<void> send(xa_verb verb, const xid& branch) override;
+  io_wait waiting_for() const noexcept override;
+  bool advance() override;
+  result<vote> outcome() override;
+  void cancel() noexcept override;
+  result<recovered_branches> do_recover() override;
+  result<query_result> do_exec(std::string_view sql) override;
+  void* do_native_handle() noexcept override { return conn_.get(); }
+  bool is_connected() const noexcept override { return conn_ && PQstatus(conn_.get()) == CONNECTION_OK; }
+  result<void> do_connect() override;
+  bool branch_wrote_nothing() const noexcept override { return read_only_; }
+
+ private:
+  // The verb in flight: one statement, sent with PQsendQuery, answered by one or more PGresults.
+  struct pending_call {
+    xa_verb verb;
+    pg_step step;
+    std::string what;              // "prepare of <xid> (PREPARE TRANSACTION '<gid>')", for messages
+    bool own_unprepared = false;   // ROLLBACK of this connection's own, never prepared, branch
+    bool flushing = false;         // PQflush still has bytes to send
+    result_ptr answer;             // the first error result, else the last result
+    std::optional<result<vote>> outcome;  // set once the verb has finished
+  };
+
+  failure_context context(std::string_view what) const { return {name(), what, password_}; }
+  result<void> send_statement(pending_call next_call, const std::string& statement);
+  void finish(result<vote> answer);
+  void finish_lost(const PGresult* answer);
+  void interpret_answer();
+  result<result_ptr> exec_blocking(const std::string& sql, pg_step step, std::string_view what);
+  result<std::string> checked_gid(const xid& branch) const;
+  void close_connection(const char* why) noexcept;
+
+  connection_settings settings_;
+  std::string password_;     // only to scrub it out of libpq's messages
+  connection_ptr conn_;
+  std::optional<pending_call> call_;
+  bool read_only_ = false;  // learned at end: the branch has no xid, it wrote nothing
+};
+
+result<std::string> postgresql_rm::checked_gid(const xid& branch) const {
+  std::string gid = branch.postgresql_gid();
+  if (!is_safe_gid(gid)) {
+    return fail(xa_code::invalid, "the gid of " + branch.to_string() + " is not safe to quote in SQL");
+  }
+  return gid;
+}
+
+result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
+  if (!conn_) return postgresql_detail::driver_failure(nullptr, pg_step::start, context(xa_verb_name(verb)));
+  PGconn* conn = conn_.get();
+  std::string what = std::string(xa_verb_name(verb)) + " of " + branch.to_string();
+  PGTransactionStatusType transaction = PQtransactionStatus(conn);
+  pending_call next_call{verb, pg_step::start, {}, false, false, nullptr, std::nullopt};
+  std::string statement;
+
+  switch (verb) {
+    case xa_verb::start:
+      if (transaction != PQTRANS_IDLE) {
+        return fail(xa_code::outside, what + ": the connection is already inside a transaction that xatm did "
+                                             "not start (BEGIN through exec() or the native handle?)");
+      }
+      read_only_ = false;
+      next_call.step = pg_step::start;
+      statement = "BEGIN";
+      break;
+
+    case xa_verb::end:
+      if (transaction == PQTRANS_INERROR) {
+        // A statement of the branch failed: PostgreSQL will only roll it back. Nothing to ask;
+        // prepare or commit will answer ROLLBACK, which reports the branch as rolled back.
+        XATM_LOG(pg, debug) << "[" << name() << "] " << what << ": the transaction has failed, prepare will "
+                            << "answer rollback";
+        read_only_ = false;
+        next_call.what = what;
+        call_ = std::move(next_call);
+        finish(vote::commit);
+        return {};
+      }
+      if (transaction == PQTRANS_IDLE) {
+        return fail(xa_code::rm_error, what + ": the branch's transaction is no longer open on the connection "
+                                              "(COMMIT or ROLLBACK through exec() or the native handle?); "
+                                              "xatm cannot know its outcome");
+      }
+      if (transaction != PQTRANS_INTRANS) {
+        return fail(xa_code::rm_error, what + ": a command sent through the native handle is still running");
+      }
+      next_call.step = pg_step::end;
+      statement = read_only_probe;
+      break;
+
+    case xa_verb::end_failed:
+      // PostgreSQL has no XA END: the base class marks the branch rollback-only, and the only
+      // verb left for it is rollback, which sends ROLLBACK.
+      XATM_LOG(pg, debug) << "[" << name() << "] " << what << ": nothing to send";
+      next_call.verb = verb;
+      next_call.what = what;
+      call_ = std::move(next_call);
+      finish(vote::commit);
+      return {};
+
+    case xa_verb::prepare:
+      next_call.step = pg_step::prepare;
+      if (read_only_) {
+        // Nothing was written: commit it now and keep it out of phase two (XA_RDONLY).
+        statement = "COMMIT";
+      } else {
+        auto gid = checked_gid(branch);
+        if (!gid) return std::move(gid).error();
+        statement = "PREPARE TRANSACTION '" + gid.value() + "'";
+      }
+      break;
+
+    case xa_verb::commit_one_phase:
+      next_call.step = pg_step::commit_one_phase;
+      statement = "COMMIT";
+      break;
+
+    case xa_verb::commit:
+    case xa_verb::rollback: {
+      bool own_unprepared = verb == xa_verb::rollback && current_branch() && *current_branch() == branch &&
+                            state() != branch_state::prepared;
+      if (own_unprepared) {
+        next_call.step = pg_step::rollback;
+        next_call.own_unprepared = true;
+        statement = "ROLLBACK";
+        break;
+      }
+      // COMMIT/ROLLBACK PREPARED refuse to run inside a transaction block (SQLSTATE 25001).
+      if (transaction != PQTRANS_IDLE) {
+        return fail(xa_code::outside, what + ": the connection is inside a transaction that xatm did not "
+                                             "start; COMMIT/ROLLBACK PREPARED cannot run there");
+      }
+      auto gid = checked_gid(branch);
+      if (!gid) return std::move(gid).error();
+      next_call.step = pg_step::resolve;
+      statement = std::string(verb == xa_verb::commit ? "COMMIT PREPARED '" : "ROLLBACK PREPARED '") + gid.value() +
+                  "'";
+      break;
+    }
+  }
+  next_call.verb = verb;
+  next_call.what = what + " (" + statement + ")";
+  return send_statement(std::move(next_call), statement);
+}
+
+result<void> postgresql_rm::send_statement(pending_call next_call, const std::string& statement) {
+  PGconn* conn = conn_.get();
+  XATM_LOG(pg, debug) << "[" << name() << "] send " << next_call.what;
+  call_ = std::move(next_call);
+  if (PQsendQuery(conn, statement.c_str()) == 0) {
+    finish_lost(nullptr);  // decides between "lost" and a local libpq error
+    return {};
+  }
+  // Non-blocking: what did not fit in the socket buffer goes out as advance() is called.
+  int flushed = PQflush(conn);
+  if (flushed < 0) {
+    finish_lost(nullptr);
+    return {};
+  }
+  call_->flushing = flushed == 1;
+  return {};
+}
+
+io_wait postgresql_rm::waiting_for() const noexcept {
+  if (!call_ || call_->outcome || !conn_) return {};  // finished: nothing to wait for
+  // While a send is pending, libpq asks to wait for either direction: the server may need to
+  // have its answer read before it accepts more input.
+  short events = call_->flushing ? static_cast<short>(POLLIN | POLLOUT) : static_cast<short>(POLLIN);
+  return {PQsocket(conn_.get()), events};
+}
+
+bool postgresql_rm::advance() {
+  if (!call_ || call_->outcome) return true;
+  if (!conn_) {
+    finish_lost(nullptr);
+    return true;
+  }
+  PGconn* conn = conn_.get();
+  if (PQconsumeInput(conn) == 0) {
+    finish_lost(nullptr);
+    return true;
+  }
+  if (call_->flushing) {
+    int flushed = PQflush(conn);
+    if (flushed < 0) {
+      finish_lost(nullptr);
+      return true;
+    }
+    if (flushed == 1) return false;
+    call_->flushing = false;
+  }
+  while (PQisBusy(conn) == 0) {
+    result_ptr next(PQgetResult(conn));
+    if (!next) {  // the statement is complete
+      interpret_answer();
+      return true;
+    }
+    if (!call_->answer || !postgresql_detail::is_error_result(call_->answer.get())) {
+      call_->answer = std::move(next);  // keep the first error, or else the last answer
+    }
+  }
+  return false;
+}
+
+void postgresql_rm::interpret_answer() {
+  const PGresult* answer = call_->answer.get();
+  if (answer == nullptr) {
+    finish(fail(xa_code::rm_error, call_->what + ": the server sent no answer"));
+    return;
+  }
+  if (postgresql_detail::is_error_result(answer)) {
+    if (postgresql_detail::is_connection_lost(answer, conn_.get())) {
+      finish_lost(answer);
+      return;
+    }
+    finish(postgresql_detail::statement_failure(answer, conn_.get(), call_->step, context(call_->what)));
+    return;
+  }
+  switch (call_->verb) {
+    case xa_verb::end: {
+      if (PQntuples(answer) != 1 || PQnfields(answer) != 1) {
+        finish(fail(xa_code::rm_error, call_->what + ": unexpected answer to the read-only probe"));
+        return;
+      }
+      read_only_ = std::string_view(PQgetvalue(answer, 0, 0)) == "t";
+      XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what << ": "
+                          << (read_only_ ? "read-only" : "wrote data");
+      finish(vote::commit);
+      return;
+    }
+    case xa_verb::prepare:
+    case xa_verb::commit_one_phase:
+      if (postgresql_detail::answered_rollback(answer)) {
+        finish(postgresql_detail::rolled_back_instead(context(call_->what)));
+        return;
+      }
+      finish(call_->verb == xa_verb::prepare && read_only_ ? vote::read_only : vote::commit);
+      return;
+    case xa_verb::start:
+    case xa_verb::end_failed:
+    case xa_verb::commit:
+    case xa_verb::rollback:
+      finish(vote::commit);
+      return;
+  }
+}
+
+void postgresql_rm::finish(result<vote> answer) {
+  if (answer.ok()) {
+    XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what << ": ok"
+                        << (answer.value() == vote::read_only ? " (read-only)" : "");
+  } else {
+    XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what << ": " << answer.error().describe();
+  }
+  call_->answer.reset();
+  call_->outcome = std::move(answer);
+}
+
+// libpq failed (answer == nullptr) or the server answered with a session-ending error.
+void postgresql_rm::finish_lost(const PGresult* answer) {
+  auto cause = answer != nullptr
+                   ? postgresql_detail::statement_failure(answer, conn_.get(), call_->step, context(call_->what))
+                   : postgresql_detail::driver_failure(conn_.get(), call_->step, context(call_->what));
+  if (cause.code != xa_code::rm_failure) {  // a local libpq error, the session is still fine
+    finish(std::move(cause));
+    return;
+  }
+  close_connection("connection lost");
+  if (call_->own_unprepared) {
+    // The server rolls back the open transaction of a session that ends: exactly what was asked.
+    XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what << ": connection lost, the server rolls the "
+                        << "unprepared branch back";
+    finish(vote::commit);
+    return;
+  }
+  finish(std::move(cause));
+}
+
+result<vote> postgresql_rm::outcome() {
+  if (!call_ || !call_->outcome) return fail(xa_code::protocol, "outcome() before the call finished");
+  result<vote> answer = std::move(*call_->outcome);
+  call_.reset();
+  return answer;
+}
+
+void postgresql_rm::cancel() noexcept {
+  call_.reset();
+  close_connection("cancelled");
+}
+
+void postgresql_rm::close_connection(const char* why) noexcept {
+  if (!conn_) return;
+  try {
+    XATM_LOG(pg, debug) << "[" << name() << "] closing the connection: " << why;
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a failing log sink must not stop the close
+  }
+  conn_.reset();
+  read_only_ = false;
+}
+
+result<void> postgresql_rm::do_connect() {
+  close_connection("reconnecting");
+  std::string description = "connect to " + settings_.describe();
+
+  // libpq refuses unknown keywords with a generic message; say which one, before connecting.
+  std::unique_ptr<PQconninfoOption, conninfo_freer> known(PQconndefaults());
+  if (!known) return fail(xa_code::rm_error, description + ": libpq is out of memory");
+  for (const auto& [key, value] : settings_.values()) {
+    bool found = false;
+    for (const PQconninfoOption* option = known.get(); option->keyword != nullptr; ++option) {
+      if (key == option->keyword) found = true;
+    }
+    if (!found) {
+      return fail(xa_code::invalid, description + ": unknown connection keyword '" + key +
+                                        "' (libpq's keywords: host, port, dbname, user, password, ...)");
+    }
+  }
+
+  // Keyword and value arrays straight from the parsed settings: no conninfo string is rebuilt,
+  // so no value is ever re-quoted. expand_dbname = 0: a dbname is a name, never a conninfo.
+  std::vector<const char*> keywords;
+  std::vector<const char*> values;
+  for (const auto& [key, value] : settings_.values()) {
+    keywords.push_back(key.c_str());
+    values.push_back(value.c_str());
+  }
+  if (!settings_.get("application_name") && !settings_.get("fallback_application_name")) {
+    keywords.push_back("fallback_application_name");  // pg_stat_activity shows who holds the branch
+    values.push_back("xatm");
+  }
+  keywords.push_back(nullptr);
+  values.push_back(nullptr);
+
+  XATM_LOG(pg, debug) << "[" << name() << "] " << description;
+  connection_ptr conn(PQconnectdbParams(keywords.data(), values.data(), 0));
+  if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
+    return postgresql_detail::connect_failure(conn.get(), context(description));
+  }
+  if (PQsetnonblocking(conn.get(), 1) != 0) {
+    return postgresql_detail::driver_failure(conn.get(), pg_step::connect,
+                                             context(description + " (non-blocking mode)"));
+  }
+  PQsetNoticeProcessor(conn.get(), &log_notice, static_cast<resource_manager*>(this));
+  conn_ = std::move(conn);
+  read_only_ = false;
+  XATM_LOG(pg, debug) << "[" << name() << "] connected, server version " << PQserverVersion(conn_.get());
+  return {};
+}
+
+// PQexec ignores non-blocking mode (libpq's documentation of PQsetnonblocking): it waits.
+result<result_ptr> postgresql_rm::exec_blocking(const std::string& sql, pg_step step, std::string_view what) {
+  if (!conn_) return postgresql_detail::driver_failure(nullptr, step, context(what));
+  PGconn* conn = conn_.get();
+  result_ptr answer(PQexec(conn, sql.c_str()));
+  if (!answer) {
+    auto cause = postgresql_detail::driver_failure(conn, step, context(what));
+    if (cause.code == xa_code::rm_failure) close_connection("connection lost");
+    return cause;
+  }
+  ExecStatusType status = PQresultStatus(answer.get());
+  if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT) {
+    // Leave COPY mode so the connection stays usable; COPY belongs on the native handle.
+    if (status == PGRES_COPY_IN) {
+      // Ignored: a failure here shows up as the error result read below.
+      (void)PQputCopyEnd(conn, "COPY is not supported through xatm's exec()");
+    } else {
+      char* row = nullptr;
+      while (PQgetCopyData(conn, &row, 0) > 0) PQfreemem(row);
+    }
+    while (result_ptr rest{PQgetResult(conn)}) {
+    }
+    if (PQstatus(conn) == CONNECTION_BAD) close_connection("connection lost");
+    return fail(xa_code::rm_error, std::string(what) + ": COPY is not supported by exec(); use the native handle");
+  }
+  if (postgresql_detail::is_error_result(answer.get())) {
+    auto cause = postgresql_detail::statement_failure(answer.get(), conn, step, context(what));
+    if (cause.code == xa_code::rm_failure) close_connection("connection lost");
+    return cause;
+  }
+  return answer;
+}
+
+result<recovered_branches> postgresql_rm::do_recover() {
+  XATM_LOG(pg, debug) << "[" << name() << "] recover: scanning pg_prepared_xacts";
+  auto answer = exec_blocking(recover_query, pg_step::recover, "recover (pg_prepared_xacts)");
+  if (!answer) return std::move(answer).error();
+  const PGresult* rows = answer.value().get();
+  recovered_branches found;
+  for (int row = 0; row < PQntuples(rows); ++row) {
+    std::string gid = PQgetvalue(rows, row, 0);
+    std::optional<std::int64_t> age;
+    if (PQgetisnull(rows, row, 1) == 0) {
+      std::string_view text = PQgetvalue(rows, row, 1);
+      std::int64_t seconds = 0;
+      if (std::from_chars(text.data(), text.data() + text.size(), seconds).ec == std::errc{}) age = seconds;
+    }
+    auto parsed = xid::from_postgresql_gid(gid);
+    if (parsed && parsed.value().format_id() == xatm_format_id) {
+      XATM_LOG(pg, debug) << "[" << name() << "] recover: ours " << parsed.value().to_string() << " gid " << gid;
+      found.ours.push_back(std::move(parsed).value());
+    } else {
+      XATM_LOG(pg, debug) << "[" << name() << "] recover: foreign gid " << gid;
+      std::optional<xid> id;
+      if (parsed) id = std::move(parsed).value();
+      found.foreign.push_back(prepared_branch{std::move(gid), std::move(id), age});
+    }
+  }
+  return found;
+}
+
+result<query_result> postgresql_rm::do_exec(std::string_view sql) {
+  // The SQL itself is not logged: it may carry the application's data.
+  XATM_LOG(pg, debug) << "[" << name() << "] exec (" << sql.size() << " bytes)";
+  // A failing statement inside a branch aborts its transaction; PQtransactionStatus() remembers
+  // that (also for SQL run on the native handle), and end() reads it from there.
+  auto answer = exec_blocking(std::string(sql), pg_step::exec, "exec");
+  if (!answer) return std::move(answer).error();
+  const PGresult* rows = answer.value().get();
+  query_result table;
+  for (int column = 0; column < PQnfields(rows); ++column) table.columns.emplace_back(PQfname(rows, column));
+  table.rows.reserve(static_cast<std::size_t>(PQntuples(rows)));
+  for (int row = 0; row < PQntuples(rows); ++row) {
+    auto& values = table.rows.emplace_back();
+    values.reserve(table.columns.size());
+    for (int column = 0; column < PQnfields(rows); ++column) {
+      if (PQgetisnull(rows, row, column) != 0) {
+        values.emplace_back(std::nullopt);
+      } else {
+        values.emplace_back(std::string(PQgetvalue(rows, row, column),
+                                        static_cast<std::size_t>(PQgetlength(rows, row, column))));
+      }
+    }
+  }
+  // PQcmdTuples: "" for statements without a row count; it takes a non-const result but only reads.
+  std::string_view count = PQcmdTuples(const_cast<PGresult*>(rows));
+  std::uint64_t affected = 0;
+  if (std::from_chars(count.data(), count.data() + count.size(), affected).ec == std::errc{}) {
+    table.affected_rows = affected;
+  }
+  return table;
+}
+
+}  // namespace
+
+result<std::unique_ptr<resource_manager>> connect(std::string rm_name, const connection_settings& settings) {
+  if (auto valid = validate_rm_name(rm_name); !valid) return std::move(valid).error();
+  auto rm = std::make_unique<postgresql_rm>(std::move(rm_name), settings);
+  if (auto opened = rm->open(); !opened) return std::move(opened).error();
+  return std::unique_ptr<resource_manager>(std::move(rm));
+}
+
+pg_conn* handle(resource_manager& rm) noexcept {
+  auto* postgresql = dynamic_cast<postgresql_rm*>(&rm);
+  return postgresql == nullptr ? nullptr : postgresql->connection();
+}
+
+}  // namespace xatm::postgresql

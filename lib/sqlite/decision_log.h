@@ -1,0 +1,170 @@
+// Internal: the TM's durable decision log (DESIGN.md section 5), an SQLite file in WAL mode whose
+// one writer thread group-commits decisions and acknowledges each only after the WAL fsync that
+// holds it. Thread safety: one decision_log per file at a time, across processes too (an flock on
+// "<path>.lock"); its calls may come from any number of threads at once, and it may be destroyed
+// only once no thread is inside one of them.
+//
+// File format (schema_version 1; SQLite header application_id = xatm_format_id):
+//   meta(key TEXT PRIMARY KEY, value TEXT): schema_version, tm_id, incarnation, clean_shutdown
+//     ("0" from open to close, checkpointed into the main file, so that a lost -wal is detected).
+//   decisions(gtrid TEXT PRIMARY KEY, state 'commit'|'precommit', branches TEXT (RM names of
+//     branches 1, 2, ... joined by ','), created_unix_ms INTEGER) WITHOUT ROWID.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "xatm/result.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace xatm::detail {
+
+// RAII for SQLite's C handles. Closing a connection logs a failure instead of throwing.
+struct sqlite_closer {
+  void operator()(sqlite3* db) const noexcept;
+};
+struct sqlite_statement_finalizer {
+  void operator()(sqlite3_stmt* statement) const noexcept;
+};
+using sqlite_handle = std::unique_ptr<sqlite3, sqlite_closer>;
+using sqlite_statement = std::unique_ptr<sqlite3_stmt, sqlite_statement_finalizer>;
+
+// `precommit` is the three-phase mode's state (DESIGN.md section 7); two-phase writes `commit`.
+enum class decision_state : std::uint8_t { commit, precommit };
+
+// "commit" / "precommit": the spelling stored in the file.
+const char* decision_state_name(decision_state state) noexcept;
+
+// One decision. It holds gtrids and RM names only, never connection settings or credentials:
+// the application's configuration resolves RM names to connections.
+struct decision_record {
+  std::string gtrid;  // one of this TM's gtrids: `<tm_id>.<incarnation>.<seq>[.p3]`
+  decision_state state = decision_state::commit;
+  std::vector<std::string> branch_rms;  // branch i+1 (bqual "1", "2", ...) -> RM name
+  std::int64_t created_unix_ms = 0;     // 0: the log stamps the time it queued the record
+};
+
+struct decision_log_options {
+  std::string path;      // the SQLite file; "<path>.lock" holds the process lock
+  std::string tm_id;     // must match the tm_id stored in an existing log
+  std::string vfs_name;  // empty: SQLite's default VFS; tests pass a fault-injecting one
+};
+
+struct decision_log_stats {
+  std::uint64_t decisions_written = 0;    // decisions acknowledged as durable
+  std::uint64_t batches = 0;              // SQLite transactions the writer committed (= WAL fsyncs)
+  std::uint64_t completions_written = 0;  // completion deletes committed
+};
+
+class decision_log {
+ public:
+  // Opens the log at options.path, or creates it (files 0600) when neither it nor its -wal file
+  // exists. Refuses, with a message that says what to do, a log that another process (or another
+  // decision_log in this one) holds, a directory writable by group or others, a file that is not
+  // an xatm decision log or fails `PRAGMA quick_check`, an unknown schema version, a log of
+  // another tm_id, and a log whose -wal file vanished after an unclean shutdown. Nothing refused
+  // is ever repaired or recreated: a lost log would turn committed work into presumed aborts.
+  // Every successful open durably increments the incarnation, then starts the writer thread.
+  [[nodiscard]] static result<std::unique_ptr<decision_log>> open(const decision_log_options& options);
+
+  // The pid written into "<path>.lock" by the process that holds the log, or nullopt when
+  // nobody holds it (or the lock file does not exist). For the recovery tool's messages.
+  [[nodiscard]] static result<std::optional<int>> lock_holder(const std::string& path);
+
+  // Writes what is queued (completions included), stops the writer, checkpoints and closes.
+  // Never throws; failures are logged. A failed log is closed without touching its files.
+  ~decision_log();
+
+  decision_log(const decision_log&) = delete;
+  decision_log& operator=(const decision_log&) = delete;
+
+  // This open's incarnation: 1 for a new log, one more on every open after.
+  std::uint64_t incarnation() const noexcept { return incarnation_; }
+  const std::string& tm_id() const noexcept { return tm_id_; }
+  const std::string& path() const noexcept { return path_; }
+
+  // Appends a decision and returns once it is durable (group commit: it shares one SQLite
+  // transaction and one fsync with every decision queued meanwhile). Outcomes:
+  // - ok: durable; the branches may be committed.
+  // - xa_code::invalid: the record is malformed (not this TM's gtrid, bad or no RM names);
+  //   nothing was written and the log is unaffected.
+  // - xa_code::duplicate_id: the log already holds this gtrid; this record was not written.
+  // - xa_code::rm_error: the log failed (write or fsync error, disk full). The decision may or
+  //   may not be durable: do not roll back its branches, stop the TM, restart it and let
+  //   recovery decide from what the file holds. The log is failed for good: every later call
+  //   answers the same way, and no write or fsync is ever retried.
+  [[nodiscard]] result<void> record(const decision_record& decision);
+
+  // Queues the deletion of a decision whose branches are all committed. Not forced: it is
+  // written with the next batch, by the writer within about 50 ms, or at close. A completion
+  // lost in a crash only makes recovery meet the decision again, which it handles idempotently.
+  // Ignored on a failed log.
+  void mark_complete(std::string_view gtrid);
+
+  // The decisions in the file that are not completed, oldest first. Reads what is committed in
+  // the file: a record() still waiting for its batch is not included, a completion still queued
+  // is (it is still pending as far as a crash is concerned). Fails on a failed log.
+  [[nodiscard]] result<std::vector<decision_record>> pending() const;
+
+  bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
+  decision_log_stats stats() const noexcept;
+
+ private:
+  struct queued_decision;  // lives on the stack of the record() caller while it waits
+
+  decision_log(const decision_log_options& options, int lock_fd);
+  [[nodiscard]] result<void> open_database();
+  [[nodiscard]] result<void> prepare_writer();
+  [[nodiscard]] result<void> write_batch(const std::vector<queued_decision*>& decisions,
+                                         std::string_view completions);
+  [[nodiscard]] result<void> checkpoint();
+  [[nodiscard]] result<void> close_database() noexcept;
+  void run_writer() noexcept;
+  failure fail_for_good(failure cause);  // under mutex_; returns what the failed batch is told
+  failure failed_log_failure() const;    // under mutex_: the answer of every call after a failure
+
+  const std::string path_;
+  const std::string tm_id_;
+  const std::string vfs_name_;
+  int lock_fd_ = -1;  // flock(LOCK_EX) held for the object's life
+  std::uint64_t incarnation_ = 0;
+  bool usable_ = false;  // open() completed: closing may mark the log clean and checkpoint it
+
+  sqlite_handle db_;  // used by the writer thread only once it runs
+  sqlite_statement begin_;
+  sqlite_statement commit_;
+  sqlite_statement insert_;
+  sqlite_statement delete_;
+  std::string branches_buffer_;  // writer only: reused so that a record costs no allocation
+  int wal_frames_ = 0;           // writer only: frames in the WAL after the last commit (wal hook)
+
+  mutable std::mutex mutex_;
+  std::condition_variable writer_wake_;
+  std::condition_variable batch_done_[2];        // waiters of batch n wait on batch_done_[n % 2]
+  std::vector<queued_decision*> queued_decisions_;  // guarded by mutex_
+  std::string queued_completions_;               // gtrids joined by '\n'; guarded by mutex_
+  std::size_t queued_completion_count_ = 0;      // guarded by mutex_
+  std::size_t writer_target_ = 0;                // guarded by mutex_
+  std::uint64_t next_batch_ = 0;                 // the batch queued records join; guarded by mutex_
+  bool stopping_ = false;                        // guarded by mutex_
+  std::optional<failure> failure_;               // the first write failure; guarded by mutex_
+  std::atomic<bool> failed_{false};
+
+  std::atomic<std::uint64_t> decisions_written_{0};
+  std::atomic<std::uint64_t> batches_{0};
+  std::atomic<std::uint64_t> completions_written_{0};
+
+  std::thread writer_;
+};
+
+}  // namespace xatm::detail

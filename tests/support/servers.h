@@ -1,0 +1,43 @@
+// support/servers.h: the throwaway PostgreSQL and MariaDB servers every real-server test uses.
+//
+// CTest's `servers` fixture starts both servers (tests/support/servers.sh) and sets
+// XATM_SERVERS_STATE for the tests that need them; servers() reads their connection strings.
+// A missing or broken server throws: a real-server test fails, it never skips. server_control()
+// stops and starts the servers for crash and outage tests. Call these from the test's main thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace xatm::test {
+
+// Connection strings in libpq's keyword form (`key=value`, values in single quotes where needed).
+struct server_env {
+  std::string dir;         // the servers' temp dir (holds both unix sockets)
+  std::string pg;          // PostgreSQL, database xatm_test, role xatm (superuser, trust auth)
+  std::string pg2;         // PostgreSQL, database xatm_test2: a second RM on the same server
+  std::string mysql;       // MariaDB, database xatm_test, user xatm with mysql_password below
+  std::string mysql_root;  // MariaDB as root (no password), database xatm_test
+  std::string mysql_socket;  // dir + "/mysql.sock", for code that talks to libmysqlclient directly
+};
+
+// The xatm MariaDB user's password. Hostile on purpose (quotes, percent, space) so that tests
+// catch quoting mistakes, and so that they can check it never shows up in messages or logs.
+inline constexpr std::string_view mysql_password = "xatm pass'%\"w0rd";
+
+// Reads $XATM_SERVERS_STATE -> temp dir -> servers.env once. Throws std::runtime_error saying
+// what is missing when the variable, the state file or any entry is absent.
+const server_env& servers();
+
+// Runs `servers.sh <subcommand>` with the same state file (see servers.sh for the list); its
+// output goes to the test's output. Throws std::runtime_error when it exits non-zero.
+void server_control(std::string_view subcommand);
+
+// kill -9 mariadbd and wait until it is gone; then start it again on the same data dir.
+inline void kill_mysql() { server_control("kill-mysql"); }
+inline void start_mysql() { server_control("start-mysql"); }
+// PostgreSQL's crash-like shutdown (pg_ctl stop -m immediate); then start it again.
+inline void stop_pg_immediate() { server_control("stop-pg-immediate"); }
+inline void start_pg() { server_control("start-pg"); }
+
+}  // namespace xatm::test

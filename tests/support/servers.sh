@@ -1,0 +1,486 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL 15 and MariaDB 10.11 servers for xatm's tests (DESIGN.md section 10).
+#
+# Both servers live in one temp dir under /tmp and listen on unix sockets only; system instances
+# are never touched. $XATM_SERVERS_STATE names a small file that holds the temp dir's path, so
+# every subcommand run with the same state file talks to the same servers.
+#
+#   start              start both servers (a no-op when they already run); fails, never skips
+#   stop               stop both and remove the temp dir and the state file (always succeeds)
+#   status             print each server's state; exit 1 unless both answer
+#   env                print the env file (KEY=VALUE, the value is the rest of the line)
+#   kill-mysql         kill -9 mariadbd and wait until it is gone
+#   start-mysql        start mariadbd again on the same data dir
+#   restart-mysql      stop mariadbd cleanly, then start it
+#   stop-pg-immediate  pg_ctl stop -m immediate (PostgreSQL's crash-like shutdown)
+#   start-pg           start PostgreSQL again on the same data dir
+#   restart-pg         stop PostgreSQL (fast), then start it
+#
+# As root, PostgreSQL refuses to run: initdb, pg_ctl and postgres then run as `nobody` (or
+# $XATM_SERVERS_PG_USER) and the temp dir is handed to that user; mariadbd runs with --user=root.
+set -euo pipefail
+
+readonly pg_port=5432
+readonly mysql_password="xatm pass'%\"w0rd"  # hostile on purpose: tests quoting and redaction
+readonly start_timeout=${XATM_SERVERS_TIMEOUT:-60}  # seconds each server gets to answer
+
+say() { printf 'servers: %s\n' "$*"; }
+fail() {
+  printf 'servers: error: %s\n' "$*" >&2
+  exit 1
+}
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+state_file() {
+  [[ -n "${XATM_SERVERS_STATE:-}" ]] ||
+    fail "XATM_SERVERS_STATE is not set (it names the file that records the servers' temp dir)"
+  printf '%s\n' "$XATM_SERVERS_STATE"
+}
+
+# The temp dir of the current servers, or nothing when there is none.
+current_dir() {
+  local state
+  state=$(state_file)
+  [[ -f "$state" ]] || return 0
+  local dir
+  dir=$(head -n 1 "$state")
+  [[ "$dir" == /tmp/xatm-servers.* ]] || fail "$state does not hold a servers dir: '$dir'"
+  printf '%s\n' "$dir"
+}
+
+require_dir() {
+  local dir
+  dir=$(current_dir)
+  [[ -n "$dir" && -d "$dir" ]] ||
+    fail "no servers for $(state_file): run '$0 start' first"
+  printf '%s\n' "$dir"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+
+pg_bindir() {
+  if [[ -n "${XATM_PG_BINDIR:-}" ]]; then
+    [[ -x "$XATM_PG_BINDIR/initdb" ]] || fail "XATM_PG_BINDIR=$XATM_PG_BINDIR holds no initdb"
+    printf '%s\n' "$XATM_PG_BINDIR"
+  elif [[ -x /usr/lib/postgresql/15/bin/initdb ]]; then
+    printf '%s\n' /usr/lib/postgresql/15/bin
+  else
+    fail "PostgreSQL 15 server binaries not found (Debian: apt-get install postgresql-15)"
+  fi
+}
+
+require_tool() {
+  command -v "$1" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1 ||
+    fail "$1 not found (Debian: apt-get install $2)"
+}
+
+mariadbd_bin() {
+  local candidate
+  for candidate in "$(command -v mariadbd 2>/dev/null || true)" /usr/sbin/mariadbd; do
+    if [[ -n "$candidate" && -x "$candidate" ]]; then
+      printf '%s\n' "$candidate"
+      return 0
+    fi
+  done
+  fail "mariadbd not found (Debian: apt-get install mariadb-server)"
+}
+
+# The user the servers run as: PostgreSQL refuses root, MariaDB accepts --user=root.
+pg_os_user() {
+  if [[ $(id -u) -eq 0 ]]; then
+    printf '%s\n' "${XATM_SERVERS_PG_USER:-nobody}"
+  else
+    id -un
+  fi
+}
+
+# Runs a PostgreSQL server program as the PostgreSQL OS user (setpriv: no PAM, no session).
+as_pg_user() {
+  if [[ $(id -u) -eq 0 ]]; then
+    local user
+    user=$(pg_os_user)
+    setpriv --reuid="$(id -u "$user")" --regid="$(id -g "$user")" --clear-groups -- "$@"
+  else
+    "$@"
+  fi
+}
+
+# True when pid runs and its command line mentions our dir (never signal a stranger's process).
+pid_is_ours() {
+  local pid=$1 dir=$2
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [[ -r "/proc/$pid/cmdline" ]] || return 1
+  local state
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+  [[ -n "$state" && "$state" != Z && "$state" != X ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir"
+}
+
+wait_gone() {
+  local pid=$1 dir=$2 seconds=$3 i
+  for ((i = 0; i < seconds * 10; i++)); do
+    pid_is_ours "$pid" "$dir" || return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+log_tail() {
+  local file=$1
+  if [[ -f "$file" ]]; then
+    printf '%s\n' "---- last lines of $file ----" >&2
+    tail -n 30 "$file" >&2 || true
+    printf '%s\n' "----" >&2
+  fi
+}
+
+# Values of libpq's keyword form: single quotes, with \' and \\ escaped inside.
+conninfo_quote() {
+  local value=$1
+  value=${value//\\/\\\\}
+  value=${value//\'/\\\'}
+  printf "'%s'" "$value"
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+pg_alive() {
+  local dir=$1
+  "$(pg_bindir)/pg_isready" -q -h "$dir" -p "$pg_port" -t 3 >/dev/null 2>&1
+}
+
+pg_psql() {
+  local dir=$1
+  shift
+  "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$pg_port" -U postgres -d postgres "$@"
+}
+
+pg_init() {
+  local dir=$1 bindir
+  bindir=$(pg_bindir)
+  mkdir -p "$dir/pg-data"
+  chmod 0700 "$dir/pg-data"
+  if [[ $(id -u) -eq 0 ]]; then
+    local user
+    user=$(pg_os_user)
+    id -u "$user" >/dev/null 2>&1 || fail "user '$user' does not exist (PostgreSQL cannot run as root)"
+    # postgres writes its socket and log into the temp dir: hand both dirs to its user.
+    chown "$user:$(id -gn "$user")" "$dir" "$dir/pg-data"
+    chmod 0711 "$dir"
+  fi
+  # --no-sync: only initdb's own files skip fsync; the server keeps fsync on.
+  if ! (cd "$dir" && as_pg_user "$bindir/initdb" -D "$dir/pg-data" -U postgres --auth-local=trust \
+    --auth-host=reject -E UTF8 --locale=C --no-sync --no-instructions >"$dir/initdb.log" 2>&1); then
+    log_tail "$dir/initdb.log"
+    fail "PostgreSQL initdb failed"
+  fi
+  cat >>"$dir/pg-data/postgresql.conf" <<EOF
+
+# xatm test server: unix socket only, in the temp dir
+listen_addresses = ''
+unix_socket_directories = '$dir'
+port = $pg_port
+max_prepared_transactions = 64
+max_connections = 100
+fsync = on
+EOF
+}
+
+pg_start() {
+  local dir=$1
+  say "starting PostgreSQL in $dir"
+  if ! (cd "$dir" && as_pg_user "$(pg_bindir)/pg_ctl" -D "$dir/pg-data" -l "$dir/pg.log" -w \
+    -t "$start_timeout" start >/dev/null 2>"$dir/pg_ctl.err"); then
+    log_tail "$dir/pg_ctl.err"
+    log_tail "$dir/pg.log"
+    fail "PostgreSQL did not start"
+  fi
+  pg_alive "$dir" || {
+    log_tail "$dir/pg.log"
+    fail "PostgreSQL started but does not answer on $dir"
+  }
+}
+
+pg_stop() {
+  local dir=$1 mode=$2
+  local pidfile="$dir/pg-data/postmaster.pid"
+  [[ -f "$pidfile" ]] || return 0
+  local pid
+  pid=$(head -n 1 "$pidfile")
+  if ! pid_is_ours "$pid" "$dir"; then
+    return 0
+  fi
+  say "stopping PostgreSQL ($mode)"
+  if ! (cd "$dir" && as_pg_user "$(pg_bindir)/pg_ctl" -D "$dir/pg-data" -m "$mode" -w -t 30 stop \
+    >/dev/null 2>&1); then
+    say "pg_ctl stop failed: killing postmaster $pid"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait_gone "$pid" "$dir" 30 || fail "PostgreSQL (pid $pid) did not stop"
+}
+
+pg_setup() {
+  local dir=$1
+  pg_psql "$dir" -c "CREATE ROLE xatm SUPERUSER LOGIN" \
+    -c "CREATE DATABASE xatm_test OWNER xatm" \
+    -c "CREATE DATABASE xatm_test2 OWNER xatm" >/dev/null ||
+    fail "could not create the xatm role and databases in PostgreSQL"
+}
+
+# ---------------------------------------------------------------------------------------------
+# MariaDB
+
+mysql_user_option() {
+  if [[ $(id -u) -eq 0 ]]; then printf '%s\n' root; else id -un; fi
+}
+
+mysql_alive() {
+  local dir=$1
+  [[ -S "$dir/mysql.sock" ]] || return 1
+  mariadb-admin --no-defaults --socket="$dir/mysql.sock" --user=root --connect-timeout=2 \
+    ping >/dev/null 2>&1
+}
+
+mysql_pid() {
+  local dir=$1
+  if [[ -f "$dir/mysql.pid" ]]; then head -n 1 "$dir/mysql.pid"; fi
+}
+
+mysql_init() {
+  local dir=$1
+  require_tool mariadb-install-db mariadb-server
+  if ! mariadb-install-db --no-defaults --datadir="$dir/mysql-data" --user="$(mysql_user_option)" \
+    --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve \
+    >"$dir/mysql-install.log" 2>&1; then
+    log_tail "$dir/mysql-install.log"
+    fail "mariadb-install-db failed"
+  fi
+}
+
+mysql_start() {
+  local dir=$1 mariadbd
+  mariadbd=$(mariadbd_bin)
+  require_tool mariadb-admin mariadb-client
+  say "starting MariaDB in $dir"
+  # A pid file left by kill -9 would make the wait below give up at once.
+  rm -f -- "$dir/mysql.pid"
+  # setsid + every stream redirected: the server must outlive this script and must not hold the
+  # caller's pipes open (CTest waits for them to close).
+  setsid "$mariadbd" --no-defaults --datadir="$dir/mysql-data" --socket="$dir/mysql.sock" \
+    --skip-networking --pid-file="$dir/mysql.pid" --log-error="$dir/mysql.err" \
+    --innodb-buffer-pool-size=64M --user="$(mysql_user_option)" \
+    </dev/null >>"$dir/mysql.out" 2>&1 &
+  local launcher=$! launcher_done=0 i pid why="did not answer on $dir/mysql.sock within ${start_timeout}s"
+  for ((i = 0; i < start_timeout * 5; i++)); do
+    if mysql_alive "$dir"; then
+      return 0
+    fi
+    # The launcher is mariadbd itself, unless setsid had to fork (then it exits 0 at once).
+    if [[ $launcher_done -eq 0 ]] && ! kill -0 "$launcher" 2>/dev/null; then
+      launcher_done=1
+      if ! wait "$launcher"; then
+        why="exited at startup"
+        break
+      fi
+    fi
+    pid=$(mysql_pid "$dir")
+    if [[ -n "$pid" ]] && ! pid_is_ours "$pid" "$dir"; then
+      why="exited at startup"
+      break
+    fi
+    sleep 0.2
+  done
+  if pid_is_ours "$launcher" "$dir"; then
+    kill -KILL "$launcher" 2>/dev/null || true
+    wait "$launcher" 2>/dev/null || true
+  fi
+  log_tail "$dir/mysql.out"
+  log_tail "$dir/mysql.err"
+  fail "MariaDB $why"
+}
+
+mysql_stop() {
+  local dir=$1 pid
+  pid=$(mysql_pid "$dir")
+  [[ -n "$pid" ]] || return 0
+  pid_is_ours "$pid" "$dir" || return 0
+  say "stopping MariaDB"
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_gone "$pid" "$dir" 60; then
+    say "MariaDB did not stop within 60s: killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$pid" "$dir" 30 || fail "MariaDB (pid $pid) did not die"
+  fi
+}
+
+mysql_kill() {
+  local dir=$1 pid
+  pid=$(mysql_pid "$dir")
+  pid_is_ours "$pid" "$dir" || fail "MariaDB is not running in $dir"
+  say "killing MariaDB (kill -9 $pid)"
+  kill -KILL "$pid"
+  wait_gone "$pid" "$dir" 30 || fail "MariaDB (pid $pid) is still there after kill -9"
+}
+
+mysql_setup() {
+  local dir=$1 sql_password=${mysql_password//\'/\'\'}
+  mariadb --no-defaults --socket="$dir/mysql.sock" --user=root --batch <<EOF ||
+CREATE DATABASE xatm_test;
+CREATE USER 'xatm'@'localhost' IDENTIFIED BY '$sql_password';
+GRANT ALL PRIVILEGES ON *.* TO 'xatm'@'localhost' WITH GRANT OPTION;
+EOF
+    fail "could not create the xatm user and database in MariaDB"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Subcommands
+
+write_env() {
+  local dir=$1
+  {
+    printf 'XATM_TEST_DIR=%s\n' "$dir"
+    printf 'XATM_TEST_PG=host=%s port=%s dbname=xatm_test user=xatm\n' "$dir" "$pg_port"
+    printf 'XATM_TEST_PG2=host=%s port=%s dbname=xatm_test2 user=xatm\n' "$dir" "$pg_port"
+    printf 'XATM_TEST_MYSQL=unix_socket=%s/mysql.sock user=xatm password=%s dbname=xatm_test\n' \
+      "$dir" "$(conninfo_quote "$mysql_password")"
+    printf 'XATM_TEST_MYSQL_ROOT=unix_socket=%s/mysql.sock user=root dbname=xatm_test\n' "$dir"
+  } >"$dir/servers.env.tmp"
+  mv "$dir/servers.env.tmp" "$dir/servers.env"
+}
+
+cmd_start() {
+  local state dir
+  state=$(state_file)
+  dir=$(current_dir)
+  if [[ -n "$dir" ]]; then
+    if [[ -f "$dir/servers.env" ]] && pg_alive "$dir" && mysql_alive "$dir"; then
+      say "already running in $dir"
+      return 0
+    fi
+    say "cleaning up the leftovers of an earlier start in ${dir}"
+    cmd_stop
+  fi
+  # Check the tools before creating anything.
+  pg_bindir >/dev/null
+  mariadbd_bin >/dev/null
+  require_tool mariadb-install-db mariadb-server
+  require_tool mariadb-admin mariadb-client
+  require_tool mariadb mariadb-client
+  require_tool setpriv util-linux
+
+  local started=$SECONDS
+  mkdir -p "$(dirname "$state")"
+  dir=$(mktemp -d /tmp/xatm-servers.XXXXXX)
+  # Record the dir first: `stop` cleans up whatever a failed start leaves behind.
+  printf '%s\n' "$dir" >"$state.tmp"
+  mv "$state.tmp" "$state"
+
+  # initdb and mariadb-install-db are independent: run them side by side.
+  pg_init "$dir" &
+  local pg_init_pid=$!
+  local mysql_ok=0 pg_ok=0
+  (mysql_init "$dir") || mysql_ok=$?
+  wait "$pg_init_pid" || pg_ok=$?
+  [[ $pg_ok -eq 0 ]] || fail "PostgreSQL could not be set up in $dir (run '$0 stop' to clean up)"
+  [[ $mysql_ok -eq 0 ]] || fail "MariaDB could not be set up in $dir (run '$0 stop' to clean up)"
+
+  pg_start "$dir"
+  mysql_start "$dir"
+  pg_setup "$dir"
+  mysql_setup "$dir"
+  write_env "$dir"
+  say "PostgreSQL and MariaDB ready in $dir ($((SECONDS - started))s)"
+}
+
+cmd_stop() {
+  local state dir
+  state=$(state_file)
+  dir=$(current_dir)
+  if [[ -n "$dir" && -d "$dir" ]]; then
+    # Either stop failing must not keep the other server running or the dir in place.
+    local rc=0
+    (pg_stop "$dir" fast) || rc=1
+    (mysql_stop "$dir") || rc=1
+    if [[ $rc -ne 0 ]]; then
+      say "warning: a server did not stop cleanly"
+    fi
+    rm -rf -- "$dir"
+    say "removed $dir"
+  fi
+  rm -f -- "$state" "$state.tmp"
+}
+
+cmd_status() {
+  local dir rc=0
+  dir=$(current_dir)
+  if [[ -z "$dir" || ! -d "$dir" ]]; then
+    say "not started (state file: $(state_file))"
+    return 1
+  fi
+  if pg_alive "$dir"; then say "PostgreSQL: running ($dir)"; else
+    say "PostgreSQL: stopped"
+    rc=1
+  fi
+  if mysql_alive "$dir"; then say "MariaDB: running ($dir/mysql.sock)"; else
+    say "MariaDB: stopped"
+    rc=1
+  fi
+  return "$rc"
+}
+
+cmd_env() {
+  local dir
+  dir=$(require_dir)
+  [[ -f "$dir/servers.env" ]] || fail "$dir/servers.env is missing: the servers did not finish starting"
+  cat "$dir/servers.env"
+}
+
+main() {
+  [[ $# -eq 1 ]] || usage
+  local dir
+  case "$1" in
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    kill-mysql)
+      dir=$(require_dir)
+      mysql_kill "$dir"
+      ;;
+    start-mysql)
+      dir=$(require_dir)
+      if mysql_alive "$dir"; then say "MariaDB already running"; else mysql_start "$dir"; fi
+      ;;
+    restart-mysql)
+      dir=$(require_dir)
+      mysql_stop "$dir"
+      mysql_start "$dir"
+      ;;
+    stop-pg-immediate)
+      dir=$(require_dir)
+      pg_stop "$dir" immediate
+      ;;
+    start-pg)
+      dir=$(require_dir)
+      if pg_alive "$dir"; then say "PostgreSQL already running"; else pg_start "$dir"; fi
+      ;;
+    restart-pg)
+      dir=$(require_dir)
+      pg_stop "$dir" fast
+      pg_start "$dir"
+      ;;
+    -h | --help | help) usage ;;
+    *)
+      printf 'servers: unknown subcommand: %s\n' "$1" >&2
+      usage
+      ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# xatm's developer entry point: installs what the build needs (Debian 12), builds, and runs the
+# tests or the demo against throwaway database servers. Needs no terminal and no standard input.
+#
+#   tools/xatm.sh test [ctest args...]   build, then run every test (CTest starts the servers)
+#   tools/xatm.sh demo                   build, start servers, run the PG -> MariaDB demo, stop them
+#   tools/xatm.sh servers start|stop|status|env
+#                                        throwaway PostgreSQL + MariaDB servers to poke at
+#   tools/xatm.sh build                  install packages, configure and build
+#
+# The build goes to build/ at the repository root ($XATM_BUILD_DIR overrides it). With CI=true,
+# warnings are errors.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+build_dir=${XATM_BUILD_DIR:-build}
+servers_sh="$repo/tests/support/servers.sh"
+
+readonly packages=(
+  cmake g++ make pkg-config
+  libpq-dev libmariadb-dev-compat libboost-log-dev libsqlite3-dev doctest-dev
+  postgresql-15 mariadb-server
+)
+
+say() { printf 'xatm: %s\n' "$*"; }
+die() {
+  printf 'xatm: error: %s\n' "$*" >&2
+  exit 1
+}
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+ensure_packages() {
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    say "not a Debian system: make sure these (or their equivalents) are installed: ${packages[*]}"
+    return 0
+  fi
+  local missing=() package
+  for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("$package")
+    fi
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  if [[ $(id -u) -ne 0 ]]; then
+    printf 'xatm: missing Debian packages; install them with:\n  sudo apt-get install -y %s\n' \
+      "${missing[*]}" >&2
+    exit 1
+  fi
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q </dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+}
+
+absolute_build_dir() {
+  mkdir -p "$build_dir"
+  (cd "$build_dir" && pwd)
+}
+
+configure_and_build() {
+  local werror=OFF
+  [[ "${CI:-}" == true ]] && werror=ON
+  say "configuring $build_dir (XATM_WERROR=$werror)"
+  cmake -S . -B "$build_dir" -DXATM_CRASH_POINTS=ON -DXATM_WERROR="$werror" >/dev/null
+  say "building with $(nproc) jobs"
+  cmake --build "$build_dir" -j "$(nproc)"
+}
+
+cmd_test() {
+  ensure_packages
+  configure_and_build
+  say "running the tests"
+  ctest --test-dir "$build_dir" --output-on-failure --no-tests=error "$@"
+}
+
+# One value of the servers' env file (KEY=VALUE, the value is the rest of the line).
+env_value() {
+  local env=$1 key=$2 line
+  while IFS= read -r line; do
+    if [[ "${line%%=*}" == "$key" ]]; then
+      printf '%s\n' "${line#*=}"
+      return 0
+    fi
+  done <<<"$env"
+  die "$key is missing from the servers' env file"
+}
+
+stop_demo_servers() {
+  local status=$?
+  say "stopping the demo servers"
+  "$servers_sh" stop >/dev/null || say "warning: could not stop the demo servers"
+  exit "$status"
+}
+
+cmd_demo() {
+  ensure_packages
+  configure_and_build
+  local demo="$build_dir/examples/xatm-demo"
+  [[ -x "$demo" ]] || die "$demo was not built"
+  # Global: the EXIT trap runs after this function's locals are gone.
+  export XATM_SERVERS_STATE
+  XATM_SERVERS_STATE="$(absolute_build_dir)/demo-servers.state"
+  # The servers go away however the demo ends.
+  trap stop_demo_servers EXIT
+  trap 'exit 130' INT TERM
+  say "starting PostgreSQL and MariaDB"
+  "$servers_sh" start
+  local env
+  env=$("$servers_sh" env)
+  XATM_DEMO_PG=$(env_value "$env" XATM_TEST_PG)
+  XATM_DEMO_MYSQL=$(env_value "$env" XATM_TEST_MYSQL)
+  export XATM_DEMO_PG XATM_DEMO_MYSQL
+  say "running $demo"
+  "$demo"
+}
+
+cmd_servers() {
+  [[ $# -eq 1 ]] || usage
+  ensure_packages
+  export XATM_SERVERS_STATE
+  XATM_SERVERS_STATE="$(absolute_build_dir)/dev-servers.state"
+  case "$1" in
+    start)
+      if ! "$servers_sh" start; then
+        "$servers_sh" stop >/dev/null 2>&1 || true
+        die "the servers did not start"
+      fi
+      say "connection strings ($build_dir/dev-servers.state):"
+      "$servers_sh" env
+      say "stop them with: tools/xatm.sh servers stop"
+      ;;
+    stop | status | env) "$servers_sh" "$1" ;;
+    *) usage ;;
+  esac
+}
+
+main() {
+  [[ $# -ge 1 ]] || usage
+  local command=$1
+  shift
+  case "$command" in
+    test) cmd_test "$@" ;;
+    demo) [[ $# -eq 0 ]] || usage; cmd_demo ;;
+    servers) cmd_servers "$@" ;;
+    build) [[ $# -eq 0 ]] || usage; ensure_packages; configure_and_build ;;
+    -h | --help | help) usage ;;
+    *)
+      printf 'xatm: unknown command: %s\n' "$command" >&2
+      usage
+      ;;
+  esac
+}
+
+main "$@"
