@@ -91,7 +91,10 @@ void print_state(xatm::transaction_manager& tm) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  xatm::tools::install_console_log(std::getenv("XATM_DEMO_LOG_LEVEL") ? std::getenv("XATM_DEMO_LOG_LEVEL") : "debug");
+  // The protocol steps (end, prepare, decision durable, commit) show on stderr as they happen.
+  const char* level = std::getenv("XATM_DEMO_LOG_LEVEL");
+  xatm::tools::install_console_log(level != nullptr ? level : "info", /*show_protocol=*/true);
+  std::cout << std::unitbuf;  // keep the story and the log lines in order
   std::filesystem::path log_dir = argc > 1 ? argv[1] : std::filesystem::temp_directory_path() / "xatm-demo";
   std::filesystem::create_directories(log_dir);
   std::filesystem::permissions(log_dir, std::filesystem::perms::owner_all);

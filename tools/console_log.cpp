@@ -14,7 +14,7 @@ namespace xatm::tools {
 namespace logging = boost::log;
 namespace expr = boost::log::expressions;
 
-void install_console_log(std::string_view level) {
+void install_console_log(std::string_view level, bool show_protocol) {
   logging::trivial::severity_level threshold = logging::trivial::info;
   if (!logging::trivial::from_string(level.data(), level.size(), threshold)) {
     threshold = logging::trivial::info;
@@ -26,7 +26,10 @@ void install_console_log(std::string_view level) {
           (expr::stream << expr::format_date_time<boost::posix_time::ptime>("TimeStamp", "%H:%M:%S.%f")
                         << ' ' << std::left << std::setw(7) << logging::trivial::severity << ' '
                         << expr::attr<std::string>("Channel") << "  " << expr::smessage),
-      logging::keywords::filter = logging::trivial::severity >= threshold,
+      logging::keywords::filter =
+          logging::trivial::severity >= threshold ||
+          (show_protocol && logging::trivial::severity >= logging::trivial::debug &&
+           (expr::attr<std::string>("Channel") == "xatm.tm" || expr::attr<std::string>("Channel") == "xatm.log")),
       logging::keywords::auto_flush = true);
 }
 

@@ -116,7 +116,8 @@ cmd_demo() {
   XATM_DEMO_MYSQL=$(env_value "$env" XATM_TEST_MYSQL)
   export XATM_DEMO_PG XATM_DEMO_MYSQL
   say "running $demo"
-  "$demo"
+  # The decision log lives with the servers, so every demo starts from a fresh log.
+  "$demo" "$(env_value "$env" XATM_TEST_DIR)/demo-log"
 }
 
 cmd_servers() {

@@ -210,6 +210,7 @@ class two_phase_commit {
       if (!no_vote) no_vote = cause;
     }
     if (no_vote) abort_for(*no_vote, "prepare");
+    XATM_LOG(tm, debug) << gtrid_ << ": every branch voted yes";
     XATM_CRASH_POINT("after_all_prepared");
   }
 
@@ -220,7 +221,10 @@ class two_phase_commit {
     decision.branch_rms.reserve(branches_.size());
     for (const branch& b : branches_) decision.branch_rms.push_back(b.rm->name());
     auto written = core_.log->record(decision);
-    if (written) return;
+    if (written) {
+      XATM_LOG(tm, debug) << gtrid_ << ": commit decision durable";
+      return;
+    }
     failure cause = std::move(written).error();
     if (cause.native_code == sqlite_full) {
       // Nothing of the record reached the log: presumed abort holds, roll back.
