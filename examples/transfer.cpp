@@ -5,6 +5,7 @@
 //
 // It makes a few transfers, one that fails (insufficient funds: rolled back on both databases),
 // and prints the balances and ledgers as each database sees them.
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -90,27 +91,47 @@ void print_state(xatm::transaction_manager& tm) {
 
 }  // namespace
 
+// xatm-demo [run|crash|show] LOG_DIR
+//   run    fresh accounts, four transfers (one refused), balances
+//   crash  one more transfer in a process that dies right after the decision is durable (run it
+//          with XATM_CRASH_AT=after_decision_durable in a build with crash points)
+//   show   balances and ledgers only (no transaction manager, no recovery)
 int main(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "run";
+  if (mode != "run" && mode != "crash" && mode != "show") {
+    std::cerr << "usage: xatm-demo [run|crash|show] [LOG_DIR]\n";
+    return 2;
+  }
   // The protocol steps (end, prepare, decision durable, commit) show on stderr as they happen.
   const char* level = std::getenv("XATM_DEMO_LOG_LEVEL");
-  xatm::tools::install_console_log(level != nullptr ? level : "info", /*show_protocol=*/true);
+  xatm::tools::install_console_log(level != nullptr ? level : mode == "show" ? "warning" : "info",
+                                   /*show_protocol=*/mode != "show");
   std::cout << std::unitbuf;  // keep the story and the log lines in order
-  std::filesystem::path log_dir = argc > 1 ? argv[1] : std::filesystem::temp_directory_path() / "xatm-demo";
+  std::filesystem::path log_dir = argc > 2 ? argv[2] : std::filesystem::temp_directory_path() / "xatm-demo";
   std::filesystem::create_directories(log_dir);
   std::filesystem::permissions(log_dir, std::filesystem::perms::owner_all);
   try {
-    xatm::transaction_manager tm({.tm_id = "demo", .log_path = (log_dir / "decisions.db").string()});
+    xatm::tm_options options{.tm_id = "demo", .log_path = (log_dir / "decisions.db").string()};
+    if (mode == "crash") options.recovery_interval = std::chrono::milliseconds(0);
+    xatm::transaction_manager tm(options);
     tm.register_rm("payments_pg", "postgresql", required_env("XATM_DEMO_PG"));
     tm.register_rm("ledger_mariadb", "mariadb", required_env("XATM_DEMO_MYSQL"));
-    create_accounts(tm);
-    transfer(tm, 30, "t1");
-    transfer(tm, 20, "t2");
-    transfer(tm, 500, "t3");  // alice has 50 left: refused, nothing moves on either side
-    transfer(tm, 25, "t4");
+    if (mode == "run") {
+      create_accounts(tm);
+      transfer(tm, 30, "t1");
+      transfer(tm, 20, "t2");
+      transfer(tm, 500, "t3");  // alice has 50 left: refused, nothing moves on either side
+      transfer(tm, 25, "t4");
+    } else if (mode == "crash") {
+      transfer(tm, 10, "t5");  // with XATM_CRASH_AT set, the process is killed inside commit()
+      std::cout << "   (the process was expected to die inside commit)\n";
+    }
     print_state(tm);
-    auto stats = tm.statistics();
-    std::cout << "\ncommitted " << stats.committed << ", rolled back " << stats.rolled_back << ", decisions logged "
-              << stats.decisions_logged << " in " << stats.log_batches << " log batches\n";
+    if (mode == "run") {
+      auto stats = tm.statistics();
+      std::cout << "\ncommitted " << stats.committed << ", rolled back " << stats.rolled_back
+                << ", decisions logged " << stats.decisions_logged << " in " << stats.log_batches << " log batches\n";
+    }
   } catch (const std::exception& e) {
     std::cerr << "xatm-demo: " << e.what() << "\n";
     return 1;

@@ -115,9 +115,30 @@ cmd_demo() {
   XATM_DEMO_PG=$(env_value "$env" XATM_TEST_PG)
   XATM_DEMO_MYSQL=$(env_value "$env" XATM_TEST_MYSQL)
   export XATM_DEMO_PG XATM_DEMO_MYSQL
-  say "running $demo"
   # The decision log lives with the servers, so every demo starts from a fresh log.
-  "$demo" "$(env_value "$env" XATM_TEST_DIR)/demo-log"
+  local log_dir recover
+  log_dir="$(env_value "$env" XATM_TEST_DIR)/demo-log"
+  recover=("$build_dir/recovery/xatm-recover" --log "$log_dir/decisions.db"
+    --rm "payments_pg=postgresql:$XATM_DEMO_PG" --rm "ledger_mariadb=mariadb:$XATM_DEMO_MYSQL")
+
+  say "part 1: transfers from PostgreSQL to MariaDB"
+  "$demo" run "$log_dir"
+
+  say "part 2: a transfer whose process is killed right after the commit decision is durable"
+  local status=0
+  XATM_CRASH_AT=after_decision_durable "$demo" crash "$log_dir" || status=$?
+  [[ $status -eq 137 ]] || die "the crashing transfer should have been killed (exit 137), it exited $status"
+  say "killed (SIGKILL). Both branches are left prepared; the databases still show the old balances:"
+  "$demo" show "$log_dir"
+  say "what xatm-recover would do (--dry-run):"
+  status=0
+  "${recover[@]}" --dry-run || status=$?
+  [[ $status -eq 1 ]] || die "xatm-recover --dry-run should report work to do (exit 1), it exited $status"
+
+  say "part 3: xatm-recover commits them, as the decision log says"
+  "${recover[@]}"
+  say "after recovery, both databases agree:"
+  "$demo" show "$log_dir"
 }
 
 cmd_servers() {

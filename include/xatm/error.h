@@ -62,6 +62,11 @@ class log_failure_error : public error {
   using error::error;
 };
 
+// The decision log is held by another process (a running TM, or another xatm-recover).
+class log_in_use_error : public error {
+  using error::error;
+};
+
 // A call that is illegal in the branch's current XA state (commit before prepare, ...).
 class protocol_error : public error {
   using error::error;

@@ -13,8 +13,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "xatm/global_transaction.h"
+#include "xatm/recovery.h"
 #include "xatm/resource_manager.h"
 
 namespace xatm {
@@ -35,6 +39,9 @@ struct tm_options {
   // it returns completion_pending and leaves the branch to recovery.
   std::chrono::milliseconds commit_retry_window{std::chrono::seconds(5)};
   commit_protocol protocol = commit_protocol::two_phase;
+  // How often the background thread runs recovery (0: never; recover_now() still works).
+  // Recovery also runs once before the first begin() returns.
+  std::chrono::milliseconds recovery_interval{std::chrono::seconds(30)};
 };
 
 // Opens a new connection to one registered RM; used for the application's connections and for
@@ -72,14 +79,28 @@ class transaction_manager {
   std::unique_ptr<resource_manager> connect(std::string_view rm_name);
 
   // A new global transaction with a fresh gtrid `<tm_id>.<incarnation>.<seq>`. Nothing is logged.
+  // The first call runs recovery first (register every RM before it): branches an earlier
+  // incarnation left prepared are resolved before new work starts.
   global_transaction begin();
+
+  // Runs recovery now (DESIGN.md section 6) and reports what it found and did. Branches of
+  // transactions in flight in this process are left alone. Safe from any thread; one run at a
+  // time.
+  recovery_report recover_now();
 
   const std::string& tm_id() const noexcept;
   std::uint64_t incarnation() const noexcept;
   tm_statistics statistics() const noexcept;
 
  private:
+  void run_background_recovery();
+
   std::shared_ptr<detail::tm_core> core_;
+  // The background recovery thread and its stop signal (joined in the destructor).
+  std::mutex stop_mutex_;
+  std::condition_variable stop_requested_;
+  bool stopping_ = false;
+  std::thread recovery_thread_;
 };
 
 }  // namespace xatm

@@ -4,7 +4,10 @@
 
 #include <mutex>
 
+#include <cerrno>
+
 #include "core/logging.h"
+#include "core/recovery.h"
 #include "core/tm_core.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
@@ -31,6 +34,55 @@ result<std::unique_ptr<resource_manager>> tm_core::connect(std::string_view rm_n
   return connector();
 }
 
+void tm_core::hand_over(const std::string& gtrid) {
+  std::lock_guard lock(handed_over_mutex);
+  handed_over.insert(gtrid);
+}
+
+bool tm_core::is_handed_over(std::string_view gtrid) const {
+  std::lock_guard lock(handed_over_mutex);
+  return handed_over.find(gtrid) != handed_over.end();
+}
+
+recovery_report tm_core::recover() {
+  std::lock_guard lock(recovery_mutex);
+  recovery_context context;
+  context.tm_id = options.tm_id;
+  context.log = log.get();
+  {
+    std::shared_lock registry_lock(registry_mutex);
+    context.rms = registry;
+  }
+  context.live_incarnation = log->incarnation();
+  context.handed_over = [this](std::string_view gtrid) { return is_handed_over(gtrid); };
+  auto report = run_recovery(context);
+  // Handed-over work that recovery finished needs no more attention.
+  {
+    std::lock_guard handed_lock(handed_over_mutex);
+    std::erase_if(handed_over, [&](const std::string& gtrid) {
+      for (const auto& item : report.items) {
+        if (item.gtrid == gtrid && item.result == recovery_result::unresolved) return false;
+      }
+      return true;
+    });
+  }
+  if (report.unresolved() || report.heuristic()) {
+    XATM_LOG(recovery, warning) << "recovery left work unresolved: " << report.unreachable_rms.size()
+                                << " RMs unreachable, " << report.items.size() << " branches listed";
+  }
+  return report;
+}
+
+std::unique_ptr<decision_log> open_decision_log(const std::string& path, const std::string& tm_id) {
+  auto opened = decision_log::open({path, tm_id, {}});
+  if (opened) return std::move(opened).value();
+  failure cause = std::move(opened).error();
+  if (cause.code == xa_code::invalid && cause.native_code == EWOULDBLOCK) throw log_in_use_error(std::move(cause));
+  // A log that exists but cannot be trusted is a log failure; anything else is configuration.
+  if (cause.code == xa_code::rm_error) throw log_failure_error(std::move(cause));
+  throw configuration_error(std::move(cause));
+}
+
 }  // namespace detail
 
 namespace {
@@ -46,19 +98,35 @@ transaction_manager::transaction_manager(tm_options options) : core_(std::make_s
   if (options.protocol == commit_protocol::three_phase) {
     throw_configuration("the three-phase protocol is not available yet");
   }
-  auto opened = detail::decision_log::open({options.log_path, options.tm_id, {}});
-  if (!opened) {
-    // A log that exists but cannot be trusted is a log failure; anything else is configuration.
-    if (opened.error().code == xa_code::rm_error) throw log_failure_error(opened.error());
-    throw configuration_error(opened.error());
-  }
-  core_->log = std::move(opened).value();
+  core_->log = detail::open_decision_log(options.log_path, options.tm_id);
   core_->options = std::move(options);
   XATM_LOG(tm, info) << "transaction manager " << core_->options.tm_id << " incarnation "
                      << core_->log->incarnation() << " opened log " << core_->options.log_path;
 }
 
-transaction_manager::~transaction_manager() = default;
+transaction_manager::~transaction_manager() {
+  {
+    std::lock_guard lock(stop_mutex_);
+    stopping_ = true;
+  }
+  stop_requested_.notify_all();
+  if (recovery_thread_.joinable()) recovery_thread_.join();
+}
+
+void transaction_manager::run_background_recovery() {
+  std::unique_lock lock(stop_mutex_);
+  while (!stop_requested_.wait_for(lock, core_->options.recovery_interval, [this] { return stopping_; })) {
+    lock.unlock();
+    try {
+      (void)core_->recover();  // the report is logged; nobody waits for it here
+    } catch (const std::exception& e) {
+      XATM_LOG(recovery, error) << "background recovery failed: " << e.what();
+    }
+    lock.lock();
+  }
+}
+
+recovery_report transaction_manager::recover_now() { return core_->recover(); }
 
 void transaction_manager::register_rm(std::string name, std::string_view dialect, std::string_view conninfo) {
   auto settings = connection_settings::parse(conninfo);
@@ -91,6 +159,14 @@ std::unique_ptr<resource_manager> transaction_manager::connect(std::string_view 
 }
 
 global_transaction transaction_manager::begin() {
+  // Before the first transaction: resolve what earlier incarnations left, then keep doing so in
+  // the background.
+  std::call_once(core_->initial_recovery, [this] {
+    (void)core_->recover();  // unresolved work is logged and retried by the background thread
+    if (core_->options.recovery_interval.count() > 0) {
+      recovery_thread_ = std::thread([this] { run_background_recovery(); });
+    }
+  });
   gtrid_parts parts{core_->options.tm_id, core_->log->incarnation(), core_->next_sequence.fetch_add(1), false};
   return global_transaction(core_, format_gtrid(parts).value());
 }

@@ -68,6 +68,7 @@ class two_phase_commit {
     bool complete = commit_all();
     // 8. Forget the decision once every branch confirmed (not forced).
     if (!complete) {
+      core_.hand_over(gtrid_);  // recovery (background or recover_now()) finishes it
       core_.completion_pending.fetch_add(1);
       XATM_LOG(tm, warning) << gtrid_ << ": committed, completion pending: recovery will finish it";
       return commit_outcome::completion_pending;
@@ -263,7 +264,11 @@ class two_phase_commit {
     retry_commits(retry, heuristic);
     if (heuristic) {
       // Nothing is left to commit (unless a retry is pending: then recovery still needs the record).
-      if (retry.empty()) core_.log->mark_complete(gtrid_);
+      if (retry.empty()) {
+        core_.log->mark_complete(gtrid_);
+      } else {
+        core_.hand_over(gtrid_);
+      }
       failure cause = *heuristic;
       cause.code = xa_code::heuristic_mixed;
       cause.message = gtrid_ + ": heuristic outcome: the decision was commit but " + cause.rm_name +
@@ -333,6 +338,7 @@ class two_phase_commit {
       auto answers = call_all(own, xa_verb::rollback, prepare_deadline());
       for (std::size_t k = 0; k < own.size(); ++k) {
         if (!answers[k].ok() && answers[k].error().code != xa_code::not_found) {
+          core_.hand_over(gtrid_);  // presumed abort: recovery rolls back what is left
           XATM_LOG(tm, warning) << gtrid_ << ": rollback of branch " << branches_[own[k]].id.bqual()
                                 << " failed (recovery rolls it back): " << answers[k].error().describe();
         }
@@ -346,6 +352,7 @@ class two_phase_commit {
     auto connection = core_.connect(b.rm->name());
     auto done = connection ? connection.value()->rollback(b.id) : result<void>(connection.error());
     if (!done && done.error().code != xa_code::not_found) {
+      core_.hand_over(gtrid_);
       XATM_LOG(tm, warning) << gtrid_ << ": branch " << b.id.bqual() << " on " << b.rm->name()
                             << " may be prepared; presumed abort: recovery rolls it back: " << done.error().describe();
     }

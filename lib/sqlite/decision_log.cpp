@@ -203,10 +203,12 @@ result<int> acquire_lock(const std::string& path) {
     const auto holder = read_lock_pid(fd);
     ::close(fd);
     if (error == EWOULDBLOCK) {
-      return make_failure(xa_code::invalid,
-                          "decision log " + path + " is in use by process " +
-                              (holder ? std::to_string(*holder) : std::string("(pid not yet written)")) +
-                              ": only one TM or recovery tool may use a log at a time; stop that process first");
+      // native_code EWOULDBLOCK tells callers "busy" apart from other refusals.
+      return io_failure(xa_code::invalid,
+                        "decision log " + path + " is in use by process " +
+                            (holder ? std::to_string(*holder) : std::string("(pid not yet written)")) +
+                            ": only one TM or recovery tool may use a log at a time; stop that process first",
+                        EWOULDBLOCK);
     }
     return io_failure(xa_code::rm_error, "cannot lock " + lock_path + ": " + errno_text(error), error);
   }
@@ -474,6 +476,14 @@ result<std::optional<int>> decision_log::lock_holder(const std::string& path) {
   return holder;
 }
 
+
+result<std::string> decision_log::stored_tm_id(const std::string& path) {
+  sqlite3* raw = nullptr;
+  int code = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
+  std::unique_ptr<sqlite3, sqlite_closer> db(raw);
+  if (code != SQLITE_OK) return sqlite_failure(db.get(), code, "cannot open decision log " + path);
+  return read_meta(db.get(), path, "tm_id");
+}
 
 result<void> decision_log::open_database() {
   const std::string wal_path = path_ + "-wal";

@@ -81,6 +81,10 @@ class decision_log {
   // nobody holds it (or the lock file does not exist). For the recovery tool's messages.
   [[nodiscard]] static result<std::optional<int>> lock_holder(const std::string& path);
 
+  // The tm_id stored in an existing log, read without taking its lock or changing it (for the
+  // recovery tool when the operator did not give --tm-id).
+  [[nodiscard]] static result<std::string> stored_tm_id(const std::string& path);
+
   // Writes what is queued (completions included), stops the writer, checkpoints and closes.
   // Never throws; failures are logged. A failed log is closed without touching its files.
   ~decision_log();

@@ -1,0 +1,73 @@
+// xatm/recovery.h: resolving the prepared branches a crash left behind (DESIGN.md section 6).
+//
+// One algorithm serves the transaction manager (at start, periodically, and recover_now()) and
+// the xatm-recover tool (recover_offline()). It lists every registered RM's prepared branches,
+// commits those whose decision log holds COMMIT, rolls back xatm's own branches with no record
+// (presumed abort), never touches anything foreign, and reports what it found and did. An RM it
+// cannot reach is reported unresolved, never guessed about. Running it twice, or crashing inside
+// it, converges. The report types are plain data; recover_offline() is safe from any thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "xatm/resource_manager.h"
+
+namespace xatm {
+
+// What recovery did with one prepared branch (or one decision).
+enum class recovery_result : std::uint8_t {
+  committed,       // committed now, following a COMMIT decision
+  rolled_back,     // rolled back now: xatm's branch with no decision (presumed abort)
+  already_done,    // the RM no longer had it: an earlier run or the TM finished it
+  would_commit,    // dry run: would commit
+  would_roll_back, // dry run: would roll back
+  skipped_live,    // belongs to the running TM's current incarnation and is in flight
+  foreign,         // another formatID or another tm_id: listed, never touched
+  unresolved,      // could not be resolved now (RM unreachable, branch still attached, ...)
+  heuristic,       // the RM did the opposite of the decision
+};
+const char* recovery_result_name(recovery_result result) noexcept;
+
+struct recovery_item {
+  std::string rm_name;
+  std::string xid;            // xid::to_string(), or the RM's raw text for undecodable XIDs
+  std::string gtrid;          // empty for undecodable XIDs
+  std::string state_found;    // "prepared", or "gone" for a decision none of whose branches remain
+  std::string decision;       // "commit", "none (presumed abort)", or "-" (foreign)
+  std::string action;         // "commit", "rollback", "none"
+  recovery_result result = recovery_result::unresolved;
+  std::string detail;         // why, for unresolved / heuristic / foreign results
+  std::optional<std::int64_t> age_seconds;  // how long it has been prepared, when the RM says
+};
+
+struct recovery_report {
+  std::vector<recovery_item> items;
+  std::vector<std::string> unreachable_rms;  // "name: why"
+  std::size_t decisions_pending_before = 0;
+  std::size_t decisions_completed = 0;       // decisions forgotten because every branch is done
+
+  // Something of ours is left in doubt (exit code 1 of xatm-recover).
+  bool unresolved() const noexcept;
+  // A branch did the opposite of the decision (exit code 3).
+  bool heuristic() const noexcept;
+};
+
+struct offline_recovery_options {
+  std::string tm_id;       // the tm_id of the log's owner
+  std::string log_path;    // its decision log
+  std::vector<std::pair<std::string, std::string>> rms;  // name -> "<dialect>:<conninfo>"
+  bool dry_run = false;    // report only; change nothing on any RM and in the log
+};
+
+// Recovery without a running TM, as xatm-recover does it: takes the log's lock (throws
+// log_in_use_error while a TM or another recovery holds it: a live TM recovers by itself),
+// resolves, and releases the lock. Throws configuration_error for bad settings and
+// log_failure_error for a damaged log (never presumes abort over a log it cannot read).
+// An RM entry's dialect prefix is "postgresql:", "mysql:" or "mariadb:".
+recovery_report recover_offline(const offline_recovery_options& options);
+
+}  // namespace xatm

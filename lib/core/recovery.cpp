@@ -1,0 +1,240 @@
+// The recovery algorithm: DESIGN.md section 6's table, top to bottom.
+//
+//   1. read the pending decisions from the log;
+//   2. scan: list the prepared branches of every registered RM;
+//   3. resolve each of xatm's branches: COMMIT record -> commit; no record -> roll back
+//      (presumed abort); live incarnation and not handed over -> skip; foreign -> report only;
+//   4. forget a decision once every RM it names was scanned and holds none of its branches.
+// Each action is idempotent ("does not exist" after a decision means already done), so a run
+// that crashes half-way is simply run again.
+#include "core/recovery.h"
+
+#include <filesystem>
+#include <set>
+
+#include "core/crash_point.h"
+#include "core/logging.h"
+#include "core/tm_core.h"
+#include "xatm/error.h"
+#include "xatm/mysql.h"
+#include "xatm/postgresql.h"
+
+namespace xatm {
+
+const char* recovery_result_name(recovery_result result) noexcept {
+  switch (result) {
+    case recovery_result::committed: return "committed";
+    case recovery_result::rolled_back: return "rolled back";
+    case recovery_result::already_done: return "already done";
+    case recovery_result::would_commit: return "would commit (dry run)";
+    case recovery_result::would_roll_back: return "would roll back (dry run)";
+    case recovery_result::skipped_live: return "skipped: in flight in the running TM";
+    case recovery_result::foreign: return "foreign: never touched";
+    case recovery_result::unresolved: return "UNRESOLVED";
+    case recovery_result::heuristic: return "HEURISTIC";
+  }
+  return "unknown";
+}
+
+bool recovery_report::unresolved() const noexcept {
+  if (!unreachable_rms.empty()) return true;
+  for (const auto& item : items) {
+    if (item.result == recovery_result::unresolved || item.result == recovery_result::would_commit ||
+        item.result == recovery_result::would_roll_back) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool recovery_report::heuristic() const noexcept {
+  for (const auto& item : items) {
+    if (item.result == recovery_result::heuristic) return true;
+  }
+  return false;
+}
+
+namespace detail {
+namespace {
+
+struct scanned_rm {
+  std::string name;
+  std::unique_ptr<resource_manager> connection;
+  recovered_branches found;
+};
+
+// Commits or rolls back one of our prepared branches and says what came of it.
+void resolve(resource_manager& rm, const xid& branch, bool commit, recovery_item& item) {
+  auto done = commit ? rm.commit(branch, false) : rm.rollback(branch);
+  if (done.ok()) {
+    item.result = commit ? recovery_result::committed : recovery_result::rolled_back;
+    return;
+  }
+  const failure& cause = done.error();
+  item.detail = cause.describe();
+  if (cause.code == xa_code::not_found) {
+    item.result = recovery_result::already_done;
+  } else if (commit && is_rollback_code(cause.code)) {
+    item.result = recovery_result::heuristic;  // decided commit, the RM rolled it back
+  } else if (!commit && cause.code == xa_code::heuristic_commit) {
+    item.result = recovery_result::heuristic;
+  } else {
+    // xa_code::retry (still attached to a live session), a lost connection, ...: try later.
+    item.result = recovery_result::unresolved;
+  }
+}
+
+}  // namespace
+
+recovery_report run_recovery(const recovery_context& context) {
+  recovery_report report;
+
+  // 1. What the log decided. A log that cannot be read stops everything: no presumed abort.
+  auto pending = context.log->pending();
+  if (!pending) throw log_failure_error(pending.error());
+  std::map<std::string, const decision_record*, std::less<>> decisions;
+  for (const auto& record : pending.value()) decisions.emplace(record.gtrid, &record);
+  report.decisions_pending_before = decisions.size();
+
+  auto is_live = [&](std::string_view gtrid) {
+    auto parts = parse_gtrid(gtrid);
+    return context.live_incarnation != 0 && parts.ok() && parts.value().incarnation == context.live_incarnation &&
+           !(context.handed_over && context.handed_over(gtrid));
+  };
+
+  // 2. Scan every registered RM.
+  std::vector<scanned_rm> scanned;
+  for (const auto& [name, connector] : context.rms) {
+    auto connection = connector();
+    auto found = connection ? connection.value()->recover() : result<recovered_branches>(connection.error());
+    if (!found) {
+      report.unreachable_rms.push_back(name + ": " + found.error().describe());
+      XATM_LOG(recovery, warning) << "RM " << name << " cannot be scanned: " << found.error().describe();
+      continue;
+    }
+    scanned.push_back({name, std::move(connection).value(), std::move(found).value()});
+  }
+  XATM_CRASH_POINT("recovery_after_scan");
+
+  // 3. Resolve xatm's branches; report everyone else's.
+  std::set<std::string, std::less<>> gtrids_left;  // decisions that still have a branch somewhere
+  bool first_action = true;
+  for (auto& rm : scanned) {
+    for (const auto& other : rm.found.foreign) {
+      recovery_item item{rm.name, other.id ? other.id->to_string() : other.raw, "", "prepared", "-", "none",
+                         recovery_result::foreign, "another formatID or encoding", other.age_seconds};
+      report.items.push_back(std::move(item));
+    }
+    for (const xid& branch : rm.found.ours) {
+      recovery_item item{rm.name, branch.to_string(), branch.gtrid(), "prepared", "-", "none",
+                         recovery_result::foreign, "", std::nullopt};
+      auto parts = parse_gtrid(branch.gtrid());
+      if (!parts || parts.value().tm_id != context.tm_id) {
+        item.detail = parts ? "belongs to TM '" + parts.value().tm_id + "'" : "not an xatm gtrid";
+        report.items.push_back(std::move(item));
+        continue;
+      }
+      auto decision = decisions.find(branch.gtrid());
+      bool commit = decision != decisions.end();
+      item.decision = commit ? "commit" : "none (presumed abort)";
+      if (parts.value().three_phase) {
+        item.result = recovery_result::unresolved;
+        item.detail = "three-phase branch: needs the termination protocol";
+        gtrids_left.insert(branch.gtrid());
+      } else if (is_live(branch.gtrid())) {
+        item.result = recovery_result::skipped_live;
+        gtrids_left.insert(branch.gtrid());
+      } else if (context.dry_run) {
+        item.action = commit ? "commit" : "rollback";
+        item.result = commit ? recovery_result::would_commit : recovery_result::would_roll_back;
+        gtrids_left.insert(branch.gtrid());
+      } else {
+        item.action = commit ? "commit" : "rollback";
+        resolve(*rm.connection, branch, commit, item);
+        XATM_LOG(recovery, info) << item.action << " " << item.xid << " on " << rm.name << ": "
+                                 << recovery_result_name(item.result) << (item.detail.empty() ? "" : ": ")
+                                 << item.detail;
+        if (item.result == recovery_result::unresolved) gtrids_left.insert(branch.gtrid());
+        if (std::exchange(first_action, false)) XATM_CRASH_POINT("recovery_after_first_resolve");
+      }
+      report.items.push_back(std::move(item));
+    }
+  }
+
+  // 4. Forget decisions that are done everywhere: every RM they name was scanned just now and
+  // holds no branch of theirs. An RM that could not be scanned keeps the decision.
+  std::set<std::string, std::less<>> scanned_names;
+  for (const auto& rm : scanned) scanned_names.insert(rm.name);
+  for (const auto& [gtrid, record] : decisions) {
+    if (context.dry_run || is_live(gtrid) || gtrids_left.contains(gtrid)) continue;
+    std::string missing;
+    for (const auto& rm_name : record->branch_rms) {
+      if (!scanned_names.contains(rm_name)) missing += (missing.empty() ? "" : ", ") + rm_name;
+    }
+    if (!missing.empty()) {
+      report.items.push_back({missing, "-", gtrid, "unknown", "commit", "none", recovery_result::unresolved,
+                              "the decision's RMs could not be scanned: " + missing, std::nullopt});
+      continue;
+    }
+    bool acted_here = false;
+    for (const auto& item : report.items) acted_here = acted_here || item.gtrid == gtrid;
+    if (!acted_here) {
+      report.items.push_back({"-", "-", gtrid, "gone", "commit", "none", recovery_result::already_done,
+                              "no branch left on any RM: decision forgotten", std::nullopt});
+    }
+    context.log->mark_complete(gtrid);
+    ++report.decisions_completed;
+  }
+  return report;
+}
+
+}  // namespace detail
+
+recovery_report recover_offline(const offline_recovery_options& options) {
+  // A mistyped path must not become a new, empty log: that would presume abort for every
+  // decision the real one holds.
+  std::error_code missing;
+  if (!std::filesystem::exists(options.log_path, missing)) {
+    throw configuration_error(make_failure(xa_code::invalid, "no decision log at " + options.log_path +
+                                           ": give the path the TM was configured with"));
+  }
+  std::string tm_id = options.tm_id;
+  if (tm_id.empty()) {
+    auto stored = detail::decision_log::stored_tm_id(options.log_path);
+    if (!stored) throw log_failure_error(stored.error());
+    tm_id = stored.value();
+  }
+  if (auto valid = validate_tm_id(tm_id); !valid) throw configuration_error(valid.error());
+  detail::recovery_context context;
+  context.tm_id = tm_id;
+  context.dry_run = options.dry_run;
+  for (const auto& [name, spec] : options.rms) {
+    if (auto valid = validate_rm_name(name); !valid) throw configuration_error(valid.error());
+    auto colon = spec.find(':');
+    std::string dialect = colon == std::string::npos ? std::string() : spec.substr(0, colon);
+    if (dialect != "postgresql" && dialect != "mysql" && dialect != "mariadb") {
+      throw configuration_error(make_failure(xa_code::invalid, "RM '" + name + "': the connection string must start "
+                                             "with its dialect: postgresql:, mysql: or mariadb:", name));
+    }
+    auto settings = connection_settings::parse(std::string_view(spec).substr(colon + 1));
+    if (!settings) {
+      failure cause = settings.error();
+      cause.rm_name = name;
+      throw configuration_error(std::move(cause));
+    }
+    rm_connector connector;
+    if (dialect == "postgresql") {
+      connector = [name = name, s = settings.value()] { return postgresql::connect(name, s); };
+    } else {
+      connector = [name = name, s = settings.value()] { return mysql::connect(name, s); };
+    }
+    if (!context.rms.emplace(name, std::move(connector)).second) {
+      throw configuration_error(make_failure(xa_code::invalid, "RM '" + name + "' is given twice", name));
+    }
+  }
+  auto log = detail::open_decision_log(options.log_path, tm_id);
+  context.log = log.get();
+  return detail::run_recovery(context);
+}
+
+}  // namespace xatm

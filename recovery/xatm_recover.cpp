@@ -1,0 +1,191 @@
+// xatm-recover: resolves the prepared branches a crashed TM left behind, from its decision log.
+// A thin main over xatm::recover_offline() (lib/core/recovery.cpp holds the algorithm).
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "console_log.h"
+#include "xatm/connection_settings.h"
+#include "xatm/error.h"
+#include "xatm/recovery.h"
+
+namespace {
+
+// Exit codes (also in --help and docs/recovery.md).
+constexpr int exit_clean = 0;       // nothing of ours left in doubt
+constexpr int exit_unresolved = 1;  // something could not be resolved now
+constexpr int exit_usage = 2;       // bad command line, configuration, or a log that cannot be used
+constexpr int exit_heuristic = 3;   // an RM did the opposite of the decision
+constexpr int exit_busy = 4;        // the log is in use: its TM is running and recovers by itself
+
+constexpr const char* help_text = R"(usage: xatm-recover --log PATH --rm NAME=DIALECT:CONNINFO [--rm ...]
+                    [--tm-id ID] [--dry-run] [--json] [--verbose]
+
+Resolves the prepared XA branches that a crashed xatm transaction manager left on its databases,
+using the TM's decision log: a branch whose transaction the log says COMMIT is committed, a branch
+of the TM with no record is rolled back (presumed abort). Prepared transactions of anybody else
+(another formatID or another tm_id) are listed and never touched.
+
+  --log PATH        the TM's SQLite decision log (required). It must exist: a missing log is an
+                    error, never "nothing was decided".
+  --rm NAME=SPEC    a resource manager, by the name the TM registered it under (required, one per
+                    RM). SPEC is the dialect, a colon, and a libpq-style connection string:
+                      --rm orders=postgresql:'host=/run/postgresql dbname=shop user=xatm'
+                      --rm stock=mariadb:'unix_socket=/run/mysqld/mysqld.sock user=xatm dbname=shop'
+                    Dialects: postgresql, mysql, mariadb. Passwords are never printed.
+  --tm-id ID        the TM's tm_id (default: the one stored in the log).
+  --dry-run         report what would be done; change nothing.
+  --json            print the report as JSON instead of a table.
+  --verbose         log each step to stderr.
+
+The tool takes the log's lock: while the TM that owns the log is running it exits with 4 (that
+TM recovers by itself); two runs at once cannot both act.
+
+Exit codes:
+  0  nothing of this TM is left in doubt (foreign branches may remain: they are not ours)
+  1  something is unresolved (an RM unreachable, a branch still attached to a live session, or
+     --dry-run found work): run again later, see docs/recovery.md
+  2  usage or configuration error, or a damaged log (nothing was done)
+  3  heuristic outcome: a branch did the opposite of the logged decision; a human must look
+  4  busy: the log is in use by a running TM or another xatm-recover
+)";
+
+std::string json_escape(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buffer[8];
+          std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
+          out += buffer;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+void print_json(const xatm::recovery_report& report, int exit_code) {
+  std::cout << "{\n  \"exit_code\": " << exit_code << ",\n  \"decisions_pending_before\": "
+            << report.decisions_pending_before << ",\n  \"decisions_completed\": " << report.decisions_completed
+            << ",\n  \"unreachable_rms\": [";
+  for (std::size_t i = 0; i < report.unreachable_rms.size(); ++i) {
+    std::cout << (i ? ", " : "") << '"' << json_escape(report.unreachable_rms[i]) << '"';
+  }
+  std::cout << "],\n  \"branches\": [";
+  for (std::size_t i = 0; i < report.items.size(); ++i) {
+    const auto& item = report.items[i];
+    std::cout << (i ? "," : "") << "\n    {\"rm\": \"" << json_escape(item.rm_name) << "\", \"xid\": \""
+              << json_escape(item.xid) << "\", \"gtrid\": \"" << json_escape(item.gtrid) << "\", \"state\": \""
+              << json_escape(item.state_found) << "\", \"decision\": \"" << json_escape(item.decision)
+              << "\", \"action\": \"" << item.action << "\", \"result\": \""
+              << xatm::recovery_result_name(item.result) << "\", \"detail\": \"" << json_escape(item.detail) << '"';
+    if (item.age_seconds) std::cout << ", \"age_seconds\": " << *item.age_seconds;
+    std::cout << "}";
+  }
+  std::cout << "\n  ]\n}\n";
+}
+
+void print_table(const xatm::recovery_report& report) {
+  std::vector<std::vector<std::string>> rows{{"XID", "RM", "STATE FOUND", "DECISION", "ACTION", "RESULT"}};
+  for (const auto& item : report.items) {
+    std::string result = xatm::recovery_result_name(item.result);
+    if (item.age_seconds) result += " (prepared " + std::to_string(*item.age_seconds) + " s ago)";
+    if (!item.detail.empty()) result += ": " + item.detail;
+    rows.push_back({item.xid, item.rm_name, item.state_found, item.decision, item.action, result});
+  }
+  std::vector<std::size_t> widths(6, 0);
+  for (const auto& row : rows) {
+    for (std::size_t c = 0; c + 1 < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
+  }
+  for (const auto& row : rows) {
+    for (std::size_t c = 0; c < row.size(); ++c) {
+      std::cout << row[c];
+      if (c + 1 < row.size()) std::cout << std::string(widths[c] - row[c].size() + 2, ' ');
+    }
+    std::cout << "\n";
+  }
+  if (report.items.empty()) std::cout << "(no prepared branches found)\n";
+  for (const auto& rm : report.unreachable_rms) std::cout << "UNREACHABLE RM " << rm << "\n";
+  std::cout << "decisions pending before: " << report.decisions_pending_before
+            << ", completed now: " << report.decisions_completed << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  xatm::offline_recovery_options options;
+  bool json = false;
+  bool verbose = false;
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  auto usage_error = [](const std::string& message) {
+    std::cerr << "xatm-recover: " << message << "\n(see xatm-recover --help)\n";
+    return exit_usage;
+  };
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    auto value = [&](std::string_view option) -> std::optional<std::string> {
+      if (i + 1 >= args.size()) return std::nullopt;
+      (void)option;
+      return std::string(args[++i]);
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::cout << help_text;
+      return exit_clean;
+    } else if (arg == "--log") {
+      auto path = value(arg);
+      if (!path) return usage_error("--log needs a path");
+      options.log_path = *path;
+    } else if (arg == "--rm") {
+      auto spec = value(arg);
+      auto equals = spec ? spec->find('=') : std::string::npos;
+      if (!spec || equals == std::string::npos || equals == 0) return usage_error("--rm needs NAME=DIALECT:CONNINFO");
+      options.rms.emplace_back(spec->substr(0, equals), spec->substr(equals + 1));
+    } else if (arg == "--tm-id") {
+      auto id = value(arg);
+      if (!id) return usage_error("--tm-id needs a value");
+      options.tm_id = *id;
+    } else if (arg == "--dry-run") {
+      options.dry_run = true;
+    } else if (arg == "--json") {
+      json = true;
+    } else if (arg == "--verbose") {
+      verbose = true;
+    } else {
+      // Never echo the argument itself: it may be a connection string with a password.
+      return usage_error("unknown argument #" + std::to_string(i + 1));
+    }
+  }
+  if (options.log_path.empty()) return usage_error("--log PATH is required");
+  if (options.rms.empty()) return usage_error("at least one --rm NAME=DIALECT:CONNINFO is required");
+  xatm::tools::install_console_log(verbose ? "debug" : "warning");
+
+  try {
+    auto report = xatm::recover_offline(options);
+    int code = report.heuristic() ? exit_heuristic : report.unresolved() ? exit_unresolved : exit_clean;
+    if (json) {
+      print_json(report, code);
+    } else {
+      print_table(report);
+      std::cout << (code == exit_clean       ? "result: nothing of this TM is left in doubt\n"
+                    : code == exit_heuristic ? "result: HEURISTIC outcome detected: see docs/recovery.md\n"
+                                             : "result: work left unresolved: run again later (docs/recovery.md)\n");
+    }
+    return code;
+  } catch (const xatm::log_in_use_error& e) {
+    std::cerr << "xatm-recover: busy: " << e.what()
+              << "\n(a running TM recovers by itself; run this tool only when it is stopped)\n";
+    return exit_busy;
+  } catch (const xatm::error& e) {
+    std::cerr << "xatm-recover: " << e.what() << "\n";
+    return exit_usage;
+  }
+}
