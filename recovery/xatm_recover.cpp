@@ -1,6 +1,8 @@
 // xatm-recover: resolves the prepared branches a crashed TM left behind, from its decision log.
 // A thin main over xatm::recover_offline() (lib/core/recovery.cpp holds the algorithm).
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -23,6 +25,8 @@ constexpr int exit_busy = 4;        // the log is in use: its TM is running and 
 
 constexpr const char* help_text = R"(usage: xatm-recover --log PATH --rm NAME=DIALECT:CONNINFO [--rm ...]
                     [--tm-id ID] [--dry-run] [--json] [--verbose]
+                    [--terminate [--precommit-timeout SECONDS]]
+       xatm-recover --install-schema --rm NAME=DIALECT:CONNINFO [--rm ...]
 
 Resolves the prepared XA branches that a crashed xatm transaction manager left on its databases,
 using the TM's decision log: a branch whose transaction the log says COMMIT is committed, a branch
@@ -40,6 +44,11 @@ of the TM with no record is rolled back (presumed abort). Prepared transactions 
   --dry-run         report what would be done; change nothing.
   --json            print the report as JSON instead of a table.
   --verbose         log each step to stderr.
+  --terminate       also resolve OTHER coordinators' three-phase branches (gtrids ending in .p3)
+                    that stay prepared for --precommit-timeout (default 30 s): the marker at the
+                    arbiter RM decides (docs/three-phase.md). Works without their logs; with
+                    --terminate, --log may name a log of this tool's own (any tm_id).
+  --install-schema  create the three-phase marker table xatm_marker on every --rm, then exit.
 
 The tool takes the log's lock: while the TM that owns the log is running it exits with 4 (that
 TM recovers by itself); two runs at once cannot both act.
@@ -125,6 +134,7 @@ int main(int argc, char** argv) {
   xatm::offline_recovery_options options;
   bool json = false;
   bool verbose = false;
+  bool install_schema = false;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   auto usage_error = [](const std::string& message) {
     std::cerr << "xatm-recover: " << message << "\n(see xatm-recover --help)\n";
@@ -159,14 +169,35 @@ int main(int argc, char** argv) {
       json = true;
     } else if (arg == "--verbose") {
       verbose = true;
+    } else if (arg == "--terminate") {
+      options.terminate = true;
+    } else if (arg == "--precommit-timeout") {
+      auto seconds = value(arg);
+      char* end = nullptr;
+      double parsed = seconds ? std::strtod(seconds->c_str(), &end) : -1;
+      if (!seconds || end == seconds->c_str() || *end != '\0' || parsed < 0) {
+        return usage_error("--precommit-timeout needs a number of seconds");
+      }
+      options.precommit_timeout = std::chrono::milliseconds(static_cast<long long>(parsed * 1000));
+    } else if (arg == "--install-schema") {
+      install_schema = true;
     } else {
       // Never echo the argument itself: it may be a connection string with a password.
       return usage_error("unknown argument #" + std::to_string(i + 1));
     }
   }
-  if (options.log_path.empty()) return usage_error("--log PATH is required");
   if (options.rms.empty()) return usage_error("at least one --rm NAME=DIALECT:CONNINFO is required");
   xatm::tools::install_console_log(verbose ? "debug" : "warning");
+  if (install_schema) {
+    try {
+      for (const auto& name : xatm::install_marker_schema(options.rms)) std::cout << "xatm_marker ready on " << name << "\n";
+      return exit_clean;
+    } catch (const xatm::error& e) {
+      std::cerr << "xatm-recover: " << e.what() << "\n";
+      return exit_usage;
+    }
+  }
+  if (options.log_path.empty()) return usage_error("--log PATH is required");
 
   try {
     auto report = xatm::recover_offline(options);

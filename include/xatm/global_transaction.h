@@ -18,6 +18,12 @@
 
 namespace xatm {
 
+enum class commit_protocol : std::uint8_t {
+  two_phase,    // presumed-abort 2PC (DESIGN.md section 4)
+  three_phase,  // 2PC plus a pre-commit marker on the RMs (docs/three-phase.md): another xatm
+                // instance can finish the transaction without this TM or its log
+};
+
 enum class commit_outcome : std::uint8_t {
   // Every branch committed.
   committed,
@@ -69,17 +75,19 @@ class global_transaction {
 
   const std::string& gtrid() const noexcept { return gtrid_; }
   bool finished() const noexcept { return finished_; }
+  commit_protocol protocol() const noexcept { return protocol_; }
 
  private:
   friend class transaction_manager;
   using branch = detail::enlisted_branch;
-  global_transaction(std::shared_ptr<detail::tm_core> core, std::string gtrid);
+  global_transaction(std::shared_ptr<detail::tm_core> core, std::string gtrid, commit_protocol protocol);
   void rollback_branches() noexcept;
 
   std::shared_ptr<detail::tm_core> core_;
   std::string gtrid_;
   std::chrono::steady_clock::time_point started_;
   std::vector<branch> branches_;
+  commit_protocol protocol_ = commit_protocol::two_phase;
   bool finished_ = false;
 };
 

@@ -8,6 +8,7 @@
 // it, converges. The report types are plain data; recover_offline() is safe from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -61,6 +62,10 @@ struct offline_recovery_options {
   std::string log_path;    // its decision log
   std::vector<std::pair<std::string, std::string>> rms;  // name -> "<dialect>:<conninfo>"
   bool dry_run = false;    // report only; change nothing on any RM and in the log
+  // Also terminate OTHER TMs' three-phase branches (DESIGN.md section 7): scan, wait
+  // precommit_timeout, scan again, and resolve what stayed prepared by the marker rule.
+  bool terminate = false;
+  std::chrono::milliseconds precommit_timeout{std::chrono::seconds(30)};
 };
 
 // Recovery without a running TM, as xatm-recover does it: takes the log's lock (throws
@@ -69,5 +74,9 @@ struct offline_recovery_options {
 // log_failure_error for a damaged log (never presumes abort over a log it cannot read).
 // An RM entry's dialect prefix is "postgresql:", "mysql:" or "mariadb:".
 recovery_report recover_offline(const offline_recovery_options& options);
+
+// Creates the three-phase marker table (xatm_marker) on each RM ("<dialect>:<conninfo>") that
+// lacks it; answers the RM names done. Throws configuration_error / rm_error.
+std::vector<std::string> install_marker_schema(const std::vector<std::pair<std::string, std::string>>& rms);
 
 }  // namespace xatm

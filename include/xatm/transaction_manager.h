@@ -23,11 +23,6 @@
 
 namespace xatm {
 
-enum class commit_protocol : std::uint8_t {
-  two_phase,    // presumed-abort 2PC (DESIGN.md section 4)
-  three_phase,  // pre-commit with markers on the RMs (DESIGN.md section 7); not available yet
-};
-
 struct tm_options {
   std::string tm_id;     // 1..32 of [A-Za-z0-9_-]; stable across restarts; names the log's owner
   std::string log_path;  // the SQLite decision log; its directory must not be writable by others
@@ -38,7 +33,12 @@ struct tm_options {
   // After the decision, how long commit() keeps retrying a branch that failed to commit before
   // it returns completion_pending and leaves the branch to recovery.
   std::chrono::milliseconds commit_retry_window{std::chrono::seconds(5)};
+  // The default protocol of begin(); begin(protocol) overrides it per transaction.
   commit_protocol protocol = commit_protocol::two_phase;
+  // Three-phase mode: a three-phase branch that any xatm instance's recovery sees prepared in two
+  // scans at least this far apart is terminated by the marker rule (docs/three-phase.md).
+  // Timeouts decide when to act, never what.
+  std::chrono::milliseconds precommit_timeout{std::chrono::seconds(30)};
   // How often the background thread runs recovery (0: never; recover_now() still works).
   // Recovery also runs once before the first begin() returns.
   std::chrono::milliseconds recovery_interval{std::chrono::seconds(30)};
@@ -82,6 +82,7 @@ class transaction_manager {
   // The first call runs recovery first (register every RM before it): branches an earlier
   // incarnation left prepared are resolved before new work starts.
   global_transaction begin();
+  global_transaction begin(commit_protocol protocol);
 
   // Runs recovery now (DESIGN.md section 6) and reports what it found and did. Branches of
   // transactions in flight in this process are left alone. Safe from any thread; one run at a

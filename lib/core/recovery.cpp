@@ -9,11 +9,14 @@
 // that crashes half-way is simply run again.
 #include "core/recovery.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <thread>
 #include <set>
 
 #include "core/crash_point.h"
 #include "core/logging.h"
+#include "core/markers.h"
 #include "core/tm_core.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
@@ -84,6 +87,51 @@ void resolve(resource_manager& rm, const xid& branch, bool commit, recovery_item
   }
 }
 
+// The three-phase termination rule (DESIGN.md section 7) for one prepared `.p3` branch: a local
+// P -> commit; else the arbiter's row: P -> commit, A -> roll back, none -> insert A (the primary
+// key lets exactly one of P and A win) and follow the winner.
+void terminate(const recovery_context& context, scanned_rm& rm, const xid& branch, recovery_item& item) {
+  auto at = branch.bqual().find('@');
+  std::string arbiter = at == std::string::npos ? std::string() : branch.bqual().substr(at + 1);
+  auto local = read_marker(*rm.connection, branch.gtrid());
+  if (local.ok() && local.value() == marker_state::precommitted) {
+    item.decision = "P marker on " + rm.name;
+    item.action = "commit";
+    resolve(*rm.connection, branch, true, item);
+    return;
+  }
+  auto connector = context.rms.find(arbiter);
+  if (arbiter.empty() || connector == context.rms.end()) {
+    item.result = recovery_result::unresolved;
+    item.detail = "three-phase branch whose arbiter RM '" + arbiter + "' is not configured here";
+    return;
+  }
+  auto control = connector->second();
+  result<marker_state> winner = control ? result<marker_state>(marker_state::aborted) : control.error();
+  if (control) {
+    auto installed = install_marker_table(*control.value());
+    auto found = installed ? read_marker(*control.value(), branch.gtrid())
+                           : result<std::optional<marker_state>>(installed.error());
+    if (!found) {
+      winner = found.error();
+    } else if (found.value()) {
+      winner = *found.value();
+    } else {
+      // Nobody decided: abort it. If the coordinator's P got there first, follow the P.
+      winner = insert_marker(*control.value(), branch.gtrid(), marker_state::aborted, rm.name);
+    }
+  }
+  if (!winner) {
+    item.result = recovery_result::unresolved;
+    item.detail = "the arbiter " + arbiter + " could not be read: " + winner.error().describe();
+    return;
+  }
+  bool commit = winner.value() == marker_state::precommitted;
+  item.decision = std::string(commit ? "P" : "A") + " marker at arbiter " + arbiter;
+  item.action = commit ? "commit" : "rollback";
+  resolve(*rm.connection, branch, commit, item);
+}
+
 }  // namespace
 
 recovery_report run_recovery(const recovery_context& context) {
@@ -103,6 +151,13 @@ recovery_report run_recovery(const recovery_context& context) {
   };
 
   // 2. Scan every registered RM.
+  auto seen_long_enough = [&](const std::string& rm_name, const xid& branch) {
+    if (context.first_seen == nullptr) return false;
+    auto now = std::chrono::steady_clock::now();
+    auto [sighting, first_time] = context.first_seen->try_emplace(rm_name + " " + branch.to_string(), now);
+    return !first_time && now - sighting->second >= context.precommit_timeout;
+  };
+
   std::vector<scanned_rm> scanned;
   for (const auto& [name, connector] : context.rms) {
     auto connection = connector();
@@ -129,18 +184,30 @@ recovery_report run_recovery(const recovery_context& context) {
       recovery_item item{rm.name, branch.to_string(), branch.gtrid(), "prepared", "-", "none",
                          recovery_result::foreign, "", std::nullopt};
       auto parts = parse_gtrid(branch.gtrid());
-      if (!parts || parts.value().tm_id != context.tm_id) {
+      bool own = parts && parts.value().tm_id == context.tm_id;
+      bool three_phase = parts && parts.value().three_phase;
+      if (!own && !(three_phase && context.terminate_others)) {
         item.detail = parts ? "belongs to TM '" + parts.value().tm_id + "'" : "not an xatm gtrid";
+        if (three_phase) item.detail += " (three-phase: --terminate resolves it when its coordinator is gone)";
         report.items.push_back(std::move(item));
         continue;
       }
       auto decision = decisions.find(branch.gtrid());
-      bool commit = decision != decisions.end();
-      item.decision = commit ? "commit" : "none (presumed abort)";
-      if (parts.value().three_phase) {
-        item.result = recovery_result::unresolved;
-        item.detail = "three-phase branch: needs the termination protocol";
+      bool commit = own && decision != decisions.end();
+      item.decision = commit ? "commit" : three_phase ? "none: marker rule" : "none (presumed abort)";
+      if (own && is_live(branch.gtrid())) {
+        item.result = recovery_result::skipped_live;
         gtrids_left.insert(branch.gtrid());
+      } else if (three_phase && !own && !seen_long_enough(rm.name, branch)) {
+        item.result = recovery_result::unresolved;
+        item.detail = "another TM's three-phase branch: terminated if still prepared after precommit_timeout";
+      } else if (three_phase && !commit && !context.dry_run) {
+        // Our own older incarnation is dead (we hold its log), or another TM's coordinator has
+        // been silent for precommit_timeout: the markers decide.
+        terminate(context, rm, branch, item);
+        XATM_LOG(recovery, info) << "terminated " << item.xid << " on " << rm.name << " (" << item.decision
+                                 << "): " << recovery_result_name(item.result);
+        if (item.result == recovery_result::unresolved) gtrids_left.insert(branch.gtrid());
       } else if (is_live(branch.gtrid())) {
         item.result = recovery_result::skipped_live;
         gtrids_left.insert(branch.gtrid());
@@ -182,6 +249,14 @@ recovery_report run_recovery(const recovery_context& context) {
       report.items.push_back({"-", "-", gtrid, "gone", "commit", "none", recovery_result::already_done,
                               "no branch left on any RM: decision forgotten", std::nullopt});
     }
+    // A three-phase transaction's markers go once every branch is done (DESIGN.md section 7).
+    auto parts = parse_gtrid(gtrid);
+    if (parts && parts.value().three_phase) {
+      for (auto& rm : scanned) {
+        bool named = std::find(record->branch_rms.begin(), record->branch_rms.end(), rm.name) != record->branch_rms.end();
+        if (named) (void)delete_marker(*rm.connection, gtrid);  // a leftover row is harmless
+      }
+    }
     context.log->mark_complete(gtrid);
     ++report.decisions_completed;
   }
@@ -189,6 +264,47 @@ recovery_report run_recovery(const recovery_context& context) {
 }
 
 }  // namespace detail
+
+namespace {
+
+// "<dialect>:<conninfo>" per RM name -> connectors. Throws configuration_error on bad input,
+// without the connection string in the message.
+std::map<std::string, rm_connector, std::less<>> connectors_for(
+    const std::vector<std::pair<std::string, std::string>>& specs) {
+  std::map<std::string, rm_connector, std::less<>> rms;
+  for (const auto& [name, spec] : specs) {
+    if (auto valid = validate_rm_name(name); !valid) throw configuration_error(valid.error());
+    auto colon = spec.find(':');
+    std::string dialect = colon == std::string::npos ? std::string() : spec.substr(0, colon);
+    if (dialect != "postgresql" && dialect != "mysql" && dialect != "mariadb") {
+      throw configuration_error(make_failure(xa_code::invalid, "RM '" + name + "': the connection string must start "
+                                             "with its dialect: postgresql:, mysql: or mariadb:", name));
+    }
+    auto settings = connection_settings::parse(std::string_view(spec).substr(colon + 1));
+    if (!settings) {
+      failure cause = settings.error();
+      cause.rm_name = name;
+      throw configuration_error(std::move(cause));
+    }
+    if (!rms.emplace(name, detail::make_connector(name, dialect, settings.value())).second) {
+      throw configuration_error(make_failure(xa_code::invalid, "RM '" + name + "' is given twice", name));
+    }
+  }
+  return rms;
+}
+
+}  // namespace
+
+std::vector<std::string> install_marker_schema(const std::vector<std::pair<std::string, std::string>>& rms) {
+  std::vector<std::string> installed;
+  for (const auto& [name, connector] : connectors_for(rms)) {
+    auto connection = connector();
+    if (!connection) throw rm_error(connection.error());
+    if (auto done = detail::install_marker_table(*connection.value()); !done) throw rm_error(done.error());
+    installed.push_back(name);
+  }
+  return installed;
+}
 
 recovery_report recover_offline(const offline_recovery_options& options) {
   // A mistyped path must not become a new, empty log: that would presume abort for every
@@ -208,32 +324,22 @@ recovery_report recover_offline(const offline_recovery_options& options) {
   detail::recovery_context context;
   context.tm_id = tm_id;
   context.dry_run = options.dry_run;
-  for (const auto& [name, spec] : options.rms) {
-    if (auto valid = validate_rm_name(name); !valid) throw configuration_error(valid.error());
-    auto colon = spec.find(':');
-    std::string dialect = colon == std::string::npos ? std::string() : spec.substr(0, colon);
-    if (dialect != "postgresql" && dialect != "mysql" && dialect != "mariadb") {
-      throw configuration_error(make_failure(xa_code::invalid, "RM '" + name + "': the connection string must start "
-                                             "with its dialect: postgresql:, mysql: or mariadb:", name));
-    }
-    auto settings = connection_settings::parse(std::string_view(spec).substr(colon + 1));
-    if (!settings) {
-      failure cause = settings.error();
-      cause.rm_name = name;
-      throw configuration_error(std::move(cause));
-    }
-    rm_connector connector;
-    if (dialect == "postgresql") {
-      connector = [name = name, s = settings.value()] { return postgresql::connect(name, s); };
-    } else {
-      connector = [name = name, s = settings.value()] { return mysql::connect(name, s); };
-    }
-    if (!context.rms.emplace(name, std::move(connector)).second) {
-      throw configuration_error(make_failure(xa_code::invalid, "RM '" + name + "' is given twice", name));
-    }
-  }
+  context.rms = connectors_for(options.rms);
   auto log = detail::open_decision_log(options.log_path, tm_id);
   context.log = log.get();
+  if (!options.terminate) return detail::run_recovery(context);
+  // Termination needs two sightings precommit_timeout apart: a first pass resolves our own work
+  // and notes the others' three-phase branches, the second terminates what is still prepared.
+  std::map<std::string, std::chrono::steady_clock::time_point> first_seen;
+  context.terminate_others = true;
+  context.precommit_timeout = options.precommit_timeout;
+  context.first_seen = &first_seen;
+  auto first = detail::run_recovery(context);
+  bool others_waiting = std::any_of(first.items.begin(), first.items.end(), [](const recovery_item& item) {
+    return item.result == recovery_result::unresolved && item.detail.rfind("another TM's three-phase", 0) == 0;
+  });
+  if (!others_waiting) return first;
+  std::this_thread::sleep_for(options.precommit_timeout);
   return detail::run_recovery(context);
 }
 

@@ -3,6 +3,7 @@
 // holds the log's lock).
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <string>
@@ -24,6 +25,12 @@ struct recovery_context {
   // returned completion pending, or its rollback failed); anything else may still be in flight.
   std::function<bool(std::string_view gtrid)> handed_over;
   bool dry_run = false;
+  // Three-phase termination of OTHER TMs' branches (a TM's recovery thread always; the tool with
+  // --terminate): a `.p3` branch seen prepared in two scans at least precommit_timeout apart is
+  // resolved by the marker rule. first_seen remembers sightings between runs.
+  bool terminate_others = false;
+  std::chrono::milliseconds precommit_timeout{0};
+  std::map<std::string, std::chrono::steady_clock::time_point>* first_seen = nullptr;
 };
 
 recovery_report run_recovery(const recovery_context& context);

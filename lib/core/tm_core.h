@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "sqlite/decision_log.h"
+#include "xatm/connection_settings.h"
 #include "xatm/recovery.h"
 #include "xatm/transaction_manager.h"
 
@@ -43,12 +44,29 @@ struct tm_core {
   // One recovery run at a time (start, background thread, recover_now()).
   std::mutex recovery_mutex;
   std::once_flag initial_recovery;
+  std::map<std::string, std::chrono::steady_clock::time_point> three_phase_sightings;  // under recovery_mutex
   recovery_report recover();
+
+  // Three-phase mode: TM-owned control connections per RM (idle, autocommit), reused; the RMs
+  // whose marker table is known to exist; markers whose branches are all finished, deleted by
+  // the next recovery run (lazily, off the commit path).
+  std::mutex control_mutex;
+  std::map<std::string, std::vector<std::unique_ptr<resource_manager>>, std::less<>> idle_controls;
+  std::set<std::string, std::less<>> marker_tables_ready;
+  std::vector<std::pair<std::string, std::vector<std::string>>> markers_to_delete;  // gtrid, RMs
+  result<std::unique_ptr<resource_manager>> lease_control(std::string_view rm_name);
+  void release_control(std::unique_ptr<resource_manager> control);
+  void delete_markers_later(std::string gtrid, std::vector<std::string> rm_names);
+  void delete_finished_markers() noexcept;
 
   bool is_registered(std::string_view rm_name) const;
   // A new connection to a registered RM (the TM's own: phase-2 retries, rollback of orphans).
   result<std::unique_ptr<resource_manager>> connect(std::string_view rm_name) const;
 };
+
+// A connector for an RM of a dialect ("postgresql", "mysql", "mariadb"); throws
+// configuration_error for an unknown dialect.
+rm_connector make_connector(const std::string& rm_name, std::string_view dialect, const connection_settings& settings);
 
 // Opens the decision log, turning refusals into the public exceptions: log_in_use_error (held
 // by another process), configuration_error (another tm_id, bad directory, ...) or

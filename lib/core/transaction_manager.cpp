@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "core/logging.h"
+#include "core/markers.h"
 #include "core/recovery.h"
 #include "core/tm_core.h"
 #include "xatm/error.h"
@@ -34,6 +35,57 @@ result<std::unique_ptr<resource_manager>> tm_core::connect(std::string_view rm_n
   return connector();
 }
 
+result<std::unique_ptr<resource_manager>> tm_core::lease_control(std::string_view rm_name) {
+  bool table_ready = false;
+  {
+    std::lock_guard lock(control_mutex);
+    table_ready = marker_tables_ready.contains(rm_name);
+    auto idle = idle_controls.find(rm_name);
+    if (idle != idle_controls.end() && !idle->second.empty()) {
+      auto control = std::move(idle->second.back());
+      idle->second.pop_back();
+      if (control->connected()) return control;
+    }
+  }
+  auto control = connect(rm_name);
+  if (!control) return control;
+  if (!table_ready) {
+    if (auto installed = install_marker_table(*control.value()); !installed) return std::move(installed).error();
+    std::lock_guard lock(control_mutex);
+    marker_tables_ready.emplace(rm_name);
+  }
+  return control;
+}
+
+void tm_core::release_control(std::unique_ptr<resource_manager> control) {
+  if (!control || !control->connected() || control->state() != branch_state::idle) return;
+  std::lock_guard lock(control_mutex);
+  idle_controls[control->name()].push_back(std::move(control));
+}
+
+void tm_core::delete_markers_later(std::string gtrid, std::vector<std::string> rm_names) {
+  std::lock_guard lock(control_mutex);
+  markers_to_delete.emplace_back(std::move(gtrid), std::move(rm_names));
+}
+
+void tm_core::delete_finished_markers() noexcept {
+  std::vector<std::pair<std::string, std::vector<std::string>>> batch;
+  {
+    std::lock_guard lock(control_mutex);
+    batch.swap(markers_to_delete);
+  }
+  for (auto& [gtrid, rm_names] : batch) {
+    bool all_deleted = true;
+    for (const auto& rm_name : rm_names) {
+      auto control = lease_control(rm_name);
+      bool deleted = control && delete_marker(*control.value(), gtrid).ok();
+      all_deleted = all_deleted && deleted;
+      if (control) release_control(std::move(control).value());
+    }
+    if (!all_deleted) delete_markers_later(gtrid, rm_names);  // try again next run
+  }
+}
+
 void tm_core::hand_over(const std::string& gtrid) {
   std::lock_guard lock(handed_over_mutex);
   handed_over.insert(gtrid);
@@ -46,6 +98,7 @@ bool tm_core::is_handed_over(std::string_view gtrid) const {
 
 recovery_report tm_core::recover() {
   std::lock_guard lock(recovery_mutex);
+  delete_finished_markers();
   recovery_context context;
   context.tm_id = options.tm_id;
   context.log = log.get();
@@ -55,6 +108,9 @@ recovery_report tm_core::recover() {
   }
   context.live_incarnation = log->incarnation();
   context.handed_over = [this](std::string_view gtrid) { return is_handed_over(gtrid); };
+  context.terminate_others = true;  // any instance terminates stalled three-phase coordinators
+  context.precommit_timeout = options.precommit_timeout;
+  context.first_seen = &three_phase_sightings;
   auto report = run_recovery(context);
   // Handed-over work that recovery finished needs no more attention.
   {
@@ -71,6 +127,13 @@ recovery_report tm_core::recover() {
                                 << " RMs unreachable, " << report.items.size() << " branches listed";
   }
   return report;
+}
+
+rm_connector make_connector(const std::string& rm_name, std::string_view dialect, const connection_settings& settings) {
+  if (dialect == "postgresql") return [rm_name, settings] { return postgresql::connect(rm_name, settings); };
+  if (dialect == "mysql" || dialect == "mariadb") return [rm_name, settings] { return mysql::connect(rm_name, settings); };
+  throw configuration_error(make_failure(xa_code::invalid, "unknown RM dialect '" + std::string(dialect) +
+                                         "' (postgresql, mysql or mariadb)", rm_name));
 }
 
 std::unique_ptr<decision_log> open_decision_log(const std::string& path, const std::string& tm_id) {
@@ -95,9 +158,6 @@ namespace {
 
 transaction_manager::transaction_manager(tm_options options) : core_(std::make_shared<detail::tm_core>()) {
   if (auto valid = validate_tm_id(options.tm_id); !valid) throw configuration_error(valid.error());
-  if (options.protocol == commit_protocol::three_phase) {
-    throw_configuration("the three-phase protocol is not available yet");
-  }
   core_->log = detail::open_decision_log(options.log_path, options.tm_id);
   core_->options = std::move(options);
   XATM_LOG(tm, info) << "transaction manager " << core_->options.tm_id << " incarnation "
@@ -131,14 +191,7 @@ recovery_report transaction_manager::recover_now() { return core_->recover(); }
 void transaction_manager::register_rm(std::string name, std::string_view dialect, std::string_view conninfo) {
   auto settings = connection_settings::parse(conninfo);
   if (!settings) throw configuration_error(settings.error());
-  rm_connector connector;
-  if (dialect == "postgresql") {
-    connector = [name, settings = settings.value()] { return postgresql::connect(name, settings); };
-  } else if (dialect == "mysql" || dialect == "mariadb") {
-    connector = [name, settings = settings.value()] { return mysql::connect(name, settings); };
-  } else {
-    throw_configuration("unknown RM dialect '" + std::string(dialect) + "' (postgresql, mysql or mariadb)");
-  }
+  rm_connector connector = detail::make_connector(name, dialect, settings.value());
   XATM_LOG(tm, info) << "registered RM " << name << " (" << dialect << "): " << settings.value().describe();
   register_rm(std::move(name), std::move(connector));
 }
@@ -158,7 +211,9 @@ std::unique_ptr<resource_manager> transaction_manager::connect(std::string_view 
   return core_->connect(rm_name).value();
 }
 
-global_transaction transaction_manager::begin() {
+global_transaction transaction_manager::begin() { return begin(core_->options.protocol); }
+
+global_transaction transaction_manager::begin(commit_protocol protocol) {
   // Before the first transaction: resolve what earlier incarnations left, then keep doing so in
   // the background.
   std::call_once(core_->initial_recovery, [this] {
@@ -167,8 +222,9 @@ global_transaction transaction_manager::begin() {
       recovery_thread_ = std::thread([this] { run_background_recovery(); });
     }
   });
-  gtrid_parts parts{core_->options.tm_id, core_->log->incarnation(), core_->next_sequence.fetch_add(1), false};
-  return global_transaction(core_, format_gtrid(parts).value());
+  bool three_phase = protocol == commit_protocol::three_phase;
+  gtrid_parts parts{core_->options.tm_id, core_->log->incarnation(), core_->next_sequence.fetch_add(1), three_phase};
+  return global_transaction(core_, format_gtrid(parts).value(), protocol);
 }
 
 const std::string& transaction_manager::tm_id() const noexcept { return core_->options.tm_id; }

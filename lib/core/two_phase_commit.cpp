@@ -12,6 +12,7 @@
 
 #include "core/crash_point.h"
 #include "core/logging.h"
+#include "core/markers.h"
 #include "core/tm_core.h"
 #include "xatm/error.h"
 #include "xatm/global_transaction.h"
@@ -38,8 +39,13 @@ class two_phase_commit {
   using branch = detail::enlisted_branch;
 
   two_phase_commit(detail::tm_core& core, const std::string& gtrid, clock::time_point started,
-                   std::vector<branch>& branches)
-      : core_(core), gtrid_(gtrid), started_(started), branches_(branches), fates_(branches.size(), branch_fate::live) {}
+                   std::vector<branch>& branches, bool three_phase)
+      : core_(core),
+        gtrid_(gtrid),
+        started_(started),
+        branches_(branches),
+        fates_(branches.size(), branch_fate::live),
+        three_phase_(three_phase) {}
 
   commit_outcome run() {
     // 1. A transaction older than its timeout is rolled back, whatever it did.
@@ -60,10 +66,15 @@ class two_phase_commit {
     // 5. Prepare every branch; any no-vote, error or timeout rolls all back (no log record).
     XATM_CRASH_POINT("before_prepare");
     prepare_all();
-    // 6. The commit point: the decision is durable before any RM commits.
-    XATM_CRASH_POINT("before_decision_write");
-    write_decision();
-    XATM_CRASH_POINT("after_decision_durable");
+    if (three_phase_) {
+      // 6'. Three-phase: the commit point is the P marker at the arbiter RM (docs/three-phase.md).
+      precommit();
+    } else {
+      // 6. The commit point: the decision is durable before any RM commits.
+      XATM_CRASH_POINT("before_decision_write");
+      write_decision();
+      XATM_CRASH_POINT("after_decision_durable");
+    }
     // 7. Commit every prepared branch, retrying failures within the retry window.
     bool complete = commit_all();
     // 8. Forget the decision once every branch confirmed (not forced).
@@ -75,6 +86,7 @@ class two_phase_commit {
     }
     XATM_CRASH_POINT("before_complete_mark");
     core_.log->mark_complete(gtrid_);
+    if (three_phase_) core_.delete_markers_later(gtrid_, distinct_rm_names());
     core_.committed.fetch_add(1);
     XATM_LOG(tm, debug) << gtrid_ << ": committed on " << branches_.size() << " branches";
     return commit_outcome::committed;
@@ -238,6 +250,72 @@ class two_phase_commit {
     throw log_failure_error(std::move(cause));
   }
 
+  std::vector<std::string> distinct_rm_names() const {
+    std::vector<std::string> names;
+    for (const branch& b : branches_) {
+      if (std::find(names.begin(), names.end(), b.rm->name()) == names.end()) names.push_back(b.rm->name());
+    }
+    return names;
+  }
+
+  // Three-phase PreCommit. Inserting P for the gtrid at the arbiter (branch 1's RM) is the commit
+  // point: from then on any terminator commits too. If a terminator got there first with A, the
+  // transaction is aborted. An insert whose reply was lost is retried on a fresh connection (the
+  // insert-if-absent is idempotent) and never assumed either way.
+  void precommit() {
+    std::string rm_list;
+    for (const branch& b : branches_) rm_list += (rm_list.empty() ? "" : ",") + b.rm->name();
+    const std::string& arbiter = branches_.front().rm->name();
+    std::optional<detail::marker_state> winner;
+    failure last_failure = make_failure(xa_code::rm_failure, "no attempt", arbiter);
+    for (int attempt = 0; attempt < 2 && !winner; ++attempt) {
+      auto control = core_.lease_control(arbiter);
+      auto inserted = control ? detail::insert_marker(*control.value(), gtrid_, detail::marker_state::precommitted,
+                                                      rm_list)
+                              : result<detail::marker_state>(control.error());
+      if (inserted) {
+        winner = inserted.value();
+        core_.release_control(std::move(control).value());
+      } else {
+        last_failure = inserted.error();
+      }
+    }
+    if (!winner) {
+      // Prepared everywhere, decision unknown: the arbiter's row decides, through termination.
+      failure cause = last_failure;
+      cause.message = gtrid_ + " is in doubt: the pre-commit marker could not be written or read at the arbiter; "
+                      "termination decides from the arbiter's row: " + cause.message;
+      XATM_LOG(tm, error) << cause.describe();
+      core_.hand_over(gtrid_);
+      throw in_doubt_error(std::move(cause));
+    }
+    if (*winner == detail::marker_state::aborted) {
+      abort<rolled_back_error>(make_failure(xa_code::rollback, gtrid_ + " rolled back: another xatm instance "
+                                            "terminated it while this coordinator was stalled (marker A at the "
+                                            "arbiter)", arbiter));
+    }
+    XATM_LOG(tm, debug) << gtrid_ << ": pre-committed at the arbiter " << arbiter;
+    XATM_CRASH_POINT("after_arbiter_precommit");
+    // P on every other RM: lets a terminator that reaches only that RM commit at once. Hints
+    // only: the arbiter's row already decided, so a failure here changes nothing.
+    for (const auto& rm_name : distinct_rm_names()) {
+      if (rm_name == arbiter) continue;
+      auto control = core_.lease_control(rm_name);
+      if (!control) continue;
+      (void)detail::insert_marker(*control.value(), gtrid_, detail::marker_state::precommitted, rm_list);  // a hint
+      core_.release_control(std::move(control).value());
+    }
+    detail::decision_record note;
+    note.gtrid = gtrid_;
+    note.state = detail::decision_state::precommit;
+    for (const branch& b : branches_) note.branch_rms.push_back(b.rm->name());
+    if (auto noted = core_.log->record(note); !noted) {
+      // Committed anyway (the arbiter decided); without the note only the markers remember it.
+      XATM_LOG(tm, error) << gtrid_ << ": pre-commit note not logged: " << noted.error().describe();
+    }
+    XATM_CRASH_POINT("after_all_precommit");
+  }
+
   // Answers true when every branch confirmed its commit.
   bool commit_all() {
     std::vector<std::size_t> which;
@@ -363,13 +441,15 @@ class two_phase_commit {
   clock::time_point started_;
   std::vector<branch>& branches_;
   std::vector<branch_fate> fates_;
+  bool three_phase_;
   bool timed_out_ = false;
 };
 
 }  // namespace
 
-global_transaction::global_transaction(std::shared_ptr<detail::tm_core> core, std::string gtrid)
-    : core_(std::move(core)), gtrid_(std::move(gtrid)), started_(clock::now()) {}
+global_transaction::global_transaction(std::shared_ptr<detail::tm_core> core, std::string gtrid,
+                                       commit_protocol protocol)
+    : core_(std::move(core)), gtrid_(std::move(gtrid)), started_(clock::now()), protocol_(protocol) {}
 
 global_transaction::global_transaction(global_transaction&& other) noexcept = default;
 
@@ -380,6 +460,7 @@ global_transaction& global_transaction::operator=(global_transaction&& other) no
     gtrid_ = std::move(other.gtrid_);
     started_ = other.started_;
     branches_ = std::move(other.branches_);
+    protocol_ = other.protocol_;
     finished_ = other.finished_;
     other.finished_ = true;
   }
@@ -405,7 +486,13 @@ resource_manager& global_transaction::enlist(resource_manager& rm) {
       throw protocol_error(make_failure(xa_code::protocol, "this connection is already enlisted in " + gtrid_, rm.name()));
     }
   }
-  xid id = xid::make(xatm_format_id, gtrid_, std::to_string(branches_.size() + 1)).value();
+  // Three-phase bquals name the arbiter (branch 1's RM), so that a terminator with no log knows
+  // where the deciding marker lives.
+  std::string bqual = std::to_string(branches_.size() + 1);
+  if (protocol_ == commit_protocol::three_phase) {
+    bqual += "@" + (branches_.empty() ? rm.name() : branches_.front().rm->name());
+  }
+  xid id = xid::make(xatm_format_id, gtrid_, bqual).value();
   rm.start(id).value();
   branches_.push_back(branch{&rm, std::move(id)});
   XATM_CRASH_POINT("after_start");
@@ -415,7 +502,7 @@ resource_manager& global_transaction::enlist(resource_manager& rm) {
 commit_outcome global_transaction::commit() {
   if (finished_) throw protocol_error(make_failure(xa_code::protocol, "commit of finished transaction " + gtrid_));
   finished_ = true;  // every path below finishes the branches, one way or the other
-  return two_phase_commit(*core_, gtrid_, started_, branches_).run();
+  return two_phase_commit(*core_, gtrid_, started_, branches_, protocol_ == commit_protocol::three_phase).run();
 }
 
 void global_transaction::rollback() {

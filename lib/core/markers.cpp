@@ -1,0 +1,88 @@
+// The marker table's SQL. gtrids and RM names are validated ([A-Za-z0-9_.-]) before they get
+// here, so quoting them as SQL string literals is safe; check_safe() re-checks it anyway.
+#include "core/markers.h"
+
+#include <algorithm>
+
+namespace xatm::detail {
+namespace {
+
+bool is_postgresql(const resource_manager& rm) { return rm.dialect() == "postgresql"; }
+
+result<std::string> quoted(std::string_view text) {
+  bool safe = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '.' || c == ',' || c == '@';
+  });
+  if (!safe) return make_failure(xa_code::invalid, "marker value is not a validated gtrid or RM name list");
+  return "'" + std::string(text) + "'";
+}
+
+result<std::optional<marker_state>> state_of(const query_result& rows) {
+  if (rows.rows.empty()) return std::optional<marker_state>();
+  const auto& value = rows.rows.front().front();
+  if (value == "P") return std::optional<marker_state>(marker_state::precommitted);
+  if (value == "A") return std::optional<marker_state>(marker_state::aborted);
+  return make_failure(xa_code::rm_error, "xatm_marker holds an unknown state");
+}
+
+}  // namespace
+
+std::string marker_table_ddl(std::string_view dialect) {
+  if (dialect == "postgresql") {
+    return "CREATE TABLE IF NOT EXISTS xatm_marker ("
+           "gtrid varchar(64) PRIMARY KEY, "
+           "state char(1) NOT NULL CHECK (state IN ('P', 'A')), "
+           "branches varchar(1024) NOT NULL, "
+           "created timestamptz NOT NULL DEFAULT now())";
+  }
+  return "CREATE TABLE IF NOT EXISTS xatm_marker ("
+         "gtrid varchar(64) CHARACTER SET ascii COLLATE ascii_bin PRIMARY KEY, "
+         "state char(1) NOT NULL CHECK (state IN ('P', 'A')), "
+         "branches varchar(1024) NOT NULL, "
+         "created timestamp(6) NOT NULL DEFAULT current_timestamp(6)) ENGINE=InnoDB";
+}
+
+result<void> install_marker_table(resource_manager& control) {
+  auto done = control.exec(marker_table_ddl(control.dialect()));
+  if (!done) return std::move(done).error();
+  return {};
+}
+
+result<marker_state> insert_marker(resource_manager& control, std::string_view gtrid, marker_state state,
+                                   std::string_view branches) {
+  auto key = quoted(gtrid);
+  auto list = quoted(branches);
+  if (!key) return std::move(key).error();
+  if (!list) return std::move(list).error();
+  std::string values = "(" + key.value() + ", '" + static_cast<char>(state) + "', " + list.value() + ")";
+  // Insert-if-absent: whichever of P and A reaches the primary key first wins, the other
+  // insert does nothing, and both read the winner back.
+  std::string insert = is_postgresql(control)
+                           ? "INSERT INTO xatm_marker (gtrid, state, branches) VALUES " + values +
+                                 " ON CONFLICT (gtrid) DO NOTHING"
+                           : "INSERT IGNORE INTO xatm_marker (gtrid, state, branches) VALUES " + values;
+  if (auto inserted = control.exec(insert); !inserted) return std::move(inserted).error();
+  auto winner = read_marker(control, gtrid);
+  if (!winner) return std::move(winner).error();
+  if (!winner.value()) return make_failure(xa_code::rm_error, "xatm_marker row vanished right after its insert");
+  return *winner.value();
+}
+
+result<std::optional<marker_state>> read_marker(resource_manager& control, std::string_view gtrid) {
+  auto key = quoted(gtrid);
+  if (!key) return std::move(key).error();
+  auto rows = control.exec("SELECT state FROM xatm_marker WHERE gtrid = " + key.value());
+  if (!rows) return std::move(rows).error();
+  return state_of(rows.value());
+}
+
+result<void> delete_marker(resource_manager& control, std::string_view gtrid) {
+  auto key = quoted(gtrid);
+  if (!key) return std::move(key).error();
+  auto done = control.exec("DELETE FROM xatm_marker WHERE gtrid = " + key.value());
+  if (!done) return std::move(done).error();
+  return {};
+}
+
+}  // namespace xatm::detail

@@ -1,0 +1,40 @@
+// Internal: the three-phase mode's marker table (DESIGN.md section 7), one per RM:
+//
+//   xatm_marker(gtrid PRIMARY KEY, state 'P' | 'A', branches, created)
+//
+// `P` (pre-committed) at the arbiter RM is the commit point of a three-phase transaction; `A`
+// (aborted) is what a terminator writes when it finds no row. The primary key makes exactly one
+// of them win. Every statement runs in autocommit on an idle control connection, never on a
+// connection that carries a branch. Callers use one connection from one thread.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "xatm/resource_manager.h"
+
+namespace xatm::detail {
+
+enum class marker_state : char { precommitted = 'P', aborted = 'A' };
+
+// The DDL for a dialect ("postgresql", "mysql", "mariadb"), documented for DBAs in
+// docs/three-phase.md.
+std::string marker_table_ddl(std::string_view dialect);
+
+// Creates the table if it does not exist.
+result<void> install_marker_table(resource_manager& control);
+
+// Inserts `state` for the gtrid unless a row exists, then reads the row back: answers the state
+// that won (ours, or the one somebody else wrote first). A failure means the outcome of the
+// insert is unknown: re-read on a fresh connection, never assume.
+result<marker_state> insert_marker(resource_manager& control, std::string_view gtrid, marker_state state,
+                                   std::string_view branches);
+
+// The gtrid's row, if any.
+result<std::optional<marker_state>> read_marker(resource_manager& control, std::string_view gtrid);
+
+// Deletes the gtrid's row (only once every branch is confirmed committed or rolled back).
+result<void> delete_marker(resource_manager& control, std::string_view gtrid);
+
+}  // namespace xatm::detail
