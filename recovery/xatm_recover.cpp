@@ -47,7 +47,7 @@ of the TM with no record is rolled back (presumed abort). Prepared transactions 
   --terminate       also resolve OTHER coordinators' three-phase branches (gtrids ending in .p3)
                     that stay prepared for --precommit-timeout (default 30 s): the marker at the
                     arbiter RM decides (docs/three-phase.md). Works without their logs; with
-                    --terminate, --log may name a log of this tool's own (any tm_id).
+                    --terminate and an explicit --tm-id of its own, --log may name a new log.
   --install-schema  create the three-phase marker table xatm_marker on every --rm, then exit.
 
 The tool takes the log's lock: while the TM that owns the log is running it exits with 4 (that

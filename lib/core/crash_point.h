@@ -1,6 +1,7 @@
 // Internal: named crash points for crash tests (DESIGN.md section 4). In a build with
 // XATM_CRASH_POINTS, `XATM_CRASH_AT=<name>[:<nth>]` makes the process SIGKILL itself the nth
-// time (default: first) it passes the point with that name. Without the option they compile to
+// time (default: first) it passes the point with that name; `XATM_CRASH_AT=<name>[:<nth>]:stop`
+// freezes it with SIGSTOP instead (a stalled process, woken by SIGCONT). Without the option they compile to
 // nothing, so release builds carry no trace of them.
 #pragma once
 

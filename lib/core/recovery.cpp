@@ -309,8 +309,11 @@ std::vector<std::string> install_marker_schema(const std::vector<std::pair<std::
 recovery_report recover_offline(const offline_recovery_options& options) {
   // A mistyped path must not become a new, empty log: that would presume abort for every
   // decision the real one holds.
+  // Exception: a terminator (--terminate with an explicit --tm-id of its own) may start a new
+  // log; its own tm_id has no decisions to lose.
   std::error_code missing;
-  if (!std::filesystem::exists(options.log_path, missing)) {
+  bool own_new_log = options.terminate && !options.tm_id.empty();
+  if (!own_new_log && !std::filesystem::exists(options.log_path, missing)) {
     throw configuration_error(make_failure(xa_code::invalid, "no decision log at " + options.log_path +
                                            ": give the path the TM was configured with"));
   }
