@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -122,6 +123,11 @@ class resource_manager {
   // unprepared branch by itself; a branch that did get prepared is left to recovery.
   void abandon_call() noexcept;
   bool call_in_flight() const noexcept { return in_flight_.has_value(); }
+  // Leaves the call in flight to finish in the background (the TM's early acknowledgement):
+  // the next use of this connection (any verb, exec, recover, reconnect) first waits for its
+  // answer and hands it to `on_done`. So this connection reads its own writes; others may not
+  // see them until then. If the object is destroyed first, on_done is never called.
+  void detach_call(std::function<void(const result<vote>&)> on_done);
 
   // ---- the application's access to the connection -------------------------------------------
   // Runs SQL (one statement, or several for PostgreSQL) and returns the last statement's rows.
@@ -180,6 +186,8 @@ class resource_manager {
   branch_state state_ = branch_state::idle;
   std::optional<xid> current_;
   std::optional<call> in_flight_;
+  std::function<void(const result<vote>&)> detached_done_;
+  void finish_detached();
 };
 
 // Drives every call in flight on `rms` with one poll() loop until each has finished or the

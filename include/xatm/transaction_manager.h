@@ -33,6 +33,12 @@ struct tm_options {
   // After the decision, how long commit() keeps retrying a branch that failed to commit before
   // it returns completion_pending and leaves the branch to recovery.
   std::chrono::milliseconds commit_retry_window{std::chrono::seconds(5)};
+  // Early acknowledgement (off by default): commit() returns `committed` as soon as the decision
+  // is durable; the branches' commits are sent and finish in the background. Caveat: another
+  // connection may not see the writes for a moment after commit() returns (the connections of
+  // the transaction itself do: their next use waits for their commit). A crash meanwhile
+  // changes nothing: the decision is durable and recovery commits the rest.
+  bool early_acknowledgement = false;
   // The default protocol of begin(); begin(protocol) overrides it per transaction.
   commit_protocol protocol = commit_protocol::two_phase;
   // Three-phase mode: a three-phase branch that any xatm instance's recovery sees prepared in two

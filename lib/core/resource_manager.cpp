@@ -134,7 +134,25 @@ void resource_manager::apply_outcome(const call& finished, const result<vote>& a
   }
 }
 
+void resource_manager::detach_call(std::function<void(const result<vote>&)> on_done) {
+  if (in_flight_) detached_done_ = std::move(on_done);
+}
+
+// Waits for a detached call, if any, before this connection is used again.
+void resource_manager::finish_detached() {
+  if (!detached_done_) return;
+  auto on_done = std::move(detached_done_);
+  detached_done_ = nullptr;
+  resource_manager* self = this;
+  result<vote> answer = drive_calls(std::span(&self, 1), std::nullopt).empty()
+                            ? finish_call()
+                            : result<vote>(fail(xa_code::rm_failure, "waiting for a background commit failed"));
+  if (in_flight_) abandon_call();
+  on_done(answer);
+}
+
 result<void> resource_manager::begin_call(xa_verb verb, const xid& branch) {
+  finish_detached();
   bool resolving = false;
   if (auto legal = check_legal(verb, branch, resolving); !legal) return legal;
   if (!is_connected()) {
@@ -231,6 +249,7 @@ result<void> resource_manager::forget(const xid& branch) {
 }
 
 result<recovered_branches> resource_manager::recover() {
+  finish_detached();
   if (in_flight_ || state_ == branch_state::active || state_ == branch_state::ended ||
       state_ == branch_state::rollback_only) {
     return fail(xa_code::protocol, std::string("recover is illegal while the connection carries an unfinished "
@@ -241,6 +260,7 @@ result<recovered_branches> resource_manager::recover() {
 }
 
 result<query_result> resource_manager::exec(std::string_view sql) {
+  finish_detached();
   if (in_flight_ || (state_ != branch_state::idle && state_ != branch_state::active)) {
     return fail(xa_code::protocol, std::string("exec is illegal now: the branch is ") + branch_state_name(state_) +
                                        ", SQL would run outside it");
@@ -255,6 +275,7 @@ result<query_result> resource_manager::exec(std::string_view sql) {
 }
 
 result<void> resource_manager::reconnect() {
+  finish_detached();
   if (in_flight_) abandon_call();
   cancel();
   state_ = branch_state::idle;

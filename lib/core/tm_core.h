@@ -20,7 +20,7 @@
 
 namespace xatm::detail {
 
-struct tm_core {
+struct tm_core : std::enable_shared_from_this<tm_core> {
   tm_options options;
   std::unique_ptr<decision_log> log;
 
@@ -39,6 +39,7 @@ struct tm_core {
   mutable std::mutex handed_over_mutex;
   std::set<std::string, std::less<>> handed_over;
   void hand_over(const std::string& gtrid);
+  void take_back(const std::string& gtrid);  // finished after all: recovery need not look
   bool is_handed_over(std::string_view gtrid) const;
 
   // One recovery run at a time (start, background thread, recover_now()).

@@ -91,6 +91,11 @@ void tm_core::hand_over(const std::string& gtrid) {
   handed_over.insert(gtrid);
 }
 
+void tm_core::take_back(const std::string& gtrid) {
+  std::lock_guard lock(handed_over_mutex);
+  handed_over.erase(gtrid);
+}
+
 bool tm_core::is_handed_over(std::string_view gtrid) const {
   std::lock_guard lock(handed_over_mutex);
   return handed_over.find(gtrid) != handed_over.end();

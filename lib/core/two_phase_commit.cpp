@@ -6,6 +6,7 @@
 // (drive_calls), so a step costs the slowest RM, not the sum. The write-ahead rule lives in
 // exactly one place: commit_all() is only reachable after write_decision() returned.
 #include <algorithm>
+#include <atomic>
 #include <utility>
 #include <thread>
 #include <vector>
@@ -76,6 +77,7 @@ class two_phase_commit {
       XATM_CRASH_POINT("after_decision_durable");
     }
     // 7. Commit every prepared branch, retrying failures within the retry window.
+    if (core_.options.early_acknowledgement) return commit_in_background();
     bool complete = commit_all();
     // 8. Forget the decision once every branch confirmed (not forced).
     if (!complete) {
@@ -314,6 +316,45 @@ class two_phase_commit {
       XATM_LOG(tm, error) << gtrid_ << ": pre-commit note not logged: " << noted.error().describe();
     }
     XATM_CRASH_POINT("after_all_precommit");
+  }
+
+  // Early acknowledgement: the decision is durable, so the transaction is committed. Send every
+  // branch's commit on its own connection and return; each connection finishes its commit at
+  // its next use (resource_manager::detach_call). Until all confirm, the gtrid is handed over to
+  // recovery, which finishes whatever a dropped connection leaves behind.
+  commit_outcome commit_in_background() {
+    struct completion {
+      std::shared_ptr<detail::tm_core> core;
+      std::string gtrid;
+      std::vector<std::string> rm_names;
+      bool three_phase;
+      std::atomic<std::size_t> left;
+      std::atomic<bool> failed{false};
+    };
+    core_.hand_over(gtrid_);
+    auto state = std::make_shared<completion>();
+    state->core = core_.shared_from_this();
+    state->gtrid = gtrid_;
+    state->rm_names = distinct_rm_names();
+    state->three_phase = three_phase_;
+    std::vector<resource_manager*> sent;
+    for (std::size_t i = 0; i < branches_.size(); ++i) {
+      if (fates_[i] != branch_fate::prepared) continue;
+      if (branches_[i].rm->begin_call(xa_verb::commit, branches_[i].id)) sent.push_back(branches_[i].rm);
+      else state->failed = true;  // recovery commits it
+    }
+    state->left = sent.size();
+    for (resource_manager* rm : sent) {
+      rm->detach_call([state](const result<vote>& answer) {
+        if (!answer.ok() && answer.error().code != xa_code::not_found) state->failed = true;
+        if (state->left.fetch_sub(1) != 1 || state->failed) return;
+        state->core->log->mark_complete(state->gtrid);
+        if (state->three_phase) state->core->delete_markers_later(state->gtrid, state->rm_names);
+        state->core->take_back(state->gtrid);
+      });
+    }
+    core_.committed.fetch_add(1);
+    return commit_outcome::committed;
   }
 
   // Answers true when every branch confirmed its commit.

@@ -314,3 +314,24 @@ TEST_CASE("2PC: destroying an unfinished transaction rolls it back") {
   CHECK_THROWS_AS(tx.enlist(*std::make_unique<fake_rm>("unregistered", std::make_shared<fake_server>())),
                   configuration_error);
 }
+
+TEST_CASE("2PC: early acknowledgement returns at the decision and finishes on the next use") {
+  tm_options options;
+  options.early_acknowledgement = true;
+  bench b(2, options);
+  {
+    auto tx = b.begin_all();
+    CHECK(tx.commit() == commit_outcome::committed);
+  }
+  // Both commits were sent after the decision was durable; neither answer has been read yet.
+  CHECK(b.calls_of("rm1") == "start end prepare commit");
+  CHECK(b.calls_of("rm2") == "start end prepare commit");
+  CHECK(b.commits_before_decision == 0);
+  CHECK(b.rms[0]->call_in_flight());
+  // The next use of each connection collects its commit; then the decision is forgotten.
+  REQUIRE(b.rms[0]->exec("SELECT 1").ok());
+  REQUIRE(b.rms[1]->exec("SELECT 1").ok());
+  CHECK_FALSE(b.rms[0]->call_in_flight());
+  b.tm.reset();
+  CHECK_FALSE(decision_in_log_file(b.log_path, b.gtrid));
+}
