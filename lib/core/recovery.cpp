@@ -169,6 +169,21 @@ recovery_report run_recovery(const recovery_context& context) {
     }
     scanned.push_back({name, std::move(connection).value(), std::move(found).value()});
   }
+  // Forget the sightings of branches that an RM scanned just now no longer lists: they are
+  // finished. Without this a long-running TM remembers every other coordinator's branch it ever
+  // caught prepared. An RM that could not be scanned keeps its sightings.
+  if (context.first_seen != nullptr) {
+    std::set<std::string, std::less<>> listed;
+    for (const auto& rm : scanned) {
+      for (const xid& branch : rm.found.ours) listed.insert(rm.name + " " + branch.to_string());
+    }
+    std::erase_if(*context.first_seen, [&](const auto& sighting) {
+      std::string_view rm_name = std::string_view(sighting.first).substr(0, sighting.first.find(' '));
+      bool rm_scanned =
+          std::any_of(scanned.begin(), scanned.end(), [&](const scanned_rm& rm) { return rm.name == rm_name; });
+      return rm_scanned && !listed.contains(sighting.first);
+    });
+  }
   XATM_CRASH_POINT("recovery_after_scan");
 
   // 3. Resolve xatm's branches; report everyone else's.

@@ -284,7 +284,12 @@ result<void> resource_manager::reconnect() {
 }
 
 std::vector<resource_manager*> drive_calls(std::span<resource_manager* const> rms,
-                                           std::optional<std::chrono::steady_clock::time_point> deadline) {
+                                           std::optional<std::chrono::steady_clock::time_point> deadline,
+                                           const std::function<void(resource_manager&)>& on_answer) {
+  auto answered = [&](resource_manager* rm) {
+    if (on_answer) on_answer(*rm);
+    return true;
+  };
   std::vector<resource_manager*> pending;
   pending.reserve(rms.size());
   for (auto* rm : rms) {
@@ -299,7 +304,7 @@ std::vector<resource_manager*> drive_calls(std::span<resource_manager* const> rm
     for (auto it = pending.begin(); it != pending.end();) {
       io_wait wants = (*it)->call_wait();
       if (wants.socket < 0) {
-        if ((*it)->resume_call()) {
+        if ((*it)->resume_call() && answered(*it)) {
           it = pending.erase(it);
           continue;
         }
@@ -323,7 +328,7 @@ std::vector<resource_manager*> drive_calls(std::span<resource_manager* const> rm
     }
     for (std::size_t i = 0; i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
-      if (waiting[i]->resume_call()) std::erase(pending, waiting[i]);
+      if (waiting[i]->resume_call() && answered(waiting[i])) std::erase(pending, waiting[i]);
     }
   }
   return pending;

@@ -112,7 +112,14 @@ class two_phase_commit {
         in_flight.push_back(b.rm);
       }
     }
-    auto unanswered = drive_calls(in_flight, deadline);
+    // The crash points "after the first answer" fire while the other RMs may still be working.
+    const char* first_answer_point = verb == xa_verb::prepare  ? "after_first_prepare"
+                                     : verb == xa_verb::commit ? "after_first_commit"
+                                                               : nullptr;
+    bool first = true;
+    auto unanswered = drive_calls(in_flight, deadline, [&](resource_manager&) {
+      if (first_answer_point != nullptr && std::exchange(first, false)) XATM_CRASH_POINT(first_answer_point);
+    });
     for (std::size_t k = 0; k < which.size(); ++k) {
       resource_manager* rm = branches_[which[k]].rm;
       if (std::find(in_flight.begin(), in_flight.end(), rm) == in_flight.end()) continue;
@@ -209,12 +216,10 @@ class two_phase_commit {
     auto which = all_live();
     auto answers = call_all(which, xa_verb::prepare, prepare_deadline());
     std::optional<failure> no_vote;
-    bool first_yes = true;
     for (std::size_t k = 0; k < which.size(); ++k) {
       std::size_t i = which[k];
       if (answers[k].ok()) {
         fates_[i] = answers[k].value() == vote::read_only ? branch_fate::finished : branch_fate::prepared;
-        if (std::exchange(first_yes, false)) XATM_CRASH_POINT("after_first_prepare");
         continue;
       }
       const failure& cause = answers[k].error();
@@ -366,12 +371,10 @@ class two_phase_commit {
     auto answers = call_all(which, xa_verb::commit, clock::now() + core_.options.commit_retry_window);
     std::vector<std::size_t> retry;
     std::optional<failure> heuristic;
-    bool first_commit = true;
     for (std::size_t k = 0; k < which.size(); ++k) {
       std::size_t i = which[k];
       if (answers[k].ok() || answers[k].error().code == xa_code::not_found) {
         fates_[i] = branch_fate::committed;
-        if (std::exchange(first_commit, false)) XATM_CRASH_POINT("after_first_commit");
       } else if (is_rollback_code(answers[k].error().code)) {
         heuristic = answers[k].error();
       } else {
