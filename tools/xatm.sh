@@ -7,9 +7,14 @@
 #   tools/xatm.sh servers start|stop|status|env
 #                                        throwaway PostgreSQL + MariaDB servers to poke at
 #   tools/xatm.sh build                  install packages, configure and build
+#   tools/xatm.sh bench [xatm-bench args...]
+#                                        Release build in build-release/, then xatm-bench against
+#                                        throwaway servers and the micro-benchmarks; the tables,
+#                                        JSON, CSV and SVG chart go to build/bench/
 #
 # The build goes to build/ at the repository root ($XATM_BUILD_DIR overrides it). With CI=true,
-# warnings are errors.
+# warnings are errors. The benchmarks build in build-release/ ($XATM_RELEASE_BUILD_DIR): Release,
+# no crash points, no tests.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,13 +39,15 @@ usage() {
   exit 2
 }
 
+# Installs the packages above plus any named as arguments.
 ensure_packages() {
+  local wanted=("${packages[@]}" "$@")
   if ! command -v dpkg-query >/dev/null 2>&1; then
-    say "not a Debian system: make sure these (or their equivalents) are installed: ${packages[*]}"
+    say "not a Debian system: make sure these (or their equivalents) are installed: ${wanted[*]}"
     return 0
   fi
   local missing=() package
-  for package in "${packages[@]}"; do
+  for package in "${wanted[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
       missing+=("$package")
     fi
@@ -141,6 +148,32 @@ cmd_demo() {
   "$demo" show "$log_dir"
 }
 
+# xatm-bench with the settings docs/performance.md was made with (a few minutes), then the two
+# micro-benchmarks. xatm-bench starts and stops its own throwaway servers.
+cmd_bench() {
+  ensure_packages libbenchmark-dev
+  local release_dir=${XATM_RELEASE_BUILD_DIR:-build-release}
+  local out_dir="$build_dir/bench"
+  say "configuring $release_dir (Release)"
+  cmake -S . -B "$release_dir" -DCMAKE_BUILD_TYPE=Release -DXATM_BUILD_TESTS=OFF >/dev/null
+  say "building the benchmarks with $(nproc) jobs"
+  cmake --build "$release_dir" -j "$(nproc)" --target xatm-bench xatm-decision-log-bench xatm-engine-bench
+  mkdir -p "$out_dir"
+  local args=("$@")
+  [[ ${#args[@]} -gt 0 ]] || args=(--seconds 5 --warmup 1 --clients 1,4,16)
+  say "running xatm-bench ${args[*]} (outputs in $out_dir)"
+  local status=0
+  "$release_dir/tools/xatm-bench" --json "$out_dir/bench.json" --csv "$out_dir/bench.csv" \
+    --chart "$out_dir/bench.svg" "${args[@]}" | tee "$out_dir/bench.txt" || status=$?  # pipefail: the bench's
+  local micro
+  for micro in xatm-decision-log-bench xatm-engine-bench; do
+    say "running $micro"
+    "$release_dir/tools/$micro" | tee "$out_dir/$micro.txt" || status=1
+  done
+  [[ $status -eq 0 ]] || die "xatm-bench failed (exit $status): see $out_dir/bench.txt"
+  say "done: $out_dir/bench.txt, bench.json, bench.csv, bench.svg and the micro-benchmarks' .txt"
+}
+
 cmd_servers() {
   [[ $# -eq 1 ]] || usage
   ensure_packages
@@ -170,6 +203,7 @@ main() {
     demo) [[ $# -eq 0 ]] || usage; cmd_demo ;;
     servers) cmd_servers "$@" ;;
     build) [[ $# -eq 0 ]] || usage; ensure_packages; configure_and_build ;;
+    bench) cmd_bench "$@" ;;
     -h | --help | help) usage ;;
     *)
       printf 'xatm: unknown command: %s\n' "$command" >&2

@@ -60,7 +60,8 @@ struct tm_statistics {
   std::uint64_t rolled_back = 0;
   std::uint64_t completion_pending = 0;  // decisions left to recovery
   std::uint64_t decisions_logged = 0;    // COMMIT records made durable
-  std::uint64_t log_batches = 0;         // SQLite transactions (fsyncs) that wrote them
+  std::uint64_t log_batches = 0;         // SQLite transactions (= fsyncs) the log committed,
+                                         // including batches that only forgot completed decisions
 };
 
 class transaction_manager {

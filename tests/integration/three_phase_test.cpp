@@ -4,10 +4,15 @@
 #include <doctest/doctest.h>
 #include <stdlib.h>
 
+#include <chrono>
 #include <filesystem>
+#include <map>
 #include <string>
+#include <thread>
 
+#include "core/recovery.h"
 #include "support/servers.h"
+#include "xatm/connection_settings.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
 #include "xatm/postgresql.h"
@@ -110,4 +115,35 @@ TEST_CASE("3PC: another instance terminates a vanished coordinator's branches fr
   auto pg = terminator.connect("pg");
   CHECK(count(*pg, "SELECT count(*) FROM xatm_marker WHERE gtrid = '" + gtrid + "' AND state = 'A'") == 1);
   CHECK(count(*pg, "SELECT count(*) FROM p3_items WHERE id = '" + gtrid + "'") == 0);
+}
+
+TEST_CASE("3PC: recovery forgets its sightings of branches that are no longer prepared") {
+  // A long-running TM sees other coordinators' branches prepared all the time; once they are
+  // finished, the sightings that time their termination must go, or the map grows for ever.
+  temp_dir dir;
+  const std::string gtrid = unique("sighted") + ".1.1.p3";
+  xid on_pg(xatm_format_id, gtrid, "1@pg");
+  auto settings = connection_settings::parse(test::servers().pg).value();
+  auto pg = postgresql::connect("pg", settings).value();
+  REQUIRE(pg->exec("CREATE TABLE IF NOT EXISTS p3_items (id varchar(80) PRIMARY KEY)").ok());
+  REQUIRE(pg->start(on_pg).ok());
+  REQUIRE(pg->exec("INSERT INTO p3_items VALUES ('" + gtrid + "')").ok());
+  REQUIRE(pg->end(on_pg).ok());
+  REQUIRE(pg->prepare(on_pg).ok());
+
+  auto log = detail::decision_log::open({(dir.path / "log.db").string(), unique("watcher"), {}});
+  REQUIRE(log.ok());
+  std::map<std::string, std::chrono::steady_clock::time_point> sightings;
+  detail::recovery_context context;
+  context.tm_id = unique("watcher");
+  context.log = log.value().get();
+  context.rms.emplace("pg", [settings] { return postgresql::connect("pg", settings); });
+  context.terminate_others = true;
+  context.precommit_timeout = std::chrono::hours(1);  // never acts here: it only watches
+  context.first_seen = &sightings;
+  (void)detail::run_recovery(context);  // the report is not what this test is about
+  CHECK(sightings.size() == 1);
+  REQUIRE(pg->rollback(on_pg).ok());  // its coordinator finished it
+  (void)detail::run_recovery(context);
+  CHECK(sightings.empty());
 }
