@@ -26,6 +26,7 @@ readonly packages=(
   cmake g++ make pkg-config
   libpq-dev libmariadb-dev-compat libboost-log-dev libsqlite3-dev doctest-dev
   postgresql-15 mariadb-server
+  clang libclang-rt-14-dev
 )
 
 say() { printf 'xatm: %s\n' "$*"; }
@@ -83,6 +84,12 @@ cmd_test() {
   configure_and_build
   say "running the tests"
   ctest --test-dir "$build_dir" --output-on-failure --no-tests=error "$@"
+  # With ctest arguments (a selection) the caller wants just those; a full run also fuzzes the
+  # parsers for a bounded time.
+  if [[ $# -eq 0 ]]; then
+    say "fuzzing the XID and connection-string parsers for ${XATM_FUZZ_SECONDS:-30} s"
+    "$repo/tests/fuzz/run.sh" "${XATM_FUZZ_SECONDS:-30}" "$(absolute_build_dir)/fuzz"
+  fi
 }
 
 # One value of the servers' env file (KEY=VALUE, the value is the rest of the line).
