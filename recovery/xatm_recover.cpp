@@ -47,7 +47,8 @@ of the TM with no record is rolled back (presumed abort). Prepared transactions 
   --terminate       also resolve OTHER coordinators' three-phase branches (gtrids ending in .p3)
                     that stay prepared for --precommit-timeout (default 30 s): the marker at the
                     arbiter RM decides (docs/three-phase.md). Works without their logs; with
-                    --terminate and an explicit --tm-id of its own, --log may name a new log.
+                    --terminate, --log may be omitted (or name a file that does not exist): the
+                    tool then decides nothing of its own, it only terminates by the markers.
   --install-schema  create the three-phase marker table xatm_marker on every --rm, then exit.
 
 The tool takes the log's lock: while the TM that owns the log is running it exits with 4 (that
@@ -197,7 +198,7 @@ int main(int argc, char** argv) {
       return exit_usage;
     }
   }
-  if (options.log_path.empty()) return usage_error("--log PATH is required");
+  if (options.log_path.empty() && !options.terminate) return usage_error("--log PATH is required");
 
   try {
     auto report = xatm::recover_offline(options);

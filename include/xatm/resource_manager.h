@@ -134,7 +134,8 @@ class resource_manager {
   result<query_result> exec(std::string_view sql);
   // The driver's handle: PGconn* for PostgreSQL, MYSQL* for MariaDB/MySQL. Do not run
   // transaction control statements (COMMIT, XA ...) on it; xatm tracks the state.
-  void* native_handle() noexcept { return do_native_handle(); }
+  // A commit left running in the background (early acknowledgement) is finished first.
+  void* native_handle();
 
   // After a successful end(): true when the RM told xatm the branch wrote nothing, so prepare
   // will answer vote::read_only. The TM uses it to pick one-phase commit before preparing.

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <condition_variable>
@@ -45,6 +46,10 @@ struct tm_options {
   // scans at least this far apart is terminated by the marker rule (docs/three-phase.md).
   // Timeouts decide when to act, never what.
   std::chrono::milliseconds precommit_timeout{std::chrono::seconds(30)};
+  // Whether this TM's recovery terminates OTHER TMs' three-phase branches. Default: when its
+  // protocol is three_phase. It relies on every instance giving each RM name the same
+  // database (the bqual names the arbiter by RM name; docs/three-phase.md).
+  std::optional<bool> terminate_others{};
   // How often the background thread runs recovery (0: never; recover_now() still works).
   // Recovery also runs once before the first begin() returns.
   std::chrono::milliseconds recovery_interval{std::chrono::seconds(30)};

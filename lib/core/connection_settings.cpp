@@ -102,7 +102,9 @@ std::string connection_settings::describe() const {
   std::string text;
   for (const auto& [key, value] : values_) {
     if (!text.empty()) text += ' ';
-    text += key + "=" + (key == "password" ? std::string("***") : quote_if_needed(value));
+    // password, sslpassword, ...: any key that names a password is redacted.
+    bool secret = key.find("password") != std::string::npos;
+    text += key + "=" + (secret ? std::string("***") : quote_if_needed(value));
   }
   return text;
 }

@@ -43,7 +43,18 @@ std::string marker_table_ddl(std::string_view dialect) {
          "created timestamp(6) NOT NULL DEFAULT current_timestamp(6)) ENGINE=InnoDB";
 }
 
+result<void> prepare_control_connection(resource_manager& control) {
+  auto done = control.exec(is_postgresql(control) ? "SET synchronous_commit TO on" : "SET SESSION autocommit = 1");
+  if (!done) return std::move(done).error();
+  return {};
+}
+
 result<void> install_marker_table(resource_manager& control) {
+  // Look before creating: a DBA who created the table may have granted xatm only SELECT, INSERT
+  // and DELETE on it, and CREATE TABLE IF NOT EXISTS needs the right to create even when the
+  // table exists (PostgreSQL: "permission denied for schema"). A failed probe is harmless on an
+  // autocommit control connection.
+  if (control.exec("SELECT state FROM xatm_marker WHERE 1 = 0").ok()) return {};
   auto done = control.exec(marker_table_ddl(control.dialect()));
   if (!done) return std::move(done).error();
   return {};

@@ -109,9 +109,12 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
   auto control = connector->second();
   result<marker_state> winner = control ? result<marker_state>(marker_state::aborted) : control.error();
   if (control) {
-    auto installed = install_marker_table(*control.value());
-    auto found = installed ? read_marker(*control.value(), branch.gtrid())
-                           : result<std::optional<marker_state>>(installed.error());
+    // No marker table at the arbiter: no coordinator ever pre-committed there, so this is not
+    // the arbiter the coordinator meant (an RM name that means another database here) or it
+    // never got that far; either way this terminator cannot decide. Never create it here.
+    auto ready = prepare_control_connection(*control.value());
+    auto found = ready ? read_marker(*control.value(), branch.gtrid())
+                       : result<std::optional<marker_state>>(ready.error());
     if (!found) {
       winner = found.error();
     } else if (found.value()) {
@@ -138,7 +141,8 @@ recovery_report run_recovery(const recovery_context& context) {
   recovery_report report;
 
   // 1. What the log decided. A log that cannot be read stops everything: no presumed abort.
-  auto pending = context.log->pending();
+  // (No log at all: a terminator working without the coordinator's log decides nothing itself.)
+  auto pending = context.log != nullptr ? context.log->pending() : result<std::vector<decision_record>>(std::vector<decision_record>{});
   if (!pending) throw log_failure_error(pending.error());
   std::map<std::string, const decision_record*, std::less<>> decisions;
   for (const auto& record : pending.value()) decisions.emplace(record.gtrid, &record);
@@ -274,6 +278,7 @@ recovery_report run_recovery(const recovery_context& context) {
     }
     context.log->mark_complete(gtrid);
     ++report.decisions_completed;
+    report.completed.push_back(gtrid);
   }
   return report;
 }
@@ -310,6 +315,22 @@ std::map<std::string, rm_connector, std::less<>> connectors_for(
 
 }  // namespace
 
+// Termination needs two sightings precommit_timeout apart: a first pass resolves our own work and
+// notes the others' three-phase branches, the second terminates what is still prepared.
+static recovery_report terminate_twice(detail::recovery_context& context, std::chrono::milliseconds precommit_timeout) {
+  std::map<std::string, std::chrono::steady_clock::time_point> first_seen;
+  context.terminate_others = true;
+  context.precommit_timeout = precommit_timeout;
+  context.first_seen = &first_seen;
+  auto first = detail::run_recovery(context);
+  bool others_waiting = std::any_of(first.items.begin(), first.items.end(), [](const recovery_item& item) {
+    return item.result == recovery_result::unresolved && item.detail.rfind("another TM's three-phase", 0) == 0;
+  });
+  if (!others_waiting) return first;
+  std::this_thread::sleep_for(precommit_timeout);
+  return detail::run_recovery(context);
+}
+
 std::vector<std::string> install_marker_schema(const std::vector<std::pair<std::string, std::string>>& rms) {
   std::vector<std::string> installed;
   for (const auto& [name, connector] : connectors_for(rms)) {
@@ -324,11 +345,18 @@ std::vector<std::string> install_marker_schema(const std::vector<std::pair<std::
 recovery_report recover_offline(const offline_recovery_options& options) {
   // A mistyped path must not become a new, empty log: that would presume abort for every
   // decision the real one holds.
-  // Exception: a terminator (--terminate with an explicit --tm-id of its own) may start a new
-  // log; its own tm_id has no decisions to lose.
+  // Exception: a terminator (--terminate) may work without any log. It then treats no branch as
+  // its own (not even those of a tm_id it was given): only other TMs' three-phase branches, by
+  // the marker rule.
   std::error_code missing;
-  bool own_new_log = options.terminate && !options.tm_id.empty();
-  if (!own_new_log && !std::filesystem::exists(options.log_path, missing)) {
+  bool no_log = options.log_path.empty() || !std::filesystem::exists(options.log_path, missing);
+  if (no_log && options.terminate) {
+    detail::recovery_context context;
+    context.rms = connectors_for(options.rms);
+    context.dry_run = options.dry_run;
+    return terminate_twice(context, options.precommit_timeout);
+  }
+  if (no_log) {
     throw configuration_error(make_failure(xa_code::invalid, "no decision log at " + options.log_path +
                                            ": give the path the TM was configured with"));
   }
@@ -346,19 +374,7 @@ recovery_report recover_offline(const offline_recovery_options& options) {
   auto log = detail::open_decision_log(options.log_path, tm_id);
   context.log = log.get();
   if (!options.terminate) return detail::run_recovery(context);
-  // Termination needs two sightings precommit_timeout apart: a first pass resolves our own work
-  // and notes the others' three-phase branches, the second terminates what is still prepared.
-  std::map<std::string, std::chrono::steady_clock::time_point> first_seen;
-  context.terminate_others = true;
-  context.precommit_timeout = options.precommit_timeout;
-  context.first_seen = &first_seen;
-  auto first = detail::run_recovery(context);
-  bool others_waiting = std::any_of(first.items.begin(), first.items.end(), [](const recovery_item& item) {
-    return item.result == recovery_result::unresolved && item.detail.rfind("another TM's three-phase", 0) == 0;
-  });
-  if (!others_waiting) return first;
-  std::this_thread::sleep_for(options.precommit_timeout);
-  return detail::run_recovery(context);
+  return terminate_twice(context, options.precommit_timeout);
 }
 
 }  // namespace xatm

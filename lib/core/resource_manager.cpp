@@ -148,7 +148,17 @@ void resource_manager::finish_detached() {
                             ? finish_call()
                             : result<vote>(fail(xa_code::rm_failure, "waiting for a background commit failed"));
   if (in_flight_) abandon_call();
-  on_done(answer);
+  try {
+    on_done(answer);
+  } catch (const std::exception& e) {
+    // The TM's bookkeeping failed (out of memory, a log sink): recovery still finishes the work.
+    XATM_LOG(tm, error) << "[" << name_ << "] background commit bookkeeping failed: " << e.what();
+  }
+}
+
+void* resource_manager::native_handle() {
+  finish_detached();
+  return do_native_handle();
 }
 
 result<void> resource_manager::begin_call(xa_verb verb, const xid& branch) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -34,13 +35,14 @@ struct tm_core : std::enable_shared_from_this<tm_core> {
   std::atomic<std::uint64_t> rolled_back{0};
   std::atomic<std::uint64_t> completion_pending{0};
 
-  // gtrids of this incarnation whose commit() or rollback gave up and left branches to recovery.
-  // Everything else of this incarnation may be in flight, so recovery leaves it alone.
+  // gtrids of this incarnation whose commit() or rollback gave up and left branches to recovery,
+  // with the time they were handed over. Everything else of this incarnation may be in flight,
+  // so recovery leaves it alone. A recovery run works on a copy taken BEFORE it reads the log:
+  // a gtrid handed over after its decision became durable then always meets that decision.
   mutable std::mutex handed_over_mutex;
-  std::set<std::string, std::less<>> handed_over;
+  std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> handed_over;
   void hand_over(const std::string& gtrid);
   void take_back(const std::string& gtrid);  // finished after all: recovery need not look
-  bool is_handed_over(std::string_view gtrid) const;
 
   // One recovery run at a time (start, background thread, recover_now()).
   std::mutex recovery_mutex;
@@ -56,6 +58,7 @@ struct tm_core : std::enable_shared_from_this<tm_core> {
   std::set<std::string, std::less<>> marker_tables_ready;
   std::vector<std::pair<std::string, std::vector<std::string>>> markers_to_delete;  // gtrid, RMs
   result<std::unique_ptr<resource_manager>> lease_control(std::string_view rm_name);
+  result<std::unique_ptr<resource_manager>> fresh_control(std::string_view rm_name);
   void release_control(std::unique_ptr<resource_manager> control);
   void delete_markers_later(std::string gtrid, std::vector<std::string> rm_names);
   void delete_finished_markers() noexcept;

@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "core/logging.h"
@@ -36,10 +37,8 @@ result<std::unique_ptr<resource_manager>> tm_core::connect(std::string_view rm_n
 }
 
 result<std::unique_ptr<resource_manager>> tm_core::lease_control(std::string_view rm_name) {
-  bool table_ready = false;
   {
     std::lock_guard lock(control_mutex);
-    table_ready = marker_tables_ready.contains(rm_name);
     auto idle = idle_controls.find(rm_name);
     if (idle != idle_controls.end() && !idle->second.empty()) {
       auto control = std::move(idle->second.back());
@@ -47,8 +46,18 @@ result<std::unique_ptr<resource_manager>> tm_core::lease_control(std::string_vie
       if (control->connected()) return control;
     }
   }
+  return fresh_control(rm_name);
+}
+
+result<std::unique_ptr<resource_manager>> tm_core::fresh_control(std::string_view rm_name) {
+  bool table_ready = false;
+  {
+    std::lock_guard lock(control_mutex);
+    table_ready = marker_tables_ready.contains(rm_name);
+  }
   auto control = connect(rm_name);
   if (!control) return control;
+  if (auto prepared = prepare_control_connection(*control.value()); !prepared) return std::move(prepared).error();
   if (!table_ready) {
     if (auto installed = install_marker_table(*control.value()); !installed) return std::move(installed).error();
     std::lock_guard lock(control_mutex);
@@ -88,17 +97,12 @@ void tm_core::delete_finished_markers() noexcept {
 
 void tm_core::hand_over(const std::string& gtrid) {
   std::lock_guard lock(handed_over_mutex);
-  handed_over.insert(gtrid);
+  handed_over.try_emplace(gtrid, std::chrono::steady_clock::now());
 }
 
 void tm_core::take_back(const std::string& gtrid) {
   std::lock_guard lock(handed_over_mutex);
   handed_over.erase(gtrid);
-}
-
-bool tm_core::is_handed_over(std::string_view gtrid) const {
-  std::lock_guard lock(handed_over_mutex);
-  return handed_over.find(gtrid) != handed_over.end();
 }
 
 recovery_report tm_core::recover() {
@@ -112,20 +116,35 @@ recovery_report tm_core::recover() {
     context.rms = registry;
   }
   context.live_incarnation = log->incarnation();
-  context.handed_over = [this](std::string_view gtrid) { return is_handed_over(gtrid); };
-  context.terminate_others = true;  // any instance terminates stalled three-phase coordinators
+  // The copy is taken before run_recovery() reads the log (see handed_over in tm_core.h).
+  std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> handed;
+  {
+    std::lock_guard handed_lock(handed_over_mutex);
+    handed = handed_over;
+  }
+  context.handed_over = [&handed](std::string_view gtrid) { return handed.find(gtrid) != handed.end(); };
+  context.terminate_others = options.terminate_others.value_or(options.protocol == commit_protocol::three_phase);
   context.precommit_timeout = options.precommit_timeout;
   context.first_seen = &three_phase_sightings;
   auto report = run_recovery(context);
-  // Handed-over work that recovery finished needs no more attention.
-  {
+  // Handed-over work is done when this run saw every RM and left nothing of it: its decision was
+  // completed, or (no decision) nothing of it was prepared anywhere, and enough time passed for a
+  // prepare that was still on its way when its answer was lost to have shown up.
+  if (report.unreachable_rms.empty()) {
+    auto grace = 2 * options.prepare_timeout;
+    auto now = std::chrono::steady_clock::now();
     std::lock_guard handed_lock(handed_over_mutex);
-    std::erase_if(handed_over, [&](const std::string& gtrid) {
-      for (const auto& item : report.items) {
-        if (item.gtrid == gtrid && item.result == recovery_result::unresolved) return false;
-      }
-      return true;
-    });
+    for (const auto& [gtrid, since] : handed) {
+      bool left = std::any_of(report.items.begin(), report.items.end(), [&](const recovery_item& item) {
+        return item.gtrid == gtrid && (item.result == recovery_result::unresolved ||
+                                       item.result == recovery_result::skipped_live);
+      });
+      bool completed = std::find(report.completed.begin(), report.completed.end(), gtrid) != report.completed.end();
+      bool had_decision = std::any_of(report.items.begin(), report.items.end(), [&](const recovery_item& item) {
+        return item.gtrid == gtrid && item.decision == "commit";
+      });
+      if (!left && (completed || (!had_decision && now - since > grace))) handed_over.erase(gtrid);
+    }
   }
   if (report.unresolved() || report.heuristic()) {
     XATM_LOG(recovery, warning) << "recovery left work unresolved: " << report.unreachable_rms.size()

@@ -276,7 +276,8 @@ class two_phase_commit {
     std::optional<detail::marker_state> winner;
     failure last_failure = make_failure(xa_code::rm_failure, "no attempt", arbiter);
     for (int attempt = 0; attempt < 2 && !winner; ++attempt) {
-      auto control = core_.lease_control(arbiter);
+      // The second attempt must not take another pooled connection that may be just as stale.
+      auto control = attempt == 0 ? core_.lease_control(arbiter) : core_.fresh_control(arbiter);
       auto inserted = control ? detail::insert_marker(*control.value(), gtrid_, detail::marker_state::precommitted,
                                                       rm_list)
                               : result<detail::marker_state>(control.error());
@@ -413,9 +414,16 @@ class two_phase_commit {
       backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
       std::erase_if(retry, [&](std::size_t i) {
         const branch& b = branches_[i];
-        auto connection = core_.connect(b.rm->name());
-        if (!connection) return false;
-        auto done = connection.value()->commit(b.id, false);
+        // While the application's connection still carries the prepared branch, only it can
+        // commit it (MariaDB answers everyone else "attached to a live session").
+        result<void> done = make_failure(xa_code::rm_failure, "not tried");
+        if (b.rm->current_branch() == b.id && b.rm->connected()) {
+          done = b.rm->commit(b.id, false);
+        } else {
+          auto connection = core_.connect(b.rm->name());
+          if (!connection) return false;
+          done = connection.value()->commit(b.id, false);
+        }
         if (done.ok() || done.error().code == xa_code::not_found) {
           fates_[i] = branch_fate::committed;
           return true;
@@ -471,10 +479,12 @@ class two_phase_commit {
   }
 
   void roll_back_from_new_connection(const branch& b) {
+    // Its prepare may still be on its way (stuck in an fsync, say) and show up after this
+    // rollback found nothing: recovery keeps looking for a while (see tm_core::recover).
+    core_.hand_over(gtrid_);
     auto connection = core_.connect(b.rm->name());
     auto done = connection ? connection.value()->rollback(b.id) : result<void>(connection.error());
     if (!done && done.error().code != xa_code::not_found) {
-      core_.hand_over(gtrid_);
       XATM_LOG(tm, warning) << gtrid_ << ": branch " << b.id.bqual() << " on " << b.rm->name()
                             << " may be prepared; presumed abort: recovery rolls it back: " << done.error().describe();
     }
