@@ -213,7 +213,7 @@ int main(int argc, char** argv) {
     }
     return code;
   } catch (const xatm::log_in_use_error& e) {
-    std::cerr << "xatm-recover: busy: " << e.what()
+    std::cerr << "xatm-recover: busy: " << e.cause().message
               << "\n(a running TM recovers by itself; run this tool only when it is stopped)\n";
     return exit_busy;
   } catch (const xatm::error& e) {

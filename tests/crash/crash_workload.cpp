@@ -1,0 +1,274 @@
+// xatm-crash-workload: the process the crash tests kill. It opens a transaction manager on a
+// decision log, registers PostgreSQL ("pg") and MariaDB ("maria"), and runs transfers of the
+// crash bank (support/invariants.h) on several threads until it has done its share, dies at a
+// crash point (XATM_CRASH_AT, read once per process), or is killed by the test.
+//
+//   xatm-crash-workload --tm-id ID --log PATH --ack PATH --tables SUFFIX [--accounts FIRST-LAST]
+//                       [--threads T] [--transfers N (per thread; 0: until killed)]
+//                       [--token-prefix P] [--doom-every K] [--skip-startup-recovery]
+//                       [--commit-retry-ms MS] [--prepare-timeout-ms MS]
+//   connection strings: $XATM_CRASH_PG and $XATM_CRASH_MARIA (kept off the command line)
+//
+// Every outcome goes to the ack file with one write() per line (O_APPEND), so that what the
+// process acknowledged survives its death: `<token> begun <gtrid>` before the branches start,
+// then `<token> committed|pending|rolled_back|aborted|in_doubt|heuristic|log_failure|unknown
+// <gtrid>`. `# ready <pid>` follows the startup recovery; `# maria_connection <id>` and
+// `# pg_connection <pid>` name each server session, so that the test can wait until the servers
+// have finished what the dead process sent and noticed its death.
+// --doom-every K: every K-th transfer writes a PostgreSQL ledger row for account 0, which the
+// deferred foreign key refuses at PREPARE: an acknowledged rollback.
+// --accounts: the accounts it moves money between (default 1-16); two runs with disjoint ranges
+// never wait for each other's row locks (a branch left prepared holds its locks until recovery).
+// --skip-startup-recovery: the RMs look unreachable during the startup recovery, so that what an
+// earlier crash left prepared stays prepared (the tests pile up work for one recovery run).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "console_log.h"
+#include "support/invariants.h"
+#include "xatm/connection_settings.h"
+#include "xatm/error.h"
+#include "xatm/mysql.h"
+#include "xatm/postgresql.h"
+#include "xatm/transaction_manager.h"
+
+namespace {
+
+using xatm::test::ack_state;
+
+struct options {
+  std::string tm_id;
+  std::string log_path;
+  std::string ack_path;
+  std::string tables;
+  int first_account = 1;
+  int last_account = 16;
+  int threads = 1;
+  long transfers = 0;
+  std::string token_prefix = "t";
+  int doom_every = 0;
+  bool skip_startup_recovery = false;
+  long commit_retry_ms = 1000;
+  long prepare_timeout_ms = 5000;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::cerr << "xatm-crash-workload: " << why << " (see the comment at the top of crash_workload.cpp)\n";
+  std::exit(2);
+}
+
+options parse(int argc, char** argv) {
+  options parsed;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) usage(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--tm-id") parsed.tm_id = next();
+    else if (arg == "--log") parsed.log_path = next();
+    else if (arg == "--ack") parsed.ack_path = next();
+    else if (arg == "--tables") parsed.tables = next();
+    else if (arg == "--accounts") {
+      const std::string range = next();
+      const auto dash = range.find('-');
+      if (dash == std::string::npos) usage("--accounts needs FIRST-LAST");
+      parsed.first_account = std::stoi(range.substr(0, dash));
+      parsed.last_account = std::stoi(range.substr(dash + 1));
+    }
+    else if (arg == "--threads") parsed.threads = std::stoi(next());
+    else if (arg == "--transfers") parsed.transfers = std::stol(next());
+    else if (arg == "--token-prefix") parsed.token_prefix = next();
+    else if (arg == "--doom-every") parsed.doom_every = std::stoi(next());
+    else if (arg == "--skip-startup-recovery") parsed.skip_startup_recovery = true;
+    else if (arg == "--commit-retry-ms") parsed.commit_retry_ms = std::stol(next());
+    else if (arg == "--prepare-timeout-ms") parsed.prepare_timeout_ms = std::stol(next());
+    else usage("unknown argument " + arg);
+  }
+  if (parsed.tm_id.empty() || parsed.log_path.empty() || parsed.ack_path.empty() || parsed.tables.empty()) {
+    usage("--tm-id, --log, --ack and --tables are required");
+  }
+  return parsed;
+}
+
+std::string required_env(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') usage(std::string("$") + name + " must hold a connection string");
+  return value;
+}
+
+// The ack file: one write() per line, O_APPEND, so lines from several threads never interleave
+// and everything written survives a SIGKILL.
+class ack_file {
+ public:
+  explicit ack_file(const std::string& path) : fd_(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) {
+    if (fd_ < 0) usage("cannot open the ack file: " + std::string(std::strerror(errno)));
+  }
+  ~ack_file() { ::close(fd_); }
+  ack_file(const ack_file&) = delete;
+  ack_file& operator=(const ack_file&) = delete;
+
+  void write_line(std::string line) const {
+    line += '\n';
+    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+      std::cerr << "xatm-crash-workload: short write to the ack file: " << std::strerror(errno) << "\n";
+      std::abort();  // an unrecorded acknowledgement would make the test's verdict meaningless
+    }
+  }
+  void ack(const std::string& token, ack_state state, const std::string& gtrid) const {
+    write_line(token + " " + xatm::test::ack_state_name(state) + " " + gtrid);
+  }
+
+ private:
+  int fd_;
+};
+
+struct bank_sql {
+  std::string accounts;
+  std::string ledger;
+
+  std::string debit(int account, long amount) const {
+    return "UPDATE " + accounts + " SET balance = balance - " + std::to_string(amount) +
+           " WHERE id = " + std::to_string(account);
+  }
+  std::string credit(int account, long amount) const {
+    return "UPDATE " + accounts + " SET balance = balance + " + std::to_string(amount) +
+           " WHERE id = " + std::to_string(account);
+  }
+  std::string ledger_row(const std::string& token, int account, long amount) const {
+    return "INSERT INTO " + ledger + " VALUES ('" + token + "', " + std::to_string(account) + ", " +
+           std::to_string(amount) + ")";
+  }
+};
+
+// One worker thread's connections, opened on demand and dropped after any failure.
+struct connections {
+  std::unique_ptr<xatm::resource_manager> pg;
+  std::unique_ptr<xatm::resource_manager> maria;
+};
+
+void open_connections(xatm::transaction_manager& tm, connections& c, const ack_file& acks) {
+  if (!c.pg) {
+    auto pg = tm.connect("pg");
+    // A row lock held by a branch left prepared (until recovery) must not stall the worker.
+    pg->exec("SET lock_timeout = '5s'").value();
+    auto pid = pg->exec("SELECT pg_backend_pid()").value();
+    acks.write_line("# pg_connection " + pid.rows.at(0).at(0).value());
+    c.pg = std::move(pg);
+  }
+  if (!c.maria) {
+    auto maria = tm.connect("maria");
+    maria->exec("SET SESSION innodb_lock_wait_timeout = 5").value();
+    auto id = maria->exec("SELECT CONNECTION_ID()").value();
+    acks.write_line("# maria_connection " + id.rows.at(0).at(0).value());
+    c.maria = std::move(maria);
+  }
+}
+
+void run_worker(xatm::transaction_manager& tm, const options& opts, const ack_file& acks, int thread) {
+  const bank_sql bank{"crash_" + opts.tables + "_accounts", "crash_" + opts.tables + "_ledger"};
+  std::mt19937 random(static_cast<unsigned>(::getpid()) * 7919U + static_cast<unsigned>(thread));
+  std::uniform_int_distribution<int> account(opts.first_account, opts.last_account);
+  std::uniform_int_distribution<long> amount_of(1, 9);
+  connections c;
+  for (long i = 0; opts.transfers == 0 || i < opts.transfers; ++i) {
+    const std::string token = opts.token_prefix + "-" + std::to_string(thread) + "-" + std::to_string(i);
+    const bool doomed = opts.doom_every > 0 && i % opts.doom_every == opts.doom_every - 1;
+    std::string gtrid = "-";
+    bool committing = false;
+    try {
+      open_connections(tm, c, acks);
+      auto tx = tm.begin();
+      gtrid = tx.gtrid();
+      acks.ack(token, ack_state::begun, gtrid);
+      tx.enlist(*c.pg);
+      tx.enlist(*c.maria);
+      // PostgreSQL first, always: one lock order across both servers, so that two transfers never
+      // wait for each other across them (a deadlock neither server could see).
+      const int from = account(random);
+      const int to = account(random);
+      const long amount = amount_of(random);
+      c.pg->exec(bank.debit(from, amount)).value();
+      c.pg->exec(bank.ledger_row(token, doomed ? 0 : from, -amount)).value();
+      c.maria->exec(bank.credit(to, amount)).value();
+      c.maria->exec(bank.ledger_row(token, to, amount)).value();
+      committing = true;
+      const auto outcome = tx.commit();
+      acks.ack(token, outcome == xatm::commit_outcome::committed ? ack_state::committed : ack_state::pending, gtrid);
+      continue;
+    } catch (const xatm::rolled_back_error&) {
+      acks.ack(token, committing ? ack_state::rolled_back : ack_state::aborted, gtrid);
+    } catch (const xatm::timeout_error&) {
+      acks.ack(token, committing ? ack_state::rolled_back : ack_state::aborted, gtrid);
+    } catch (const xatm::in_doubt_error&) {
+      acks.ack(token, ack_state::in_doubt, gtrid);
+    } catch (const xatm::heuristic_error&) {
+      acks.ack(token, ack_state::heuristic, gtrid);
+    } catch (const xatm::log_failure_error&) {
+      acks.ack(token, ack_state::log_failure, gtrid);
+    } catch (const std::exception& e) {
+      // Before commit() the transaction was destroyed unfinished: rolled back, never prepared.
+      if (gtrid != "-") acks.ack(token, committing ? ack_state::unknown : ack_state::aborted, gtrid);
+      if (committing) std::cerr << "xatm-crash-workload: " << token << ": " << e.what() << "\n";
+    }
+    // After any failure: fresh connections (a server may have gone away), after a short pause.
+    c = connections{};
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const options opts = parse(argc, argv);
+  const char* level = std::getenv("XATM_WORKLOAD_LOG");
+  xatm::tools::install_console_log(level != nullptr ? level : "error");
+  const ack_file acks(opts.ack_path);
+  try {
+    // Assigned one by one, not designated: tm_options grows, and a designated list would have to.
+    xatm::tm_options tm_settings;
+    tm_settings.tm_id = opts.tm_id;
+    tm_settings.log_path = opts.log_path;
+    tm_settings.prepare_timeout = std::chrono::milliseconds(opts.prepare_timeout_ms);
+    tm_settings.commit_retry_window = std::chrono::milliseconds(opts.commit_retry_ms);
+    tm_settings.recovery_interval = std::chrono::milliseconds(0);  // only the startup recovery runs
+    xatm::transaction_manager tm(tm_settings);
+    // While the gate is closed the RMs answer "unreachable": only the startup recovery sees that.
+    auto gate_closed = std::make_shared<std::atomic<bool>>(opts.skip_startup_recovery);
+    for (const auto& [name, postgres] : {std::pair{"pg", true}, std::pair{"maria", false}}) {
+      auto settings = xatm::connection_settings::parse(required_env(postgres ? "XATM_CRASH_PG" : "XATM_CRASH_MARIA"));
+      tm.register_rm(name, [name = std::string(name), is_pg = postgres, s = settings.value(), gate_closed]()
+                               -> xatm::result<std::unique_ptr<xatm::resource_manager>> {
+        if (gate_closed->load()) {
+          return xatm::make_failure(xatm::xa_code::rm_failure, "held unreachable (--skip-startup-recovery)", name);
+        }
+        return is_pg ? xatm::postgresql::connect(name, s) : xatm::mysql::connect(name, s);
+      });
+    }
+    // The first begin() runs the startup recovery (where recovery's own crash points are).
+    tm.begin().rollback();
+    gate_closed->store(false);
+    acks.write_line("# ready " + std::to_string(::getpid()));
+    std::vector<std::thread> workers;
+    for (int t = 0; t < opts.threads; ++t) {
+      workers.emplace_back([&, t] { run_worker(tm, opts, acks, t); });
+    }
+    for (auto& worker : workers) worker.join();
+  } catch (const std::exception& e) {
+    std::cerr << "xatm-crash-workload: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
