@@ -1,0 +1,638 @@
+// Three-phase mode under crashes, stalls and races, against the real servers (docs/three-phase.md,
+// DESIGN.md section 7). The coordinator is xatm-3pc-workload (three_phase_workload.cpp): it runs
+// three-phase transfers from PostgreSQL (branch 1, so the arbiter) to MariaDB and acknowledges
+// every outcome in a file. The test kills it at every crash point or at random instants, freezes
+// it with SIGSTOP, or leaves several of them dead at once; then it throws the coordinator's log
+// away and lets terminators that never saw that log (xatm-recover --terminate with a tm_id of its
+// own and no log, or another transaction_manager's recovery) finish the work from the markers
+// alone, and checks the crash suite's invariants (support/invariants.h): a token is in
+// PostgreSQL iff in MariaDB, acknowledged commits present, acknowledged rollbacks absent, money
+// conserved, nothing of the coordinator left prepared. Processes and xatm-recover's JSON go
+// through the crash harness (crash_harness.h).
+//
+// Needs a build with -DXATM_CRASH_POINTS=ON and the `servers` fixture. XATM_3PC_CRASH_ROUNDS sets
+// the number of random-kill rounds (default 30).
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "crash/crash_harness.h"
+#include "support/invariants.h"
+#include "support/servers.h"
+#include "xatm/connection_settings.h"
+#include "xatm/mysql.h"
+#include "xatm/postgresql.h"
+#include "xatm/transaction_manager.h"
+
+#ifndef XATM_3PC_WORKLOAD_BIN
+#error "XATM_3PC_WORKLOAD_BIN must name the xatm-3pc-workload binary (set by tests/CMakeLists.txt)"
+#endif
+
+using namespace xatm;  // NOLINT(google-build-using-namespace): test file
+using crash_test::child_process;
+using crash_test::exit_status;
+
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using clock = std::chrono::steady_clock;
+
+// A private directory (0700, as the decision log demands) for logs, ack files and outputs.
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    std::string pattern = (fs::temp_directory_path() / "xatm-3pc-crash-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) FAIL("mkdtemp failed");
+    path = pattern;
+  }
+  ~temp_dir() {
+    std::error_code ignored;  // a leftover temp dir is not worth failing a test over
+    fs::remove_all(path, ignored);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+};
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Waits until the child is frozen (SIGSTOP from a ":stop" crash point). WNOWAIT leaves every
+// state change to child_process, which reaps it later.
+bool wait_until_stopped(child_process& child, seconds limit) {
+  const auto deadline = clock::now() + limit;
+  while (clock::now() < deadline) {
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(child.pid()), &info, WSTOPPED | WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == child.pid()) {
+      return info.si_code == CLD_STOPPED;  // anything else: it ended instead
+    }
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return false;
+}
+
+// ---- the servers, seen from outside --------------------------------------------------------
+
+std::unique_ptr<resource_manager> observe(bool postgres) {
+  const std::string& conninfo = postgres ? test::servers().pg : test::servers().mysql;
+  auto rm = postgres ? postgresql::connect("observer", connection_settings::parse(conninfo).value())
+                     : mysql::connect("observer", connection_settings::parse(conninfo).value());
+  if (!rm.ok()) FAIL("connect: " << rm.error().describe());
+  return std::move(rm).value();
+}
+
+std::vector<std::string> column(resource_manager& rm, const std::string& sql) {
+  auto rows = rm.exec(sql);
+  if (!rows.ok()) FAIL(sql << ": " << rows.error().describe());
+  std::vector<std::string> values;
+  for (const auto& row : rows.value().rows) values.push_back(row.at(0).value_or("NULL"));
+  return values;
+}
+
+// The marker rows of a gtrid on one server ("P", "A"; empty: none).
+std::vector<std::string> markers_on(bool postgres, const std::string& gtrid) {
+  return column(*observe(postgres), "SELECT state FROM xatm_marker WHERE gtrid = '" + gtrid + "'");
+}
+
+bool token_on(bool postgres, const test::transfer_bank& bank, const std::string& token) {
+  return column(*observe(postgres), "SELECT count(*) FROM " + bank.ledger_table() + " WHERE token = '" + token +
+                                        "'").at(0) == "1";
+}
+
+// Waits until MariaDB has noticed that a dead coordinator's sessions ended: until then their
+// prepared branches answer "retry" to everybody else.
+void wait_for_maria_sessions_to_end(const std::vector<long>& ids) {
+  if (ids.empty()) return;
+  std::string list;
+  for (long id : ids) list += (list.empty() ? "" : ", ") + std::to_string(id);
+  auto maria = observe(false);
+  const auto deadline = clock::now() + seconds(20);
+  while (column(*maria, "SELECT count(*) FROM information_schema.processlist WHERE id IN (" + list + ")").at(0) !=
+         "0") {
+    if (clock::now() > deadline) FAIL("MariaDB sessions " << list << " still attached after 20 s");
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+}
+
+// ---- the coordinator -----------------------------------------------------------------------
+
+struct workload_plan {
+  std::string crash_at;  // XATM_CRASH_AT ("" for none)
+  int first_account = 1;
+  int accounts = 16;
+  int threads = 1;
+  long transfers = 0;    // per thread; 0: until killed
+  int doom_every = 0;
+  std::string token_prefix;
+};
+
+// One xatm-3pc-workload process with a tm_id, a log and an ack file of its own.
+struct coordinator {
+  std::string tm_id;
+  fs::path log;
+  fs::path acks;
+  std::unique_ptr<child_process> process;
+
+  test::ack_log read_acks() const { return test::read_acks(acks); }
+  std::string output() const { return process->out() + process->err(); }
+};
+
+coordinator start_coordinator(const fs::path& parent, const std::string& tm_id, const test::transfer_bank& bank,
+                              const workload_plan& plan) {
+  const fs::path dir = parent / tm_id;
+  fs::create_directories(dir);
+  coordinator c{tm_id, dir / "coordinator.db", dir / "acks", nullptr};
+  std::vector<std::string> env{"XATM_CRASH_PG=" + test::servers().pg, "XATM_CRASH_MARIA=" + test::servers().mysql};
+  if (!plan.crash_at.empty()) env.push_back("XATM_CRASH_AT=" + plan.crash_at);
+  c.process = std::make_unique<child_process>(
+      std::vector<std::string>{XATM_3PC_WORKLOAD_BIN, "--tm-id", tm_id, "--log", c.log.string(), "--ack",
+                               c.acks.string(), "--tables", bank.suffix, "--first-account",
+                               std::to_string(plan.first_account), "--accounts", std::to_string(plan.accounts),
+                               "--threads", std::to_string(plan.threads), "--transfers",
+                               std::to_string(plan.transfers), "--doom-every", std::to_string(plan.doom_every),
+                               "--token-prefix", plan.token_prefix},
+      env, dir / "out", dir / "err");
+  return c;
+}
+
+// The coordinator's host is gone, and its decision log with it.
+void delete_log(const coordinator& c) {
+  for (const char* suffix : {"", "-wal", "-shm", "-journal", ".lock"}) {
+    std::error_code ignored;  // a file SQLite never created is fine
+    fs::remove(c.log.string() + suffix, ignored);
+  }
+  REQUIRE_FALSE(fs::exists(c.log));
+}
+
+// `# why <token> <message>`: what commit() threw, per token.
+std::map<std::string, std::string> reasons(const fs::path& acks) {
+  std::map<std::string, std::string> why;
+  std::istringstream lines(read_file(acks));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("# why ", 0) != 0) continue;
+    const auto space = line.find(' ', 6);
+    if (space != std::string::npos) why[line.substr(6, space - 6)] = line.substr(space + 1);
+  }
+  return why;
+}
+
+// ---- terminators ---------------------------------------------------------------------------
+
+// The runs of one terminator: xatm-recover --terminate with a tm_id of its own and a log path
+// where no log exists (it terminates by the markers alone).
+struct termination {
+  std::string tm_id;
+  fs::path dir;
+  std::vector<int> exit_codes;  // one per run
+  std::string output;           // every run's JSON
+
+  fs::path log() const { return dir / (tm_id + ".db"); }  // may stay absent: nothing to remember
+  // What it reported for one coordinator's branches.
+  std::vector<crash_test::recovery_line> lines_of(const std::string& coordinator_tm_id) const {
+    return crash_test::parse_tool_report(output, coordinator_tm_id);
+  }
+  // The branches of `gtrid` it finished, as "committed" or "rolled back".
+  std::vector<std::string> actions_on(const std::string& gtrid) const {
+    std::vector<std::string> actions;
+    for (const auto& line : crash_test::parse_tool_report(output, gtrid.substr(0, gtrid.find('.')))) {
+      if (line.gtrid == gtrid && (line.result == "committed" || line.result == "rolled back")) {
+        actions.push_back(line.result);
+      }
+    }
+    return actions;
+  }
+};
+
+std::unique_ptr<child_process> start_terminator(const termination& t, const char* precommit_timeout) {
+  const std::string run = std::to_string(t.exit_codes.size() + 1);
+  return std::make_unique<child_process>(
+      std::vector<std::string>{XATM_RECOVER_BIN, "--terminate", "--tm-id", t.tm_id, "--log", t.log().string(),
+                               "--precommit-timeout", precommit_timeout, "--json", "--rm",
+                               "pg=postgresql:" + test::servers().pg, "--rm", "maria=mariadb:" + test::servers().mysql},
+      std::vector<std::string>{}, t.dir / (t.tm_id + "." + run + ".json"), t.dir / (t.tm_id + "." + run + ".err"));
+}
+
+// Waits for one run; 0 (all done) and 1 (something unresolved: run again) are the only
+// acceptable exit codes. 3 would be a heuristic outcome: a violation in itself.
+void finish_run(termination& t, child_process& run) {
+  const exit_status status = run.wait(seconds(60));
+  INFO("xatm-recover --terminate: " << status.describe() << "\n" << run.out() << run.err());
+  REQUIRE(status.exited);
+  CHECK(status.code <= 1);
+  t.exit_codes.push_back(status.code);
+  t.output += run.out();
+}
+
+// Runs the terminator until it exits 0; exit 1 (a branch still attached to a MariaDB session
+// that has not ended yet, or busy being finished by another terminator) is retried.
+void terminate_until_done(termination& t, const char* precommit_timeout) {
+  do {
+    if (!t.exit_codes.empty()) std::this_thread::sleep_for(milliseconds(300));
+    auto run = start_terminator(t, precommit_timeout);
+    finish_run(t, *run);
+  } while (t.exit_codes.back() == 1 && t.exit_codes.size() < 5);
+  CHECK_MESSAGE(t.exit_codes.back() == 0, "still unresolved after " << t.exit_codes.size() << " runs:\n" << t.output);
+}
+
+termination terminate_with_tool(const fs::path& dir, const std::string& tm_id, const char* precommit_timeout) {
+  termination t{tm_id, dir, {}, {}};
+  terminate_until_done(t, precommit_timeout);
+  return t;
+}
+
+// An empty decision log in `dir`. check_invariants() wants the coordinator's log, which is gone
+// (and a terminator without a log keeps none): a log that holds nothing stands in for it.
+fs::path empty_log(const fs::path& dir) {
+  const fs::path path = dir / "empty-log.db";
+  if (!fs::exists(path)) {
+    tm_options options;
+    options.tm_id = "p3-empty";
+    options.log_path = path.string();
+    options.recovery_interval = milliseconds(0);
+    const transaction_manager nobody(options);  // creates the log; closing it leaves it clean
+  }
+  return path;
+}
+
+void check_invariants_after(const test::transfer_bank& bank, const coordinator& c, const fs::path& log) {
+  const test::ack_log acks = c.read_acks();
+  const test::invariant_check check = test::check_invariants(bank, c.tm_id, log, acks);
+  INFO("coordinator " << c.tm_id << ": " << acks.count(test::ack_state::committed) << " commits and "
+                      << acks.count(test::ack_state::rolled_back) << " rollbacks acknowledged, "
+                      << acks.in_flight().size() << " in flight");
+  CHECK_MESSAGE(check.ok(), check.describe());
+  if (!check.ok()) test::roll_back_prepared_of(c.tm_id);  // so that the next case is not blocked
+}
+
+// tm_ids (and so gtrids and marker rows) that no earlier run against the same servers used.
+std::string unique_id(const std::string& prefix) {
+  static const std::string salt = [] {
+    std::ostringstream text;
+    text << std::hex << (std::random_device()() & 0xffffffU);
+    return text.str();
+  }();
+  return prefix + salt;
+}
+
+}  // namespace
+
+// ---- every crash point ---------------------------------------------------------------------
+
+namespace {
+
+// What a crash at one point of a three-phase transaction ends as, once a terminator that has
+// neither the coordinator nor its log is done. Before the P marker is at the arbiter nothing is
+// decided: the terminator inserts A and rolls back what is prepared. From the P marker on, the
+// transaction is committed: the terminator finds P and commits what is left.
+struct point_case {
+  const char* crash_at;
+  bool committed;              // the in-flight transfer's outcome
+  const char* arbiter_marker;  // the row at the arbiter (PostgreSQL) afterwards: "", "A" or "P"
+  std::size_t min_finished;    // branches the terminator commits or rolls back
+  std::size_t max_finished;
+};
+
+// The workload does transfers 0..3 on one thread, the fourth doomed (refused at CanCommit). ":3"
+// dies in the third transfer (t-0-2) at the points passed once per transfer; after_start is
+// passed once per enlist, so after_start:3 dies right after the first branch of the second
+// transfer. Branches are prepared and committed in parallel and the "first" points fire at the
+// first answer, so at those the other branch may or may not be prepared (or committed) yet.
+constexpr point_case point_cases[] = {
+    {"after_start:3", false, "", 0, 0},              // one branch active, none prepared: the RMs undo it
+    {"before_prepare:3", false, "", 0, 0},           // ended, none prepared
+    {"after_first_prepare:3", false, "A", 1, 2},     // prepared, no P: the terminator's A wins
+    {"after_all_prepared:3", false, "A", 2, 2},      // CanCommit done, no P: the terminator's A wins
+    {"after_arbiter_precommit:3", true, "P", 2, 2},  // the commit point is passed: P at the arbiter only
+    {"after_all_precommit:3", true, "P", 2, 2},      // P everywhere, noted in the (lost) log
+    {"after_first_commit:3", true, "P", 0, 1},       // committed where not already
+    {"after_all_committed:3", true, "P", 0, 0},      // nothing left to do
+    {"before_complete_mark:3", true, "P", 0, 0},     // nothing left to do
+};
+
+}  // namespace
+
+TEST_CASE("3PC: a crash at every point, then termination without the coordinator's log") {
+  temp_dir dir;
+  const test::transfer_bank bank{.suffix = "p3points"};
+  bank.create();
+  {
+    // The marker tables, as a DBA would create them.
+    child_process install({XATM_RECOVER_BIN, "--install-schema", "--rm", "pg=postgresql:" + test::servers().pg, "--rm",
+                           "maria=mariadb:" + test::servers().mysql},
+                          {}, dir.path / "install.out", dir.path / "install.err");
+    const exit_status status = install.wait(seconds(30));
+    INFO(install.out() << install.err());
+    REQUIRE(status.exited);
+    REQUIRE(status.code == 0);
+  }
+  int run = 0;
+  for (const point_case& c : point_cases) {
+    ++run;
+    CAPTURE(c.crash_at);
+    const std::string tm_id = unique_id("p3pt" + std::to_string(run) + "-");
+    const workload_plan plan{.crash_at = c.crash_at, .transfers = 4, .doom_every = 4,
+                             .token_prefix = "pt" + std::to_string(run)};
+    const coordinator coordinator = start_coordinator(dir.path, tm_id, bank, plan);
+    const exit_status died = coordinator.process->wait(seconds(60));
+    INFO("coordinator: " << died.describe() << "\n" << coordinator.output());
+    REQUIRE_MESSAGE(died.killed_by_sigkill(),
+                    "not killed at " << c.crash_at << ": is libxatm built with -DXATM_CRASH_POINTS=ON?");
+    const test::ack_log acks = coordinator.read_acks();
+    REQUIRE(acks.in_flight().size() == 1);
+    const std::string token = acks.in_flight().front();
+    const std::string gtrid = acks.gtrids.at(token);
+    CHECK(gtrid.ends_with(".p3"));
+    CHECK(acks.count(test::ack_state::committed) >= 1);
+
+    delete_log(coordinator);
+    wait_for_maria_sessions_to_end(acks.maria_connections);
+    const termination t = terminate_with_tool(dir.path, unique_id("p3term" + std::to_string(run) + "-"), "1");
+    INFO("terminator:\n" << t.output);
+
+    // The expected outcome for this point, the same on both databases.
+    CHECK(token_on(true, bank, token) == c.committed);
+    CHECK(token_on(false, bank, token) == c.committed);
+    const auto actions = t.actions_on(gtrid);
+    CHECK(actions.size() >= c.min_finished);
+    CHECK(actions.size() <= c.max_finished);
+    for (const auto& action : actions) CHECK(action == (c.committed ? "committed" : "rolled back"));
+    if (*c.arbiter_marker == '\0') {
+      CHECK(markers_on(true, gtrid).empty());
+    } else {
+      CHECK(markers_on(true, gtrid) == std::vector<std::string>{c.arbiter_marker});
+    }
+    // A is only ever written at the arbiter; elsewhere there are P hints at most.
+    for (const auto& state : markers_on(false, gtrid)) CHECK(state == "P");
+    check_invariants_after(bank, coordinator, empty_log(dir.path));
+  }
+  bank.drop();
+}
+
+// ---- a stalled coordinator -------------------------------------------------------------------
+
+namespace {
+
+// A coordinator that froze (SIGSTOP) in its one transfer at `point`, and that transfer.
+struct frozen_coordinator {
+  coordinator c;
+  std::string token;
+  std::string gtrid;
+};
+
+frozen_coordinator freeze_at(const fs::path& dir, const test::transfer_bank& bank, const std::string& tm_id,
+                             const std::string& point) {
+  const workload_plan plan{.crash_at = point + ":stop", .accounts = bank.accounts, .transfers = 1,
+                           .token_prefix = "stall"};
+  frozen_coordinator frozen{start_coordinator(dir, tm_id, bank, plan), {}, {}};
+  REQUIRE_MESSAGE(wait_until_stopped(*frozen.c.process, seconds(60)),
+                  "not frozen at " << point << ": " << frozen.c.output());
+  const test::ack_log acks = frozen.c.read_acks();
+  REQUIRE(acks.in_flight().size() == 1);
+  frozen.token = acks.in_flight().front();
+  frozen.gtrid = acks.gtrids.at(frozen.token);
+  return frozen;
+}
+
+}  // namespace
+
+TEST_CASE("3PC: a coordinator frozen after CanCommit loses to a terminator's A and reports the abort") {
+  temp_dir dir;
+  const test::transfer_bank bank{.suffix = "p3stall_a", .accounts = 2};
+  bank.create();
+  const std::string tm_id = unique_id("p3stallA-");
+  const auto [c, token, gtrid] = freeze_at(dir.path, bank, tm_id, "after_all_prepared");
+  CHECK(test::prepared_branches_of(tm_id).size() == 2);  // CanCommit done: both voted yes
+  CHECK(markers_on(true, gtrid).empty());                // PreCommit not begun
+
+  // The coordinator is silent: after two sightings 0.5 s apart a terminator aborts it. It rolls
+  // the PostgreSQL branch back at once; MariaDB's is still attached to the frozen session and
+  // answers retry (unresolved, exit 1) until that session ends.
+  termination first{"p3stallA-term", dir.path, {}, {}};
+  {
+    auto run = start_terminator(first, "0.5");
+    finish_run(first, *run);
+  }
+  INFO("terminator:\n" << first.output);
+  CHECK(first.exit_codes.back() == 1);
+  CHECK(markers_on(true, gtrid) == std::vector<std::string>{"A"});
+  for (const auto& line : first.lines_of(tm_id)) {
+    CHECK(line.result == (line.rm == "pg" ? "rolled back" : "UNRESOLVED"));
+  }
+  CHECK(first.actions_on(gtrid) == std::vector<std::string>{"rolled back"});
+  CHECK_FALSE(token_on(true, bank, token));
+
+  // The coordinator wakes up, tries to pre-commit, finds A, aborts and says so.
+  REQUIRE(::kill(c.process->pid(), SIGCONT) == 0);
+  const exit_status ended = c.process->wait(seconds(60));
+  CHECK_MESSAGE((ended.exited && ended.code == 0), ended.describe() << "\n" << c.output());
+  CHECK(c.read_acks().tokens.at(token) == test::ack_state::rolled_back);
+  const std::string why = reasons(c.acks)[token];
+  CHECK_MESSAGE(why.find("terminated it while this coordinator was stalled") != std::string::npos, why);
+  CHECK_MESSAGE(why.find("marker A at the arbiter") != std::string::npos, why);
+  CHECK_FALSE(token_on(true, bank, token));
+  CHECK_FALSE(token_on(false, bank, token));
+  CHECK(markers_on(true, gtrid) == std::vector<std::string>{"A"});  // the late P never replaced it
+
+  // One more termination pass: nothing of it is left prepared anywhere.
+  terminate_until_done(first, "0.5");
+  CHECK(first.actions_on(gtrid) == std::vector<std::string>{"rolled back"});  // nothing more was done
+  CHECK(test::prepared_branches_of(tm_id).empty());
+  check_invariants_after(bank, c, empty_log(dir.path));
+  bank.drop();
+}
+
+TEST_CASE("3PC: a coordinator frozen after PreCommit is finished by another TM's recovery and reports the commit") {
+  temp_dir dir;
+  const test::transfer_bank bank{.suffix = "p3stall_p", .accounts = 2};
+  bank.create();
+  const std::string tm_id = unique_id("p3stallP-");
+  const auto [c, token, gtrid] = freeze_at(dir.path, bank, tm_id, "after_arbiter_precommit");
+  CHECK(markers_on(true, gtrid) == std::vector<std::string>{"P"});  // the commit point is passed
+  CHECK(markers_on(false, gtrid).empty());                          // the hint is not written yet
+
+  // The terminator this time: another transaction manager (another tm_id, its own log) whose
+  // recovery sees the branches prepared twice, precommit_timeout apart.
+  const fs::path terminator_log = dir.path / "terminator.db";
+  {
+    tm_options options;
+    options.tm_id = unique_id("p3stallP-term-");
+    options.log_path = terminator_log.string();
+    options.protocol = commit_protocol::three_phase;  // a three-phase TM terminates others' branches
+    options.precommit_timeout = milliseconds(500);
+    options.recovery_interval = milliseconds(0);
+    transaction_manager terminator(options);
+    terminator.register_rm("pg", "postgresql", test::servers().pg);
+    terminator.register_rm("maria", "mariadb", test::servers().mysql);
+    auto results_for = [&](const recovery_report& report) {
+      std::map<std::string, recovery_result> results;
+      for (const auto& item : report.items) {
+        if (item.gtrid == gtrid) results[item.rm_name] = item.result;
+      }
+      return results;
+    };
+    const auto first = results_for(terminator.recover_now());  // the first sighting: too early to act
+    REQUIRE(first.contains("pg"));
+    CHECK(first.at("pg") == recovery_result::unresolved);
+    std::this_thread::sleep_for(milliseconds(600));
+    const auto second = results_for(terminator.recover_now());
+    REQUIRE(second.contains("pg"));
+    CHECK(second.at("pg") == recovery_result::committed);  // P at the arbiter
+    // MariaDB's branch is still attached to the frozen session: retry, unresolved.
+    if (second.contains("maria")) CHECK(second.at("maria") == recovery_result::unresolved);
+    CHECK(token_on(true, bank, token));
+
+    // The coordinator wakes up and commits what is left; its PostgreSQL branch is already gone,
+    // which after the commit point means committed.
+    REQUIRE(::kill(c.process->pid(), SIGCONT) == 0);
+    const exit_status ended = c.process->wait(seconds(60));
+    CHECK_MESSAGE((ended.exited && ended.code == 0), ended.describe() << "\n" << c.output());
+    CHECK(c.read_acks().tokens.at(token) == test::ack_state::committed);
+    CHECK(token_on(true, bank, token));
+    CHECK(token_on(false, bank, token));
+
+    // One more recovery pass: nothing of it is prepared any more, nothing to do.
+    CHECK(results_for(terminator.recover_now()).empty());
+    CHECK(test::prepared_branches_of(tm_id).empty());
+  }  // closed: its log is complete on disk
+  check_invariants_after(bank, c, terminator_log);
+  bank.drop();
+}
+
+// ---- racing terminators ----------------------------------------------------------------------
+
+TEST_CASE("3PC: two terminators racing on the same transactions: one outcome each, never both") {
+  temp_dir dir;
+  const test::transfer_bank bank{.suffix = "p3race", .accounts = 12};
+  bank.create();
+  for (int round = 1; round <= 2; ++round) {
+    CAPTURE(round);
+    // Six dead coordinators, one transfer of each left prepared: three killed before the commit
+    // point (after CanCommit), three right after it (P at the arbiter, nowhere else). Disjoint
+    // accounts: no coordinator waits for another's locks.
+    std::vector<coordinator> coordinators;
+    std::vector<bool> commits;
+    for (int k = 0; k < 6; ++k) {
+      commits.push_back(k % 2 == 1);
+      const workload_plan plan{.crash_at = commits.back() ? "after_arbiter_precommit:2" : "after_all_prepared:2",
+                               .first_account = 2 * k + 1, .accounts = 2, .transfers = 3,
+                               .token_prefix = "race" + std::to_string(round) + "-" + std::to_string(k)};
+      const std::string tm_id = unique_id("p3race" + std::to_string(round) + std::to_string(k) + "-");
+      coordinators.push_back(start_coordinator(dir.path, tm_id, bank, plan));
+    }
+    std::vector<std::string> tokens;
+    std::vector<std::string> gtrids;
+    for (const auto& c : coordinators) {
+      const exit_status died = c.process->wait(seconds(60));
+      INFO("coordinator " << c.tm_id << ": " << died.describe() << "\n" << c.output());
+      REQUIRE(died.killed_by_sigkill());
+      const test::ack_log acks = c.read_acks();
+      REQUIRE(acks.in_flight().size() == 1);
+      tokens.push_back(acks.in_flight().front());
+      gtrids.push_back(acks.gtrids.at(tokens.back()));
+      delete_log(c);
+      wait_for_maria_sessions_to_end(acks.maria_connections);
+    }
+
+    // Two terminators at once, with different tm_ids and logs of their own. One that answers 1
+    // (a branch the other was finishing at that instant) runs again.
+    termination a{"p3raceA" + std::to_string(round), dir.path, {}, {}};
+    termination b{"p3raceB" + std::to_string(round), dir.path, {}, {}};
+    {
+      auto a_run = start_terminator(a, "0.5");
+      auto b_run = start_terminator(b, "0.5");
+      finish_run(a, *a_run);
+      finish_run(b, *b_run);
+    }
+    if (a.exit_codes.back() != 0) terminate_until_done(a, "0.5");
+    if (b.exit_codes.back() != 0) terminate_until_done(b, "0.5");
+    INFO("terminator A:\n" << a.output << "\nterminator B:\n" << b.output);
+
+    for (std::size_t k = 0; k < coordinators.size(); ++k) {
+      CAPTURE(gtrids[k]);
+      // One marker row at the arbiter: the one the protocol says.
+      CHECK(markers_on(true, gtrids[k]) == std::vector<std::string>{commits[k] ? "P" : "A"});
+      // Every branch finished exactly once, by one terminator or the other, the same way.
+      std::vector<std::string> actions = a.actions_on(gtrids[k]);
+      const auto more = b.actions_on(gtrids[k]);
+      actions.insert(actions.end(), more.begin(), more.end());
+      CHECK(actions.size() == 2);
+      for (const auto& action : actions) CHECK(action == (commits[k] ? "committed" : "rolled back"));
+      CHECK(token_on(true, bank, tokens[k]) == commits[k]);
+      CHECK(token_on(false, bank, tokens[k]) == commits[k]);
+      check_invariants_after(bank, coordinators[k], empty_log(dir.path));
+    }
+  }
+  bank.drop();
+}
+
+// ---- random kills under load -----------------------------------------------------------------
+
+TEST_CASE("3PC: random kills under load, then termination without the log: zero violations") {
+  int rounds = 30;
+  if (const char* setting = std::getenv("XATM_3PC_CRASH_ROUNDS")) rounds = std::atoi(setting);
+  REQUIRE(rounds > 0);
+  temp_dir dir;
+  const test::transfer_bank bank{.suffix = "p3random"};
+  bank.create();
+  const auto seed = static_cast<unsigned>(::getpid());
+  std::mt19937 random(seed);
+  std::uniform_int_distribution<int> run_for_ms(50, 700);
+  std::size_t violations = 0;
+  std::size_t acknowledged = 0;
+  std::size_t in_flight = 0;
+  std::map<std::string, std::size_t> finished_by_terminators;  // "committed" / "rolled back" -> branches
+  for (int round = 1; round <= rounds; ++round) {
+    CAPTURE(round);
+    const std::string tm_id = unique_id("p3r" + std::to_string(round) + "-");
+    const workload_plan plan{.crash_at = "", .threads = 4, .doom_every = 7,
+                             .token_prefix = "r" + std::to_string(round)};
+    const coordinator c = start_coordinator(dir.path, tm_id, bank, plan);
+    const auto ready_by = clock::now() + seconds(30);
+    while (!c.read_acks().ready) {
+      if (auto ended = c.process->poll()) FAIL("the workload ended: " << ended->describe() << "\n" << c.output());
+      REQUIRE_MESSAGE(clock::now() < ready_by, "the workload did not start within 30 s");
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    std::this_thread::sleep_for(milliseconds(run_for_ms(random)));
+    const exit_status died = c.process->kill();
+    CHECK_MESSAGE(died.killed_by_sigkill(), died.describe() << "\n" << c.output());
+    const test::ack_log acks = c.read_acks();
+    delete_log(c);
+    wait_for_maria_sessions_to_end(acks.maria_connections);
+    const termination t = terminate_with_tool(dir.path / tm_id, "p3rt" + std::to_string(round), "0.5");
+    INFO("terminator:\n" << t.output);
+    for (const auto& line : t.lines_of(tm_id)) {
+      if (line.result == "committed" || line.result == "rolled back") ++finished_by_terminators[line.result];
+    }
+    const test::invariant_check check = test::check_invariants(bank, tm_id, empty_log(dir.path), acks);
+    CHECK_MESSAGE(check.ok(), check.describe());
+    violations += check.violations.size();
+    acknowledged += check.acknowledged;
+    in_flight += acks.in_flight().size();
+    if (!check.ok()) test::roll_back_prepared_of(tm_id);
+  }
+  MESSAGE("random kills (seed " << seed << "): " << rounds << " rounds, " << acknowledged
+                                << " outcomes acknowledged, " << in_flight << " transfers in flight at the kills, "
+                                << finished_by_terminators["committed"] << " branches committed and "
+                                << finished_by_terminators["rolled back"] << " rolled back by terminators, "
+                                << violations << " violations");
+  CHECK(violations == 0);
+  bank.drop();
+}
