@@ -1,0 +1,377 @@
+#include "bench/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <ostream>
+#include <sstream>
+
+namespace xatm::bench {
+namespace {
+
+// printf into a std::string, for fixed-width columns.
+template <class... Args>
+std::string format(const char* pattern, Args... args) {
+  char buffer[512];
+  std::snprintf(buffer, sizeof buffer, pattern, args...);
+  return buffer;
+}
+
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += format("\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_number(double value) {
+  if (!std::isfinite(value)) return "null";
+  return format("%.6g", value);
+}
+
+std::string json_optional(const std::optional<double>& value) { return value ? json_number(*value) : "null"; }
+
+std::string xml_escape(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+const char* mode_color(mode m) {
+  switch (m) {
+    case mode::local: return "#4c72b0";
+    case mode::raw_xa: return "#dd8452";
+    case mode::xa: return "#55a868";
+    case mode::xa_early: return "#c44e52";
+    case mode::three_phase: return "#8172b3";
+  }
+  return "#000000";
+}
+
+// The smallest 1-2-5 step that cuts [0, max] into at most 5 intervals.
+double nice_step(double max) {
+  if (max <= 0) return 1;
+  const double rough = max / 5;
+  const double magnitude = std::pow(10.0, std::floor(std::log10(rough)));
+  for (double factor : {1.0, 2.0, 5.0, 10.0}) {
+    if (factor * magnitude >= rough) return factor * magnitude;
+  }
+  return 10 * magnitude;
+}
+
+std::vector<workload_kind> workloads_in(const run_result& run) {
+  std::vector<workload_kind> kinds;
+  for (const measurement& cell : run.cells) {
+    if (std::find(kinds.begin(), kinds.end(), cell.workload) == kinds.end()) kinds.push_back(cell.workload);
+  }
+  return kinds;
+}
+
+std::vector<mode> modes_in(const run_result& run) {
+  std::vector<mode> modes;
+  for (mode m : {mode::local, mode::raw_xa, mode::xa, mode::xa_early, mode::three_phase}) {
+    for (const measurement& cell : run.cells) {
+      if (cell.m == m) {
+        modes.push_back(m);
+        break;
+      }
+    }
+  }
+  return modes;
+}
+
+std::string ratio_text(const std::optional<double>& ratio) { return ratio ? format("%.3f", *ratio) : "-"; }
+
+}  // namespace
+
+std::optional<double> throughput_ratio(const run_result& run, const measurement& cell, mode other) {
+  const measurement* base = run.find(cell.workload, other, cell.clients);
+  if (base == nullptr || base->throughput() <= 0) return std::nullopt;
+  return cell.throughput() / base->throughput();
+}
+
+void print_tables(std::ostream& out, const run_result& run) {
+  for (workload_kind kind : workloads_in(run)) {
+    out << "\n== " << workload_name(kind) << "\n";
+    out << format("%-8s %7s %9s %8s %8s %8s %8s %9s %10s %10s %10s %7s\n", "mode", "clients", "tx/s", "p50 ms", "p95 ms",
+                  "p99 ms", "x local", "x raw-xa", "fsyncs/tx", "usr us/tx", "sys us/tx", "failed");
+    std::vector<const measurement*> cells;
+    for (const measurement& cell : run.cells) {
+      if (cell.workload == kind) cells.push_back(&cell);
+    }
+    std::stable_sort(cells.begin(), cells.end(), [](const measurement* x, const measurement* y) {
+      return x->clients != y->clients ? x->clients < y->clients : x->m < y->m;
+    });
+    for (const measurement* cell : cells) {
+      const auto fsyncs = cell->log_fsyncs_per_tx();
+      out << format("%-8s %7d %9.1f %8.2f %8.2f %8.2f %8s %9s %10s %10.0f %10.0f %7llu\n", mode_name(cell->m), cell->clients,
+                    cell->throughput(), cell->percentile_ms(0.50), cell->percentile_ms(0.95),
+                    cell->percentile_ms(0.99), ratio_text(throughput_ratio(run, *cell, mode::local)).c_str(),
+                    ratio_text(throughput_ratio(run, *cell, mode::raw_xa)).c_str(),
+                    fsyncs ? format("%.3f", *fsyncs).c_str() : "-", cell->user_us_per_tx(), cell->system_us_per_tx(),
+                    static_cast<unsigned long long>(cell->failed));
+    }
+  }
+}
+
+std::vector<target_check> evaluate_targets(const run_result& run) {
+  std::vector<target_check> targets;
+  auto throughput_target = [&](workload_kind kind, int clients, mode base, const std::string& name) {
+    target_check check{name, false, false, 0, 0.95, {}};
+    const measurement* xa = run.find(kind, mode::xa, clients);
+    const measurement* other = run.find(kind, base, clients);
+    if (xa != nullptr && other != nullptr && other->throughput() > 0) {
+      check.measured = true;
+      check.value = xa->throughput() / other->throughput();
+      check.met = check.value >= check.limit;
+      check.detail = format("xa %.1f tx/s, %s %.1f tx/s", xa->throughput(), mode_name(base), other->throughput());
+      if (!check.met) check.detail += format(": missed by %.1f%% of %s", (check.limit - check.value) * 100, mode_name(base));
+    } else {
+      check.detail = "not measured in this run";
+    }
+    targets.push_back(std::move(check));
+  };
+  throughput_target(workload_kind::transfer, 16, mode::raw_xa, "transfer, 16 clients: xa throughput >= 0.95 x raw-xa");
+
+  {
+    target_check check{"transfer, 1 client: xa p50 <= raw-xa p50 + 1.2 x log fsync", false, false, 0, 0, {}};
+    const measurement* xa = run.find(workload_kind::transfer, mode::xa, 1);
+    const measurement* raw = run.find(workload_kind::transfer, mode::raw_xa, 1);
+    if (xa != nullptr && raw != nullptr && !xa->latencies_us.empty() && !raw->latencies_us.empty()) {
+      check.measured = true;
+      check.value = xa->percentile_ms(0.5);
+      check.limit = raw->percentile_ms(0.5) + 1.2 * run.log_fsync_ms;
+      check.met = check.value <= check.limit;
+      check.detail = format("xa p50 %.3f ms; raw-xa p50 %.3f ms + 1.2 x %.3f ms fsync = %.3f ms; xa adds %.3f ms",
+                            check.value, raw->percentile_ms(0.5), run.log_fsync_ms, check.limit,
+                            check.value - raw->percentile_ms(0.5));
+      if (!check.met) check.detail += format(": missed by %.3f ms", check.value - check.limit);
+    } else {
+      check.detail = "not measured in this run";
+    }
+    targets.push_back(std::move(check));
+  }
+
+  throughput_target(workload_kind::read_write, 1, mode::local, "read-write, 1 client: xa throughput >= 0.95 x local");
+  throughput_target(workload_kind::read_write, 16, mode::local, "read-write, 16 clients: xa throughput >= 0.95 x local");
+
+  {
+    target_check check{"transfer, 16 clients: decision-log fsyncs per decision < 0.1", false, false, 0, 0.1, {}};
+    const measurement* xa = run.find(workload_kind::transfer, mode::xa, 16);
+    if (xa != nullptr && xa->decisions_logged > 0) {
+      check.measured = true;
+      check.value = static_cast<double>(xa->log_batches) / static_cast<double>(xa->decisions_logged);
+      check.met = check.value < check.limit;
+      check.detail = format("%llu decisions in %llu SQLite transactions (%.1f decisions per fsync)",
+                            static_cast<unsigned long long>(xa->decisions_logged),
+                            static_cast<unsigned long long>(xa->log_batches),
+                            xa->log_batches > 0 ? static_cast<double>(xa->decisions_logged) / static_cast<double>(xa->log_batches) : 0.0);
+      if (!check.met) check.detail += format(": missed by %.3f", check.value - check.limit);
+    } else {
+      check.detail = "not measured in this run";
+    }
+    targets.push_back(std::move(check));
+  }
+  return targets;
+}
+
+void print_targets(std::ostream& out, const std::vector<target_check>& targets) {
+  out << "\n== issue-5 targets, from this run\n";
+  for (const target_check& t : targets) {
+    const char* verdict = !t.measured ? "n/a   " : t.met ? "met   " : "MISSED";
+    out << verdict << "  " << t.name;
+    if (t.measured) out << format(": %.3f (limit %.3f)", t.value, t.limit);
+    out << "\n        " << t.detail << "\n";
+  }
+}
+
+std::string to_json(const run_result& run, const std::vector<target_check>& targets) {
+  std::ostringstream out;
+  const settings& s = run.config;
+  out << "{\n  \"tool\": \"xatm-bench\",\n  \"started_utc\": " << json_string(run.started_utc) << ",\n";
+  out << "  \"settings\": {\"seconds\": " << json_number(s.seconds) << ", \"warmup\": " << json_number(s.warmup)
+      << ", \"rounds\": " << s.rounds << ", \"accounts\": " << s.accounts << ", \"clients\": [";
+  for (std::size_t i = 0; i < s.clients.size(); ++i) out << (i ? ", " : "") << s.clients[i];
+  out << "], \"modes\": [";
+  for (std::size_t i = 0; i < s.modes.size(); ++i) out << (i ? ", " : "") << json_string(mode_name(s.modes[i]));
+  out << "], \"workloads\": [";
+  for (std::size_t i = 0; i < s.workloads.size(); ++i) {
+    out << (i ? ", " : "") << json_string(workload_name(s.workloads[i]));
+  }
+  out << "]},\n  \"log_fsync_ms\": " << json_number(run.log_fsync_ms) << ", \"log_fsync_low_ms\": "
+      << json_number(run.log_fsync_low_ms) << ", \"log_fsync_high_ms\": " << json_number(run.log_fsync_high_ms)
+      << ", \"log_fsync_samples\": " << run.log_fsync_samples << ",\n  \"round_trip_ms\": {";
+  bool first = true;
+  for (const auto& [rm_name, ms] : run.round_trip_ms) {
+    out << (first ? "" : ", ") << json_string(rm_name) << ": " << json_number(ms);
+    first = false;
+  }
+  out << "},\n  \"notes\": [";
+  for (std::size_t i = 0; i < run.notes.size(); ++i) out << (i ? ", " : "") << json_string(run.notes[i]);
+  out << "],\n  \"results\": [\n";
+  for (std::size_t i = 0; i < run.cells.size(); ++i) {
+    const measurement& c = run.cells[i];
+    out << "    {\"workload\": " << json_string(workload_name(c.workload)) << ", \"mode\": " << json_string(mode_name(c.m))
+        << ", \"clients\": " << c.clients << ", \"committed\": " << c.committed << ", \"failed\": " << c.failed
+        << ", \"seconds\": " << json_number(c.seconds) << ", \"throughput\": " << json_number(c.throughput())
+        << ", \"p50_ms\": " << json_number(c.percentile_ms(0.5)) << ", \"p95_ms\": " << json_number(c.percentile_ms(0.95))
+        << ", \"p99_ms\": " << json_number(c.percentile_ms(0.99))
+        << ", \"ratio_to_local\": " << json_optional(throughput_ratio(run, c, mode::local))
+        << ", \"ratio_to_raw_xa\": " << json_optional(throughput_ratio(run, c, mode::raw_xa))
+        << ", \"log_fsyncs_per_tx\": " << json_optional(c.log_fsyncs_per_tx())
+        << ", \"decisions_logged\": " << c.decisions_logged << ", \"log_batches\": " << c.log_batches
+        << ", \"user_cpu_us_per_tx\": " << json_number(c.user_us_per_tx())
+        << ", \"system_cpu_us_per_tx\": " << json_number(c.system_us_per_tx()) << "}" << (i + 1 < run.cells.size() ? "," : "")
+        << "\n";
+  }
+  out << "  ],\n  \"targets\": [\n";
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    const target_check& t = targets[i];
+    out << "    {\"name\": " << json_string(t.name) << ", \"measured\": " << (t.measured ? "true" : "false")
+        << ", \"met\": " << (t.met ? "true" : "false") << ", \"value\": " << json_number(t.value)
+        << ", \"limit\": " << json_number(t.limit) << ", \"detail\": " << json_string(t.detail) << "}"
+        << (i + 1 < targets.size() ? "," : "") << "\n";
+  }
+  out << "  ],\n  \"verification\": [\n";
+  for (std::size_t i = 0; i < run.checks.size(); ++i) {
+    const verification& v = run.checks[i];
+    out << "    {\"workload\": " << json_string(workload_name(v.workload)) << ", \"clients\": " << v.clients
+        << ", \"ok\": " << (v.ok ? "true" : "false") << ", \"detail\": " << json_string(v.detail) << "}"
+        << (i + 1 < run.checks.size() ? "," : "") << "\n";
+  }
+  out << "  ]\n}\n";
+  return out.str();
+}
+
+std::string to_csv(const run_result& run) {
+  std::ostringstream out;
+  out << "workload,mode,clients,committed,failed,seconds,throughput,p50_ms,p95_ms,p99_ms,ratio_to_local,"
+         "ratio_to_raw_xa,log_fsyncs_per_tx,user_cpu_us_per_tx,system_cpu_us_per_tx\n";
+  auto optional_cell = [](const std::optional<double>& value) { return value ? format("%.4f", *value) : std::string(); };
+  for (const measurement& c : run.cells) {
+    out << workload_name(c.workload) << ',' << mode_name(c.m) << ',' << c.clients << ',' << c.committed << ','
+        << c.failed << ',' << format("%.3f", c.seconds) << ',' << format("%.2f", c.throughput()) << ','
+        << format("%.3f", c.percentile_ms(0.5)) << ',' << format("%.3f", c.percentile_ms(0.95)) << ','
+        << format("%.3f", c.percentile_ms(0.99)) << ',' << optional_cell(throughput_ratio(run, c, mode::local)) << ','
+        << optional_cell(throughput_ratio(run, c, mode::raw_xa)) << ',' << optional_cell(c.log_fsyncs_per_tx())
+        << ',' << format("%.1f", c.user_us_per_tx()) << ',' << format("%.1f", c.system_us_per_tx()) << '\n';
+  }
+  return out.str();
+}
+
+std::string to_svg(const run_result& run) {
+  const auto kinds = workloads_in(run);
+  const auto modes = modes_in(run);
+  std::vector<int> clients = run.config.clients;
+  std::sort(clients.begin(), clients.end());
+  constexpr double panel_width = 400;
+  constexpr double panel_height = 220;
+  constexpr double left = 70;
+  constexpr double gap = 90;  // between the two panels
+  constexpr double top = 70;  // title and legend
+  constexpr double row_height = panel_height + 80;
+  const double width = left + 2 * panel_width + gap + 30;
+  const double height = top + row_height * static_cast<double>(kinds.size()) + 10;
+
+  std::ostringstream svg;
+  svg << format("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+                "font-family=\"sans-serif\" font-size=\"12\">\n",
+                width, height, width, height);
+  svg << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  svg << format("<text x=\"%.0f\" y=\"22\" font-size=\"15\" font-weight=\"bold\">xatm-bench: throughput and p99 "
+                "latency by clients (%s; log fsync %.3f ms)</text>\n",
+                left, xml_escape(run.started_utc).c_str(), run.log_fsync_ms);
+  double legend_x = left;
+  for (mode m : modes) {
+    svg << format("<line x1=\"%.0f\" y1=\"44\" x2=\"%.0f\" y2=\"44\" stroke=\"%s\" stroke-width=\"3\"/>", legend_x,
+                  legend_x + 24, mode_color(m));
+    svg << format("<text x=\"%.0f\" y=\"48\">%s</text>\n", legend_x + 30, mode_name(m));
+    legend_x += 100;
+  }
+
+  // x: clients on a log2 scale (1, 4, 16 evenly spaced).
+  const double log_min = std::log2(static_cast<double>(std::max(1, clients.front())));
+  const double log_max = std::log2(static_cast<double>(std::max(1, clients.back())));
+  auto x_of = [&](double panel_left, int c) {
+    if (log_max <= log_min) return panel_left + panel_width / 2;
+    const double at = (std::log2(static_cast<double>(std::max(1, c))) - log_min) / (log_max - log_min);
+    return panel_left + 20 + at * (panel_width - 40);
+  };
+
+  for (std::size_t row = 0; row < kinds.size(); ++row) {
+    const double panel_top = top + row_height * static_cast<double>(row) + 20;
+    for (int panel = 0; panel < 2; ++panel) {
+      const bool is_throughput = panel == 0;
+      const double panel_left = left + (panel_width + gap) * panel;
+      double max_value = 0;
+      for (const measurement& c : run.cells) {
+        if (c.workload != kinds[row]) continue;
+        max_value = std::max(max_value, is_throughput ? c.throughput() : c.percentile_ms(0.99));
+      }
+      const double step = nice_step(max_value * 1.05);
+      const double y_max = std::max(step, std::ceil(max_value * 1.05 / step) * step);
+      auto y_of = [&](double value) { return panel_top + panel_height - value / y_max * panel_height; };
+      svg << format("<text x=\"%.0f\" y=\"%.0f\" font-size=\"13\" font-weight=\"bold\">%s: %s</text>\n", panel_left,
+                    panel_top - 8, workload_name(kinds[row]),
+                    is_throughput ? "throughput (committed tx/s)" : "p99 latency (ms)");
+      svg << format("<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>\n",
+                    panel_left, panel_top, panel_width, panel_height);
+      for (double tick = 0; tick <= y_max + step / 2; tick += step) {
+        const double y = y_of(tick);
+        svg << format("<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>", panel_left, y,
+                      panel_left + panel_width, y);
+        svg << format("<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", panel_left - 6, y + 4, tick);
+      }
+      for (int c : clients) {
+        const double x = x_of(panel_left, c);
+        svg << format("<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%d</text>\n", x,
+                      panel_top + panel_height + 16, c);
+      }
+      svg << format("<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">clients</text>\n",
+                    panel_left + panel_width / 2, panel_top + panel_height + 34);
+      for (mode m : modes) {
+        std::string points;
+        std::string dots;
+        for (int c : clients) {
+          const measurement* cell = run.find(kinds[row], m, c);
+          if (cell == nullptr) continue;
+          const double value = is_throughput ? cell->throughput() : cell->percentile_ms(0.99);
+          const double x = x_of(panel_left, c);
+          const double y = y_of(value);
+          points += format("%.1f,%.1f ", x, y);
+          dots += format("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>%s, %d clients: %.2f</title>"
+                         "</circle>",
+                         x, y, mode_color(m), mode_name(m), c, value);
+        }
+        if (points.empty()) continue;
+        svg << format("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", mode_color(m)) << points
+            << "\"/>" << dots << "\n";
+      }
+    }
+  }
+  svg << "</svg>\n";
+  return svg.str();
+}
+
+}  // namespace xatm::bench
