@@ -385,7 +385,7 @@ int run(settings config) {
         line += (reported++ == 0 ? "" : ", ") + std::string(mode_name(r.m)) + " " +
                 std::to_string(static_cast<long long>(r.throughput + 0.5)) + " tx/s";
         if (reported < r.modes) return;
-        std::cerr << "xatm-bench: " << workload_name(kind) << ", " << clients << " clients, "
+        std::cerr << "xatm-bench: " << workload_name(kind) << ", " << clients_text(clients) << ", "
                   << (r.round < 0 ? std::string("warm-up")
                                   : "round " + std::to_string(r.round + 1) + "/" + std::to_string(r.rounds))
                   << ": " << line << "\n";
@@ -395,12 +395,12 @@ int run(settings config) {
       auto cells = bench_runner.run(progress);
       for (const auto& [m, ack] : bench_runner.acknowledged_by_mode()) acks[m] += ack;
       if (bench_runner.half_committed() > 0) {
-        result.notes.push_back(std::string(workload_name(kind)) + ", " + std::to_string(clients) + " clients: " +
+        result.notes.push_back(std::string(workload_name(kind)) + ", " + clients_text(clients) + ": " +
                                std::to_string(bench_runner.half_committed()) +
                                " local transactions committed on one database only (local commits are not atomic)");
       }
       verification check = work.verify(*admin_a, *admin_b, acks, clients);
-      std::cerr << "xatm-bench: " << workload_name(kind) << ", " << clients << " clients: "
+      std::cerr << "xatm-bench: " << workload_name(kind) << ", " << clients_text(clients) << ": "
                 << (check.ok ? "verified: " : "INVARIANT VIOLATED: ") << check.detail << "\n";
       all_verified = all_verified && check.ok;
       result.checks.push_back(std::move(check));
@@ -424,8 +424,8 @@ int run(settings config) {
   print_targets(std::cout, targets);
   std::cout << "\n== checks\n";
   for (const verification& v : result.checks) {
-    std::cout << (v.ok ? "ok      " : "FAILED  ") << workload_name(v.workload) << ", " << v.clients
-              << " clients: " << v.detail << "\n";
+    std::cout << (v.ok ? "ok      " : "FAILED  ") << workload_name(v.workload) << ", " << clients_text(v.clients)
+              << ": " << v.detail << "\n";
   }
   std::cout.flush();
 

@@ -15,7 +15,10 @@ result<std::string> quoted(std::string_view text) {
            c == '.' || c == ',' || c == '@';
   });
   if (!safe) return make_failure(xa_code::invalid, "marker value is not a validated gtrid or RM name list");
-  return "'" + std::string(text) + "'";
+  std::string literal;
+  literal.reserve(text.size() + 2);
+  literal.append(1, '\'').append(text).append(1, '\'');
+  return literal;
 }
 
 result<std::optional<marker_state>> state_of(const query_result& rows) {

@@ -482,6 +482,8 @@ result<std::string> decision_log::stored_tm_id(const std::string& path) {
   int code = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
   std::unique_ptr<sqlite3, sqlite_closer> db(raw);
   if (code != SQLITE_OK) return sqlite_failure(db.get(), code, "cannot open decision log " + path);
+  // The owner may be writing right now (opening, checkpointing): wait for it, do not fail.
+  sqlite3_busy_timeout(db.get(), 10000);
   return read_meta(db.get(), path, "tm_id");
 }
 

@@ -172,9 +172,6 @@ std::string child_process::err() const { return read_file(err_); }
 scenario::scenario(std::string name, int accounts) : name_(std::move(name)) {
   static int counter = 0;
   tm_id_ = "crash-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
-  std::string pattern = (std::filesystem::temp_directory_path() / "xatm-recovery-crash-XXXXXX").string();
-  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");  // 0700, as the log demands
-  dir_ = pattern;
   bank_.suffix = name_;
   bank_.accounts = accounts;
   bank_.create();
@@ -183,17 +180,15 @@ scenario::scenario(std::string name, int accounts) : name_(std::move(name)) {
 scenario::~scenario() {
   test::roll_back_prepared_of(tm_id_);  // only a failed test leaves any
   bank_.drop();
-  std::error_code ignored;  // a leftover temp dir is not worth failing a test over
-  std::filesystem::remove_all(dir_, ignored);
-}
+}  // dir_ goes last, with everything in it
 
 std::filesystem::path scenario::next_file(const std::string& stem) {
-  return dir_ / (stem + "." + std::to_string(++files_));
+  return dir_.path / (stem + "." + std::to_string(++files_));
 }
 
 test::ack_log scenario::acks() const {
   test::ack_log all;
-  for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path)) {
     if (entry.path().stem() != "acks") continue;
     auto one = test::read_acks(entry.path());
     all.tokens.merge(one.tokens);

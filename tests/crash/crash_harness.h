@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "support/invariants.h"
+#include "support/temp_dir.h"
 #include "xatm/transaction_manager.h"
 
 namespace xatm::crash_test {
@@ -79,7 +80,7 @@ class scenario {
   const std::string& name() const { return name_; }
   const std::string& tm_id() const { return tm_id_; }
   const test::transfer_bank& bank() const { return bank_; }
-  std::filesystem::path log_path() const { return dir_ / "decisions.db"; }
+  std::filesystem::path log_path() const { return dir_.path / "decisions.db"; }
   // A fresh file in the scenario's dir: "<stem>.<n>".
   std::filesystem::path next_file(const std::string& stem);
   // What every workload run of this scenario acknowledged.
@@ -90,7 +91,7 @@ class scenario {
  private:
   std::string name_;
   std::string tm_id_;
-  std::filesystem::path dir_;
+  test::temp_dir dir_{"xatm-recovery-crash"};  // 0700, as the log demands
   test::transfer_bank bank_;
   int files_ = 0;
 };

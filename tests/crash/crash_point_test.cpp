@@ -28,8 +28,11 @@
 #include <thread>
 #include <vector>
 
+#include "support/adapter_checks.h"
+#include "support/bank_tables.h"
 #include "support/result_checks.h"
 #include "support/servers.h"
+#include "support/temp_dir.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
@@ -49,67 +52,22 @@ constexpr int account_count = 16;  // one per run: a run never waits for an earl
 constexpr long initial_balance = 100;
 constexpr long amount = 10;
 
-// A private directory (0700, as the decision log demands) for one run's log.
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "xatm-crash-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) FAIL("mkdtemp failed");
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ignored;  // a leftover temp dir is not worth failing a test over
-    std::filesystem::remove_all(path, ignored);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-};
+using xatm::test::temp_dir;
 
 std::unique_ptr<resource_manager> open_pg(const std::string& name = "pg") {
-  auto rm = postgresql::connect(name, connection_settings::parse(test::servers().pg).value());
-  if (!rm.ok()) FAIL("connect to PostgreSQL: " << rm.error().describe());
-  return std::move(rm).value();
+  return test::open_rm_with(&postgresql::connect, test::servers().pg, name, "connect to PostgreSQL");
 }
 
 std::unique_ptr<resource_manager> open_maria(const std::string& name = "maria") {
-  auto rm = mysql::connect(name, connection_settings::parse(test::servers().mysql).value());
-  if (!rm.ok()) FAIL("connect to MariaDB: " << rm.error().describe());
-  return std::move(rm).value();
+  return test::open_rm_with(&mysql::connect, test::servers().mysql, name, "connect to MariaDB");
 }
 
-query_result run(resource_manager& rm, const std::string& sql) {
-  auto rows = rm.exec(sql);
-  if (!rows.ok()) FAIL(sql << ": " << rows.error().describe());
-  return std::move(rows).value();
-}
-
-std::string single_value(resource_manager& rm, const std::string& sql) {
-  auto rows = run(rm, sql);
-  REQUIRE(rows.rows.size() == 1);
-  REQUIRE(rows.rows[0].size() == 1);
-  REQUIRE(rows.rows[0][0].has_value());
-  return *rows.rows[0][0];
-}
+using test::run;
+using test::single_value;
 
 // accounts(id, balance CHECK >= 0) and ledger(token PRIMARY KEY, account, amount) on both sides.
 void create_bank() {
-  std::string values;
-  for (int id = 1; id <= account_count; ++id) {
-    values += (id == 1 ? "(" : ", (") + std::to_string(id) + ", " + std::to_string(initial_balance) + ")";
-  }
-  auto pg = open_pg();
-  run(*pg, std::string("DROP TABLE IF EXISTS ") + ledger + "; DROP TABLE IF EXISTS " + accounts + ";" +
-               "CREATE TABLE " + accounts + " (id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0));" +
-               "CREATE TABLE " + ledger + " (token text PRIMARY KEY, account int NOT NULL, amount bigint NOT NULL);" +
-               "INSERT INTO " + accounts + " VALUES " + values);
-  auto maria = open_maria();
-  run(*maria, std::string("DROP TABLE IF EXISTS ") + ledger);
-  run(*maria, std::string("DROP TABLE IF EXISTS ") + accounts);
-  run(*maria, std::string("CREATE TABLE ") + accounts +
-                  " (id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0)) ENGINE=InnoDB");
-  run(*maria, std::string("CREATE TABLE ") + ledger +
-                  " (token varchar(64) PRIMARY KEY, account int NOT NULL, amount bigint NOT NULL) ENGINE=InnoDB");
-  run(*maria, std::string("INSERT INTO ") + accounts + " VALUES " + values);
+  test::create_bank_tables(*open_pg(), *open_maria(), accounts, ledger, account_count, initial_balance);
 }
 
 // What one child does: who it is, where its log lives, which account it moves money on.

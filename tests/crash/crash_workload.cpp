@@ -21,22 +21,20 @@
 // never wait for each other's row locks (a branch left prepared holds its locks until recovery).
 // --skip-startup-recovery: the RMs look unreachable during the startup recovery, so that what an
 // earlier crash left prepared stays prepared (the tests pile up work for one recovery run).
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
 #include <iostream>
 #include <memory>
-#include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "console_log.h"
+#include "crash/workload_common.h"
 #include "support/invariants.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
@@ -47,111 +45,36 @@
 namespace {
 
 using xatm::test::ack_state;
+using xatm::workload::ack_file;
+using xatm::workload::required_env;
+using xatm::workload::usage;
 
-struct options {
-  std::string tm_id;
-  std::string log_path;
-  std::string ack_path;
-  std::string tables;
+struct options : xatm::workload::common_options {
   int first_account = 1;
   int last_account = 16;
-  int threads = 1;
-  long transfers = 0;
-  std::string token_prefix = "t";
-  int doom_every = 0;
   bool skip_startup_recovery = false;
   long commit_retry_ms = 1000;
   long prepare_timeout_ms = 5000;
 };
 
-[[noreturn]] void usage(const std::string& why) {
-  std::cerr << "xatm-crash-workload: " << why << " (see the comment at the top of crash_workload.cpp)\n";
-  std::exit(2);
-}
-
 options parse(int argc, char** argv) {
   options parsed;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) usage(arg + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--tm-id") parsed.tm_id = next();
-    else if (arg == "--log") parsed.log_path = next();
-    else if (arg == "--ack") parsed.ack_path = next();
-    else if (arg == "--tables") parsed.tables = next();
-    else if (arg == "--accounts") {
+  xatm::workload::parse_arguments(argc, argv, parsed, [&](const std::string& arg, const auto& next) {
+    if (arg == "--accounts") {
       const std::string range = next();
       const auto dash = range.find('-');
       if (dash == std::string::npos) usage("--accounts needs FIRST-LAST");
       parsed.first_account = std::stoi(range.substr(0, dash));
       parsed.last_account = std::stoi(range.substr(dash + 1));
     }
-    else if (arg == "--threads") parsed.threads = std::stoi(next());
-    else if (arg == "--transfers") parsed.transfers = std::stol(next());
-    else if (arg == "--token-prefix") parsed.token_prefix = next();
-    else if (arg == "--doom-every") parsed.doom_every = std::stoi(next());
     else if (arg == "--skip-startup-recovery") parsed.skip_startup_recovery = true;
     else if (arg == "--commit-retry-ms") parsed.commit_retry_ms = std::stol(next());
     else if (arg == "--prepare-timeout-ms") parsed.prepare_timeout_ms = std::stol(next());
-    else usage("unknown argument " + arg);
-  }
-  if (parsed.tm_id.empty() || parsed.log_path.empty() || parsed.ack_path.empty() || parsed.tables.empty()) {
-    usage("--tm-id, --log, --ack and --tables are required");
-  }
+    else return false;
+    return true;
+  });
   return parsed;
 }
-
-std::string required_env(const char* name) {
-  const char* value = std::getenv(name);
-  if (value == nullptr || *value == '\0') usage(std::string("$") + name + " must hold a connection string");
-  return value;
-}
-
-// The ack file: one write() per line, O_APPEND, so lines from several threads never interleave
-// and everything written survives a SIGKILL.
-class ack_file {
- public:
-  explicit ack_file(const std::string& path) : fd_(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) {
-    if (fd_ < 0) usage("cannot open the ack file: " + std::string(std::strerror(errno)));
-  }
-  ~ack_file() { ::close(fd_); }
-  ack_file(const ack_file&) = delete;
-  ack_file& operator=(const ack_file&) = delete;
-
-  void write_line(std::string line) const {
-    line += '\n';
-    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
-      std::cerr << "xatm-crash-workload: short write to the ack file: " << std::strerror(errno) << "\n";
-      std::abort();  // an unrecorded acknowledgement would make the test's verdict meaningless
-    }
-  }
-  void ack(const std::string& token, ack_state state, const std::string& gtrid) const {
-    write_line(token + " " + xatm::test::ack_state_name(state) + " " + gtrid);
-  }
-
- private:
-  int fd_;
-};
-
-struct bank_sql {
-  std::string accounts;
-  std::string ledger;
-
-  std::string debit(int account, long amount) const {
-    return "UPDATE " + accounts + " SET balance = balance - " + std::to_string(amount) +
-           " WHERE id = " + std::to_string(account);
-  }
-  std::string credit(int account, long amount) const {
-    return "UPDATE " + accounts + " SET balance = balance + " + std::to_string(amount) +
-           " WHERE id = " + std::to_string(account);
-  }
-  std::string ledger_row(const std::string& token, int account, long amount) const {
-    return "INSERT INTO " + ledger + " VALUES ('" + token + "', " + std::to_string(account) + ", " +
-           std::to_string(amount) + ")";
-  }
-};
 
 // One worker thread's connections, opened on demand and dropped after any failure.
 struct connections {
@@ -161,31 +84,23 @@ struct connections {
 
 void open_connections(xatm::transaction_manager& tm, connections& c, const ack_file& acks) {
   if (!c.pg) {
-    auto pg = tm.connect("pg");
-    // A row lock held by a branch left prepared (until recovery) must not stall the worker.
-    pg->exec("SET lock_timeout = '5s'").value();
+    auto pg = xatm::workload::open_pg_session(tm);
     auto pid = pg->exec("SELECT pg_backend_pid()").value();
     acks.write_line("# pg_connection " + pid.rows.at(0).at(0).value());
     c.pg = std::move(pg);
   }
-  if (!c.maria) {
-    auto maria = tm.connect("maria");
-    maria->exec("SET SESSION innodb_lock_wait_timeout = 5").value();
-    auto id = maria->exec("SELECT CONNECTION_ID()").value();
-    acks.write_line("# maria_connection " + id.rows.at(0).at(0).value());
-    c.maria = std::move(maria);
-  }
+  if (!c.maria) c.maria = xatm::workload::open_maria_session(tm, acks);
 }
 
 void run_worker(xatm::transaction_manager& tm, const options& opts, const ack_file& acks, int thread) {
-  const bank_sql bank{"crash_" + opts.tables + "_accounts", "crash_" + opts.tables + "_ledger"};
-  std::mt19937 random(static_cast<unsigned>(::getpid()) * 7919U + static_cast<unsigned>(thread));
+  const xatm::workload::transfer_sql bank(opts.tables);
+  auto random = xatm::workload::worker_random(thread);
   std::uniform_int_distribution<int> account(opts.first_account, opts.last_account);
   std::uniform_int_distribution<long> amount_of(1, 9);
   connections c;
   for (long i = 0; opts.transfers == 0 || i < opts.transfers; ++i) {
-    const std::string token = opts.token_prefix + "-" + std::to_string(thread) + "-" + std::to_string(i);
-    const bool doomed = opts.doom_every > 0 && i % opts.doom_every == opts.doom_every - 1;
+    const std::string token = xatm::workload::transfer_token(opts.token_prefix, thread, i);
+    const bool doomed = xatm::workload::doomed_transfer(opts.doom_every, i);
     std::string gtrid = "-";
     bool committing = false;
     try {
@@ -232,6 +147,7 @@ void run_worker(xatm::transaction_manager& tm, const options& opts, const ack_fi
 }  // namespace
 
 int main(int argc, char** argv) {
+  xatm::workload::set_program("xatm-crash-workload", "crash_workload.cpp");
   const options opts = parse(argc, argv);
   const char* level = std::getenv("XATM_WORKLOAD_LOG");
   xatm::tools::install_console_log(level != nullptr ? level : "error");

@@ -32,6 +32,7 @@
 #include "crash/crash_harness.h"
 #include "support/invariants.h"
 #include "support/servers.h"
+#include "support/temp_dir.h"
 #include "xatm/connection_settings.h"
 #include "xatm/mysql.h"
 #include "xatm/postgresql.h"
@@ -52,21 +53,7 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using clock = std::chrono::steady_clock;
 
-// A private directory (0700, as the decision log demands) for logs, ack files and outputs.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string pattern = (fs::temp_directory_path() / "xatm-3pc-crash-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) FAIL("mkdtemp failed");
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ignored;  // a leftover temp dir is not worth failing a test over
-    fs::remove_all(path, ignored);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-};
+using xatm::test::temp_dir;
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);

@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/adapter_checks.h"
 #include "support/result_checks.h"
 #include "support/servers.h"
 #include "xatm/connection_settings.h"
@@ -38,38 +39,23 @@ namespace {
 
 using std::chrono::milliseconds;
 
-connection_settings settings_of(const std::string& conninfo) { return connection_settings::parse(conninfo).value(); }
+using test::settings_of;
 
 std::unique_ptr<resource_manager> open_rm(const std::string& conninfo = test::servers().mysql,
                                           const std::string& name = "maria") {
-  auto rm = mysql::connect(name, settings_of(conninfo));
-  if (!rm.ok()) FAIL("connect: " << rm.error().describe());
-  return std::move(rm).value();
+  return test::open_rm_with(&mysql::connect, conninfo, name);
 }
 
 // The rows of one query on a connection of its own (the test's view from outside the branch).
 query_result query(const std::string& sql, const std::string& conninfo = test::servers().mysql) {
-  auto rm = open_rm(conninfo, "observer");
-  auto rows = rm->exec(sql);
-  if (!rows.ok()) FAIL(sql << ": " << rows.error().describe());
-  return std::move(rows).value();
+  return test::query_with(&mysql::connect, sql, conninfo);
 }
 
 std::string single_value(const std::string& sql, const std::string& conninfo = test::servers().mysql) {
-  auto rows = query(sql, conninfo);
-  REQUIRE(rows.rows.size() == 1);
-  REQUIRE(rows.rows[0].size() == 1);
-  REQUIRE(rows.rows[0][0].has_value());
-  return *rows.rows[0][0];
+  return test::single_value_of(query(sql, conninfo));
 }
 
-// A fresh xatm xid: the pid and the start time keep runs and parallel test processes apart.
-xid next_xid(const std::string& bqual = "1") {
-  static const auto started = static_cast<std::uint64_t>(std::time(nullptr));
-  static std::uint64_t sequence = 0;
-  gtrid_parts parts{"mytest", static_cast<std::uint64_t>(::getpid()), started * 1000 + ++sequence, false};
-  return xid(xatm_format_id, format_gtrid(parts).value(), bqual);
-}
+xid next_xid(const std::string& bqual = "1") { return test::next_test_xid("mytest", bqual); }
 
 // What XA RECOVER says on a connection of its own.
 recovered_branches recovered() {
@@ -91,14 +77,11 @@ void ensure_table() {
   query("CREATE TABLE IF NOT EXISTS mysqltest_items (id BIGINT PRIMARY KEY, note VARCHAR(64)) ENGINE=InnoDB");
 }
 
-std::int64_t next_id() {
-  static std::mt19937_64 random{std::random_device{}()};
-  return static_cast<std::int64_t>(random() >> 2);  // positive; a collision is not a practical concern
-}
+constexpr const char* items_table = "mysqltest_items";
 
-std::string insert_sql(std::int64_t id) {
-  return "INSERT INTO mysqltest_items (id, note) VALUES (" + std::to_string(id) + ", 'x')";
-}
+std::int64_t next_id() { return test::next_row_id(); }
+
+std::string insert_sql(std::int64_t id) { return test::insert_row_sql(items_table, id); }
 
 std::string select_sql(std::int64_t id) {
   return "SELECT note FROM mysqltest_items WHERE id = " + std::to_string(id);
@@ -110,11 +93,7 @@ bool row_exists(std::int64_t id) {
 
 // Starts a branch that inserts one row and ends it.
 std::int64_t write_and_end(resource_manager& rm, const xid& branch) {
-  auto id = next_id();
-  REQUIRE_OK(rm.start(branch));
-  REQUIRE_OK(rm.exec(insert_sql(id)));
-  REQUIRE_OK(rm.end(branch));
-  return id;
+  return test::write_and_end_in(rm, branch, items_table);
 }
 
 // The session's id, without a statement (the branch may be ended or prepared).

@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/adapter_checks.h"
+#include "support/result_checks.h"
 #include "support/servers.h"
 #include "xatm/connection_settings.h"
 #include "xatm/postgresql.h"
@@ -27,56 +29,25 @@
 
 using namespace xatm;  // NOLINT(google-build-using-namespace): test file
 
-// Fails the test with the failure's own description when a result is not ok.
-#define REQUIRE_OK(expr)                                           \
-  do {                                                             \
-    const auto& checked_ = (expr);                                 \
-    if (!checked_.ok()) FAIL(#expr << ": " << checked_.error().describe()); \
-  } while (false)
-
-// Checks that a result failed with `expected_code`, printing the failure for diagnosis.
-#define CHECK_FAILS_WITH(expr, expected_code)                                     \
-  do {                                                                            \
-    const auto& checked_ = (expr);                                                \
-    REQUIRE_MESSAGE(!checked_.ok(), #expr " succeeded, expected a failure");      \
-    INFO(checked_.error().describe());                                            \
-    CHECK(checked_.error().code == (expected_code));                              \
-  } while (false)
-
 namespace {
 
-connection_settings settings_of(const std::string& conninfo) { return connection_settings::parse(conninfo).value(); }
+using test::settings_of;
 
 std::unique_ptr<resource_manager> open_rm(const std::string& conninfo = test::servers().pg,
                                           const std::string& name = "pg") {
-  auto rm = postgresql::connect(name, settings_of(conninfo));
-  if (!rm.ok()) FAIL("connect: " << rm.error().describe());
-  return std::move(rm).value();
+  return test::open_rm_with(&postgresql::connect, conninfo, name);
 }
 
 // The rows of one query on a connection of its own (the test's view from outside the branch).
 query_result query(const std::string& sql, const std::string& conninfo = test::servers().pg) {
-  auto rm = open_rm(conninfo, "observer");
-  auto rows = rm->exec(sql);
-  if (!rows.ok()) FAIL(sql << ": " << rows.error().describe());
-  return std::move(rows).value();
+  return test::query_with(&postgresql::connect, sql, conninfo);
 }
 
 std::string single_value(const std::string& sql, const std::string& conninfo = test::servers().pg) {
-  auto rows = query(sql, conninfo);
-  REQUIRE(rows.rows.size() == 1);
-  REQUIRE(rows.rows[0].size() == 1);
-  REQUIRE(rows.rows[0][0].has_value());
-  return *rows.rows[0][0];
+  return test::single_value_of(query(sql, conninfo));
 }
 
-// A fresh xatm xid: the pid and the start time keep runs and parallel test processes apart.
-xid next_xid(const std::string& bqual = "1") {
-  static const auto started = static_cast<std::uint64_t>(std::time(nullptr));
-  static std::uint64_t sequence = 0;
-  gtrid_parts parts{"pgtest", static_cast<std::uint64_t>(::getpid()), started * 1000 + ++sequence, false};
-  return xid(xatm_format_id, format_gtrid(parts).value(), bqual);
-}
+xid next_xid(const std::string& bqual = "1") { return test::next_test_xid("pgtest", bqual); }
 
 bool is_prepared(const xid& branch, const std::string& conninfo = test::servers().pg) {
   return single_value("SELECT count(*) FROM pg_prepared_xacts WHERE gid = '" + branch.postgresql_gid() + "'",
@@ -88,14 +59,11 @@ void ensure_table() {
   query("CREATE TABLE IF NOT EXISTS pgtest_items (id bigint PRIMARY KEY, note text)");
 }
 
-std::int64_t next_id() {
-  static std::mt19937_64 random{std::random_device{}()};
-  return static_cast<std::int64_t>(random() >> 2);  // positive; a collision is not a practical concern
-}
+constexpr const char* items_table = "pgtest_items";
 
-std::string insert_sql(std::int64_t id) {
-  return "INSERT INTO pgtest_items (id, note) VALUES (" + std::to_string(id) + ", 'x')";
-}
+std::int64_t next_id() { return test::next_row_id(); }
+
+std::string insert_sql(std::int64_t id) { return test::insert_row_sql(items_table, id); }
 
 bool row_exists(std::int64_t id) {
   return single_value("SELECT count(*) FROM pgtest_items WHERE id = " + std::to_string(id)) == "1";
@@ -103,11 +71,7 @@ bool row_exists(std::int64_t id) {
 
 // Starts a branch that inserts one row and ends it.
 std::int64_t write_and_end(resource_manager& rm, const xid& branch) {
-  auto id = next_id();
-  REQUIRE_OK(rm.start(branch));
-  REQUIRE_OK(rm.exec(insert_sql(id)));
-  REQUIRE_OK(rm.end(branch));
-  return id;
+  return test::write_and_end_in(rm, branch, items_table);
 }
 
 std::string backend_pid(resource_manager& rm) {

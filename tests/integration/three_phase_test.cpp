@@ -13,6 +13,7 @@
 #include "core/markers.h"
 #include "core/recovery.h"
 #include "support/servers.h"
+#include "support/temp_dir.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
@@ -23,14 +24,7 @@ using namespace xatm;
 
 namespace {
 
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "xatm-3pc-XXXXXX").string();
-    path = ::mkdtemp(pattern.data());
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-};
+using xatm::test::temp_dir;
 
 std::string unique(const std::string& prefix) { return prefix + std::to_string(::getpid()); }
 

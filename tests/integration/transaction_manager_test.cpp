@@ -24,8 +24,11 @@
 #include <thread>
 #include <vector>
 
+#include "support/adapter_checks.h"
+#include "support/bank_tables.h"
 #include "support/result_checks.h"
 #include "support/servers.h"
+#include "support/temp_dir.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
@@ -38,21 +41,7 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// A private directory (0700, as the decision log demands) for one test's log.
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "xatm-tm-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) FAIL("mkdtemp failed");
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ignored;  // a leftover temp dir is not worth failing a test over
-    std::filesystem::remove_all(path, ignored);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-};
+using xatm::test::temp_dir;
 
 // A transaction manager of its own per test: a fresh log, a tm_id no other test uses, and the
 // two RMs "pg" and "maria". Destroy every global_transaction before calling close(): they share
@@ -99,30 +88,15 @@ std::vector<std::string> decisions_in_log(const std::filesystem::path& log) {
 
 // Connections of the test's own, outside any transaction manager: how everyone else sees the data.
 std::unique_ptr<resource_manager> observe_pg() {
-  auto rm = postgresql::connect("observer", connection_settings::parse(test::servers().pg).value());
-  if (!rm.ok()) FAIL("connect to PostgreSQL: " << rm.error().describe());
-  return std::move(rm).value();
+  return test::open_rm_with(&postgresql::connect, test::servers().pg, "observer", "connect to PostgreSQL");
 }
 
 std::unique_ptr<resource_manager> observe_maria() {
-  auto rm = mysql::connect("observer", connection_settings::parse(test::servers().mysql).value());
-  if (!rm.ok()) FAIL("connect to MariaDB: " << rm.error().describe());
-  return std::move(rm).value();
+  return test::open_rm_with(&mysql::connect, test::servers().mysql, "observer", "connect to MariaDB");
 }
 
-query_result run(resource_manager& rm, const std::string& sql) {
-  auto rows = rm.exec(sql);
-  if (!rows.ok()) FAIL(sql << ": " << rows.error().describe());
-  return std::move(rows).value();
-}
-
-std::string single_value(resource_manager& rm, const std::string& sql) {
-  auto rows = run(rm, sql);
-  REQUIRE(rows.rows.size() == 1);
-  REQUIRE(rows.rows[0].size() == 1);
-  REQUIRE(rows.rows[0][0].has_value());
-  return *rows.rows[0][0];
-}
+using test::run;
+using test::single_value;
 
 // The gtrids of tm_id's branches that an RM holds prepared (pg_prepared_xacts / XA RECOVER).
 std::set<std::string> prepared_gtrids(resource_manager& rm, const std::string& tm_id) {
@@ -153,25 +127,7 @@ struct bank {
   bank(const std::string& suffix, int accounts_count, long initial_balance, bool deferred_pg_ledger = false)
       : accounts("tm_accounts_" + suffix), ledger("tm_ledger_" + suffix), size(accounts_count),
         initial(initial_balance) {
-    std::string values;
-    for (int id = 1; id <= size; ++id) {
-      values += (id == 1 ? "(" : ", (") + std::to_string(id) + ", " + std::to_string(initial) + ")";
-    }
-    auto pg = observe_pg();
-    run(*pg, "DROP TABLE IF EXISTS " + ledger + "; DROP TABLE IF EXISTS " + accounts + ";"
-             "CREATE TABLE " + accounts + " (id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0));"
-             "CREATE TABLE " + ledger + " (token text PRIMARY KEY" +
-             (deferred_pg_ledger ? " DEFERRABLE INITIALLY DEFERRED" : "") +
-             ", account int NOT NULL, amount bigint NOT NULL);"
-             "INSERT INTO " + accounts + " VALUES " + values);
-    auto maria = observe_maria();
-    run(*maria, "DROP TABLE IF EXISTS " + ledger);
-    run(*maria, "DROP TABLE IF EXISTS " + accounts);
-    run(*maria, "CREATE TABLE " + accounts +
-                    " (id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0)) ENGINE=InnoDB");
-    run(*maria, "CREATE TABLE " + ledger +
-                    " (token varchar(64) PRIMARY KEY, account int NOT NULL, amount bigint NOT NULL) ENGINE=InnoDB");
-    run(*maria, "INSERT INTO " + accounts + " VALUES " + values);
+    test::create_bank_tables(*observe_pg(), *observe_maria(), accounts, ledger, size, initial, deferred_pg_ledger);
   }
 
   std::string add_to_account(int id, long amount) const {

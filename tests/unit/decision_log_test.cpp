@@ -28,35 +28,14 @@
 
 #include "sqlite/decision_log.h"
 #include "support/faulty_vfs.h"
+#include "support/temp_dir.h"
 
 using namespace xatm;
 using namespace xatm::detail;
 
 namespace {
 
-// A fresh directory, mode 0700 (mkdtemp), removed with everything in it.
-class temp_dir {
- public:
-  temp_dir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/xatm-log-test-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ignored;  // best effort: a leftover temp dir must not fail a test
-    std::filesystem::permissions(path_, std::filesystem::perms::owner_all, ignored);
-    std::filesystem::remove_all(path_, ignored);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using xatm::test::temp_dir;
 
 decision_log_options options_for(const std::string& path, std::string tm_id = "tm1", std::string vfs = {}) {
   decision_log_options options;
@@ -461,11 +440,11 @@ TEST_CASE("decision log: a directory writable by group or others is refused") {
   const auto path = dir.file("decisions.db");
   for (const mode_t mode : {mode_t{0770}, mode_t{0702}, mode_t{01777}}) {
     CAPTURE(mode);
-    REQUIRE(::chmod(dir.path().c_str(), mode) == 0);
+    REQUIRE(::chmod(dir.path.c_str(), mode) == 0);
     CHECK(open_refused(options_for(path)).find("writable by group or others") != std::string::npos);
   }
   CHECK_FALSE(std::filesystem::exists(path));
-  REQUIRE(::chmod(dir.path().c_str(), 0700) == 0);
+  REQUIRE(::chmod(dir.path.c_str(), 0700) == 0);
   open_ok(options_for(path));
 }
 

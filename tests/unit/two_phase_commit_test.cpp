@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "support/fake_rm.h"
+#include "support/temp_dir.h"
 #include "xatm/error.h"
 #include "xatm/transaction_manager.h"
 
@@ -22,15 +23,7 @@ using xatm::test::fake_server;
 
 namespace {
 
-// A private directory (0700) for one test's decision log.
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "xatm-2pc-XXXXXX").string();
-    path = ::mkdtemp(pattern.data());
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-};
+using xatm::test::temp_dir;
 
 // True when the log file holds a decision for the gtrid, read through a separate SQLite
 // connection: what a recovering process would see after a crash at this instant.
@@ -64,6 +57,7 @@ struct bench {
 
   explicit bench(std::size_t n, tm_options options = {}) {
     options.tm_id = "fake-tm";
+    options.recovery_interval = std::chrono::milliseconds(0);  // fake servers are not thread-safe
     options.log_path = log_path.string();
     if (options.commit_retry_window == tm_options{}.commit_retry_window) {
       options.commit_retry_window = std::chrono::milliseconds(300);

@@ -30,6 +30,8 @@ enum class workload_kind : std::uint8_t {
 };
 const char* workload_name(workload_kind kind) noexcept;  // "transfer", "read-write", "pg-pg"
 std::optional<workload_kind> parse_workload(std::string_view name);
+// "1 client", "16 clients".
+std::string clients_text(int clients);
 
 struct settings {
   std::string pg;     // libpq conninfo; empty: start throwaway servers

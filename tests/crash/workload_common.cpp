@@ -1,0 +1,141 @@
+// crash/workload_common.cpp: see workload_common.h.
+#include "crash/workload_common.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+
+namespace xatm::workload {
+
+namespace {
+
+std::string& program_storage() {
+  static std::string name = "xatm-workload";
+  return name;
+}
+
+std::string& source_storage() {
+  static std::string source = "workload_common.h";
+  return source;
+}
+
+}  // namespace
+
+void set_program(std::string name, std::string source) {
+  program_storage() = std::move(name);
+  source_storage() = std::move(source);
+}
+
+const std::string& program_name() { return program_storage(); }
+
+void usage(const std::string& why) {
+  std::cerr << program_name() << ": " << why << " (see the comment at the top of " << source_storage() << ")\n";
+  std::exit(2);
+}
+
+void parse_arguments(int argc, char** argv, common_options& parsed, const extra_argument& extra) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const std::function<std::string()> next = [&]() -> std::string {
+      if (i + 1 >= argc) usage(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--tm-id") parsed.tm_id = next();
+    else if (arg == "--log") parsed.log_path = next();
+    else if (arg == "--ack") parsed.ack_path = next();
+    else if (arg == "--tables") parsed.tables = next();
+    else if (arg == "--threads") parsed.threads = std::stoi(next());
+    else if (arg == "--transfers") parsed.transfers = std::stol(next());
+    else if (arg == "--token-prefix") parsed.token_prefix = next();
+    else if (arg == "--doom-every") parsed.doom_every = std::stoi(next());
+    else if (!extra || !extra(arg, next)) usage("unknown argument " + arg);
+  }
+  if (parsed.tm_id.empty() || parsed.log_path.empty() || parsed.ack_path.empty() || parsed.tables.empty()) {
+    usage("--tm-id, --log, --ack and --tables are required");
+  }
+}
+
+std::string required_env(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') usage(std::string("$") + name + " must hold a connection string");
+  return value;
+}
+
+ack_file::ack_file(const std::string& path)
+    : fd_(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) {
+  if (fd_ < 0) usage("cannot open the ack file: " + std::string(std::strerror(errno)));
+}
+
+ack_file::~ack_file() { ::close(fd_); }
+
+void ack_file::write_line(std::string line) const {
+  for (char& c : line) {
+    if (c == '\n') c = ' ';
+  }
+  line += '\n';
+  if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    std::cerr << program_name() << ": short write to the ack file: " << std::strerror(errno) << "\n";
+    std::abort();
+  }
+}
+
+void ack_file::ack(const std::string& token, test::ack_state state, const std::string& gtrid) const {
+  write_line(token + " " + test::ack_state_name(state) + " " + gtrid);
+}
+
+void ack_file::ack(const std::string& token, test::ack_state state, const std::string& gtrid,
+                   const std::exception& why) const {
+  write_line("# why " + token + " " + why.what());
+  ack(token, state, gtrid);
+}
+
+transfer_sql::transfer_sql(const std::string& tables) {
+  test::transfer_bank bank;
+  bank.suffix = tables;
+  accounts = bank.accounts_table();
+  ledger = bank.ledger_table();
+}
+
+std::string transfer_sql::debit(int account, long amount) const {
+  return "UPDATE " + accounts + " SET balance = balance - " + std::to_string(amount) +
+         " WHERE id = " + std::to_string(account);
+}
+
+std::string transfer_sql::credit(int account, long amount) const {
+  return "UPDATE " + accounts + " SET balance = balance + " + std::to_string(amount) +
+         " WHERE id = " + std::to_string(account);
+}
+
+std::string transfer_sql::ledger_row(const std::string& token, int account, long amount) const {
+  return "INSERT INTO " + ledger + " VALUES ('" + token + "', " + std::to_string(account) + ", " +
+         std::to_string(amount) + ")";
+}
+
+std::mt19937 worker_random(int thread) {
+  return std::mt19937(static_cast<unsigned>(::getpid()) * 7919U + static_cast<unsigned>(thread));
+}
+
+std::string transfer_token(const std::string& prefix, int thread, long i) {
+  return prefix + "-" + std::to_string(thread) + "-" + std::to_string(i);
+}
+
+bool doomed_transfer(int doom_every, long i) { return doom_every > 0 && i % doom_every == doom_every - 1; }
+
+std::unique_ptr<resource_manager> open_pg_session(transaction_manager& tm) {
+  auto pg = tm.connect("pg");
+  pg->exec("SET lock_timeout = '5s'").value();
+  return pg;
+}
+
+std::unique_ptr<resource_manager> open_maria_session(transaction_manager& tm, const ack_file& acks) {
+  auto maria = tm.connect("maria");
+  maria->exec("SET SESSION innodb_lock_wait_timeout = 5").value();
+  acks.write_line("# maria_connection " + maria->exec("SELECT CONNECTION_ID()").value().rows.at(0).at(0).value());
+  return maria;
+}
+
+}  // namespace xatm::workload
