@@ -5,12 +5,13 @@
 namespace xatm::detail {
 
 channel_logger& logger_for(log_channel channel) {
-  // One logger per channel, created on first use; the _mt logger is safe to share between threads.
-  static channel_logger tm{boost::log::keywords::channel = "xatm.tm"};
-  static channel_logger log{boost::log::keywords::channel = "xatm.log"};
-  static channel_logger recovery{boost::log::keywords::channel = "xatm.recovery"};
-  static channel_logger pg{boost::log::keywords::channel = "xatm.pg"};
-  static channel_logger mysql{boost::log::keywords::channel = "xatm.mysql"};
+  // One logger per channel and thread: a logger shared by all threads takes a lock on every
+  // record it opens, even one no sink wants, and every client thread would meet there.
+  static thread_local channel_logger tm{boost::log::keywords::channel = "xatm.tm"};
+  static thread_local channel_logger log{boost::log::keywords::channel = "xatm.log"};
+  static thread_local channel_logger recovery{boost::log::keywords::channel = "xatm.recovery"};
+  static thread_local channel_logger pg{boost::log::keywords::channel = "xatm.pg"};
+  static thread_local channel_logger mysql{boost::log::keywords::channel = "xatm.mysql"};
   switch (channel) {
     case log_channel::tm: return tm;
     case log_channel::log: return log;

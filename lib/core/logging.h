@@ -12,10 +12,12 @@ namespace xatm::detail {
 
 enum class log_channel { tm, log, recovery, pg, mysql };
 
+// Not the _mt variant: each thread has its own loggers (logging.cpp), so none needs a lock.
 using channel_logger =
-    boost::log::sources::severity_channel_logger_mt<boost::log::trivial::severity_level, std::string>;
+    boost::log::sources::severity_channel_logger<boost::log::trivial::severity_level, std::string>;
 
-// The logger of a channel ("xatm.tm", "xatm.log", "xatm.recovery", "xatm.pg", "xatm.mysql").
+// The calling thread's logger of a channel ("xatm.tm", "xatm.log", "xatm.recovery", "xatm.pg",
+// "xatm.mysql").
 channel_logger& logger_for(log_channel channel);
 
 }  // namespace xatm::detail
