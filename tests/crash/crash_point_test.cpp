@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/log_file.h"
 #include "support/adapter_checks.h"
 #include "support/bank_tables.h"
 #include "support/result_checks.h"
@@ -202,26 +203,7 @@ child_result run_in_child(const child_plan& plan) {
   return result;
 }
 
-// The gtrids the decisions table of a log file holds, through a read-only SQLite connection of
-// its own: what a recovering process will find.
-std::vector<std::string> decisions_in_log(const std::string& log) {
-  sqlite3* db = nullptr;
-  const int opened = sqlite3_open_v2(log.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
-  std::unique_ptr<sqlite3, decltype(&sqlite3_close)> closer(db, &sqlite3_close);
-  if (opened != SQLITE_OK) FAIL("open " << log << ": " << sqlite3_errstr(opened));
-  sqlite3_stmt* statement = nullptr;
-  if (sqlite3_prepare_v2(db, "SELECT gtrid FROM decisions ORDER BY gtrid", -1, &statement, nullptr) != SQLITE_OK) {
-    FAIL("reading " << log << ": " << sqlite3_errmsg(db));
-  }
-  std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> finalizer(statement, &sqlite3_finalize);
-  std::vector<std::string> gtrids;
-  int code = SQLITE_OK;
-  while ((code = sqlite3_step(statement)) == SQLITE_ROW) {
-    gtrids.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(statement, 0)));
-  }
-  if (code != SQLITE_DONE) FAIL("reading " << log << ": " << sqlite3_errmsg(db));
-  return gtrids;
-}
+std::vector<std::string> decisions_in_log(const std::string& log) { return test::decisions_in_log_file(log); }
 
 // Where one branch of the transfer stands on its server.
 struct branch_view {

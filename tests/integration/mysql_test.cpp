@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/null_rm.h"
 #include "support/adapter_checks.h"
 #include "support/result_checks.h"
 #include "support/servers.h"
@@ -219,23 +220,6 @@ class log_capture {
 };
 
 // A resource manager that is not MariaDB's, for handle().
-class not_mysql final : public resource_manager {
- public:
-  not_mysql() : resource_manager("other") {}
-  std::string_view dialect() const noexcept override { return "other"; }
-
- protected:
-  result<void> send(xa_verb, const xid&) override { return {}; }
-  io_wait waiting_for() const noexcept override { return {}; }
-  bool advance() override { return true; }
-  result<vote> outcome() override { return vote::commit; }
-  void cancel() noexcept override {}
-  result<recovered_branches> do_recover() override { return recovered_branches{}; }
-  result<query_result> do_exec(std::string_view) override { return query_result{}; }
-  void* do_native_handle() noexcept override { return nullptr; }
-  bool is_connected() const noexcept override { return true; }
-  result<void> do_connect() override { return {}; }
-};
 
 }  // namespace
 
@@ -245,7 +229,7 @@ TEST_CASE("connect detects MariaDB and hands out the native handle") {
   CHECK(rm->connected());
   CHECK(mysql::handle(*rm) != nullptr);
   CHECK(rm->native_handle() == static_cast<void*>(mysql::handle(*rm)));
-  not_mysql other;
+  xatm::test::null_rm other;
   CHECK(mysql::handle(other) == nullptr);
   // The session reports its transaction state: read-only detection depends on it.
   CHECK(*rm->exec("SELECT @@session.session_track_transaction_info").value().rows.at(0).at(0) == "STATE");

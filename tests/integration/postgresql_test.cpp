@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/null_rm.h"
 #include "support/adapter_checks.h"
 #include "support/result_checks.h"
 #include "support/servers.h"
@@ -158,23 +159,6 @@ class throwaway_postgresql {
 };
 
 // A resource manager that is not PostgreSQL's, for handle().
-class not_postgresql final : public resource_manager {
- public:
-  not_postgresql() : resource_manager("other") {}
-  std::string_view dialect() const noexcept override { return "other"; }
-
- protected:
-  result<void> send(xa_verb, const xid&) override { return {}; }
-  io_wait waiting_for() const noexcept override { return {}; }
-  bool advance() override { return true; }
-  result<vote> outcome() override { return vote::commit; }
-  void cancel() noexcept override {}
-  result<recovered_branches> do_recover() override { return recovered_branches{}; }
-  result<query_result> do_exec(std::string_view) override { return query_result{}; }
-  void* do_native_handle() noexcept override { return nullptr; }
-  bool is_connected() const noexcept override { return true; }
-  result<void> do_connect() override { return {}; }
-};
 
 }  // namespace
 
@@ -696,7 +680,7 @@ TEST_CASE("native handle") {
   auto rm = open_rm();
   CHECK(rm->native_handle() != nullptr);
   CHECK(static_cast<void*>(postgresql::handle(*rm)) == rm->native_handle());
-  not_postgresql other;
+  xatm::test::null_rm other;
   CHECK(postgresql::handle(other) == nullptr);
 }
 

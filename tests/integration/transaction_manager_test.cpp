@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/log_file.h"
 #include "support/adapter_checks.h"
 #include "support/bank_tables.h"
 #include "support/result_checks.h"
@@ -65,26 +66,7 @@ struct tm_under_test {
   void close() { tm.reset(); }
 };
 
-// The gtrids the decisions table of a log file holds, read through a read-only SQLite connection
-// of its own: what a recovering process would find.
-std::vector<std::string> decisions_in_log(const std::filesystem::path& log) {
-  sqlite3* db = nullptr;
-  int opened = sqlite3_open_v2(log.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
-  std::unique_ptr<sqlite3, decltype(&sqlite3_close)> closer(db, &sqlite3_close);
-  if (opened != SQLITE_OK) FAIL("open " << log << ": " << sqlite3_errstr(opened));
-  sqlite3_stmt* statement = nullptr;
-  if (sqlite3_prepare_v2(db, "SELECT gtrid FROM decisions ORDER BY gtrid", -1, &statement, nullptr) != SQLITE_OK) {
-    FAIL("reading " << log << ": " << sqlite3_errmsg(db));
-  }
-  std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> finalizer(statement, &sqlite3_finalize);
-  std::vector<std::string> gtrids;
-  int code = SQLITE_OK;
-  while ((code = sqlite3_step(statement)) == SQLITE_ROW) {
-    gtrids.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(statement, 0)));
-  }
-  if (code != SQLITE_DONE) FAIL("reading " << log << ": " << sqlite3_errmsg(db));
-  return gtrids;
-}
+std::vector<std::string> decisions_in_log(const std::filesystem::path& log) { return test::decisions_in_log_file(log); }
 
 // Connections of the test's own, outside any transaction manager: how everyone else sees the data.
 std::unique_ptr<resource_manager> observe_pg() {

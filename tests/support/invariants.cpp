@@ -10,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "support/log_file.h"
 #include "support/servers.h"
 #include "xatm/connection_settings.h"
 #include "xatm/mysql.h"
@@ -52,28 +53,6 @@ std::map<std::string, long> ledger_of(resource_manager& rm, const transfer_bank&
     ledger.emplace(row.at(0).value(), std::stol(row.at(1).value()));
   }
   return ledger;
-}
-
-// The gtrids of the decisions table, through a read-only connection of its own.
-std::vector<std::string> pending_decisions(const std::filesystem::path& log_path) {
-  sqlite3* raw = nullptr;
-  const int opened = sqlite3_open_v2(log_path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
-  std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db(raw, &sqlite3_close);
-  if (opened != SQLITE_OK) throw std::runtime_error("open " + log_path.string() + ": " + sqlite3_errstr(opened));
-  sqlite3_busy_timeout(db.get(), 5000);
-  sqlite3_stmt* raw_statement = nullptr;
-  if (sqlite3_prepare_v2(db.get(), "SELECT gtrid FROM decisions ORDER BY gtrid", -1, &raw_statement, nullptr) !=
-      SQLITE_OK) {
-    throw std::runtime_error("read " + log_path.string() + ": " + sqlite3_errmsg(db.get()));
-  }
-  std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> statement(raw_statement, &sqlite3_finalize);
-  std::vector<std::string> gtrids;
-  int step = SQLITE_OK;
-  while ((step = sqlite3_step(statement.get())) == SQLITE_ROW) {
-    gtrids.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(statement.get(), 0)));
-  }
-  if (step != SQLITE_DONE) throw std::runtime_error("read " + log_path.string() + ": " + sqlite3_errmsg(db.get()));
-  return gtrids;
 }
 
 std::vector<xid> prepared_on(resource_manager& rm, const std::string& tm_id) {
@@ -262,7 +241,7 @@ invariant_check check_invariants(const transfer_bank& bank, const std::string& t
   for (const xid& branch : prepared_on(*pg, tm_id)) prepared.push_back("pg " + branch.to_string());
   for (const xid& branch : prepared_on(*maria, tm_id)) prepared.push_back("maria " + branch.to_string());
   if (!prepared.empty()) violation("prepared branches left: " + some_of(prepared));
-  const auto pending = pending_decisions(log_path);
+  const auto pending = decisions_in_log_file(log_path);
   if (!pending.empty()) violation("decisions left pending in the log: " + some_of(pending));
   return check;
 }

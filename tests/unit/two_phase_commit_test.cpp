@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -12,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/log_file.h"
 #include "support/fake_rm.h"
 #include "support/temp_dir.h"
 #include "xatm/error.h"
@@ -28,18 +30,8 @@ using xatm::test::temp_dir;
 // True when the log file holds a decision for the gtrid, read through a separate SQLite
 // connection: what a recovering process would see after a crash at this instant.
 bool decision_in_log_file(const std::filesystem::path& log, const std::string& gtrid) {
-  sqlite3* db = nullptr;
-  bool found = false;
-  if (sqlite3_open_v2(log.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* statement = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM decisions WHERE gtrid = ?", -1, &statement, nullptr) == SQLITE_OK) {
-      sqlite3_bind_text(statement, 1, gtrid.c_str(), -1, SQLITE_TRANSIENT);
-      found = sqlite3_step(statement) == SQLITE_ROW;
-    }
-    sqlite3_finalize(statement);
-  }
-  sqlite3_close(db);
-  return found;
+  auto gtrids = xatm::test::decisions_in_log_file(log);
+  return std::find(gtrids.begin(), gtrids.end(), gtrid) != gtrids.end();
 }
 
 // n scripted RMs "rm1".."rmN" registered with a TM; the TM's own connections (retries) are new
