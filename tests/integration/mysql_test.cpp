@@ -450,7 +450,11 @@ TEST_CASE("a prepared branch still attached to its session answers retry, never 
   CHECK(is_prepared(branch));
   CHECK_FALSE(row_exists(id));
 
-  owner.reset();  // the session ends; the branch stays prepared, now detached
+  // The session ends; the branch stays prepared, now detached. Wait until the server has
+  // finished with the session: an XA COMMIT that races MariaDB 10.11's detach of the branch was
+  // seen to answer OK while the branch's changes were lost (about 1 run in 40; see
+  // docs/design.md section 6), which is the server's problem, not the one tested here.
+  close_and_wait(owner);
   REQUIRE_OK(until_not_retry([&] { return other->commit(branch, false); }));
   CHECK(row_exists(id));
   CHECK_FALSE(is_prepared(branch));
