@@ -225,6 +225,10 @@ branch_view look_at(resource_manager& rm, const std::string& gtrid, const std::s
 // log holds the decision, roll back otherwise (presumed abort). MariaDB answers retry while the
 // dead child's session is still attached to its branch; that passes within seconds.
 void resolve_leftovers(resource_manager& rm, const std::string& tm_id, bool decided) {
+  // Let MariaDB finish with the dead child's session first: an XA COMMIT that races its detach
+  // of the branch can answer OK and lose the branch (docs/design.md section 6). It acts on the
+  // closed socket at once; 300 ms is ample.
+  if (rm.dialect() != "postgresql") std::this_thread::sleep_for(milliseconds(300));
   auto found = rm.recover();
   if (!found.ok()) FAIL("recover on " << rm.dialect() << ": " << found.error().describe());
   for (const xid& branch : found.value().ours) {
