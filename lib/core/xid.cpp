@@ -255,6 +255,8 @@ result<std::string> format_gtrid(const gtrid_parts& parts) {
 }
 
 result<gtrid_parts> parse_gtrid(std::string_view gtrid) {
+  // Found by the fuzzer: a well-shaped text longer than any gtrid cannot be one of ours.
+  if (gtrid.size() > max_gtrid_size) return invalid("not an xatm gtrid: longer than 64 bytes");
   gtrid_parts parts;
   std::string_view rest = gtrid;
   if (rest.size() >= 3 && rest.substr(rest.size() - 3) == ".p3") {

@@ -22,6 +22,10 @@ clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-reco
   "$repo/lib/core/result.cpp" -o "$work/parsers_fuzz"
 
 cd "$work"
-./parsers_fuzz -max_total_time="$seconds" -max_len=512 -print_final_stats=1 corpus 2>&1 | tee fuzz.log |
-  grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' || true
-grep -q 'stat::number_of_executed_units' fuzz.log || { echo "fuzz: the fuzzer did not finish cleanly" >&2; exit 1; }
+status=0
+./parsers_fuzz -max_total_time="$seconds" -max_len=512 -print_final_stats=1 corpus >fuzz.log 2>&1 || status=$?
+grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|what\(\)' fuzz.log || true
+if [[ $status -ne 0 ]] || grep -q 'deadly signal\|ERROR: libFuzzer\|SUMMARY: ' fuzz.log; then
+  echo "fuzz: FINDING (exit $status); the input is in $work/crash-* (see $work/fuzz.log)" >&2
+  exit 1
+fi

@@ -99,6 +99,10 @@ TEST_CASE("gtrid: <tm_id>.<incarnation>.<seq>[.p3]") {
     CHECK_FALSE(parse_gtrid(bad).ok());
   }
   CHECK_FALSE(parse_gtrid(std::string(33, 'x') + ".1.2").ok());
+  // Well-shaped but longer than a gtrid can be (a fuzzer finding): refused, as format_gtrid does.
+  const std::string too_long = "portt299392299939229937933.1729233937293229374.17293729929372933292";
+  CHECK(too_long.size() > max_gtrid_size);
+  CHECK_FALSE(parse_gtrid(too_long).ok());
 }
 
 TEST_CASE("tm_id and RM names: 1..32 / 1..48 of [A-Za-z0-9_-]") {
