@@ -85,7 +85,7 @@ std::string json_escape(std::string_view text) {
 
 void print_json(const xatm::recovery_report& report, int exit_code) {
   std::cout << "{\n  \"exit_code\": " << exit_code << ",\n  \"decisions_pending_before\": "
-            << report.decisions_pending_before << ",\n  \"decisions_completed\": " << report.decisions_completed
+            << report.decisions_pending_before << ",\n  \"decisions_completed\": " << report.completed.size()
             << ",\n  \"unreachable_rms\": [";
   for (std::size_t i = 0; i < report.unreachable_rms.size(); ++i) {
     std::cout << (i ? ", " : "") << '"' << json_escape(report.unreachable_rms[i]) << '"';
@@ -126,7 +126,7 @@ void print_table(const xatm::recovery_report& report) {
   if (report.items.empty()) std::cout << "(no prepared branches found)\n";
   for (const auto& rm : report.unreachable_rms) std::cout << "UNREACHABLE RM " << rm << "\n";
   std::cout << "decisions pending before: " << report.decisions_pending_before
-            << ", completed now: " << report.decisions_completed << "\n";
+            << ", completed now: " << report.completed.size() << "\n";
 }
 
 }  // namespace

@@ -49,8 +49,7 @@ struct recovery_report {
   std::vector<recovery_item> items;
   std::vector<std::string> unreachable_rms;  // "name: why"
   std::size_t decisions_pending_before = 0;
-  std::size_t decisions_completed = 0;       // decisions forgotten because every branch is done
-  std::vector<std::string> completed;        // their gtrids
+  std::vector<std::string> completed;        // decisions forgotten because every branch is done
 
   // Something of ours is left in doubt (exit code 1 of xatm-recover).
   bool unresolved() const noexcept;

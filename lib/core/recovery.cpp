@@ -277,7 +277,6 @@ recovery_report run_recovery(const recovery_context& context) {
       }
     }
     context.log->mark_complete(gtrid);
-    ++report.decisions_completed;
     report.completed.push_back(gtrid);
   }
   return report;
