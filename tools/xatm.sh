@@ -2,7 +2,12 @@
 # xatm's developer entry point: installs what the build needs (Debian 12), builds, and runs the
 # tests or the demo against throwaway database servers. Needs no terminal and no standard input.
 #
-#   tools/xatm.sh test [ctest args...]   build, then run every test (CTest starts the servers)
+#   tools/xatm.sh test                   build, run every test (CTest starts the servers), fuzz
+#                                        the parsers, then build and run the suite again under
+#                                        ASan+UBSan and under TSan (no report allowed)
+#   tools/xatm.sh test [ctest args...]   build, then run just that selection (plain build)
+#   tools/xatm.sh test --sanitize [address|thread] [ctest args...]
+#                                        only the sanitizer pass(es), with that selection
 #   tools/xatm.sh demo                   build, start servers, run the PG -> MariaDB demo, stop them
 #   tools/xatm.sh servers start|stop|status|env
 #                                        throwaway PostgreSQL + MariaDB servers to poke at
@@ -12,8 +17,8 @@
 #                                        throwaway servers and the micro-benchmarks; the tables,
 #                                        JSON, CSV and SVG chart go to build/bench/
 #
-# The build goes to build/ at the repository root ($XATM_BUILD_DIR overrides it). With CI=true,
-# warnings are errors. The benchmarks build in build-release/ ($XATM_RELEASE_BUILD_DIR): Release,
+# The build goes to build/ at the repository root ($XATM_BUILD_DIR overrides it), the sanitizer
+# builds to <build>-asan/ and <build>-tsan/. With CI=true, warnings are errors. The benchmarks build in build-release/ ($XATM_RELEASE_BUILD_DIR): Release,
 # no crash points, no tests.
 set -euo pipefail
 
@@ -71,24 +76,62 @@ absolute_build_dir() {
 }
 
 configure_and_build() {
+  local dir=${1:-$build_dir}
+  shift || true
   local werror=OFF
   [[ "${CI:-}" == true ]] && werror=ON
-  say "configuring $build_dir (XATM_WERROR=$werror)"
-  cmake -S . -B "$build_dir" -DXATM_CRASH_POINTS=ON -DXATM_WERROR="$werror" >/dev/null
-  say "building with $(nproc) jobs"
-  cmake --build "$build_dir" -j "$(nproc)"
+  say "configuring $dir (XATM_WERROR=$werror${*:+ $*})"
+  cmake -S . -B "$dir" -DXATM_CRASH_POINTS=ON -DXATM_WERROR="$werror" "$@" >/dev/null
+  say "building $dir with $(nproc) jobs"
+  cmake --build "$dir" -j "$(nproc)"
+}
+
+# The whole suite again in a sanitizer build: `address` (ASan + UBSan) or `thread` (TSan). Any
+# report fails the test that caused it (the builds use -fno-sanitize-recover, halt_on_error).
+# The random-kill crash suites run fewer rounds here: the sanitizers make each round several
+# times slower, and the rounds are alike; the plain build runs them in full.
+run_sanitized() {
+  local sanitizer=$1
+  shift
+  local dir setting
+  case "$sanitizer" in
+    address) dir="$build_dir-asan" setting="address;undefined" ;;
+    thread) dir="$build_dir-tsan" setting="thread" ;;
+    *) die "unknown sanitizer '$sanitizer' (address or thread)" ;;
+  esac
+  configure_and_build "$dir" -DXATM_SANITIZE="$setting"
+  say "running the tests under $setting"
+  ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:strict_string_checks=1" \
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
+    XATM_CRASH_ROUNDS="${XATM_SANITIZE_CRASH_ROUNDS:-12}" \
+    XATM_3PC_CRASH_ROUNDS="${XATM_SANITIZE_CRASH_ROUNDS:-12}" \
+    ctest --test-dir "$dir" --output-on-failure --no-tests=error "$@"
 }
 
 cmd_test() {
   ensure_packages
+  if [[ "${1:-}" == --sanitize ]]; then
+    shift
+    local which=(address thread)
+    if [[ "${1:-}" == address || "${1:-}" == thread ]]; then
+      which=("$1")
+      shift
+    fi
+    local sanitizer
+    for sanitizer in "${which[@]}"; do run_sanitized "$sanitizer" "$@"; done
+    return 0
+  fi
   configure_and_build
   say "running the tests"
   ctest --test-dir "$build_dir" --output-on-failure --no-tests=error "$@"
   # With ctest arguments (a selection) the caller wants just those; a full run also fuzzes the
-  # parsers for a bounded time.
+  # parsers for a bounded time and runs everything again under the sanitizers.
   if [[ $# -eq 0 ]]; then
     say "fuzzing the XID and connection-string parsers for ${XATM_FUZZ_SECONDS:-30} s"
     "$repo/tests/fuzz/run.sh" "${XATM_FUZZ_SECONDS:-30}" "$(absolute_build_dir)/fuzz"
+    run_sanitized address
+    run_sanitized thread
   fi
 }
 
