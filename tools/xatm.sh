@@ -32,6 +32,7 @@ readonly packages=(
   libpq-dev libmariadb-dev-compat libboost-log-dev libsqlite3-dev doctest-dev
   postgresql-15 mariadb-server
   clang libclang-rt-14-dev
+  faketime
 )
 
 say() { printf 'xatm: %s\n' "$*"; }

@@ -48,6 +48,10 @@ class timeout_error : public error {
 };
 
 // Bad settings: a malformed connection string, a server setting xatm needs that is off, ...
+// commit() throws it, after rolling every branch back, when an RM refuses to prepare as it is
+// configured (PostgreSQL with max_prepared_transactions = 0): rm_name() names the RM, the
+// message the setting and its fix. Every transaction that writes there and on another RM fails
+// the same way until it is changed; one whose only writing branch is there commits in one phase.
 class configuration_error : public error {
   using error::error;
 };

@@ -3,8 +3,8 @@
 // RAII: a global_transaction destroyed before commit() or rollback() rolls every branch back
 // (and logs what it did; destructors never throw). Use it from one thread at a time, together
 // with the connections enlisted in it. Outcomes are explicit: commit() returns committed or
-// completion_pending, or throws one of rolled_back_error, timeout_error, in_doubt_error,
-// heuristic_error, log_failure_error (see commit()).
+// completion_pending, or throws one of rolled_back_error, timeout_error, configuration_error,
+// in_doubt_error, heuristic_error, log_failure_error (see commit()).
 #pragma once
 
 #include <chrono>
@@ -62,6 +62,9 @@ class global_transaction {
   //  - throws rolled_back_error: rolled back on every RM; cause() names the branch that voted no
   //    (or failed) and why;
   //  - throws timeout_error: the transaction or a prepare took too long; rolled back;
+  //  - throws configuration_error: an RM cannot prepare as it is set up (PostgreSQL's
+  //    max_prepared_transactions = 0); rolled back on every RM; rm_name() and the message say
+  //    which RM and which setting to change;
   //  - throws in_doubt_error: the single writing branch was committed in one phase and its reply
   //    was lost: nobody can know the outcome without looking at the data;
   //  - throws heuristic_error: an RM rolled back a branch after the commit decision;

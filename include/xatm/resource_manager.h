@@ -94,7 +94,9 @@ class resource_manager {
   // Ends the branch; with success == false it becomes rollback-only (XA END; PG: nothing sent).
   result<void> end(const xid& branch, bool success = true);
   // Prepares the ended branch. vote::read_only: it wrote nothing and is finished already.
-  // A failure with an XA_RB* code means the RM rolled the branch back.
+  // A failure with an XA_RB* code means the RM rolled the branch back; xa_code::invalid means
+  // the RM cannot prepare as configured (PostgreSQL: max_prepared_transactions = 0): the
+  // branch is rollback-only.
   result<vote> prepare(const xid& branch);
   // Commits. one_phase == true: the ended branch commits without prepare; a lost reply here
   // (xa_code::rm_failure) means the outcome is unknown. one_phase == false: the branch must be
@@ -150,8 +152,21 @@ class resource_manager {
   // connects again.
   result<void> reconnect();
 
+  // Bounds every call on this connection that would otherwise wait as long as the driver does:
+  // the blocking XA verbs above, recover() and exec(). A call with no answer within `timeout`
+  // closes the connection (the RM rolls back an unprepared branch; a prepared one stays for
+  // commit or recovery from another connection) and fails with xa_code::rm_failure. nullopt,
+  // the default: no bound. The transaction manager bounds the connections it opens for itself
+  // (phase-2 retries, recovery, markers) with tm_options::rm_call_timeout; the non-blocking
+  // forms take their deadline from drive_calls().
+  void set_call_timeout(std::optional<std::chrono::milliseconds> timeout) noexcept { call_timeout_ = timeout; }
+  std::optional<std::chrono::milliseconds> call_timeout() const noexcept { return call_timeout_; }
+
  protected:
   explicit resource_manager(std::string name);
+
+  // For adapters' blocking work (do_recover, do_exec): when it must have an answer, if bounded.
+  std::optional<std::chrono::steady_clock::time_point> call_deadline() const noexcept;
 
   // The adapter's half. send() starts the verb without blocking; advance() makes progress and
   // answers true when the verb finished; outcome() then gives the result. cancel() closes the
@@ -188,6 +203,7 @@ class resource_manager {
   std::optional<xid> current_;
   std::optional<call> in_flight_;
   std::function<void(const result<vote>&)> detached_done_;
+  std::optional<std::chrono::milliseconds> call_timeout_;
   void finish_detached();
 };
 

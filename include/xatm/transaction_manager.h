@@ -34,6 +34,14 @@ struct tm_options {
   // After the decision, how long commit() keeps retrying a branch that failed to commit before
   // it returns completion_pending and leaves the branch to recovery.
   std::chrono::milliseconds commit_retry_window{std::chrono::seconds(5)};
+  // How long xatm waits for any one answer from an RM (outside prepare and end, which
+  // prepare_timeout bounds) before it counts the RM as unreachable and closes the connection:
+  // connecting (libpq's and MariaDB's connect_timeout, in whole seconds, unless the connection
+  // string sets one), a one-phase commit (no answer: in_doubt_error), rollbacks, each phase-2
+  // retry, recovery's scans and resolutions (the RM is then reported unreachable or the branch
+  // unresolved, and retried on the next run), three-phase marker statements. The application's
+  // own SQL on its connections is never cut short by it (exec(), the native handle).
+  std::chrono::milliseconds rm_call_timeout{std::chrono::seconds(30)};
   // Early acknowledgement (off by default): commit() returns `committed` as soon as the decision
   // is durable; the branches' commits are sent and finish in the background. Caveat: another
   // connection may not see the writes for a moment after commit() returns (the connections of
@@ -53,6 +61,10 @@ struct tm_options {
   // How often the background thread runs recovery (0: never; recover_now() still works).
   // Recovery also runs once before the first begin() returns.
   std::chrono::milliseconds recovery_interval{std::chrono::seconds(30)};
+  // The SQLite VFS the decision log is opened with; empty: SQLite's default. Tests use it to
+  // inject I/O faults (a VFS registered under this name with sqlite3_vfs_register). A name no
+  // VFS is registered under is a configuration_error.
+  std::string log_vfs{};
 };
 
 // Opens a new connection to one registered RM; used for the application's connections and for
@@ -80,7 +92,8 @@ class transaction_manager {
   transaction_manager& operator=(const transaction_manager&) = delete;
 
   // Registers an RM by name. dialect: "postgresql", or "mysql" / "mariadb" (the same adapter).
-  // The connection string is parsed now: a bad one throws configuration_error, without the
+  // The connection string is checked now: a malformed or empty one, or one with a keyword the
+  // dialect does not know, throws configuration_error (so do a bad name or dialect), without the
   // password in the message. The decision log stores only the name.
   void register_rm(std::string name, std::string_view dialect, std::string_view conninfo);
   // The same with any way of connecting (tests use scripted RMs).

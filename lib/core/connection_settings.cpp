@@ -1,5 +1,7 @@
 // libpq's keyword/value connection-string syntax, for every backend. Error messages name the key
-// and the offset but never echo a value: the value being parsed may be a password.
+// and the offset but never echo a value: the value being parsed may be a password. Nor do they
+// echo a "keyword" that follows an unquoted password: in `password=my secret` the word `secret`
+// is the rest of the password, not a keyword.
 #include "xatm/connection_settings.h"
 
 #include <cctype>
@@ -10,6 +12,8 @@ namespace {
 
 bool is_space(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }
 bool is_key_char(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; }
+// password, sslpassword, ...: any key that names a password is a secret.
+bool is_secret_key(std::string_view key) { return key.find("password") != std::string_view::npos; }
 
 failure syntax_error(std::string message, std::size_t offset) {
   return make_failure(xa_code::invalid,
@@ -38,6 +42,9 @@ result<connection_settings> connection_settings::parse(std::string_view conninfo
   auto skip_spaces = [&] {
     while (pos < conninfo.size() && is_space(conninfo[pos])) ++pos;
   };
+  // True right after an unquoted password value: the next word may be the rest of a password
+  // with a space in it, so errors must not quote it.
+  bool after_bare_secret = false;
   while (true) {
     skip_spaces();
     if (pos == conninfo.size()) break;
@@ -45,9 +52,12 @@ result<connection_settings> connection_settings::parse(std::string_view conninfo
     while (pos < conninfo.size() && is_key_char(conninfo[pos])) ++pos;
     std::string key(conninfo.substr(key_start, pos - key_start));
     if (key.empty()) return syntax_error("expected a keyword of [a-z0-9_]", key_start);
+    const std::string named = after_bare_secret
+                                  ? "the word after an unquoted password (quote a password that contains spaces)"
+                                  : "keyword '" + key + "'";
     skip_spaces();
     if (pos == conninfo.size() || conninfo[pos] != '=') {
-      return syntax_error("missing '=' after keyword '" + key + "'", pos);
+      return syntax_error("missing '=' after " + named, pos);
     }
     ++pos;
     skip_spaces();
@@ -67,15 +77,17 @@ result<connection_settings> connection_settings::parse(std::string_view conninfo
         }
         value += c;
       }
-      if (!closed) return syntax_error("unterminated quoted value of keyword '" + key + "'", quote_start);
+      if (!closed) return syntax_error("unterminated quoted value of " + named, quote_start);
+      after_bare_secret = false;
     } else {
       while (pos < conninfo.size() && !is_space(conninfo[pos])) {
         char c = conninfo[pos++];
         if (c == '\\' && pos < conninfo.size()) c = conninfo[pos++];
         value += c;
       }
+      after_bare_secret = is_secret_key(key);
     }
-    if (settings.values_.contains(key)) return syntax_error("keyword '" + key + "' given twice", key_start);
+    if (settings.values_.contains(key)) return syntax_error(named + " given twice", key_start);
     settings.values_.emplace(std::move(key), std::move(value));
   }
   return settings;
@@ -102,9 +114,7 @@ std::string connection_settings::describe() const {
   std::string text;
   for (const auto& [key, value] : values_) {
     if (!text.empty()) text += ' ';
-    // password, sslpassword, ...: any key that names a password is redacted.
-    bool secret = key.find("password") != std::string::npos;
-    text += key + "=" + (secret ? std::string("***") : quote_if_needed(value));
+    text += key + "=" + (is_secret_key(key) ? std::string("***") : quote_if_needed(value));
   }
   return text;
 }

@@ -60,6 +60,15 @@ bool recovery_report::heuristic() const noexcept {
 namespace detail {
 namespace {
 
+// A connection of recovery's own. Every call on it is bounded: a silent RM must not stall the run
+// (or the TM's recovery thread); it is reported unreachable, or its branch unresolved.
+result<std::unique_ptr<resource_manager>> open_bounded(const rm_connector& connector,
+                                                       std::chrono::milliseconds call_timeout) {
+  auto connection = connector();
+  if (connection) connection.value()->set_call_timeout(call_timeout);
+  return connection;
+}
+
 struct scanned_rm {
   std::string name;
   std::unique_ptr<resource_manager> connection;
@@ -106,7 +115,7 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
     item.detail = "three-phase branch whose arbiter RM '" + arbiter + "' is not configured here";
     return;
   }
-  auto control = connector->second();
+  auto control = open_bounded(connector->second, context.call_timeout);
   result<marker_state> winner = control ? result<marker_state>(marker_state::aborted) : control.error();
   if (control) {
     // No marker table at the arbiter: no coordinator ever pre-committed there, so this is not
@@ -164,7 +173,7 @@ recovery_report run_recovery(const recovery_context& context) {
 
   std::vector<scanned_rm> scanned;
   for (const auto& [name, connector] : context.rms) {
-    auto connection = connector();
+    auto connection = open_bounded(connector, context.call_timeout);
     auto found = connection ? connection.value()->recover() : result<recovered_branches>(connection.error());
     if (!found) {
       report.unreachable_rms.push_back(name + ": " + found.error().describe());
@@ -305,7 +314,9 @@ std::map<std::string, rm_connector, std::less<>> connectors_for(
       cause.rm_name = name;
       throw configuration_error(std::move(cause));
     }
-    if (!rms.emplace(name, detail::make_connector(name, dialect, settings.value())).second) {
+    // Offline there are no tm_options: the default rm_call_timeout bounds connecting, as every call.
+    auto connector = detail::make_connector(name, dialect, settings.value(), tm_options{}.rm_call_timeout);
+    if (!rms.emplace(name, std::move(connector)).second) {
       throw configuration_error(make_failure(xa_code::invalid, "RM '" + name + "' is given twice", name));
     }
   }

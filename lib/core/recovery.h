@@ -19,6 +19,8 @@ struct recovery_context {
   std::string tm_id;
   decision_log* log = nullptr;
   std::map<std::string, rm_connector, std::less<>> rms;
+  // Bounds every call on the connections recovery opens (resource_manager::set_call_timeout).
+  std::chrono::milliseconds call_timeout = tm_options{}.rm_call_timeout;
   // The running TM's incarnation (0 for the offline tool: nothing is live).
   std::uint64_t live_incarnation = 0;
   // For the live incarnation: true when the TM handed the gtrid over to recovery (its commit()

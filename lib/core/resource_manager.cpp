@@ -212,13 +212,21 @@ void resource_manager::abandon_call() noexcept {
   current_.reset();
 }
 
+std::optional<std::chrono::steady_clock::time_point> resource_manager::call_deadline() const noexcept {
+  if (!call_timeout_) return std::nullopt;
+  return std::chrono::steady_clock::now() + *call_timeout_;
+}
+
 result<vote> resource_manager::run_blocking(xa_verb verb, const xid& branch) {
   if (auto started = begin_call(verb, branch); !started) return std::move(started).error();
   resource_manager* self = this;
-  // No deadline: the driver's own timeouts bound a blocking call.
-  if (!drive_calls(std::span(&self, 1), std::nullopt).empty()) {
-    abandon_call();  // only when poll() itself failed
-    return fail(xa_code::rm_failure, std::string(xa_verb_name(verb)) + ": waiting for the server failed");
+  // Without a call timeout, only the driver's own timeouts bound a blocking call.
+  if (!drive_calls(std::span(&self, 1), call_deadline()).empty()) {
+    abandon_call();  // the RM stayed silent past the call timeout, or poll() itself failed
+    std::string why = call_timeout_ ? "no answer within the call timeout (" + std::to_string(call_timeout_->count()) +
+                                          " ms); the connection was closed"
+                                    : std::string("waiting for the server failed");
+    return fail(xa_code::rm_failure, std::string(xa_verb_name(verb)) + " of " + branch.to_string() + ": " + why);
   }
   return finish_call();
 }

@@ -64,13 +64,24 @@ struct tm_core : std::enable_shared_from_this<tm_core> {
   void delete_finished_markers() noexcept;
 
   bool is_registered(std::string_view rm_name) const;
-  // A new connection to a registered RM (the TM's own: phase-2 retries, rollback of orphans).
+  // A new connection of the TM's own to a registered RM (phase-2 retries, rollback of orphans,
+  // control connections): every call on it is bounded by options.rm_call_timeout.
   result<std::unique_ptr<resource_manager>> connect(std::string_view rm_name) const;
+  // A new connection for the application: no call timeout, its SQL may run as long as it needs
+  // (the engine bounds the verbs it sends on it with deadlines of its own).
+  result<std::unique_ptr<resource_manager>> connect_for_application(std::string_view rm_name) const;
 };
 
+// `settings` with connect_timeout set to `timeout` (in whole seconds, rounded up) unless it sets
+// one already: connecting to a silent server then fails instead of waiting for ever.
+connection_settings with_connect_timeout(connection_settings settings, std::chrono::milliseconds timeout);
+
 // A connector for an RM of a dialect ("postgresql", "mysql", "mariadb"); throws
-// configuration_error for an unknown dialect.
-rm_connector make_connector(const std::string& rm_name, std::string_view dialect, const connection_settings& settings);
+// configuration_error for an unknown dialect, empty settings or a keyword the dialect does not
+// know, before anything connects. Its connects give up after `connect_timeout`
+// unless the settings name a connect_timeout of their own (with_connect_timeout).
+rm_connector make_connector(const std::string& rm_name, std::string_view dialect, const connection_settings& settings,
+                            std::chrono::milliseconds connect_timeout);
 
 // Opens the decision log, turning refusals into the public exceptions: log_in_use_error (held
 // by another process), configuration_error (another tm_id, bad directory, ...) or

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "core/adapter_keywords.h"
 #include "core/logging.h"
 #include "core/markers.h"
 #include "core/recovery.h"
@@ -24,6 +25,12 @@ bool tm_core::is_registered(std::string_view rm_name) const {
 }
 
 result<std::unique_ptr<resource_manager>> tm_core::connect(std::string_view rm_name) const {
+  auto connection = connect_for_application(rm_name);
+  if (connection) connection.value()->set_call_timeout(options.rm_call_timeout);
+  return connection;
+}
+
+result<std::unique_ptr<resource_manager>> tm_core::connect_for_application(std::string_view rm_name) const {
   rm_connector connector;
   {
     std::shared_lock lock(registry_mutex);
@@ -116,6 +123,7 @@ recovery_report tm_core::recover() {
     context.rms = registry;
   }
   context.live_incarnation = log->incarnation();
+  context.call_timeout = options.rm_call_timeout;
   // The copy is taken before run_recovery() reads the log (see handed_over in tm_core.h).
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> handed;
   {
@@ -153,21 +161,52 @@ recovery_report tm_core::recover() {
   return report;
 }
 
-rm_connector make_connector(const std::string& rm_name, std::string_view dialect, const connection_settings& settings) {
-  if (dialect == "postgresql") return [rm_name, settings] { return postgresql::connect(rm_name, settings); };
-  if (dialect == "mysql" || dialect == "mariadb") return [rm_name, settings] { return mysql::connect(rm_name, settings); };
-  throw configuration_error(make_failure(xa_code::invalid, "unknown RM dialect '" + std::string(dialect) +
-                                         "' (postgresql, mysql or mariadb)", rm_name));
+rm_connector make_connector(const std::string& rm_name, std::string_view dialect, const connection_settings& settings,
+                            std::chrono::milliseconds connect_timeout) {
+  auto refuse = [&rm_name](std::string message) {
+    throw configuration_error(make_failure(xa_code::invalid, "RM '" + rm_name + "': " + std::move(message), rm_name));
+  };
+  bool postgresql = dialect == "postgresql";
+  if (!postgresql && dialect != "mysql" && dialect != "mariadb") {
+    // The dialect is the application's text: say what is accepted rather than echo it.
+    refuse("unknown RM dialect (postgresql, mysql or mariadb)");
+  }
+  // Refused now rather than at the first connect, which may be recovery's, in the background.
+  if (settings.values().empty()) {
+    refuse("the connection string is empty (give at least host or unix_socket, dbname and user)");
+  }
+  auto known = postgresql ? check_postgresql_keywords(settings) : check_mysql_keywords(settings);
+  if (!known) refuse(known.error().message);
+  // Connecting is bounded like every other call the TM makes (tm_options::rm_call_timeout).
+  connection_settings bounded = with_connect_timeout(settings, connect_timeout);
+  if (postgresql) return [rm_name, bounded] { return postgresql::connect(rm_name, bounded); };
+  return [rm_name, bounded] { return mysql::connect(rm_name, bounded); };
 }
 
-std::unique_ptr<decision_log> open_decision_log(const std::string& path, const std::string& tm_id) {
-  auto opened = decision_log::open({path, tm_id, {}});
+namespace {
+
+// open_decision_log() with every option, the VFS included (tm_options::log_vfs).
+std::unique_ptr<decision_log> open_log(const decision_log_options& options) {
+  auto opened = decision_log::open(options);
   if (opened) return std::move(opened).value();
   failure cause = std::move(opened).error();
   if (cause.code == xa_code::invalid && cause.native_code == EWOULDBLOCK) throw log_in_use_error(std::move(cause));
   // A log that exists but cannot be trusted is a log failure; anything else is configuration.
   if (cause.code == xa_code::rm_error) throw log_failure_error(std::move(cause));
   throw configuration_error(std::move(cause));
+}
+
+}  // namespace
+
+connection_settings with_connect_timeout(connection_settings settings, std::chrono::milliseconds timeout) {
+  if (settings.get("connect_timeout") || timeout.count() <= 0) return settings;
+  auto seconds = std::chrono::ceil<std::chrono::seconds>(timeout).count();
+  settings.set("connect_timeout", std::to_string(seconds));
+  return settings;
+}
+
+std::unique_ptr<decision_log> open_decision_log(const std::string& path, const std::string& tm_id) {
+  return open_log({path, tm_id, {}});
 }
 
 }  // namespace detail
@@ -182,7 +221,7 @@ namespace {
 
 transaction_manager::transaction_manager(tm_options options) : core_(std::make_shared<detail::tm_core>()) {
   if (auto valid = validate_tm_id(options.tm_id); !valid) throw configuration_error(valid.error());
-  core_->log = detail::open_decision_log(options.log_path, options.tm_id);
+  core_->log = detail::open_log({options.log_path, options.tm_id, options.log_vfs});
   core_->options = std::move(options);
   XATM_LOG(tm, info) << "transaction manager " << core_->options.tm_id << " incarnation "
                      << core_->log->incarnation() << " opened log " << core_->options.log_path;
@@ -213,9 +252,15 @@ void transaction_manager::run_background_recovery() {
 recovery_report transaction_manager::recover_now() { return core_->recover(); }
 
 void transaction_manager::register_rm(std::string name, std::string_view dialect, std::string_view conninfo) {
+  // The name first: a refused name must not reach the log line below.
+  if (auto valid = validate_rm_name(name); !valid) throw configuration_error(valid.error());
   auto settings = connection_settings::parse(conninfo);
-  if (!settings) throw configuration_error(settings.error());
-  rm_connector connector = detail::make_connector(name, dialect, settings.value());
+  if (!settings) {
+    failure cause = settings.error();
+    cause.rm_name = name;
+    throw configuration_error(std::move(cause));
+  }
+  rm_connector connector = detail::make_connector(name, dialect, settings.value(), core_->options.rm_call_timeout);
   XATM_LOG(tm, info) << "registered RM " << name << " (" << dialect << "): " << settings.value().describe();
   register_rm(std::move(name), std::move(connector));
 }
@@ -229,10 +274,12 @@ void transaction_manager::register_rm(std::string name, rm_connector connector) 
 }
 
 std::unique_ptr<resource_manager> transaction_manager::connect(std::string_view rm_name) {
+  // A name that could not have been registered is not quoted back (it may hold any bytes).
+  if (auto valid = validate_rm_name(rm_name); !valid) throw configuration_error(valid.error());
   if (!core_->is_registered(rm_name)) {
     throw_configuration("no RM named '" + std::string(rm_name) + "' is registered");
   }
-  return core_->connect(rm_name).value();
+  return core_->connect_for_application(rm_name).value();
 }
 
 global_transaction transaction_manager::begin() { return begin(core_->options.protocol); }

@@ -7,6 +7,8 @@
 // exactly one place: commit_all() is only reachable after write_decision() returned.
 #include <algorithm>
 #include <atomic>
+#include <span>
+#include <string>
 #include <utility>
 #include <thread>
 #include <vector>
@@ -25,6 +27,21 @@ using clock = std::chrono::steady_clock;
 
 // SQLite's SQLITE_FULL: the write failed before the commit frame, so nothing of it is durable.
 constexpr int sqlite_full = 13;
+
+// One verb on one connection, waiting for the answer until `deadline` at the latest. An RM that
+// has not answered by then is abandoned (its connection closed: an unprepared branch dies with
+// it, a prepared one stays for recovery) and the call fails with rm_failure. The engine's calls
+// on the application's connections go through here or call_all(), never through the blocking
+// verbs, which wait as long as the driver does on a connection without a call timeout.
+result<vote> call_until(resource_manager& rm, xa_verb verb, const xid& branch, clock::time_point deadline) {
+  if (auto sent = rm.begin_call(verb, branch); !sent) return std::move(sent).error();
+  resource_manager* self = &rm;
+  if (drive_calls(std::span(&self, 1), deadline).empty()) return rm.finish_call();
+  rm.abandon_call();
+  return make_failure(xa_code::rm_failure, std::string("no answer to ") + xa_verb_name(verb) + " of " +
+                                               branch.to_string() + " in time; the connection was closed",
+                      rm.name());
+}
 
 // What the engine knows about one branch while committing.
 enum class branch_fate : std::uint8_t {
@@ -149,6 +166,15 @@ class two_phase_commit {
   }
 
   clock::time_point prepare_deadline() const { return clock::now() + core_.options.prepare_timeout; }
+  clock::time_point call_deadline() const { return clock::now() + core_.options.rm_call_timeout; }
+
+  // An adapter answers XAER_INVAL to prepare for one thing only: the RM is set up so that it
+  // cannot prepare at all (PostgreSQL with max_prepared_transactions = 0); the branch is rolled
+  // back (lib/postgresql/postgresql_errors.cpp). commit() throws configuration_error for it,
+  // after rolling back every branch as for any no-vote.
+  static bool refuses_for_configuration(const failure& prepare_failure) {
+    return prepare_failure.code == xa_code::invalid;
+  }
 
   void end_all() {
     auto which = all_live();
@@ -196,7 +222,8 @@ class two_phase_commit {
       return commit_outcome::committed;
     }
     std::size_t writer = writers.front();
-    auto answer = call_all({writer}, xa_verb::commit_one_phase, std::nullopt).front();
+    // No answer within rm_call_timeout is a lost reply like any other: in doubt (below).
+    auto answer = call_all({writer}, xa_verb::commit_one_phase, call_deadline()).front();
     fates_[writer] = branch_fate::finished;
     if (answer.ok()) {
       core_.committed.fetch_add(1);
@@ -231,7 +258,14 @@ class two_phase_commit {
       fates_[i] = is_rollback_code(cause.code) ? branch_fate::finished
                   : branches_[i].rm->current_branch() == branches_[i].id ? branch_fate::live
                                                                           : branch_fate::maybe_prepared;
-      if (!no_vote) no_vote = cause;
+      // A refusal for configuration is reported before any other no-vote: it is the one that
+      // will fail every writing transaction on that RM until an operator changes the setting.
+      if (!no_vote || (refuses_for_configuration(cause) && !refuses_for_configuration(*no_vote))) no_vote = cause;
+    }
+    if (no_vote && refuses_for_configuration(*no_vote)) {
+      failure cause = *no_vote;
+      cause.message = gtrid_ + " rolled back: " + cause.rm_name + " refuses to prepare as configured: " + cause.message;
+      abort<configuration_error>(std::move(cause));
     }
     if (no_vote) abort_for(*no_vote, "prepare");
     XATM_LOG(tm, debug) << gtrid_ << ": every branch voted yes";
@@ -252,6 +286,7 @@ class two_phase_commit {
     failure cause = std::move(written).error();
     if (cause.native_code == sqlite_full) {
       // Nothing of the record reached the log: presumed abort holds, roll back.
+      cause.message = gtrid_ + " rolled back: its commit decision could not be written: " + cause.message;
       abort<log_failure_error>(std::move(cause));
     }
     // A failed fsync may still have put the record on disk: only recovery, reading the log after
@@ -373,7 +408,9 @@ class two_phase_commit {
     for (std::size_t i = 0; i < branches_.size(); ++i) {
       if (fates_[i] == branch_fate::prepared) which.push_back(i);
     }
-    auto answers = call_all(which, xa_verb::commit, clock::now() + core_.options.commit_retry_window);
+    // One window for the first attempt and the retries: commit() returns soon after it closes.
+    auto window_end = clock::now() + core_.options.commit_retry_window;
+    auto answers = call_all(which, xa_verb::commit, window_end);
     std::vector<std::size_t> retry;
     std::optional<failure> heuristic;
     for (std::size_t k = 0; k < which.size(); ++k) {
@@ -388,7 +425,7 @@ class two_phase_commit {
         retry.push_back(i);
       }
     }
-    retry_commits(retry, heuristic);
+    retry_commits(retry, heuristic, window_end);
     if (heuristic) {
       // Nothing is left to commit (unless a retry is pending: then recovery still needs the record).
       if (retry.empty()) {
@@ -409,9 +446,10 @@ class two_phase_commit {
   }
 
   // Commits the given branches from new connections until they confirm or the window closes.
-  // "Does not exist" after a commit decision means already committed.
-  void retry_commits(std::vector<std::size_t>& retry, std::optional<failure>& heuristic) {
-    auto window_end = clock::now() + core_.options.commit_retry_window;
+  // "Does not exist" after a commit decision means already committed. Each attempt waits at most
+  // rm_call_timeout (a connect: connect_timeout), so a silent RM cannot hold commit() for ever.
+  void retry_commits(std::vector<std::size_t>& retry, std::optional<failure>& heuristic,
+                     clock::time_point window_end) {
     auto backoff = std::chrono::milliseconds(10);
     while (!retry.empty() && clock::now() < window_end) {
       std::this_thread::sleep_for(backoff);
@@ -420,13 +458,13 @@ class two_phase_commit {
         const branch& b = branches_[i];
         // While the application's connection still carries the prepared branch, only it can
         // commit it (MariaDB answers everyone else "attached to a live session").
-        result<void> done = make_failure(xa_code::rm_failure, "not tried");
+        result<vote> done = make_failure(xa_code::rm_failure, "not tried");
         if (b.rm->current_branch() == b.id && b.rm->connected()) {
-          done = b.rm->commit(b.id, false);
+          done = call_until(*b.rm, xa_verb::commit, b.id, call_deadline());
         } else {
-          auto connection = core_.connect(b.rm->name());
+          auto connection = core_.connect(b.rm->name());  // bounded by rm_call_timeout
           if (!connection) return false;
-          done = connection.value()->commit(b.id, false);
+          done = call_until(*connection.value(), xa_verb::commit, b.id, call_deadline());
         }
         if (done.ok() || done.error().code == xa_code::not_found) {
           fates_[i] = branch_fate::committed;
@@ -551,7 +589,9 @@ resource_manager& global_transaction::enlist(resource_manager& rm) {
     bqual += "@" + (branches_.empty() ? rm.name() : branches_.front().rm->name());
   }
   xid id = xid::make(xatm_format_id, gtrid_, bqual).value();
-  rm.start(id).value();
+  if (auto started = call_until(rm, xa_verb::start, id, clock::now() + core_->options.rm_call_timeout); !started) {
+    throw_failure(started.error());
+  }
   branches_.push_back(branch{&rm, std::move(id)});
   XATM_CRASH_POINT("after_start");
   return rm;
@@ -573,7 +613,8 @@ void global_transaction::rollback_branches() noexcept {
   if (branches_.empty()) return;
   for (const branch& b : branches_) {
     if (b.rm->current_branch() != b.id) continue;
-    if (auto done = b.rm->rollback(b.id); !done) {
+    auto done = call_until(*b.rm, xa_verb::rollback, b.id, clock::now() + core_->options.rm_call_timeout);
+    if (!done) {
       XATM_LOG(tm, warning) << gtrid_ << ": rollback of branch " << b.id.bqual() << " failed: " << done.error().describe();
     }
   }

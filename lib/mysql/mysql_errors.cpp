@@ -9,7 +9,8 @@
 // | 1044/1045/1698 access denied, 1049 no db,  | connect                     | invalid            |
 // | 1193 unknown variable (server too old)     |                             |                    |
 // | 1397 XAER_NOTA                             | any                         | not_found          |
-// | 1398 XAER_INVAL                            | any                         | invalid            |
+// | 1398 XAER_INVAL                            | prepare                     | rm_error           |
+// |                                            | others                      | invalid            |
 // | 1399 XAER_RMFAIL "... ROLLBACK ONLY state" | any                         | rollback           |
 // | 1399 XAER_RMFAIL other states              | any                         | protocol           |
 // | 1400 XAER_OUTSIDE                          | any                         | outside            |
@@ -33,6 +34,15 @@
 // sql/xa.cc) even when lc_messages translates the sentence, so it can be read: in "ROLLBACK ONLY"
 // the server has already rolled the branch back (a deadlock victim answers that to XA END), which
 // is an XA_RB* outcome; every other state is a protocol error.
+//
+// Why 1398 is not XAER_INVAL at prepare: an adapter's XAER_INVAL to prepare tells the TM that
+// the RM cannot prepare as configured (commit() throws configuration_error; PostgreSQL's
+// max_prepared_transactions = 0). MariaDB and MySQL have no such setting: XA is always on with
+// InnoDB (innodb_support_xa is gone since MariaDB 10.3 / MySQL 8.0), and XA PREPARE answers
+// XAER_NOTA, XAER_RMFAIL or XA_RBROLLBACK, never 1398; should it ever, it is the RM's error, not
+// a setting. The nearest thing, a non-transactional table (MyISAM, Aria, MEMORY) written in a
+// branch, is not refused at all: MariaDB 10.11 prepares it without a warning, and a rollback
+// leaves that write in place. Use InnoDB tables in branches.
 //
 // Why lock errors depend on the step: InnoDB rolls the whole transaction back on a deadlock, so
 // in a branch the branch is gone. A lock wait timeout in XA PREPARE or one-phase XA COMMIT
@@ -65,7 +75,7 @@ xa_code code_for(const native_error& error, mysql_step step) {
     case ER_UNKNOWN_SYSTEM_VARIABLE:
       return step == mysql_step::connect ? xa_code::invalid : xa_code::rm_error;
     case ER_XAER_NOTA: return xa_code::not_found;
-    case ER_XAER_INVAL: return xa_code::invalid;
+    case ER_XAER_INVAL: return step == mysql_step::prepare ? xa_code::rm_error : xa_code::invalid;
     case ER_XAER_RMFAIL: return says_rolled_back(error) ? xa_code::rollback : xa_code::protocol;
     case ER_XAER_OUTSIDE: return xa_code::outside;
     case ER_XAER_RMERR: return xa_code::rm_error;
@@ -165,11 +175,8 @@ bool is_unknown_xid(const native_error& error) noexcept { return error.number ==
 bool is_discarded_read_only(const native_error& error) noexcept { return error.number == ER_XA_RBROLLBACK; }
 
 std::string scrub_password(std::string message, std::string_view password) {
-  if (password.empty()) return message;
-  for (auto at = message.find(password); at != std::string::npos; at = message.find(password, at + 3)) {
-    message.replace(at, password.size(), "***");
-  }
-  return message;
+  if (password.empty() || message.find(password) == std::string::npos) return message;
+  return "(message withheld: it contains the text of the password)";
 }
 
 }  // namespace xatm::mysql_detail

@@ -78,7 +78,9 @@ bool is_unknown_xid(const native_error& error) noexcept;
 // discarded it when its session ended (sql/xa.cc trans_xa_detach). Nothing was committed nor lost.
 bool is_discarded_read_only(const native_error& error) noexcept;
 
-// `message` with every occurrence of `password` replaced by "***".
+// `message`, or a notice instead of it when it contains the text of `password`. Replacing only
+// the password by "***" would show where its text stood, and so the password itself: a password
+// "p" turned "accepting" into "acce***ting", a password "mysql" a socket path "/run/***d/".
 std::string scrub_password(std::string message, std::string_view password);
 
 }  // namespace xatm::mysql_detail

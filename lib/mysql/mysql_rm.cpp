@@ -1,6 +1,7 @@
 // The MariaDB/MySQL adapter: the XA verbs as XA statements over Connector/C (DESIGN.md section 4).
 // Verbs go out with the non-blocking API (mysql_real_query_start/_cont) so that drive_calls() can
-// overlap several RMs; recover() and exec() block (mysql_real_query works on the same handle).
+// overlap several RMs; recover() and exec() block, until the connection's call deadline if it has
+// one (run_query, through the same non-blocking API).
 //
 // Read-only detection (DESIGN.md section 3). The session runs with
 // session_track_transaction_info=STATE, so the server reports the transaction's state
@@ -22,17 +23,22 @@
 #include <mysql.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <array>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstdarg>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/adapter_keywords.h"
 #include "core/logging.h"
 #include "mysql/mysql_errors.h"
 
@@ -110,6 +116,83 @@ short poll_events(int wait_status) {
   return events;
 }
 
+// poll() revents -> the MYSQL_WAIT_* I/O flags to resume a driver call with. A hung-up or failed
+// socket wakes every direction the driver waits for: it finds out what happened.
+int io_flags(short revents, int wait_status) {
+  int flags = 0;
+  if ((revents & POLLIN) != 0) flags |= MYSQL_WAIT_READ;
+  if ((revents & POLLOUT) != 0) flags |= MYSQL_WAIT_WRITE;
+  if ((revents & POLLPRI) != 0) flags |= MYSQL_WAIT_EXCEPT;
+  if ((revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+    flags |= wait_status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT);
+  }
+  return flags;
+}
+
+// Waits for what a non-blocking Connector/C operation asked for (`wait_status`, MYSQL_WAIT_*) and
+// answers the flags to resume it with; 0 when `deadline` passed first.
+int wait_for_driver(MYSQL* conn, int wait_status, std::optional<clock::time_point> deadline) {
+  std::optional<clock::time_point> driver_timeout;
+  if ((wait_status & MYSQL_WAIT_TIMEOUT) != 0) {
+    driver_timeout = clock::now() + std::chrono::milliseconds(mysql_get_timeout_value_ms(conn));
+  }
+  int io_wanted = wait_status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT);
+  pollfd ready{mysql_get_socket(conn), poll_events(wait_status), 0};
+  while (true) {
+    auto now = clock::now();
+    if (driver_timeout && now >= *driver_timeout) return MYSQL_WAIT_TIMEOUT;
+    if (deadline && now >= *deadline) return 0;
+    std::optional<clock::time_point> until = deadline;
+    if (driver_timeout && (!until || *driver_timeout < *until)) until = driver_timeout;
+    int timeout_ms = -1;
+    if (until) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*until - now).count();
+      timeout_ms = static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(left, 0, 1 << 30));
+    }
+    int answered = ::poll(&ready, 1, timeout_ms);
+    if (answered < 0 && errno != EINTR) return io_wanted;  // let the driver meet the error
+    if (answered <= 0) continue;
+    if (int flags = io_flags(ready.revents, wait_status) & wait_status; flags != 0) return flags;
+  }
+}
+
+// Works around a MariaDB 10.11 race (docs/design.md section 6): an XA COMMIT from another session
+// that meets the server still detaching a prepared branch from a session that just ended was seen
+// to answer OK while the branch's changes were lost. So the process remembers, for each branch
+// it left prepared behind a connection it closed or lost, which server session held it; a
+// resolving commit or rollback of that branch first checks that the session is gone from the
+// processlist, and answers XA_RETRY while it is not. Thread-safe.
+class sessions_left_behind {
+ public:
+  static sessions_left_behind& instance() {
+    static sessions_left_behind sessions;
+    return sessions;
+  }
+
+  void remember(const xid& branch, unsigned long session) {
+    std::lock_guard lock(mutex_);
+    // The server finishes with a session within moments; an entry this old was resolved
+    // elsewhere (another process's recovery) and is only clutter.
+    auto stale = clock::now() - std::chrono::minutes(10);
+    std::erase_if(sessions_, [&](const auto& entry) { return entry.second.second < stale; });
+    sessions_.insert_or_assign(branch, std::pair{session, clock::now()});
+  }
+  std::optional<unsigned long> session_of(const xid& branch) const {
+    std::lock_guard lock(mutex_);
+    auto found = sessions_.find(branch);
+    if (found == sessions_.end()) return std::nullopt;
+    return found->second.first;
+  }
+  void forget(const xid& branch) {
+    std::lock_guard lock(mutex_);
+    sessions_.erase(branch);
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<xid, std::pair<unsigned long, clock::time_point>> sessions_;
+};
+
 class mysql_rm final : public resource_manager {
  public:
   mysql_rm(std::string rm_name, connection_settings settings)
@@ -129,6 +212,7 @@ class mysql_rm final : public resource_manager {
     } catch (...) {  // NOLINT(bugprone-empty-catch): a failing log sink must not end the process
     }
     // Closed here, while every member the status callback may touch is still alive.
+    remember_session_if_prepared();
     conn_.reset();
   }
 
@@ -164,6 +248,7 @@ class mysql_rm final : public resource_manager {
     xa_commit,
     xa_rollback,
     recover_check,
+    session_check,  // is the session that left the branch prepared gone yet? (sessions_left_behind)
   };
 
   // The verb in flight.
@@ -185,6 +270,7 @@ class mysql_rm final : public resource_manager {
     std::uint64_t reports_before_probe = 0;
     bool ended_again = false;     // rollback already re-sent XA END after "still ACTIVE"
     std::optional<failure> not_found;  // the XAER_NOTA that the XA RECOVER check is about
+    unsigned long ended_session = 0;   // session_check: the server session that held the branch
     std::optional<result<vote>> outcome;  // set once the verb has finished
   };
 
@@ -209,7 +295,10 @@ class mysql_rm final : public resource_manager {
     return dialect_ == "mysql" ? "XA RECOVER CONVERT XID" : "XA RECOVER FORMAT='SQL'";
   }
   recovered_branches parse_recovered(const query_result& table) const;
-  result<query_result> run_query(std::string_view sql, mysql_step step, std::string_view what);
+  // Runs SQL and waits for its answer, at most `timeout` (nullopt: as long as it takes).
+  result<query_result> run_query(std::string_view sql, mysql_step step, std::string_view what,
+                                 std::optional<std::chrono::milliseconds> timeout);
+  void remember_session_if_prepared() noexcept;
   void close_connection(const char* why) noexcept;
 
   connection_settings settings_;
@@ -219,6 +308,7 @@ class mysql_rm final : public resource_manager {
   std::array<char, 8> tracked_state_ = no_transaction;
   std::uint64_t state_reports_ = 0;
   connection_ptr conn_;
+  unsigned long session_id_ = 0;  // the server's id of conn_'s session (CONNECTION_ID())
   std::optional<pending_call> call_;
   bool read_only_ = false;  // learned at end: the branch wrote nothing
   // A statement of the branch failed in a way that dooms it (deadlock, lock wait timeout);
@@ -257,6 +347,8 @@ std::string mysql_rm::statement_for(stage step, const xid& branch) const {
     case stage::xa_commit: return "XA COMMIT " + branch.mysql_literal();
     case stage::xa_rollback: return "XA ROLLBACK " + branch.mysql_literal();
     case stage::recover_check: return recover_statement();
+    case stage::session_check:
+      return "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = " + std::to_string(call_->ended_session);
   }
   return {};
 }
@@ -271,7 +363,8 @@ mysql_step mysql_rm::step_of(stage step) const {
       return call_->verb == xa_verb::prepare ? mysql_step::prepare : mysql_step::commit_one_phase;
     case stage::xa_commit: return mysql_step::commit;
     case stage::xa_rollback: return mysql_step::rollback;
-    case stage::recover_check: return mysql_step::recover;
+    case stage::recover_check:
+    case stage::session_check: return mysql_step::recover;
   }
   return mysql_step::exec;
 }
@@ -324,6 +417,12 @@ result<void> mysql_rm::send(xa_verb verb, const xid& branch) {
       }
       break;
   }
+  if (next_call.resolving) {
+    if (auto session = sessions_left_behind::instance().session_of(branch)) {
+      next_call.ended_session = *session;
+      plan.insert(plan.begin(), stage::session_check);
+    }
+  }
   next_call.stages.assign(plan.begin() + 1, plan.end());
   call_ = std::move(next_call);
   run_stage(plan.front());
@@ -370,6 +469,18 @@ void mysql_rm::on_operation_done() {
       return;
     }
     auto table = read_rows(rows.get());
+    if (call_->current == stage::session_check) {
+      bool gone = table.rows.size() == 1 && !table.rows[0].empty() && table.rows[0][0] == "0";
+      if (!gone) {
+        finish(fail(xa_code::retry, call_->what + ": the session (id " + std::to_string(call_->ended_session) +
+                                        ") that left the branch prepared is still ending on the server; resolving "
+                                        "it now could race MariaDB's detach of the branch: try again later"));
+        return;
+      }
+      sessions_left_behind::instance().forget(call_->branch);
+      run_next_stage_or(vote::commit);
+      return;
+    }
     auto listed = parse_recovered(table);
     bool still_prepared = false;
     for (const auto& ours : listed.ours) still_prepared = still_prepared || ours == call_->branch;
@@ -388,7 +499,7 @@ void mysql_rm::on_operation_done() {
     on_error(read_error(conn));
     return;
   }
-  if (call_->current == stage::recover_check) {
+  if (call_->current == stage::recover_check || call_->current == stage::session_check) {
     call_->fetching = true;
     settle(mysql_store_result_start(&call_->fetched, conn));
     return;
@@ -430,6 +541,7 @@ void mysql_rm::on_success() {
     case stage::xa_commit:
     case stage::xa_rollback:
     case stage::recover_check:
+    case stage::session_check:
       run_next_stage_or(vote::commit);
       return;
   }
@@ -508,6 +620,7 @@ void mysql_rm::on_error(const native_error& error) {
     case stage::xa_prepare:
     case stage::xa_commit_one_phase:
     case stage::recover_check:
+    case stage::session_check:
       finish(std::move(cause));
       return;
   }
@@ -556,15 +669,7 @@ int mysql_rm::ready_flags() const {
   int wanted = call_->wait_status;
   int ready = 0;
   pollfd ready_poll{mysql_get_socket(conn_.get()), poll_events(wanted), 0};
-  if (::poll(&ready_poll, 1, 0) > 0) {
-    if ((ready_poll.revents & POLLIN) != 0) ready |= MYSQL_WAIT_READ;
-    if ((ready_poll.revents & POLLOUT) != 0) ready |= MYSQL_WAIT_WRITE;
-    if ((ready_poll.revents & POLLPRI) != 0) ready |= MYSQL_WAIT_EXCEPT;
-    // A hung-up or failed socket: let the driver find out what it was waiting for.
-    if ((ready_poll.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
-      ready |= wanted & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT);
-    }
-  }
+  if (::poll(&ready_poll, 1, 0) > 0) ready = io_flags(ready_poll.revents, wanted);
   // MYSQL_WAIT_TIMEOUT tells the driver its read/write timeout expired: only when it really did.
   if ((wanted & MYSQL_WAIT_TIMEOUT) != 0 && call_->timeout_at && clock::now() >= *call_->timeout_at) {
     ready |= MYSQL_WAIT_TIMEOUT;
@@ -605,8 +710,24 @@ result<vote> mysql_rm::outcome() {
 }
 
 void mysql_rm::cancel() noexcept {
+  close_connection("cancelled");  // first: it looks at the call in flight
   call_.reset();
-  close_connection("cancelled");
+}
+
+// The connection is closing (or was lost) while its session may hold the branch prepared: note
+// the session, so that resolving the branch from another session waits until it is gone.
+void mysql_rm::remember_session_if_prepared() noexcept {
+  if (!conn_ || !current_branch() || dialect_ != "mariadb") return;
+  bool may_be_prepared =
+      state() == branch_state::prepared || (call_ && !call_->resolving && call_->verb == xa_verb::prepare);
+  if (!may_be_prepared) return;
+  try {
+    sessions_left_behind::instance().remember(*current_branch(), session_id_);
+  } catch (const std::exception& e) {
+    // Out of memory: the branch is still resolved, only without the wait for its session.
+    XATM_LOG(mysql, warning) << "[" << name() << "] cannot note the session of " << current_branch()->to_string()
+                             << ": " << e.what();
+  }
 }
 
 void mysql_rm::close_connection(const char* why) noexcept {
@@ -615,6 +736,7 @@ void mysql_rm::close_connection(const char* why) noexcept {
     XATM_LOG(mysql, debug) << "[" << name() << "] closing the connection: " << why;
   } catch (...) {  // NOLINT(bugprone-empty-catch): a failing log sink must not stop the close
   }
+  remember_session_if_prepared();
   conn_.reset();
   read_only_ = false;
   doomed_by_.reset();
@@ -625,14 +747,8 @@ result<void> mysql_rm::do_connect() {
   close_connection("reconnecting");
   std::string description = "connect to " + settings_.describe();
 
-  for (const auto& [key, value] : settings_.values()) {
-    bool known = false;
-    for (auto keyword : known_keywords) known = known || key == keyword;
-    if (!known) {
-      return fail(xa_code::invalid, description + ": unknown connection keyword '" + key +
-                                        "' (MariaDB/MySQL keywords: host, port, user, password, dbname or "
-                                        "database, unix_socket, connect_timeout, read_timeout, write_timeout)");
-    }
+  if (auto known = detail::check_mysql_keywords(settings_); !known) {
+    return fail(known.error().code, description + ": " + known.error().message);
   }
   auto dbname = settings_.get("dbname");
   if (auto database = settings_.get("database")) {
@@ -682,11 +798,17 @@ result<void> mysql_rm::do_connect() {
     return mysql_detail::connect_failure(read_error(conn.get()), context(description));
   }
   conn_ = std::move(conn);
+  session_id_ = mysql_thread_id(conn_.get());
   std::string_view version = mysql_get_server_info(conn_.get());
   dialect_ = version.find("MariaDB") != std::string_view::npos ? "mariadb" : "mysql";
   tracked_state_ = no_transaction;
+  // Still connecting: the session setup waits no longer than connect_timeout.
+  std::optional<std::chrono::milliseconds> setup_timeout;
+  if (auto seconds = parse_number<unsigned int>(settings_.get("connect_timeout").value_or("")); seconds && *seconds > 0) {
+    setup_timeout = std::chrono::seconds(*seconds);
+  }
   if (auto tracking = run_query(track_state_setup, mysql_step::connect,
-                                description + " (session_track_transaction_info)");
+                                description + " (session_track_transaction_info)", setup_timeout);
       !tracking) {
     close_connection("session setup failed");
     return std::move(tracking).error();
@@ -695,9 +817,12 @@ result<void> mysql_rm::do_connect() {
   return {};
 }
 
-// Blocking: mysql_real_query ignores MYSQL_OPT_NONBLOCK. Answers the last result set (CALL can
-// send several) or, for statements without rows, the affected row count.
-result<query_result> mysql_rm::run_query(std::string_view sql, mysql_step step, std::string_view what) {
+// Blocking for the caller, but through the non-blocking API so that it can give up after
+// `timeout` (the blocking mysql_real_query waits as long as the server is silent, unless the
+// application set read_timeout). Answers the last result set (CALL can send several) or, for
+// statements without rows, the affected row count. No answer in time closes the connection.
+result<query_result> mysql_rm::run_query(std::string_view sql, mysql_step step, std::string_view what,
+                                         std::optional<std::chrono::milliseconds> timeout) {
   auto failed = [&]() -> failure {
     native_error error = read_error(conn_.get());
     failure cause = mysql_detail::statement_failure(error, step, context(what));
@@ -706,18 +831,49 @@ result<query_result> mysql_rm::run_query(std::string_view sql, mysql_step step, 
   };
   if (!conn_) return fail(xa_code::rm_failure, std::string(what) + ": not connected");
   MYSQL* conn = conn_.get();
-  if (mysql_real_query(conn, sql.data(), sql.size()) != 0) return failed();
+  std::optional<clock::time_point> deadline;
+  if (timeout) deadline = clock::now() + *timeout;
+  auto timed_out = [&]() -> failure {
+    close_connection("no answer in time");
+    return fail(xa_code::rm_failure, std::string(what) + ": no answer within " + std::to_string(timeout->count()) +
+                                         " ms; the connection was closed");
+  };
+  // Drives one non-blocking operation (its _start already called) to its end; false when the
+  // deadline passed first.
+  auto complete = [&](int status, const auto& resume) {
+    while (status != 0) {
+      int ready = wait_for_driver(conn, status, deadline);
+      if (ready == 0) return false;
+      status = resume(ready);
+    }
+    return true;
+  };
+  int query_error = 0;
+  if (!complete(mysql_real_query_start(&query_error, conn, sql.data(), sql.size()),
+                [&](int ready) { return mysql_real_query_cont(&query_error, conn, ready); })) {
+    return timed_out();
+  }
+  if (query_error != 0) return failed();
   query_result table;
   while (true) {
     if (mysql_field_count(conn) != 0) {
-      result_ptr rows(mysql_store_result(conn));
+      MYSQL_RES* fetched = nullptr;
+      if (!complete(mysql_store_result_start(&fetched, conn),
+                    [&](int ready) { return mysql_store_result_cont(&fetched, conn, ready); })) {
+        return timed_out();
+      }
+      result_ptr rows(fetched);
       if (!rows) return failed();
       table = read_rows(rows.get());
     } else {
       my_ulonglong affected = mysql_affected_rows(conn);
       if (table.columns.empty() && affected != static_cast<my_ulonglong>(-1)) table.affected_rows = affected;
     }
-    int more = mysql_next_result(conn);  // 0: another result follows, -1: done, > 0: error
+    int more = 0;  // 0: another result follows, -1: done, > 0: error
+    if (!complete(mysql_next_result_start(&more, conn),
+                  [&](int ready) { return mysql_next_result_cont(&more, conn, ready); })) {
+      return timed_out();
+    }
     if (more > 0) return failed();
     if (more < 0) break;
   }
@@ -755,7 +911,7 @@ recovered_branches mysql_rm::parse_recovered(const query_result& table) const {
 result<recovered_branches> mysql_rm::do_recover() {
   const char* statement = recover_statement();
   XATM_LOG(mysql, debug) << "[" << name() << "] recover: " << statement;
-  auto table = run_query(statement, mysql_step::recover, std::string("recover (") + statement + ")");
+  auto table = run_query(statement, mysql_step::recover, std::string("recover (") + statement + ")", call_timeout());
   if (!table) return std::move(table).error();
   auto found = parse_recovered(table.value());
   for (const auto& ours : found.ours) XATM_LOG(mysql, debug) << "[" << name() << "] recover: ours " << ours.to_string();
@@ -767,7 +923,7 @@ result<query_result> mysql_rm::do_exec(std::string_view sql) {
   // The SQL itself is not logged: it may carry the application's data.
   XATM_LOG(mysql, debug) << "[" << name() << "] exec (" << sql.size() << " bytes)";
   bool in_branch = state() == branch_state::active;
-  auto answer = run_query(sql, mysql_step::exec, "exec");
+  auto answer = run_query(sql, mysql_step::exec, "exec", call_timeout());
   if (!answer && in_branch && !doomed_by_) {
     xa_code cause = mysql_detail::rollback_cause(static_cast<unsigned int>(answer.error().native_code));
     if (cause != xa_code::ok) {
@@ -796,3 +952,20 @@ st_mysql* handle(resource_manager& rm) noexcept {
 }
 
 }  // namespace xatm::mysql
+
+namespace xatm::detail {
+
+result<void> check_mysql_keywords(const connection_settings& settings) {
+  for (const auto& [key, value] : settings.values()) {
+    bool known = false;
+    for (auto keyword : xatm::mysql::known_keywords) known = known || key == keyword;
+    if (!known) {
+      return make_failure(xa_code::invalid, "unknown connection keyword '" + key +
+                                                "' (MariaDB/MySQL keywords: host, port, user, password, dbname or "
+                                                "database, unix_socket, connect_timeout, read_timeout, write_timeout)");
+    }
+  }
+  return {};
+}
+
+}  // namespace xatm::detail

@@ -3,7 +3,10 @@
 //   any step, session gone (libpq lost the socket, FATAL/PANIC, 08xxx, 57P01-03)  XAER_RMFAIL
 //   prepare, commit_one_phase: the server has rolled the transaction back on any
 //     ERROR, so the answer is an XA_RB* code chosen by SQLSTATE (23 integrity,
-//     40P01 deadlock, 40001 transient, ...), except max_prepared_transactions = 0   XAER_RMERR
+//     40P01 deadlock, 40001 transient, ...), except max_prepared_transactions = 0   XAER_INVAL
+//     (55000 "prepared transactions are disabled": a server setting, not this branch's
+//     fault; XAER_INVAL at prepare is how an adapter says so, and the TM reports it as
+//     configuration_error. The branch is rolled back all the same.)
 //   resolve: 42704 no such gid                                                  XAER_NOTA
 //            55000 gid busy (another session is finishing it)                   XA_RETRY
 //            0A000 it belongs to another database, and anything else            XAER_RMERR
@@ -144,7 +147,7 @@ failure statement_failure(const PGresult* answer, const PGconn* conn, pg_step st
   switch (step) {
     case pg_step::prepare:
       if (is_prepared_transactions_disabled(answer, sqlstate)) {
-        return make(xa_code::rm_error, std::move(sqlstate),
+        return make(xa_code::invalid, std::move(sqlstate),
                     "PostgreSQL's max_prepared_transactions is 0: set it > 0 in postgresql.conf and restart "
                     "the server (the branch was rolled back). " + message,
                     context);
@@ -208,11 +211,8 @@ failure rolled_back_instead(const failure_context& context) {
 }
 
 std::string scrub_password(std::string message, std::string_view password) {
-  if (password.empty()) return message;
-  for (auto at = message.find(password); at != std::string::npos; at = message.find(password, at + 3)) {
-    message.replace(at, password.size(), "***");
-  }
-  return message;
+  if (password.empty() || message.find(password) == std::string::npos) return message;
+  return "(message withheld: it contains the text of the password)";
 }
 
 }  // namespace xatm::postgresql_detail

@@ -62,7 +62,9 @@ bool answered_rollback(const PGresult* answer) noexcept;
 // The failure for answered_rollback(): xa_code::rollback, the branch is gone.
 failure rolled_back_instead(const failure_context& context);
 
-// `message` with every occurrence of `password` replaced by "***".
+// `message`, or a notice instead of it when it contains the text of `password`. Replacing only
+// the password by "***" would show where its text stood, and so the password itself: a password
+// "p" turned "accepting" into "acce***ting", a password "mysql" a socket path "/run/***d/".
 std::string scrub_password(std::string message, std::string_view password);
 
 }  // namespace xatm::postgresql_detail

@@ -1,19 +1,24 @@
 // The PostgreSQL adapter: the XA verbs as plain SQL over libpq (DESIGN.md section 4). PostgreSQL
 // has no XA START or END: a branch is an ordinary transaction block until PREPARE TRANSACTION
 // names it with the pgjdbc-encoded gid. Verbs go out with PQsendQuery on a non-blocking
-// connection so that drive_calls() can overlap several RMs; recover() and exec() block (PQexec).
+// connection so that drive_calls() can overlap several RMs; recover() and exec() block, until the
+// connection's call deadline if it has one (exec_blocking).
 #include "xatm/postgresql.h"
 
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/adapter_keywords.h"
 #include "core/logging.h"
 #include "postgresql/postgresql_errors.h"
 
@@ -60,6 +65,22 @@ void log_notice(void* rm, const char* message) {
   std::string text(message == nullptr ? "" : message);
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
   XATM_LOG(pg, info) << "[" << static_cast<const resource_manager*>(rm)->name() << "] server says: " << text;
+}
+
+// Waits until `socket` is ready for `events`; false when `deadline` passed first. Without a
+// deadline it waits as long as it takes. A poll() error answers true: libpq will report it.
+bool wait_for_socket(int socket, short events, std::optional<std::chrono::steady_clock::time_point> deadline) {
+  pollfd ready{socket, events, 0};
+  while (true) {
+    int timeout_ms = -1;
+    if (deadline) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      timeout_ms = static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 1 << 30));
+    }
+    int answered = ::poll(&ready, 1, timeout_ms);
+    if (answered > 0 || (answered < 0 && errno != EINTR)) return true;
+  }
 }
 
 class postgresql_rm final : public resource_manager {
@@ -396,17 +417,8 @@ result<void> postgresql_rm::do_connect() {
   std::string description = "connect to " + settings_.describe();
 
   // libpq refuses unknown keywords with a generic message; say which one, before connecting.
-  std::unique_ptr<PQconninfoOption, conninfo_freer> known(PQconndefaults());
-  if (!known) return fail(xa_code::rm_error, description + ": libpq is out of memory");
-  for (const auto& [key, value] : settings_.values()) {
-    bool found = false;
-    for (const PQconninfoOption* option = known.get(); option->keyword != nullptr; ++option) {
-      if (key == option->keyword) found = true;
-    }
-    if (!found) {
-      return fail(xa_code::invalid, description + ": unknown connection keyword '" + key +
-                                        "' (libpq's keywords: host, port, dbname, user, password, ...)");
-    }
+  if (auto known = detail::check_postgresql_keywords(settings_); !known) {
+    return fail(known.error().code, description + ": " + known.error().message);
   }
 
   // Keyword and value arrays straight from the parsed settings: no conninfo string is rebuilt,
@@ -440,31 +452,88 @@ result<void> postgresql_rm::do_connect() {
   return {};
 }
 
-// PQexec ignores non-blocking mode (libpq's documentation of PQsetnonblocking): it waits.
+// PQexec would wait as long as the server stays silent (libpq has no read timeout), so this is
+// PQexec by hand: PQsendQuery, then poll() until the connection's call deadline (if it has one;
+// resource_manager::set_call_timeout). The answer is what PQexec answers: the first error
+// result, else the last result. No answer in time closes the connection.
 result<result_ptr> postgresql_rm::exec_blocking(const std::string& sql, pg_step step, std::string_view what) {
   if (!conn_) return postgresql_detail::driver_failure(nullptr, step, context(what));
   PGconn* conn = conn_.get();
-  result_ptr answer(PQexec(conn, sql.c_str()));
-  if (!answer) {
+  auto deadline = call_deadline();
+  // libpq failed with the query under way (the socket broke): the session is unusable.
+  auto lost = [&]() -> failure {
+    auto cause = postgresql_detail::driver_failure(conn, step, context(what));
+    close_connection("connection lost");
+    return cause;
+  };
+  auto timed_out = [&]() -> failure {
+    close_connection("no answer within the call timeout");
+    return fail(xa_code::rm_failure, std::string(what) + ": no answer within the call timeout (" +
+                                         std::to_string(call_timeout().value_or(std::chrono::milliseconds(0)).count()) +
+                                         " ms); the connection was closed");
+  };
+  // Waits until libpq can make progress; false when the deadline passed first.
+  auto wait = [&](short events) { return wait_for_socket(PQsocket(conn), events, deadline); };
+
+  if (PQsendQuery(conn, sql.c_str()) == 0) {  // nothing sent: only a lost session ends the connection
     auto cause = postgresql_detail::driver_failure(conn, step, context(what));
     if (cause.code == xa_code::rm_failure) close_connection("connection lost");
     return cause;
   }
-  ExecStatusType status = PQresultStatus(answer.get());
-  if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT) {
-    // Leave COPY mode so the connection stays usable; COPY belongs on the native handle.
+  while (true) {  // non-blocking: push the query out, reading meanwhile so the server never stalls
+    int flushed = PQflush(conn);
+    if (flushed < 0) return lost();
+    if (flushed == 0) break;
+    if (!wait(POLLIN | POLLOUT)) return timed_out();
+    if (PQconsumeInput(conn) == 0) return lost();
+  }
+  result_ptr answer;
+  bool copy_refused = false;
+  while (true) {
+    while (PQisBusy(conn) != 0) {
+      if (!wait(POLLIN)) return timed_out();
+      if (PQconsumeInput(conn) == 0) return lost();
+    }
+    result_ptr next(PQgetResult(conn));
+    if (!next) break;  // the statement(s) finished
+    ExecStatusType status = PQresultStatus(next.get());
     if (status == PGRES_COPY_IN) {
-      // Ignored: a failure here shows up as the error result read below.
-      (void)PQputCopyEnd(conn, "COPY is not supported through xatm's exec()");
-    } else {
+      // Leave COPY mode so the connection stays usable; COPY belongs on the native handle. The
+      // server answers the refusal with an error result, read on the next turn.
+      copy_refused = true;
+      int queued = 0;
+      while ((queued = PQputCopyEnd(conn, "COPY is not supported through xatm's exec()")) == 0) {
+        if (!wait(POLLOUT)) return timed_out();
+      }
+      if (queued < 0) return lost();
+      while (PQflush(conn) == 1) {
+        if (!wait(POLLIN | POLLOUT)) return timed_out();
+        if (PQconsumeInput(conn) == 0) return lost();
+      }
+      continue;
+    }
+    if (status == PGRES_COPY_OUT) {
+      copy_refused = true;
       char* row = nullptr;
-      while (PQgetCopyData(conn, &row, 0) > 0) PQfreemem(row);
+      int got = 0;
+      while ((got = PQgetCopyData(conn, &row, 1)) != -1) {
+        if (got > 0) {
+          PQfreemem(row);
+          continue;
+        }
+        if (got == -2) return lost();
+        if (!wait(POLLIN)) return timed_out();
+        if (PQconsumeInput(conn) == 0) return lost();
+      }
+      continue;
     }
-    while (result_ptr rest{PQgetResult(conn)}) {
-    }
+    if (!answer || !postgresql_detail::is_error_result(answer.get())) answer = std::move(next);
+  }
+  if (copy_refused) {
     if (PQstatus(conn) == CONNECTION_BAD) close_connection("connection lost");
     return fail(xa_code::rm_error, std::string(what) + ": COPY is not supported by exec(); use the native handle");
   }
+  if (!answer) return lost();
   if (postgresql_detail::is_error_result(answer.get())) {
     auto cause = postgresql_detail::statement_failure(answer.get(), conn, step, context(what));
     if (cause.code == xa_code::rm_failure) close_connection("connection lost");
@@ -548,3 +617,23 @@ pg_conn* handle(resource_manager& rm) noexcept {
 }
 
 }  // namespace xatm::postgresql
+
+namespace xatm::detail {
+
+result<void> check_postgresql_keywords(const connection_settings& settings) {
+  std::unique_ptr<PQconninfoOption, xatm::postgresql::conninfo_freer> known(PQconndefaults());
+  if (!known) return make_failure(xa_code::rm_error, "libpq is out of memory");
+  for (const auto& [key, value] : settings.values()) {
+    bool found = false;
+    for (const PQconninfoOption* option = known.get(); option->keyword != nullptr; ++option) {
+      if (key == option->keyword) found = true;
+    }
+    if (!found) {
+      return make_failure(xa_code::invalid, "unknown connection keyword '" + key +
+                                                "' (libpq's keywords: host, port, dbname, user, password, ...)");
+    }
+  }
+  return {};
+}
+
+}  // namespace xatm::detail

@@ -104,6 +104,15 @@ result<bool> file_exists(const std::string& path) {
   return io_failure(xa_code::rm_error, "cannot stat " + path + ": " + errno_text(error), error);
 }
 
+// true: exists and holds at least one byte; false: does not exist or is empty; failure: cannot tell.
+result<bool> file_has_content(const std::string& path) {
+  struct stat status {};
+  if (::lstat(path.c_str(), &status) == 0) return status.st_size > 0;
+  const int error = errno;
+  if (error == ENOENT) return false;
+  return io_failure(xa_code::rm_error, "cannot stat " + path + ": " + errno_text(error), error);
+}
+
 // Another user who can write the directory could delete or replace the log: refuse it.
 result<void> check_directory(const std::string& directory) {
   struct stat status {};
@@ -286,10 +295,23 @@ result<void> quick_check(sqlite3* db, const std::string& path) {
   }
   if (code != SQLITE_DONE) return sqlite_failure(db, code, "PRAGMA quick_check of " + path + " failed");
   if (!problems.empty()) {
-    return make_failure(xa_code::rm_error, "decision log " + path + " fails PRAGMA quick_check (" + problems +
-                                               "): refusing to use it; " + never_recreate_advice);
+    return make_failure(xa_code::rm_error, "decision log " + path + " is damaged: it fails PRAGMA quick_check (" +
+                                               problems + "): refusing to use it; " + never_recreate_advice);
   }
   return {};
+}
+
+// The tm_id in a log's meta table, through a read-only connection of its own.
+result<std::string> read_stored_tm_id(const std::string& path) {
+  auto db = open_connection(path, {}, SQLITE_OPEN_READONLY);
+  if (!db) return std::move(db).error();
+  auto tm_id = read_meta(db.value().get(), path, "tm_id");
+  if (!tm_id && is_damage(tm_id.error().native_code)) {
+    return make_failure(xa_code::rm_error, "decision log " + path + " is damaged or not an SQLite database (" +
+                                               tm_id.error().message + "): refusing to use it; " +
+                                               never_recreate_advice);
+  }
+  return tm_id;
 }
 
 std::int64_t now_unix_ms() {
@@ -433,6 +455,9 @@ decision_log::decision_log(const decision_log_options& options, int lock_fd)
 result<std::unique_ptr<decision_log>> decision_log::open(const decision_log_options& options) {
   if (auto valid = validate_tm_id(options.tm_id); !valid) return std::move(valid).error();
   if (options.path.empty()) return make_failure(xa_code::invalid, "decision log path is empty");
+  if (!options.vfs_name.empty() && sqlite3_vfs_find(options.vfs_name.c_str()) == nullptr) {
+    return make_failure(xa_code::invalid, "no SQLite VFS named '" + options.vfs_name + "' is registered");
+  }
   if (auto directory = check_directory(directory_of(options.path)); !directory) {
     return std::move(directory).error();
   }
@@ -478,13 +503,27 @@ result<std::optional<int>> decision_log::lock_holder(const std::string& path) {
 
 
 result<std::string> decision_log::stored_tm_id(const std::string& path) {
-  sqlite3* raw = nullptr;
-  int code = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
-  std::unique_ptr<sqlite3, sqlite_closer> db(raw);
-  if (code != SQLITE_OK) return sqlite_failure(db.get(), code, "cannot open decision log " + path);
-  // The owner may be writing right now (opening, checkpointing): wait for it, do not fail.
-  sqlite3_busy_timeout(db.get(), 10000);
-  return read_meta(db.get(), path, "tm_id");
+  // Even a read-only connection makes SQLite create an empty -wal and a -shm (with the main
+  // file's mode) when they are missing. Under the log's lock nobody else can be creating them,
+  // so this read removes what it created and leaves the files as it found them. A log in use is
+  // read without the lock: its owner has both files anyway.
+  auto lock_fd = acquire_lock(path);
+  if (!lock_fd && lock_fd.error().native_code != EWOULDBLOCK) return std::move(lock_fd).error();
+  const std::string wal_path = path + "-wal";
+  const std::string shm_path = path + "-shm";
+  auto wal_existed = file_exists(wal_path);
+  auto shm_existed = file_exists(shm_path);
+  auto tm_id = read_stored_tm_id(path);
+  if (lock_fd) {
+    // Best effort: an empty -wal left behind holds nothing, and open() counts it as missing.
+    auto wal_has_content = file_has_content(wal_path);
+    if (wal_existed && !wal_existed.value() && wal_has_content && !wal_has_content.value()) {
+      (void)remove_if_present(wal_path);
+      if (shm_existed && !shm_existed.value()) (void)remove_if_present(shm_path);
+    }
+    ::close(lock_fd.value());  // releases the flock
+  }
+  return tm_id;
 }
 
 result<void> decision_log::open_database() {
@@ -493,6 +532,11 @@ result<void> decision_log::open_database() {
   if (!db_exists) return std::move(db_exists).error();
   auto wal_existed = file_exists(wal_path);
   if (!wal_existed) return std::move(wal_existed).error();
+  // An empty -wal holds no decision. SQLite creates one for any reader of a log whose -wal is
+  // missing (an operator's sqlite3 shell, stored_tm_id()): the unclean-shutdown check below must
+  // count it as missing, or it would hide the loss.
+  auto wal_had_content = file_has_content(wal_path);
+  if (!wal_had_content) return std::move(wal_had_content).error();
   if (!db_exists.value()) {
     if (wal_existed.value()) {
       return make_failure(xa_code::rm_error, wal_path + " exists but " + path_ +
@@ -576,10 +620,10 @@ result<void> decision_log::open_database() {
   // would silently start an empty WAL, and recovery would presume those commits aborted.
   auto clean = read_meta(db_.get(), path_, "clean_shutdown");
   if (!clean) return refuse(std::move(clean).error());
-  if (clean.value() != "1" && !wal_existed.value()) {
+  if (clean.value() != "1" && !wal_had_content.value()) {
     return refuse(make_failure(xa_code::rm_error,
                                "decision log " + path_ + " was not closed cleanly and its write-ahead log " + wal_path +
-                                   " is missing: the decisions written since its last checkpoint are lost. "
+                                   " is missing (or empty): the decisions written since its last checkpoint are lost. "
                                    "Restore the -wal file (it must never be deleted); if it is gone, " +
                                    never_recreate_advice));
   }

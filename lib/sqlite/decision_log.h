@@ -81,8 +81,9 @@ class decision_log {
   // nobody holds it (or the lock file does not exist). For the recovery tool's messages.
   [[nodiscard]] static result<std::optional<int>> lock_holder(const std::string& path);
 
-  // The tm_id stored in an existing log, read without taking its lock or changing it (for the
-  // recovery tool when the operator did not give --tm-id).
+  // The tm_id stored in an existing log, read without changing its files (for the recovery tool
+  // when the operator did not give --tm-id). It holds the log's lock while it reads, unless
+  // another process holds it.
   [[nodiscard]] static result<std::string> stored_tm_id(const std::string& path);
 
   // Writes what is queued (completions included), stops the writer, checkpoints and closes.

@@ -15,6 +15,7 @@ printf '2019652657_dG0xLjEuMQ==_MQ==' >"$work/corpus/gid"
 printf "X'746d2e312e31',X'31',2019652657" >"$work/corpus/literal"
 printf 'tm.1.2.p3' >"$work/corpus/gtrid"
 printf "host=/tmp port=5432 password='a\\\\'b'" >"$work/corpus/conninfo"
+printf 'shop_eu-1' >"$work/corpus/name"
 
 clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
   -I"$repo/include" -I"$repo/lib" \
@@ -25,6 +26,8 @@ cd "$work"
 status=0
 ./parsers_fuzz -max_total_time="$seconds" -max_len=512 -print_final_stats=1 corpus >fuzz.log 2>&1 || status=$?
 grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|what\(\)' fuzz.log || true
+executed=$(sed -n 's/^stat::number_of_executed_units: *//p' fuzz.log | tail -n 1)
+echo "fuzz: ${executed:-an unknown number of} inputs tried (run for at most ${seconds} s)"
 if [[ $status -ne 0 ]] || grep -q 'deadly signal\|ERROR: libFuzzer\|SUMMARY: ' fuzz.log; then
   echo "fuzz: FINDING (exit $status); the input is in $work/crash-* (see $work/fuzz.log)" >&2
   exit 1

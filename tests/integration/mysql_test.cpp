@@ -8,10 +8,6 @@
 #include <mysql.h>
 #include <unistd.h>
 
-#include <boost/log/core.hpp>
-#include <boost/log/sinks/basic_sink_backend.hpp>
-#include <boost/log/sinks/sync_frontend.hpp>
-#include <boost/smart_ptr/make_shared_object.hpp>
 #include <chrono>
 #include <cstdint>
 #include <ctime>
@@ -27,6 +23,7 @@
 
 #include "support/null_rm.h"
 #include "support/adapter_checks.h"
+#include "support/log_capture.h"
 #include "support/result_checks.h"
 #include "support/servers.h"
 #include "xatm/connection_settings.h"
@@ -40,6 +37,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
+using test::log_capture;
 using test::settings_of;
 
 std::unique_ptr<resource_manager> open_rm(const std::string& conninfo = test::servers().mysql,
@@ -186,38 +184,6 @@ unsigned int run_native(resource_manager& rm, const std::string& sql) {
   mysql_free_result(mysql_store_result(conn));  // a result set, if there is one, must be read
   return 0;
 }
-
-// Collects the text of every log record of the library while it is alive.
-class log_capture {
- public:
-  log_capture() : sink_(boost::make_shared<sink>(boost::make_shared<backend>())) {
-    boost::log::core::get()->add_sink(sink_);
-  }
-  ~log_capture() { boost::log::core::get()->remove_sink(sink_); }
-  log_capture(const log_capture&) = delete;
-  log_capture& operator=(const log_capture&) = delete;
-
-  std::string text() const { return sink_->locked_backend()->text(); }
-
- private:
-  class backend : public boost::log::sinks::basic_formatted_sink_backend<char> {
-   public:
-    void consume(const boost::log::record_view&, const string_type& line) {
-      std::lock_guard lock(mutex_);
-      text_ += line + "\n";
-    }
-    std::string text() const {
-      std::lock_guard lock(mutex_);
-      return text_;
-    }
-
-   private:
-    mutable std::mutex mutex_;
-    std::string text_;
-  };
-  using sink = boost::log::sinks::synchronous_sink<backend>;
-  boost::shared_ptr<sink> sink_;
-};
 
 // A resource manager that is not MariaDB's, for handle().
 

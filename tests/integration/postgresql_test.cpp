@@ -4,15 +4,11 @@
 // deferred constraints, lost connections, max_prepared_transactions = 0, bad settings).
 // Needs the `servers` fixture; the max_prepared_transactions = 0 case starts its own server.
 #include <doctest/doctest.h>
-#include <pwd.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <ctime>
-#include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
@@ -23,6 +19,7 @@
 #include "support/adapter_checks.h"
 #include "support/result_checks.h"
 #include "support/servers.h"
+#include "support/throwaway_postgresql.h"
 #include "xatm/connection_settings.h"
 #include "xatm/postgresql.h"
 #include "xatm/resource_manager.h"
@@ -103,62 +100,6 @@ struct prepared_cleanup {
     }
   }
 };
-
-// A second, throwaway PostgreSQL with its own settings (max_prepared_transactions = 0), on a
-// unix socket in a temp dir. As root the server runs as `nobody`, like tests/support/servers.sh.
-class throwaway_postgresql {
- public:
-  explicit throwaway_postgresql(const std::string& server_options) {
-    char pattern[] = "/tmp/xatm-pgtest.XXXXXX";
-    REQUIRE(::mkdtemp(pattern) != nullptr);
-    dir_ = pattern;
-    const char* bindir = std::getenv("XATM_PG_BINDIR");
-    bindir_ = bindir != nullptr ? bindir : "/usr/lib/postgresql/15/bin";
-    if (::geteuid() == 0) {
-      const passwd* user = ::getpwnam("nobody");
-      REQUIRE(user != nullptr);
-      REQUIRE(::chown(dir_.c_str(), user->pw_uid, user->pw_gid) == 0);
-      as_user_ = "runuser -u nobody -- ";
-    }
-    run("initdb -D " + dir_ + "/data -U xatm --auth=trust -E UTF8 --locale=C --no-sync --no-instructions >" +
-        dir_ + "/initdb.log 2>&1");
-    run("pg_ctl -D " + dir_ + "/data -l " + dir_ + "/log -w -t 60 -o \"-c listen_addresses='' " +
-        "-c unix_socket_directories=" + dir_ + " " + server_options + "\" start >/dev/null");
-    started_ = true;
-  }
-  ~throwaway_postgresql() {
-    if (started_) {
-      // Ignored: a failed stop leaves a server behind, and the message below says where.
-      if (std::system(command("pg_ctl -D " + dir_ + "/data -m immediate -w stop >/dev/null 2>&1").c_str()) != 0) {
-        MESSAGE("could not stop the throwaway PostgreSQL in " << dir_);
-        return;
-      }
-    }
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
-  throwaway_postgresql(const throwaway_postgresql&) = delete;
-  throwaway_postgresql& operator=(const throwaway_postgresql&) = delete;
-
-  std::string conninfo() const { return "host=" + dir_ + " dbname=postgres user=xatm"; }
-
- private:
-  std::string command(const std::string& tool_and_arguments) const {
-    return "cd " + dir_ + " && " + as_user_ + bindir_ + "/" + tool_and_arguments;
-  }
-  void run(const std::string& tool_and_arguments) const {
-    auto line = command(tool_and_arguments);
-    INFO(line);
-    REQUIRE(std::system(line.c_str()) == 0);
-  }
-
-  std::string dir_;
-  std::string bindir_;
-  std::string as_user_;
-  bool started_ = false;
-};
-
-// A resource manager that is not PostgreSQL's, for handle().
 
 }  // namespace
 
@@ -685,7 +626,7 @@ TEST_CASE("native handle") {
 }
 
 TEST_CASE("max_prepared_transactions = 0: prepare says how to fix it") {
-  throwaway_postgresql server("-c max_prepared_transactions=0");
+  test::throwaway_postgresql server("-c max_prepared_transactions=0");
   auto rm = open_rm(server.conninfo(), "no_2pc");
   REQUIRE_OK(rm->exec("CREATE TABLE t (id int)"));
   auto branch = next_xid();
@@ -693,7 +634,7 @@ TEST_CASE("max_prepared_transactions = 0: prepare says how to fix it") {
   REQUIRE_OK(rm->exec("INSERT INTO t VALUES (1)"));
   REQUIRE_OK(rm->end(branch));
   auto voted = rm->prepare(branch);
-  CHECK_FAILS_WITH(voted, xa_code::rm_error);
+  CHECK_FAILS_WITH(voted, xa_code::invalid);  // a configuration refusal (resource_manager.h)
   CHECK(voted.error().sqlstate == "55000");
   CHECK(voted.error().message.find("max_prepared_transactions is 0: set it > 0 in postgresql.conf and restart") !=
         std::string::npos);

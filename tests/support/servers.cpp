@@ -81,6 +81,8 @@ server_env load() {
   env.dir = get("XATM_TEST_DIR");
   env.pg = get("XATM_TEST_PG");
   env.pg2 = get("XATM_TEST_PG2");
+  // Optional: servers started by an older servers.sh lack it, and only its tests need it.
+  if (const auto found = entries.find("XATM_TEST_PG_PW"); found != entries.end()) env.pg_pw = found->second;
   env.mysql = get("XATM_TEST_MYSQL");
   env.mysql_root = get("XATM_TEST_MYSQL_ROOT");
   env.mysql_socket = env.dir + "/mysql.sock";

@@ -16,6 +16,8 @@ struct server_env {
   std::string dir;         // the servers' temp dir (holds both unix sockets)
   std::string pg;          // PostgreSQL, database xatm_test, role xatm (superuser, trust auth)
   std::string pg2;         // PostgreSQL, database xatm_test2: a second RM on the same server
+  std::string pg_pw;       // PostgreSQL, database xatm_test, role xatm_pw whose password (pg_password
+                           // below) is really checked; empty when servers.sh predates that role
   std::string mysql;       // MariaDB, database xatm_test, user xatm with mysql_password below
   std::string mysql_root;  // MariaDB as root (no password), database xatm_test
   std::string mysql_socket;  // dir + "/mysql.sock", for code that talks to libmysqlclient directly
@@ -24,6 +26,9 @@ struct server_env {
 // The xatm MariaDB user's password. Hostile on purpose (quotes, percent, space) so that tests
 // catch quoting mistakes, and so that they can check it never shows up in messages or logs.
 inline constexpr std::string_view mysql_password = "xatm pass'%\"w0rd";
+// The PostgreSQL role xatm_pw's password (scram-sha-256), hostile likewise, with a backslash and
+// "%27" (a quote, URL-encoded) besides.
+inline constexpr std::string_view pg_password = "pg pw'%\"\\ s3cr3t %27";
 
 // Reads $XATM_SERVERS_STATE -> temp dir -> servers.env once. Throws std::runtime_error saying
 // what is missing when the variable, the state file or any entry is absent.

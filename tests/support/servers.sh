@@ -22,6 +22,8 @@ set -euo pipefail
 
 readonly pg_port=5432
 readonly mysql_password="xatm pass'%\"w0rd"  # hostile on purpose: tests quoting and redaction
+# PostgreSQL trusts every local role except xatm_pw, whose password is really checked (scram).
+readonly pg_password="pg pw'%\"\\ s3cr3t %27"  # hostile too: quote, percent, backslash, spaces
 readonly start_timeout=${XATM_SERVERS_TIMEOUT:-60}  # seconds each server gets to answer
 
 say() { printf 'servers: %s\n' "$*"; }
@@ -190,6 +192,11 @@ max_prepared_transactions = 64
 max_connections = 100
 fsync = on
 EOF
+  # First match wins: xatm_pw must authenticate, every other local role is trusted. Rewritten in
+  # place, so the file keeps its owner (the PostgreSQL user).
+  local hba
+  hba=$(cat "$dir/pg-data/pg_hba.conf")
+  printf 'local all xatm_pw scram-sha-256\n%s\n' "$hba" >"$dir/pg-data/pg_hba.conf"
 }
 
 pg_start() {
@@ -226,11 +233,14 @@ pg_stop() {
 }
 
 pg_setup() {
-  local dir=$1
+  local dir=$1 sql_password=${pg_password//\'/\'\'}
   pg_psql "$dir" -c "CREATE ROLE xatm SUPERUSER LOGIN" \
     -c "CREATE DATABASE xatm_test OWNER xatm" \
-    -c "CREATE DATABASE xatm_test2 OWNER xatm" >/dev/null ||
-    fail "could not create the xatm role and databases in PostgreSQL"
+    -c "CREATE DATABASE xatm_test2 OWNER xatm" \
+    -c "CREATE ROLE xatm_pw LOGIN PASSWORD '$sql_password'" >/dev/null ||
+    fail "could not create the xatm roles and databases in PostgreSQL"
+  pg_psql "$dir" -d xatm_test -c "GRANT CREATE ON SCHEMA public TO xatm_pw" >/dev/null ||
+    fail "could not let xatm_pw create tables in xatm_test"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -347,6 +357,8 @@ write_env() {
     printf 'XATM_TEST_DIR=%s\n' "$dir"
     printf 'XATM_TEST_PG=host=%s port=%s dbname=xatm_test user=xatm\n' "$dir" "$pg_port"
     printf 'XATM_TEST_PG2=host=%s port=%s dbname=xatm_test2 user=xatm\n' "$dir" "$pg_port"
+    printf 'XATM_TEST_PG_PW=host=%s port=%s dbname=xatm_test user=xatm_pw password=%s\n' "$dir" "$pg_port" \
+      "$(conninfo_quote "$pg_password")"
     printf 'XATM_TEST_MYSQL=unix_socket=%s/mysql.sock user=xatm password=%s dbname=xatm_test\n' \
       "$dir" "$(conninfo_quote "$mysql_password")"
     printf 'XATM_TEST_MYSQL_ROOT=unix_socket=%s/mysql.sock user=root dbname=xatm_test\n' "$dir"

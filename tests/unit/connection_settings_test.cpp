@@ -45,3 +45,19 @@ TEST_CASE("connection_settings: malformed strings give clear errors without the 
   }
   CHECK(connection_settings::parse("password='abc").error().message.find("unterminated") != std::string::npos);
 }
+
+TEST_CASE("connection_settings: a refusal never quotes the word after an unquoted password") {
+  // `password=my secret`: "secret" is the rest of a password with a space, not a keyword (a
+  // fuzzer property: tests/fuzz/parsers_fuzz.cpp).
+  for (const std::string bad : {"password=pw0 s3cr3t", "password=pw0 s3cr3t user=x", "password=pw0 s3cr3t='x",
+                                "user=x password=pw0 user=y"}) {
+    CAPTURE(bad);
+    auto parsed = connection_settings::parse(bad);
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.error().message.find("after an unquoted password (quote a password") != std::string::npos);
+    CHECK(parsed.error().message.find("s3cr3t") == std::string::npos);
+  }
+  // A quoted password, or a backslash before the space, is one value.
+  CHECK(connection_settings::parse("password='pw0 s3cr3t'").value().get("password") == "pw0 s3cr3t");
+  CHECK(connection_settings::parse(R"(password=pw0\ s3cr3t)").value().get("password") == "pw0 s3cr3t");
+}
