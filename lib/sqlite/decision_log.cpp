@@ -27,7 +27,8 @@ constexpr const char* schema_version = "1";
 constexpr int application_id = xatm_format_id;
 // How long a completion waits for a forced batch to ride along with before it is written alone.
 constexpr auto completion_delay = std::chrono::milliseconds(50);
-// The longest the writer waits for the callers of its last batch to come back (see run_writer).
+// The longest a batch's leader waits for the callers of the last batch to come back (see
+// write_queued).
 constexpr auto max_gather_wait = std::chrono::microseconds(200);
 // Checkpoint once the WAL holds this many frames (SQLite's own default), after a batch's waiters
 // are woken rather than inside its COMMIT, so that no acknowledgement waits for a checkpoint.
@@ -441,12 +442,13 @@ void sqlite_statement_finalizer::operator()(sqlite3_stmt* statement) const noexc
 }
 
 // A record() caller's entry in the queue. It lives on the caller's stack: the caller blocks
-// until the writer sets `done`, so the writer may bind the caller's strings without copying.
+// until its batch is written (`done`), so the batch's writer may bind the caller's strings
+// without copying.
 struct decision_log::queued_decision {
   const decision_record* record = nullptr;
   std::int64_t created_unix_ms = 0;
   bool done = false;               // guarded by mutex_
-  std::optional<failure> outcome;  // set by the writer before `done`; empty: durable
+  std::optional<failure> outcome;  // set by the batch's writer before `done`; empty: durable
 };
 
 decision_log::decision_log(const decision_log_options& options, int lock_fd)
@@ -467,7 +469,7 @@ result<std::unique_ptr<decision_log>> decision_log::open(const decision_log_opti
   std::unique_ptr<decision_log> opened(new decision_log(options, lock_fd.value()));
   if (auto database = opened->open_database(); !database) return std::move(database).error();
   if (auto prepared = opened->prepare_writer(); !prepared) return std::move(prepared).error();
-  opened->writer_ = std::thread([raw = opened.get()] { raw->run_writer(); });
+  opened->background_ = std::thread([raw = opened.get()] { raw->run_background(); });
   XATM_LOG(log, info) << "decision log " << options.path << " open: tm_id " << opened->tm_id_ << ", incarnation "
                       << opened->incarnation_;
   return opened;
@@ -675,8 +677,8 @@ result<void> decision_log::open_database() {
 }
 
 result<void> decision_log::prepare_writer() {
-  // Replaces SQLite's automatic checkpoint, which would run inside a batch's COMMIT: the writer
-  // checkpoints itself once the batch's waiters are woken.
+  // Replaces SQLite's automatic checkpoint, which would run inside a batch's COMMIT: the
+  // background thread checkpoints between batches, so that no acknowledgement waits for it.
   sqlite3_wal_hook(
       db_.get(),
       [](void* frames, sqlite3*, const char*, int wal_frames) {
@@ -706,8 +708,8 @@ decision_log::~decision_log() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
-  writer_wake_.notify_one();
-  if (writer_.joinable()) writer_.join();
+  background_wake_.notify_one();
+  if (background_.joinable()) background_.join();
   if (auto closed = close_database(); !closed) {
     XATM_LOG(log, error) << "closing decision log " << path_ << ": " << closed.error().message;
   }
@@ -758,12 +760,18 @@ result<void> decision_log::record(const decision_record& decision) {
   std::unique_lock lock(mutex_);
   if (failure_) return failed_log_failure();
   if (stopping_) return make_failure(xa_code::rm_error, "decision log " + path_ + " is closing");
-  // The writer sleeps only when the queue is empty: only the first entry needs to wake it.
-  const bool writer_may_sleep = queued_decisions_.empty();
   queued_decisions_.push_back(&entry);
-  const std::uint64_t batch = next_batch_;
-  if (writer_may_sleep || queued_decisions_.size() == writer_target_) writer_wake_.notify_one();
-  batch_done_[batch % 2].wait(lock, [&entry] { return entry.done; });
+  const std::uint64_t batch = next_batch_;  // the next batch takes everything queued
+  if (gathering_ && queued_decisions_.size() >= gather_target_) cohort_arrived_.notify_one();
+  // Follow the batch being written, or lead the next one: whoever finds nobody writing writes
+  // everything queued, this entry included.
+  while (!entry.done) {
+    if (writing_) {
+      batch_done_[batch % 2].wait(lock);
+    } else {
+      write_queued(lock);
+    }
+  }
   if (entry.outcome) return std::move(*entry.outcome);
   return {};
 }
@@ -778,82 +786,101 @@ void decision_log::mark_complete(std::string_view gtrid) {
   if (failure_ || stopping_) return;  // a failed log writes nothing; recovery finds it pending
   queued_completions_.append(gtrid).push_back('\n');
   ++queued_completion_count_;
-  if (queued_completion_count_ == 1 && queued_decisions_.empty()) writer_wake_.notify_one();
+  if (background_idle_) background_wake_.notify_one();
 }
 
-void decision_log::run_writer() noexcept {
-  // Swapped with the queues: after the first batches no batch allocates.
-  std::vector<queued_decision*> decisions;
-  std::string completions;
-  std::size_t gather_target = 0;
-  std::chrono::nanoseconds gather_limit{0};
+// Writes every queued decision and completion in one SQLite transaction (one fsync), then wakes
+// the callers. Called with mutex_ held and nobody writing; returns with mutex_ held again.
+void decision_log::write_queued(std::unique_lock<std::mutex>& lock) {
+  writing_ = true;
+  // Committers run in two cohorts: while one batch is fsynced the callers of the previous one
+  // queue up for the next. Left alone, each batch holds half of them. Waiting briefly (at most
+  // half a batch's write time) for the cohort just released merges the two: half the fsyncs. A
+  // lone committer never waits: its target is itself.
+  if (!queued_decisions_.empty() && queued_decisions_.size() < gather_target_ && !stopping_) {
+    gathering_ = true;
+    cohort_arrived_.wait_for(lock, gather_limit_,
+                             [this] { return stopping_ || queued_decisions_.size() >= gather_target_; });
+    gathering_ = false;
+  }
+  const std::uint64_t batch = next_batch_++;  // records queued from now on join the next one
+  batch_.swap(queued_decisions_);
+  batch_completions_.swap(queued_completions_);
+  const std::size_t completion_count = std::exchange(queued_completion_count_, 0);
+  std::optional<failure> earlier_failure;
+  if (failure_) earlier_failure = failed_log_failure();
+  lock.unlock();
+
+  const auto write_start = std::chrono::steady_clock::now();
+  result<void> written = earlier_failure ? result<void>(*earlier_failure) : write_batch(batch_, batch_completions_);
+  const auto write_time = std::chrono::steady_clock::now() - write_start;
+  std::uint64_t durable = 0;
+  if (written) {
+    for (const queued_decision* entry : batch_) durable += entry->outcome ? 0 : 1;
+    decisions_written_.fetch_add(durable, std::memory_order_relaxed);
+    completions_written_.fetch_add(completion_count, std::memory_order_relaxed);
+    batches_.fetch_add(1, std::memory_order_relaxed);
+    if (durable > 0 || completion_count > 0) {
+      XATM_LOG(log, debug) << "batch: " << durable << " decisions, " << completion_count << " completions durable";
+    }
+  }
+  const bool checkpoint_due = written && wal_frames_ >= checkpoint_frames;
+
+  lock.lock();
+  if (!written) {
+    const failure cause = earlier_failure ? *earlier_failure : fail_for_good(std::move(written).error());
+    for (queued_decision* entry : batch_) entry->outcome = cause;
+  }
+  for (queued_decision* entry : batch_) entry->done = true;
+  if (!batch_.empty()) {
+    gather_target_ = queued_decisions_.size() + batch_.size();
+    gather_limit_ = std::min<std::chrono::nanoseconds>(max_gather_wait, write_time / 2);
+  }
+  batch_.clear();
+  batch_completions_.clear();
+  writing_ = false;
+  if (checkpoint_due) {
+    checkpoint_wanted_ = true;
+    background_wake_.notify_one();
+  }
+  // Wakes this batch's callers, and one caller of the next batch to lead it. After unlocking, so
+  // that the woken do not queue up on a mutex still held.
+  lock.unlock();
+  batch_done_[batch % 2].notify_all();
+  batch_done_[(batch + 1) % 2].notify_one();
+  token_free_.notify_one();
+  lock.lock();
+}
+
+// Completions no batch took along within completion_delay, checkpoints, and the last
+// completions at close.
+void decision_log::run_background() noexcept {
   std::unique_lock lock(mutex_);
   for (;;) {
-    writer_wake_.wait(lock, [this] {
-      return stopping_ || !queued_decisions_.empty() || queued_completion_count_ > 0;
-    });
-    if (queued_decisions_.empty() && !stopping_) {
-      // Only completions: they are not forced, so let them ride with the next forced batch.
-      writer_wake_.wait_for(lock, completion_delay, [this] { return stopping_ || !queued_decisions_.empty(); });
+    background_idle_ = true;
+    background_wake_.wait(lock, [this] { return stopping_ || checkpoint_wanted_ || queued_completion_count_ > 0; });
+    background_idle_ = false;
+    if (!stopping_ && !checkpoint_wanted_) {
+      // Only completions: they are not forced, so let them ride with the decisions' batches.
+      // Only when no batch was written for completion_delay are they written alone.
+      const std::uint64_t batches_before = batches_.load(std::memory_order_relaxed);
+      background_wake_.wait_for(lock, completion_delay, [this] { return stopping_ || checkpoint_wanted_; });
+      if (!stopping_ && !checkpoint_wanted_ && batches_.load(std::memory_order_relaxed) != batches_before) continue;
     }
-    if (queued_decisions_.empty() && queued_completion_count_ == 0) {
-      if (stopping_) return;
-      continue;
+    token_free_.wait(lock, [this] { return !writing_; });
+    if (queued_completion_count_ > 0 && !failure_) write_queued(lock);  // ends with mutex_ held
+    if (checkpoint_wanted_ && !writing_ && !failure_) {
+      checkpoint_wanted_ = false;
+      writing_ = true;
+      lock.unlock();
+      auto checkpointed = checkpoint();
+      lock.lock();
+      writing_ = false;
+      if (!checkpointed && !failure_) (void)fail_for_good(std::move(checkpointed).error());  // nobody waits for it
+      batch_done_[next_batch_ % 2].notify_one();  // a caller queued meanwhile leads the next batch
     }
-    // Committers run in two cohorts: while one batch is fsynced the callers of the previous one
-    // queue up for the next. Left alone, each batch holds half of them. Waiting briefly (at most
-    // half a commit's time) for the cohort just released merges the two: half the fsyncs. A lone
-    // committer never waits: its target is itself.
-    if (!queued_decisions_.empty() && queued_decisions_.size() < gather_target && !stopping_) {
-      writer_target_ = gather_target;
-      writer_wake_.wait_for(lock, gather_limit, [this, gather_target] {
-        return stopping_ || queued_decisions_.size() >= gather_target;
-      });
-      writer_target_ = 0;
-    }
-    decisions.swap(queued_decisions_);
-    completions.swap(queued_completions_);
-    const std::size_t completion_count = std::exchange(queued_completion_count_, 0);
-    const std::uint64_t batch = next_batch_++;  // later record() calls join the next batch
-    std::optional<failure> earlier_failure;
-    if (failure_) earlier_failure = failed_log_failure();
-    lock.unlock();
-
-    const auto write_start = std::chrono::steady_clock::now();
-    result<void> written = earlier_failure ? result<void>(*earlier_failure)
-                                           : write_batch(decisions, completions);
-    gather_limit = std::min<std::chrono::nanoseconds>(max_gather_wait,
-                                                      (std::chrono::steady_clock::now() - write_start) / 2);
-    std::uint64_t durable = 0;
-    if (written) {
-      for (const queued_decision* entry : decisions) durable += entry->outcome ? 0 : 1;
-      decisions_written_.fetch_add(durable, std::memory_order_relaxed);
-      completions_written_.fetch_add(completion_count, std::memory_order_relaxed);
-      batches_.fetch_add(1, std::memory_order_relaxed);
-    }
-
-    lock.lock();
-    if (!written) {
-      const failure cause = earlier_failure ? *earlier_failure : fail_for_good(std::move(written).error());
-      for (queued_decision* entry : decisions) entry->outcome = cause;
-    }
-    for (queued_decision* entry : decisions) entry->done = true;
-    gather_target = queued_decisions_.size() + decisions.size();
-    lock.unlock();
-    // After unlocking, so that woken callers do not queue up on the mutex the writer still holds.
-    batch_done_[batch % 2].notify_all();
-    if (written && (durable > 0 || completion_count > 0)) {
-      XATM_LOG(log, debug) << "batch " << batch << ": " << durable << " decisions, " << completion_count
-                           << " completions durable";
-    }
-    std::optional<failure> checkpoint_failure;
-    if (written && wal_frames_ >= checkpoint_frames) {
-      if (auto checkpointed = checkpoint(); !checkpointed) checkpoint_failure = std::move(checkpointed).error();
-    }
-    decisions.clear();
-    completions.clear();
-    lock.lock();
-    if (checkpoint_failure && !failure_) (void)fail_for_good(std::move(*checkpoint_failure));  // nobody waits for it
+    checkpoint_wanted_ = checkpoint_wanted_ && !failure_;
+    if (stopping_ && !writing_ && (queued_completion_count_ == 0 || failure_)) return;
   }
 }
 
@@ -928,6 +955,8 @@ failure decision_log::fail_for_good(failure cause) {
   XATM_LOG(log, error) << cause.message;
   failure_ = cause;
   failed_.store(true, std::memory_order_release);
+  queued_completions_.clear();  // a failed log writes nothing more; recovery finds them pending
+  queued_completion_count_ = 0;
   return cause;
 }
 

@@ -1,6 +1,9 @@
-// Internal: the TM's durable decision log (DESIGN.md section 5), an SQLite file in WAL mode whose
-// one writer thread group-commits decisions and acknowledges each only after the WAL fsync that
-// holds it. Thread safety: one decision_log per file at a time, across processes too (an flock on
+// Internal: the TM's durable decision log (DESIGN.md section 5), an SQLite file in WAL mode that
+// group-commits decisions and acknowledges each only after the WAL fsync that holds it. Group
+// commit is leader/follower: a record() that finds nobody writing writes the batch itself (every
+// decision queued by then, its own included); those that arrive meanwhile queue up, and one of
+// them leads the next batch. A lone committer thus writes its own record with no thread hand-off.
+// A background thread writes completions that no batch took along, and checkpoints. Thread safety: one decision_log per file at a time, across processes too (an flock on
 // "<path>.lock"); its calls may come from any number of threads at once, and it may be destroyed
 // only once no thread is inside one of them.
 //
@@ -12,6 +15,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -62,7 +66,7 @@ struct decision_log_options {
 
 struct decision_log_stats {
   std::uint64_t decisions_written = 0;    // decisions acknowledged as durable
-  std::uint64_t batches = 0;              // SQLite transactions the writer committed (= WAL fsyncs)
+  std::uint64_t batches = 0;              // SQLite transactions committed (= WAL fsyncs)
   std::uint64_t completions_written = 0;  // completion deletes committed
 };
 
@@ -74,7 +78,7 @@ class decision_log {
   // an xatm decision log or fails `PRAGMA quick_check`, an unknown schema version, a log of
   // another tm_id, and a log whose -wal file vanished after an unclean shutdown. Nothing refused
   // is ever repaired or recreated: a lost log would turn committed work into presumed aborts.
-  // Every successful open durably increments the incarnation, then starts the writer thread.
+  // Every successful open durably increments the incarnation, then starts the background thread.
   [[nodiscard]] static result<std::unique_ptr<decision_log>> open(const decision_log_options& options);
 
   // The pid written into "<path>.lock" by the process that holds the log, or nullopt when
@@ -86,7 +90,8 @@ class decision_log {
   // another process holds it.
   [[nodiscard]] static result<std::string> stored_tm_id(const std::string& path);
 
-  // Writes what is queued (completions included), stops the writer, checkpoints and closes.
+  // Writes what is queued (completions included), stops the background thread, checkpoints
+  // and closes.
   // Never throws; failures are logged. A failed log is closed without touching its files.
   ~decision_log();
 
@@ -111,8 +116,9 @@ class decision_log {
   [[nodiscard]] result<void> record(const decision_record& decision);
 
   // Queues the deletion of a decision whose branches are all committed. Not forced: it is
-  // written with the next batch, by the writer within about 50 ms, or at close. A completion
-  // lost in a crash only makes recovery meet the decision again, which it handles idempotently.
+  // written with the next batch, by the background thread within about 50 ms, or at close. A
+  // completion lost in a crash only makes recovery meet the decision again, which it handles
+  // idempotently.
   // Ignored on a failed log.
   void mark_complete(std::string_view gtrid);
 
@@ -134,7 +140,8 @@ class decision_log {
                                          std::string_view completions);
   [[nodiscard]] result<void> checkpoint();
   [[nodiscard]] result<void> close_database() noexcept;
-  void run_writer() noexcept;
+  void write_queued(std::unique_lock<std::mutex>& lock);  // needs lock held and writing_ false
+  void run_background() noexcept;
   failure fail_for_good(failure cause);  // under mutex_; returns what the failed batch is told
   failure failed_log_failure() const;    // under mutex_: the answer of every call after a failure
 
@@ -145,31 +152,44 @@ class decision_log {
   std::uint64_t incarnation_ = 0;
   bool usable_ = false;  // open() completed: closing may mark the log clean and checkpoint it
 
-  sqlite_handle db_;  // used by the writer thread only once it runs
+  // The writer's state: used only by the thread that holds `writing_` (a leading record(), or the
+  // background thread), outside mutex_.
+  sqlite_handle db_;
   sqlite_statement begin_;
   sqlite_statement commit_;
   sqlite_statement insert_;
   sqlite_statement delete_;
-  std::string branches_buffer_;  // writer only: reused so that a record costs no allocation
-  int wal_frames_ = 0;           // writer only: frames in the WAL after the last commit (wal hook)
+  std::string branches_buffer_;             // reused so that a record costs no allocation
+  int wal_frames_ = 0;                      // frames in the WAL after the last commit (wal hook)
+  std::vector<queued_decision*> batch_;     // the batch being written (swapped with the queue)
+  std::string batch_completions_;           // its completions (swapped with the queue)
 
   mutable std::mutex mutex_;
-  std::condition_variable writer_wake_;
-  std::condition_variable batch_done_[2];        // waiters of batch n wait on batch_done_[n % 2]
+  // Callers of batch n wait on batch_done_[n % 2]: when batch n is written, all of them are woken
+  // (they are done) and one caller of batch n + 1 (to lead it).
+  std::condition_variable batch_done_[2];
+  std::condition_variable token_free_;      // nobody writes any more (for the background thread)
+  std::uint64_t next_batch_ = 0;            // the batch queued records join; guarded by mutex_
+  std::condition_variable cohort_arrived_;  // the leader's gathering wait is over
+  std::condition_variable background_wake_;
+  bool writing_ = false;                    // somebody writes a batch or checkpoints; guarded by mutex_
   std::vector<queued_decision*> queued_decisions_;  // guarded by mutex_
-  std::string queued_completions_;               // gtrids joined by '\n'; guarded by mutex_
-  std::size_t queued_completion_count_ = 0;      // guarded by mutex_
-  std::size_t writer_target_ = 0;                // guarded by mutex_
-  std::uint64_t next_batch_ = 0;                 // the batch queued records join; guarded by mutex_
-  bool stopping_ = false;                        // guarded by mutex_
-  std::optional<failure> failure_;               // the first write failure; guarded by mutex_
+  std::string queued_completions_;          // gtrids joined by '\n'; guarded by mutex_
+  std::size_t queued_completion_count_ = 0; // guarded by mutex_
+  std::size_t gather_target_ = 1;           // see write_queued(); guarded by mutex_
+  std::chrono::nanoseconds gather_limit_{0};  // guarded by mutex_
+  bool gathering_ = false;                  // guarded by mutex_
+  bool checkpoint_wanted_ = false;          // guarded by mutex_
+  bool background_idle_ = false;            // waiting for work, to be woken; guarded by mutex_
+  bool stopping_ = false;                   // guarded by mutex_
+  std::optional<failure> failure_;          // the first write failure; guarded by mutex_
   std::atomic<bool> failed_{false};
 
   std::atomic<std::uint64_t> decisions_written_{0};
   std::atomic<std::uint64_t> batches_{0};
   std::atomic<std::uint64_t> completions_written_{0};
 
-  std::thread writer_;
+  std::thread background_;
 };
 
 }  // namespace xatm::detail
