@@ -8,8 +8,6 @@
 // has XATM_CRASH_AT set itself. Use everything here from the test's main thread.
 #pragma once
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
@@ -19,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "support/child_process.h"
 #include "support/invariants.h"
 #include "support/temp_dir.h"
 #include "xatm/transaction_manager.h"
@@ -27,44 +26,9 @@ namespace xatm::crash_test {
 
 using namespace std::chrono_literals;
 
-// How a child process ended.
-struct exit_status {
-  bool exited = false;     // exited by itself, with `code`
-  int code = 0;
-  int signal = 0;          // killed by this signal
-  bool timed_out = false;  // did not end in time: the harness killed it
-  bool killed_by_sigkill() const;
-  std::string describe() const;
-};
-
-// A child process with its stdout and stderr in files. The destructor kills and reaps a child
-// that is still running.
-class child_process {
- public:
-  // env: "NAME=value" entries set on top of this process's environment, from which
-  // XATM_CRASH_AT is always removed first.
-  child_process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                std::filesystem::path out, std::filesystem::path err);
-  ~child_process();
-  child_process(const child_process&) = delete;
-  child_process& operator=(const child_process&) = delete;
-
-  pid_t pid() const { return pid_; }
-  // The status once the child has ended (reaping it), nullopt while it runs.
-  std::optional<exit_status> poll();
-  // Waits until the child ends; after `timeout` it is killed and reported timed_out.
-  exit_status wait(std::chrono::milliseconds timeout);
-  // SIGKILL now, then reap it.
-  exit_status kill();
-  std::string out() const;
-  std::string err() const;
-
- private:
-  pid_t pid_ = -1;
-  std::optional<exit_status> status_;
-  std::filesystem::path out_;
-  std::filesystem::path err_;
-};
+// Child processes (support/child_process.h), by their short names here.
+using test::child_process;
+using test::exit_status;
 
 // One scenario's world: a private 0700 dir (decision log, ack files, tool output), a tm_id no
 // other test uses, fresh bank tables named after the scenario. The destructor rolls back what a

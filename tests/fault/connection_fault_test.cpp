@@ -8,10 +8,8 @@
 // branch of this TM prepared, and that the decision log ends empty. The black-hole cases also
 // prove that nothing waits for ever, with generous upper bounds only. Needs the `servers` fixture.
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <filesystem>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -23,8 +21,9 @@
 #include "support/bank_tables.h"
 #include "support/fault_proxy.h"
 #include "support/log_file.h"
+#include "support/observers.h"
 #include "support/servers.h"
-#include "support/temp_dir.h"
+#include "support/tm_fixture.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
@@ -38,6 +37,8 @@ namespace {
 using clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 using test::fault_proxy;
+using test::observe_maria;
+using test::observe_pg;
 using fault = test::fault_proxy::fault;
 
 // "Does not hang": far above what any case needs, far below the CTest timeout.
@@ -70,26 +71,11 @@ std::string with_setting(const std::string& conninfo, const std::string& key, co
 
 std::string pg_port() { return connection_settings::parse(test::servers().pg).value().get("port").value_or("5432"); }
 
-// Connections of the test's own, straight to the servers: how everyone else sees the data.
-std::unique_ptr<resource_manager> observe_pg() {
-  return test::open_rm_with(&postgresql::connect, test::servers().pg, "observer", "connect to PostgreSQL");
-}
-std::unique_ptr<resource_manager> observe_maria() {
-  return test::open_rm_with(&mysql::connect, test::servers().mysql, "observer", "connect to MariaDB");
-}
-
 // The gtrids of tm_id's branches prepared on either server, as "<server>: <gtrid>".
 std::set<std::string> prepared_of(const std::string& tm_id) {
   std::set<std::string> found;
-  auto look = [&](const char* server, resource_manager& rm) {
-    auto listed = rm.recover();
-    if (!listed.ok()) FAIL("recover on " << server << ": " << listed.error().describe());
-    for (const xid& branch : listed.value().ours) {
-      if (is_ours(branch, tm_id)) found.insert(std::string(server) + ": " + branch.gtrid());
-    }
-  };
-  look("pg", *observe_pg());
-  look("maria", *observe_maria());
+  for (const std::string& gtrid : test::prepared_gtrids(*observe_pg(), tm_id)) found.insert("pg: " + gtrid);
+  for (const std::string& gtrid : test::prepared_gtrids(*observe_maria(), tm_id)) found.insert("maria: " + gtrid);
   return found;
 }
 
@@ -128,27 +114,21 @@ struct timeouts {
 constexpr timeouts for_cuts{5s, 5s, 5s};
 constexpr timeouts for_black_holes{2s, 2s, 2s};
 
-// A transaction manager whose two RMs, "pg" and "maria", are reached through fault proxies.
-// Recovery runs only when a test asks (recover_now()).
-struct proxied_tm {
+tm_options options_with(timeouts limits) {
+  tm_options options = test::without_background_recovery();
+  options.prepare_timeout = limits.prepare;
+  options.rm_call_timeout = limits.rm_call;
+  options.commit_retry_window = limits.commit_retry_window;
+  return options;
+}
+
+// A transaction manager (support/tm_fixture.h) whose two RMs, "pg" and "maria", are reached
+// through fault proxies. Recovery runs only when a test asks (recover_now()).
+struct proxied_tm : test::tm_fixture {
   fault_proxy pg_proxy{test::servers().dir + "/.s.PGSQL." + pg_port(), ".s.PGSQL." + pg_port()};
   fault_proxy maria_proxy{test::servers().mysql_socket, "mysql.sock"};
-  test::temp_dir dir;
-  std::filesystem::path log_path = dir.path / "decisions.db";
-  std::string tm_id;
-  std::unique_ptr<transaction_manager> tm;
 
-  explicit proxied_tm(timeouts limits) {
-    static int counter = 0;
-    tm_id = "connfault-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
-    tm_options options;
-    options.tm_id = tm_id;
-    options.log_path = log_path.string();
-    options.prepare_timeout = limits.prepare;
-    options.rm_call_timeout = limits.rm_call;
-    options.commit_retry_window = limits.commit_retry_window;
-    options.recovery_interval = 0ms;
-    tm = std::make_unique<transaction_manager>(options);
+  explicit proxied_tm(timeouts limits) : tm_fixture("connfault", options_with(limits), test::fixture_rms::none) {
     tm->register_rm("pg", "postgresql", with_setting(test::servers().pg, "host", pg_proxy.directory()));
     tm->register_rm("maria", "mariadb", with_setting(test::servers().mysql, "unix_socket", maria_proxy.socket_path()));
   }
@@ -156,7 +136,7 @@ struct proxied_tm {
   // After a failed check: lift the faults and roll back whatever this TM left prepared, so that
   // its locks do not block the next case. Best effort; nothing is left when every check passed.
   ~proxied_tm() {
-    tm.reset();
+    close();
     pg_proxy.restore();
     maria_proxy.restore();
     roll_back_leftovers(tm_id);
@@ -179,7 +159,7 @@ struct proxied_tm {
 
   // Closes the TM (its log's completions reach the file) and answers the decisions left in it.
   std::vector<std::string> close_and_read_log() {
-    tm.reset();
+    close();
     return test::decisions_in_log_file(log_path);
   }
 };

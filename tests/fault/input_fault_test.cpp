@@ -13,12 +13,9 @@
 // (unit/xid_test.cpp, integration/postgresql_test.cpp, integration/mysql_test.cpp, the
 // conformance suite), and the parser's own cases (unit/connection_settings_test.cpp).
 #include <doctest/doctest.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -42,12 +39,11 @@
 #include "support/result_checks.h"
 #include "support/servers.h"
 #include "support/temp_dir.h"
+#include "support/tool_run.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
 #include "xatm/transaction_manager.h"
 #include "xatm/xid.h"
-
-extern char** environ;
 
 using namespace xatm;  // NOLINT(google-build-using-namespace): test file
 
@@ -237,33 +233,14 @@ bool listener_sees_connect(transaction_manager& tm, const std::string& rm_name, 
 }
 
 #ifdef XATM_RECOVER_BIN
-struct tool_run {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-// Runs xatm-recover with `arguments` (no shell: each reaches it verbatim).
-tool_run run_xatm_recover(const temp_dir& dir, const std::vector<std::string>& arguments) {
-  const std::string output_path = dir.file("xatm-recover.out");
-  std::vector<std::string> words{XATM_RECOVER_BIN};
-  words.insert(words.end(), arguments.begin(), arguments.end());
-  std::vector<char*> argv;
-  for (auto& word : words) argv.push_back(word.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, output_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t child = 0;
-  const int spawned = posix_spawn(&child, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  REQUIRE_MESSAGE(spawned == 0, "cannot run " << XATM_RECOVER_BIN << ": " << std::strerror(spawned));
-  int status = 0;
-  while (::waitpid(child, &status, 0) < 0) REQUIRE(errno == EINTR);
-  tool_run result;
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  result.output = read_file(output_path);
-  return result;
+// Runs xatm-recover with `arguments` (no shell: each reaches it verbatim), its output in files of
+// `dir`. Fails the test if it has not ended within 60 s.
+test::tool_run run_xatm_recover(const temp_dir& dir, const std::vector<std::string>& arguments) {
+  std::vector<std::string> argv{XATM_RECOVER_BIN};
+  argv.insert(argv.end(), arguments.begin(), arguments.end());
+  auto done = test::run_tool(argv, dir.path, 60s);
+  REQUIRE_MESSAGE(!done.status.timed_out, "xatm-recover did not end within 60 s\n" << done.output());
+  return done;
 }
 #endif
 
@@ -560,23 +537,23 @@ TEST_CASE("xatm-recover given hostile passwords on its command line prints them 
 
   auto clean = run_xatm_recover(dir, {"--verbose", "--log", log, "--rm", "pg=postgresql:" + pg_conninfo,
                                       "--rm", "maria=mariadb:" + maria_conninfo});
-  INFO(clean.output);
-  CHECK(clean.exit_code == 0);
-  CHECK(contains(clean.output, "password=***"));  // --verbose logged the connection settings
-  check_no_password("xatm-recover's output", clean.output);
+  INFO(clean.output());
+  CHECK(clean.exit_code() == 0);
+  CHECK(contains(clean.output(), "password=***"));  // --verbose logged the connection settings
+  check_no_password("xatm-recover's output", clean.output());
 
   auto refused = run_xatm_recover(
       dir, {"--verbose", "--log", log, "--rm",
             "pg=postgresql:" + with_password(pg_conninfo, std::string(test::pg_password) + "!"), "--rm",
             "maria=mariadb:" + with_password(maria_conninfo, std::string(test::mysql_password) + "!")});
-  INFO(refused.output);
-  CHECK(refused.exit_code == 1);  // unresolved: both RMs unreachable
-  check_no_password("xatm-recover's output", refused.output);
+  INFO(refused.output());
+  CHECK(refused.exit_code() == 1);  // unresolved: both RMs unreachable
+  check_no_password("xatm-recover's output", refused.output());
 
   auto malformed = run_xatm_recover(dir, {"--log", log, "--rm", "pg=postgresql:user=x password='s3cr3t"});
-  INFO(malformed.output);
-  CHECK(malformed.exit_code == 2);
-  CHECK(contains(malformed.output, "unterminated quoted value of keyword 'password'"));
-  check_no_password("xatm-recover's output", malformed.output);
+  INFO(malformed.output());
+  CHECK(malformed.exit_code() == 2);
+  CHECK(contains(malformed.output(), "unterminated quoted value of keyword 'password'"));
+  check_no_password("xatm-recover's output", malformed.output());
 }
 #endif

@@ -34,6 +34,7 @@
 #include "support/log_file.h"
 #include "support/servers.h"
 #include "support/temp_dir.h"
+#include "support/tool_run.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
@@ -49,6 +50,7 @@ using namespace xatm::crash_test;  // NOLINT(google-build-using-namespace): test
 namespace {
 
 namespace fs = std::filesystem;
+using test::tool_run;
 
 // ---- files -------------------------------------------------------------------------------------
 
@@ -158,23 +160,13 @@ std::string commit_under_fault(global_transaction& tx, void (*set_fault)(bool)) 
 
 // ---- xatm-recover ------------------------------------------------------------------------------
 
-struct tool_run {
-  exit_status status;
-  std::string out;
-  std::string err;
-};
-
 // xatm-recover on `log` with both servers (and `extra` arguments); its output goes to files in
 // `output_dir`.
 tool_run run_xatm_recover(const fs::path& log, const fs::path& output_dir, const std::vector<std::string>& extra = {}) {
-  static int runs = 0;
-  const std::string n = std::to_string(++runs);
   std::vector<std::string> argv{XATM_RECOVER_BIN, "--log", log.string(), "--rm", "pg=postgresql:" + test::servers().pg,
                                 "--rm", "maria=mariadb:" + test::servers().mysql};
   argv.insert(argv.end(), extra.begin(), extra.end());
-  child_process tool(argv, {}, output_dir / ("recover-out." + n), output_dir / ("recover-err." + n));
-  const exit_status status = tool.wait(std::chrono::seconds(30));  // "does not hang", nothing finer
-  return {status, tool.out(), tool.err()};
+  return test::run_tool(argv, output_dir, std::chrono::seconds(30));  // "does not hang", nothing finer
 }
 
 // The tool refused to work: exit code 2 (nothing was done), and stderr says `why` about `log`.

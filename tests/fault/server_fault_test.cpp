@@ -12,20 +12,12 @@
 //    database) are listed by recover_now() and xatm-recover and never committed or rolled back.
 // Needs the `servers` fixture; the max_prepared_transactions = 0 case starts its own PostgreSQL.
 #include <doctest/doctest.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -33,10 +25,12 @@
 
 #include "support/adapter_checks.h"
 #include "support/log_file.h"
+#include "support/observers.h"
 #include "support/result_checks.h"
 #include "support/servers.h"
-#include "support/temp_dir.h"
 #include "support/throwaway_postgresql.h"
+#include "support/tm_fixture.h"
+#include "support/tool_run.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
@@ -47,42 +41,27 @@
 #error "XATM_RECOVER_BIN must name the xatm-recover binary (set by tests/CMakeLists.txt)"
 #endif
 
-extern char** environ;
-
 using namespace xatm;  // NOLINT(google-build-using-namespace): test file
 using namespace std::chrono_literals;
 
 namespace {
 
 using clock = std::chrono::steady_clock;
+using test::observe_maria;
+using test::observe_pg;
+using test::prepared_gtrids;
 using test::run;
 using test::single_value;
-using test::temp_dir;
+using test::tool_run;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-// A transaction manager of its own per test: a fresh log and a tm_id no other test uses. No RM
-// is registered (each test registers its own); no background recovery (recover_now() only).
-// Destroy every global_transaction before close().
-struct tm_under_test {
-  temp_dir dir{"xatm-server-fault"};
-  std::filesystem::path log_path = dir.path / "decisions.db";
-  std::string tm_id;
-  std::unique_ptr<transaction_manager> tm;
-
-  explicit tm_under_test(tm_options options = {}) {
-    static int counter = 0;
-    tm_id = "srvfault-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
-    options.tm_id = tm_id;
-    options.log_path = log_path.string();
-    options.recovery_interval = 0ms;
-    tm = std::make_unique<transaction_manager>(options);
-  }
-  void register_both() {
-    tm->register_rm("pg", "postgresql", test::servers().pg);
-    tm->register_rm("maria", "mariadb", test::servers().mysql);
-  }
-  void close() { tm.reset(); }
+// A transaction manager of its own per test (support/tm_fixture.h). No RM is registered (each
+// test registers its own, or calls register_pg_and_maria()); no background recovery
+// (recover_now() only). Destroy every global_transaction before close().
+struct tm_under_test : test::tm_fixture {
+  explicit tm_under_test(tm_options settings = {})
+      : tm_fixture("srvfault", test::without_background_recovery(std::move(settings)), test::fixture_rms::none) {}
 };
 
 // Two new connections of a TM and a transaction with branch 1 on the PostgreSQL one and branch 2
@@ -103,14 +82,6 @@ struct two_branches {
   }
 };
 
-// Connections of the test's own, outside any transaction manager: how everyone else (an
-// operator, another application) sees and touches the servers.
-std::unique_ptr<resource_manager> observe_pg(const std::string& conninfo = test::servers().pg) {
-  return test::open_rm_with(&postgresql::connect, conninfo, "observer", "connect to PostgreSQL");
-}
-std::unique_ptr<resource_manager> observe_maria(const std::string& conninfo = test::servers().mysql) {
-  return test::open_rm_with(&mysql::connect, conninfo, "observer", "connect to MariaDB");
-}
 // MariaDB as root: KILL, and XA statements for branches that are not xatm's.
 std::unique_ptr<resource_manager> maria_root() { return observe_maria(test::servers().mysql_root); }
 
@@ -124,17 +95,6 @@ void fresh_tables(const std::string& table, const std::string& columns) {
 
 long count_rows(resource_manager& rm, const std::string& table, const std::string& where = "TRUE") {
   return std::stol(single_value(rm, "SELECT count(*) FROM " + table + " WHERE " + where));
-}
-
-// The gtrids of tm_id's branches an RM holds prepared.
-std::set<std::string> prepared_gtrids(resource_manager& rm, const std::string& tm_id) {
-  auto found = rm.recover();
-  if (!found.ok()) FAIL("recover on " << rm.dialect() << ": " << found.error().describe());
-  std::set<std::string> gtrids;
-  for (const xid& branch : found.value().ours) {
-    if (is_ours(branch, tm_id)) gtrids.insert(branch.gtrid());
-  }
-  return gtrids;
 }
 
 // Waits until `count_sql` (run by `observer`) answers 0: a session is gone from the server.
@@ -212,71 +172,22 @@ void register_interposed(transaction_manager& tm, const std::string& name, const
 
 interposed_rm& interposed(std::unique_ptr<resource_manager>& rm) { return dynamic_cast<interposed_rm&>(*rm); }
 
-// What one run of xatm-recover printed and how it exited.
-struct tool_run {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-  // The line of --json output that mentions `token` (one line per branch), or "".
-  std::string line_with(const std::string& token) const {
-    std::istringstream lines(out);
-    for (std::string line; std::getline(lines, line);) {
-      if (contains(line, token)) return line;
-    }
-    return {};
-  }
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// Runs xatm-recover with `arguments` (no shell: connection strings with quotes pass verbatim),
-// its output in files of `dir`. Fails the test if it has not ended within 60 s.
-tool_run run_xatm_recover(const temp_dir& dir, std::vector<std::string> arguments) {
-  arguments.insert(arguments.begin(), XATM_RECOVER_BIN);
-  std::vector<char*> argv;
-  for (auto& argument : arguments) argv.push_back(argument.data());
-  argv.push_back(nullptr);
-  const std::string out_path = dir.file("xatm-recover.out");
-  const std::string err_path = dir.file("xatm-recover.err");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  pid_t pid = -1;
-  const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  REQUIRE_MESSAGE(spawned == 0, "cannot run " << XATM_RECOVER_BIN << ": " << std::strerror(spawned));
-  int status = 0;
-  const auto deadline = clock::now() + 60s;
-  while (::waitpid(pid, &status, WNOHANG) != pid) {
-    if (clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      FAIL("xatm-recover did not end within 60 s");
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  tool_run done{WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out_path), read_file(err_path)};
-  INFO("xatm-recover stdout:\n" << done.out << "\nstderr:\n" << done.err);
-  REQUIRE(WIFEXITED(status));
-  return done;
-}
-
-// xatm-recover --json on a closed TM's log, with RMs as `{name, "<dialect>:<conninfo>"}`.
+// xatm-recover --json on a closed TM's log, with RMs as `{name, "<dialect>:<conninfo>"}`, its
+// output in files of the TM's dir. Fails the test if it has not ended within 60 s, or did not
+// exit by itself.
 tool_run recover_with_tool(const tm_under_test& t, const std::vector<std::pair<std::string, std::string>>& rms = {
                                {"pg", "postgresql:" + test::servers().pg},
                                {"maria", "mariadb:" + test::servers().mysql}}) {
-  std::vector<std::string> arguments{"--log", t.log_path.string(), "--json"};
+  std::vector<std::string> argv{XATM_RECOVER_BIN, "--log", t.log_path.string(), "--json"};
   for (const auto& [name, spec] : rms) {
-    arguments.push_back("--rm");
-    arguments.push_back(name + "=" + spec);
+    argv.push_back("--rm");
+    argv.push_back(name + "=" + spec);
   }
-  return run_xatm_recover(t.dir, arguments);
+  tool_run done = test::run_tool(argv, t.dir.path, 60s);
+  INFO("xatm-recover stdout:\n" << done.out << "\nstderr:\n" << done.err);
+  REQUIRE_MESSAGE(!done.status.timed_out, "xatm-recover did not end within 60 s");
+  REQUIRE(done.status.exited);
+  return done;
 }
 
 }  // namespace
@@ -352,7 +263,7 @@ TEST_CASE("a lock wait timeout in a MariaDB branch rolls the whole transaction b
   fresh_tables("srvfault_lock", "id int PRIMARY KEY, amount int NOT NULL");
   run(*observe_maria(), "INSERT INTO srvfault_lock VALUES (1, 0)");
   tm_under_test t;
-  t.register_both();
+  t.register_pg_and_maria();
   two_branches holder(*t.tm);
   run(*holder.pg, "INSERT INTO srvfault_lock VALUES (1, 1)");
   run(*holder.maria, "UPDATE srvfault_lock SET amount = amount + 1 WHERE id = 1");  // holds the row lock
@@ -402,7 +313,7 @@ TEST_CASE("phase-2 verbs replayed by hand after a commit answer not found, chang
           "recovery nothing to do") {
   fresh_tables("srvfault_replay", "id int PRIMARY KEY");
   tm_under_test t;
-  t.register_both();
+  t.register_pg_and_maria();
   std::string gtrid;
   {
     two_branches both(*t.tm);
@@ -435,7 +346,7 @@ TEST_CASE("phase-2 verbs replayed by hand after a commit answer not found, chang
 
   auto tool = recover_with_tool(t);
   INFO(tool.out << tool.err);
-  CHECK(tool.exit_code == 0);
+  CHECK(tool.exit_code() == 0);
   CHECK(contains(tool.out, "\"exit_code\": 0"));
   CHECK(tool.line_with(gtrid).empty());
   CHECK_FALSE(contains(tool.out + tool.err, std::string(test::mysql_password)));
@@ -638,7 +549,7 @@ TEST_CASE("foreign prepared branches (other formatID, other tm_id, other databas
   REQUIRE(foreign.pg_prepared_count() == 3);
   REQUIRE(foreign.maria_prepared_count() == 2);
   tm_under_test t;
-  t.register_both();
+  t.register_pg_and_maria();
   t.tm->register_rm("pg2", "postgresql", test::servers().pg2);
 
   auto report = t.tm->recover_now();
@@ -673,7 +584,7 @@ TEST_CASE("foreign prepared branches (other formatID, other tm_id, other databas
                                     {"pg2", "postgresql:" + test::servers().pg2},
                                     {"maria", "mariadb:" + test::servers().mysql}});
   INFO(tool.out << tool.err);
-  CHECK(tool.exit_code == 0);  // foreign branches are not "unresolved"
+  CHECK(tool.exit_code() == 0);  // foreign branches are not "unresolved"
   for (const auto& [rm, token] : foreign.rm_and_token()) {
     CAPTURE(token);
     const std::string line = tool.line_with(token);
@@ -693,7 +604,7 @@ TEST_CASE("a branch prepared in another database is invisible to the RM of this 
   // it back (presumed abort) if an RM of this TM could see it. But it was prepared in xatm_test2,
   // which no RM of this TM names.
   tm_under_test t;
-  t.register_both();
+  t.register_pg_and_maria();
   const xid elsewhere(xatm_format_id, t.tm_id + ".0.1", "1");
   auto session = observe_pg(test::servers().pg2);
   run(*session, "BEGIN");
@@ -709,7 +620,7 @@ TEST_CASE("a branch prepared in another database is invisible to the RM of this 
   CHECK(still_prepared());
   t.close();
   auto tool = recover_with_tool(t);
-  CHECK(tool.exit_code == 0);
+  CHECK(tool.exit_code() == 0);
   CHECK(tool.line_with(elsewhere.gtrid()).empty());
   CHECK(still_prepared());
   // Only the database where it was prepared can finish it (PostgreSQL answers 0A000 elsewhere).

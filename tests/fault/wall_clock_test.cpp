@@ -9,7 +9,6 @@
 // Every jump is measured in the process first (system_clock moved, steady_clock did not), so no
 // case can pass vacuously; without libfaketime every case fails, saying to install faketime.
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -24,15 +23,14 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "support/adapter_checks.h"
+#include "support/observers.h"
 #include "support/result_checks.h"
-#include "support/servers.h"
-#include "support/temp_dir.h"
+#include "support/tm_fixture.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
 #include "xatm/transaction_manager.h"
 
 #ifndef XATM_LIBFAKETIME
@@ -46,6 +44,8 @@ namespace {
 using namespace std::chrono_literals;
 using std::chrono::steady_clock;
 using std::chrono::system_clock;
+using test::observe_maria;
+using test::observe_pg;
 using test::run;
 using test::single_value;
 using test::thrown_by;
@@ -120,46 +120,25 @@ class wall_clock {
 
 const std::string rows_table = "wall_clock_rows";
 
-std::unique_ptr<resource_manager> observe_pg() {
-  return test::open_rm_with(&postgresql::connect, test::servers().pg, "observer", "connect to PostgreSQL");
-}
-std::unique_ptr<resource_manager> observe_maria() {
-  return test::open_rm_with(&mysql::connect, test::servers().mysql, "observer", "connect to MariaDB");
-}
-
 bool row_exists(resource_manager& rm, std::int64_t id) {
   return single_value(rm, "SELECT count(*) FROM " + rows_table + " WHERE id = " + std::to_string(id)) == "1";
 }
 
-// A transaction manager with the RMs "pg" and "maria" on a log of its own, its tm_id unique to
-// this process and `tag`, the rows table ready on both servers, and a connection to each RM for
-// the application's branches. restart() closes the TM and opens the same log again (a new
+// A transaction manager (support/tm_fixture.h) with the RMs "pg" and "maria" on a log of its
+// own, its tm_id unique to this process and `tag`, no background recovery (it runs at the first
+// begin() only), the rows table ready on both servers, and a connection to each RM for the
+// application's branches. reopen() closes the TM and opens the same log again (a new
 // incarnation); the connections stay.
-struct tm_under_test {
-  test::temp_dir dir{"xatm-wall-clock"};
-  tm_options options;
-  std::unique_ptr<transaction_manager> tm;
+struct tm_under_test : test::tm_fixture {
   std::unique_ptr<resource_manager> pg;
   std::unique_ptr<resource_manager> maria;
 
-  tm_under_test(const std::string& tag, tm_options settings) : options(std::move(settings)) {
-    options.tm_id = "clock-" + tag + "-" + std::to_string(::getpid());
-    options.log_path = dir.file("decisions.db");
-    options.recovery_interval = 0ms;  // recovery runs at the first begin() only
-    open();
+  tm_under_test(const std::string& tag, tm_options settings)
+      : tm_fixture("clock-" + tag, test::without_background_recovery(std::move(settings))) {
     run(*observe_pg(), "CREATE TABLE IF NOT EXISTS " + rows_table + " (id bigint PRIMARY KEY, note text)");
     run(*observe_maria(), "CREATE TABLE IF NOT EXISTS " + rows_table + " (id bigint PRIMARY KEY, note text) ENGINE=InnoDB");
     pg = tm->connect("pg");
     maria = tm->connect("maria");
-  }
-  void open() {
-    tm = std::make_unique<transaction_manager>(options);
-    tm->register_rm("pg", "postgresql", test::servers().pg);
-    tm->register_rm("maria", "mariadb", test::servers().mysql);
-  }
-  void restart() {
-    tm.reset();
-    open();
   }
 
   // A transaction with a branch on each connection, each of which inserted row `id` into the
@@ -288,10 +267,10 @@ TEST_CASE("gtrids stay distinct across a backwards wall-clock jump and TM restar
   commit_three();
   clock.jump(-2);
   commit_three();  // same incarnation, the wall clock two hours behind
-  t.restart();
+  t.reopen();
   commit_three();  // a new incarnation while the clock is still behind
   clock.jump(0);
-  t.restart();
+  t.reopen();
   commit_three();  // and after the jump back
   CHECK(gtrids.size() == static_cast<std::size_t>(committed));
   REQUIRE(incarnations.size() == 4);

@@ -24,12 +24,13 @@
 #include <thread>
 #include <vector>
 
-#include "support/log_file.h"
 #include "support/adapter_checks.h"
 #include "support/bank_tables.h"
+#include "support/log_file.h"
+#include "support/observers.h"
 #include "support/result_checks.h"
 #include "support/servers.h"
-#include "support/temp_dir.h"
+#include "support/tm_fixture.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
@@ -42,54 +43,19 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-using xatm::test::temp_dir;
-
-// A transaction manager of its own per test: a fresh log, a tm_id no other test uses, and the
-// two RMs "pg" and "maria". Destroy every global_transaction before calling close(): they share
-// the TM's state, and the log is only closed (its completions written) when the last one goes.
-struct tm_under_test {
-  temp_dir dir;
-  std::filesystem::path log_path = dir.path / "decisions.db";
-  std::string tm_id;
-  std::unique_ptr<transaction_manager> tm;
-
-  explicit tm_under_test(tm_options options = {}) {
-    static int counter = 0;
-    tm_id = "tmtest-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
-    options.tm_id = tm_id;
-    options.log_path = log_path.string();
-    tm = std::make_unique<transaction_manager>(options);
-    tm->register_rm("pg", "postgresql", test::servers().pg);
-    tm->register_rm("maria", "mariadb", test::servers().mysql);
-  }
-
-  void close() { tm.reset(); }
-};
-
-std::vector<std::string> decisions_in_log(const std::filesystem::path& log) { return test::decisions_in_log_file(log); }
-
-// Connections of the test's own, outside any transaction manager: how everyone else sees the data.
-std::unique_ptr<resource_manager> observe_pg() {
-  return test::open_rm_with(&postgresql::connect, test::servers().pg, "observer", "connect to PostgreSQL");
-}
-
-std::unique_ptr<resource_manager> observe_maria() {
-  return test::open_rm_with(&mysql::connect, test::servers().mysql, "observer", "connect to MariaDB");
-}
-
+using test::observe_maria;
+using test::observe_pg;
+using test::prepared_gtrids;
 using test::run;
 using test::single_value;
 
-// The gtrids of tm_id's branches that an RM holds prepared (pg_prepared_xacts / XA RECOVER).
-std::set<std::string> prepared_gtrids(resource_manager& rm, const std::string& tm_id) {
-  auto found = rm.recover();
-  if (!found.ok()) FAIL("recover on " << rm.dialect() << ": " << found.error().describe());
-  std::set<std::string> gtrids;
-  for (const xid& branch : found.value().ours) {
-    if (is_ours(branch, tm_id)) gtrids.insert(branch.gtrid());
-  }
-  return gtrids;
-}
+// A transaction manager of its own per test (support/tm_fixture.h), with the two RMs "pg" and
+// "maria" and background recovery on. Destroy every global_transaction before calling close().
+struct tm_under_test : test::tm_fixture {
+  tm_under_test() : tm_fixture("tmtest") {}
+};
+
+std::vector<std::string> decisions_in_log(const std::filesystem::path& log) { return test::decisions_in_log_file(log); }
 
 std::set<std::string> prepared_on_pg(const std::string& tm_id) { return prepared_gtrids(*observe_pg(), tm_id); }
 std::set<std::string> prepared_on_maria(const std::string& tm_id) {
