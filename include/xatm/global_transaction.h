@@ -66,11 +66,14 @@ class global_transaction {
   //    max_prepared_transactions = 0); rolled back on every RM; rm_name() and the message say
   //    which RM and which setting to change;
   //  - throws in_doubt_error: the single writing branch was committed in one phase and its reply
-  //    was lost: nobody can know the outcome without looking at the data;
+  //    was lost (or did not come within tm_options::rm_call_timeout): nobody can know the
+  //    outcome without looking at the data;
   //  - throws heuristic_error: an RM rolled back a branch after the commit decision;
-  //  - throws log_failure_error: the decision could not be made durable; if the failure was a
-  //    failed fsync, the outcome stays undecided (branches remain prepared) until the TM is
-  //    restarted and recovery reads the log; otherwise the transaction was rolled back.
+  //  - throws log_failure_error: the decision could not be made durable. A full disk
+  //    (SQLITE_FULL: nothing was written) rolled the transaction back; any other write or fsync
+  //    failure leaves it undecided (branches remain prepared, since the record may be on disk)
+  //    until the TM is restarted and recovery reads the log. Either way this TM refuses every
+  //    later commit with log_failure_error until it is restarted (docs/faults.md).
   commit_outcome commit();
 
   // Rolls every branch back. Never logs anything (presumed abort).

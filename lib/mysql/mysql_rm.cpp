@@ -258,7 +258,6 @@ class mysql_rm final : public resource_manager {
     xa_verb verb;
     xid branch;
     bool resolving = false;       // commit/rollback of a prepared XID this connection does not carry
-    std::string what;             // "commit of <xid>", for logs and messages
     std::vector<stage> stages;    // what is left to send after the current statement
     stage current = stage::xa_start;
     std::string statement;        // the current statement's text
@@ -272,6 +271,9 @@ class mysql_rm final : public resource_manager {
     std::optional<failure> not_found;  // the XAER_NOTA that the XA RECOVER check is about
     unsigned long ended_session = 0;   // session_check: the server session that held the branch
     std::optional<result<vote>> outcome;  // set once the verb has finished
+
+    // "commit of <xid>", for messages and enabled log records: built only when one is written.
+    std::string what() const { return std::string(xa_verb_name(verb)) + " of " + branch.to_string(); }
   };
 
   static void on_status(void* self, enum enum_mariadb_status_info type, ...);
@@ -373,7 +375,6 @@ result<void> mysql_rm::send(xa_verb verb, const xid& branch) {
   if (!conn_) return fail(xa_code::rm_failure, std::string(xa_verb_name(verb)) + ": not connected");
   bool own = current_branch() && *current_branch() == branch;
   pending_call next_call(verb, branch);
-  next_call.what = std::string(xa_verb_name(verb)) + " of " + branch.to_string();
   std::vector<stage> plan;
   switch (verb) {
     case xa_verb::start:
@@ -436,7 +437,7 @@ void mysql_rm::run_stage(stage next) {
   call_->fetched = nullptr;
   call_->query_error = 0;
   if (next == stage::probe) call_->reports_before_probe = state_reports_;
-  XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": send " << call_->statement;
+  XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": send " << call_->statement;
   if (!conn_) {
     finish_lost(mysql_detail::connection_closed());
     return;
@@ -472,7 +473,7 @@ void mysql_rm::on_operation_done() {
     if (call_->current == stage::session_check) {
       bool gone = table.rows.size() == 1 && !table.rows[0].empty() && table.rows[0][0] == "0";
       if (!gone) {
-        finish(fail(xa_code::retry, call_->what + ": the session (id " + std::to_string(call_->ended_session) +
+        finish(fail(xa_code::retry, call_->what() + ": the session (id " + std::to_string(call_->ended_session) +
                                         ") that left the branch prepared is still ending on the server; resolving "
                                         "it now could race MariaDB's detach of the branch: try again later"));
         return;
@@ -486,7 +487,7 @@ void mysql_rm::on_operation_done() {
     for (const auto& ours : listed.ours) still_prepared = still_prepared || ours == call_->branch;
     for (const auto& other : listed.foreign) still_prepared = still_prepared || other.id == call_->branch;
     if (still_prepared) {
-      finish(fail(xa_code::retry, call_->what + ": the branch is prepared but still attached to the live session "
+      finish(fail(xa_code::retry, call_->what() + ": the branch is prepared but still attached to the live session "
                                                 "that prepared it (MariaDB answers XAER_NOTA to other sessions "
                                                 "until that session ends); try again later",
                   call_->not_found->native_code, call_->not_found->sqlstate));
@@ -516,7 +517,7 @@ void mysql_rm::on_success() {
     case stage::probe: {
       bool reported = state_reports_ != call_->reports_before_probe;
       read_only_ = reported && !tracker_says_written();
-      XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": transaction state "
+      XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": transaction state "
                              << (reported ? std::string(tracked_state_.data(), tracked_state_.size())
                                           : std::string("not reported, counted as writing"))
                              << (read_only_ ? " (read-only)" : "");
@@ -527,7 +528,7 @@ void mysql_rm::on_success() {
       if (call_->verb == xa_verb::end && doomed_by_) {
         // The server kept the branch (a lock wait timeout only undoes its statement), xatm does not.
         failure cause = *doomed_by_;
-        cause.message = call_->what + ": " + cause.message;
+        cause.message = call_->what() + ": " + cause.message;
         finish(std::move(cause));
         return;
       }
@@ -552,12 +553,12 @@ void mysql_rm::on_error(const native_error& error) {
     finish_lost(error);
     return;
   }
-  std::string what = call_->what + " (" + call_->statement + ")";
+  std::string what = call_->what() + " (" + call_->statement + ")";
   failure cause = mysql_detail::statement_failure(error, step_of(call_->current), context(what));
   switch (call_->current) {
     case stage::probe:
       // Not worth failing the verb over: XA END says what state the branch is in.
-      XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": the read-only probe failed, counted "
+      XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": the read-only probe failed, counted "
                              << "as writing: " << cause.describe();
       read_only_ = false;
       run_next_stage_or(vote::commit);
@@ -565,7 +566,7 @@ void mysql_rm::on_error(const native_error& error) {
     case stage::xa_end:
       if (call_->verb == xa_verb::rollback) {
         // Rolling back anyway: whatever XA END thought of the branch, XA ROLLBACK decides.
-        XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": " << cause.describe();
+        XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": " << cause.describe();
         run_next_stage_or(vote::commit);
         return;
       }
@@ -589,7 +590,7 @@ void mysql_rm::on_error(const native_error& error) {
         return;
       }
       if (call_->resolving && dialect_ == "mariadb" && mysql_detail::is_discarded_read_only(error)) {
-        XATM_LOG(mysql, info) << "[" << name() << "] " << call_->what << ": the branch had written nothing; "
+        XATM_LOG(mysql, info) << "[" << name() << "] " << call_->what() << ": the branch had written nothing; "
                               << "MariaDB discarded it when the session that prepared it ended";
         finish(vote::commit);
         return;
@@ -598,7 +599,7 @@ void mysql_rm::on_error(const native_error& error) {
       return;
     case stage::xa_rollback:
       if (mysql_detail::says_rolled_back(error)) {
-        XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": already rolled back by the server: "
+        XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": already rolled back by the server: "
                                << cause.describe();
         finish(vote::commit);
         return;
@@ -638,10 +639,10 @@ void mysql_rm::run_next_stage_or(result<vote> answer) {
 
 void mysql_rm::finish(result<vote> answer) {
   if (answer.ok()) {
-    XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": ok"
+    XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": ok"
                            << (answer.value() == vote::read_only ? " (read-only)" : "");
   } else {
-    XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": " << answer.error().describe();
+    XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": " << answer.error().describe();
   }
   call_->wait_status = 0;
   call_->stages.clear();
@@ -651,13 +652,13 @@ void mysql_rm::finish(result<vote> answer) {
 // The session is gone. An unprepared branch went with it: the server rolls back the XA
 // transaction of a session that ends, which is exactly what a rollback of it asked for.
 void mysql_rm::finish_lost(const native_error& error) {
-  std::string what = call_->what + " (" + call_->statement + ")";
+  std::string what = call_->what() + " (" + call_->statement + ")";
   failure cause = mysql_detail::statement_failure(error, step_of(call_->current), context(what));
   cause.code = xa_code::rm_failure;
   close_connection("connection lost");
   bool own_unprepared = call_->verb == xa_verb::rollback && !call_->resolving && state() != branch_state::prepared;
   if (own_unprepared) {
-    XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what << ": connection lost, the server rolls the "
+    XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": connection lost, the server rolls the "
                            << "unprepared branch back";
     finish(vote::commit);
     return;
@@ -689,7 +690,7 @@ bool mysql_rm::advance() {
     return true;
   }
   if (call_->wait_status == 0) {  // cannot happen: settle() either waits or finishes the stage
-    finish(fail(xa_code::rm_error, call_->what + ": the driver waits for nothing and has not finished"));
+    finish(fail(xa_code::rm_error, call_->what() + ": the driver waits for nothing and has not finished"));
     return true;
   }
   int ready = ready_flags();

@@ -128,15 +128,24 @@ class postgresql_rm final : public resource_manager {
   struct pending_call {
     xa_verb verb;
     pg_step step;
-    std::string what;              // "prepare of <xid> (PREPARE TRANSACTION '<gid>')", for messages
+    xid branch;                    // the verb's XID
+    std::string statement;         // what was sent; empty when the verb sends nothing
     bool own_unprepared = false;   // ROLLBACK of this connection's own, never prepared, branch
     bool flushing = false;         // PQflush still has bytes to send
     result_ptr answer;             // the first error result, else the last result
     std::optional<result<vote>> outcome;  // set once the verb has finished
+
+    // "prepare of <xid> (PREPARE TRANSACTION '<gid>')", for messages and enabled log records:
+    // built only when one is written, never on the way of a verb that succeeds.
+    std::string what() const {
+      std::string text = std::string(xa_verb_name(verb)) + " of " + branch.to_string();
+      if (!statement.empty()) text += " (" + statement + ")";
+      return text;
+    }
   };
 
   failure_context context(std::string_view what) const { return {name(), what, password_}; }
-  result<void> send_statement(pending_call next_call, const std::string& statement);
+  result<void> send_statement(pending_call next_call);
   void finish(result<vote> answer);
   void finish_lost(const PGresult* answer);
   void interpret_answer();
@@ -162,15 +171,17 @@ result<std::string> postgresql_rm::checked_gid(const xid& branch) const {
 result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
   if (!conn_) return postgresql_detail::driver_failure(nullptr, pg_step::start, context(xa_verb_name(verb)));
   PGconn* conn = conn_.get();
-  std::string what = std::string(xa_verb_name(verb)) + " of " + branch.to_string();
+  // Only failures below need the text; a verb that goes out builds none.
+  auto what = [&] { return std::string(xa_verb_name(verb)) + " of " + branch.to_string(); };
   PGTransactionStatusType transaction = PQtransactionStatus(conn);
-  pending_call next_call{verb, pg_step::start, {}, false, false, nullptr, std::nullopt};
-  std::string statement;
+  pending_call next_call{.verb = verb, .step = pg_step::start, .branch = branch, .statement = {},
+                         .answer = nullptr, .outcome = std::nullopt};
+  std::string& statement = next_call.statement;
 
   switch (verb) {
     case xa_verb::start:
       if (transaction != PQTRANS_IDLE) {
-        return fail(xa_code::outside, what + ": the connection is already inside a transaction that xatm did "
+        return fail(xa_code::outside, what() + ": the connection is already inside a transaction that xatm did "
                                              "not start (BEGIN through exec() or the native handle?)");
       }
       read_only_ = false;
@@ -182,21 +193,20 @@ result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
       if (transaction == PQTRANS_INERROR) {
         // A statement of the branch failed: PostgreSQL will only roll it back. Nothing to ask;
         // prepare or commit will answer ROLLBACK, which reports the branch as rolled back.
-        XATM_LOG(pg, debug) << "[" << name() << "] " << what << ": the transaction has failed, prepare will "
+        XATM_LOG(pg, debug) << "[" << name() << "] " << what() << ": the transaction has failed, prepare will "
                             << "answer rollback";
         read_only_ = false;
-        next_call.what = what;
         call_ = std::move(next_call);
         finish(vote::commit);
         return {};
       }
       if (transaction == PQTRANS_IDLE) {
-        return fail(xa_code::rm_error, what + ": the branch's transaction is no longer open on the connection "
+        return fail(xa_code::rm_error, what() + ": the branch's transaction is no longer open on the connection "
                                               "(COMMIT or ROLLBACK through exec() or the native handle?); "
                                               "xatm cannot know its outcome");
       }
       if (transaction != PQTRANS_INTRANS) {
-        return fail(xa_code::rm_error, what + ": a command sent through the native handle is still running");
+        return fail(xa_code::rm_error, what() + ": a command sent through the native handle is still running");
       }
       next_call.step = pg_step::end;
       statement = read_only_probe;
@@ -205,9 +215,8 @@ result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
     case xa_verb::end_failed:
       // PostgreSQL has no XA END: the base class marks the branch rollback-only, and the only
       // verb left for it is rollback, which sends ROLLBACK.
-      XATM_LOG(pg, debug) << "[" << name() << "] " << what << ": nothing to send";
+      XATM_LOG(pg, debug) << "[" << name() << "] " << what() << ": nothing to send";
       next_call.verb = verb;
-      next_call.what = what;
       call_ = std::move(next_call);
       finish(vote::commit);
       return {};
@@ -241,7 +250,7 @@ result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
       }
       // COMMIT/ROLLBACK PREPARED refuse to run inside a transaction block (SQLSTATE 25001).
       if (transaction != PQTRANS_IDLE) {
-        return fail(xa_code::outside, what + ": the connection is inside a transaction that xatm did not "
+        return fail(xa_code::outside, what() + ": the connection is inside a transaction that xatm did not "
                                              "start; COMMIT/ROLLBACK PREPARED cannot run there");
       }
       auto gid = checked_gid(branch);
@@ -253,15 +262,14 @@ result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
     }
   }
   next_call.verb = verb;
-  next_call.what = what + " (" + statement + ")";
-  return send_statement(std::move(next_call), statement);
+  return send_statement(std::move(next_call));
 }
 
-result<void> postgresql_rm::send_statement(pending_call next_call, const std::string& statement) {
+result<void> postgresql_rm::send_statement(pending_call next_call) {
   PGconn* conn = conn_.get();
-  XATM_LOG(pg, debug) << "[" << name() << "] send " << next_call.what;
+  XATM_LOG(pg, debug) << "[" << name() << "] send " << next_call.what();
   call_ = std::move(next_call);
-  if (PQsendQuery(conn, statement.c_str()) == 0) {
+  if (PQsendQuery(conn, call_->statement.c_str()) == 0) {
     finish_lost(nullptr);  // decides between "lost" and a local libpq error
     return {};
   }
@@ -319,7 +327,7 @@ bool postgresql_rm::advance() {
 void postgresql_rm::interpret_answer() {
   const PGresult* answer = call_->answer.get();
   if (answer == nullptr) {
-    finish(fail(xa_code::rm_error, call_->what + ": the server sent no answer"));
+    finish(fail(xa_code::rm_error, call_->what() + ": the server sent no answer"));
     return;
   }
   if (postgresql_detail::is_error_result(answer)) {
@@ -327,17 +335,17 @@ void postgresql_rm::interpret_answer() {
       finish_lost(answer);
       return;
     }
-    finish(postgresql_detail::statement_failure(answer, conn_.get(), call_->step, context(call_->what)));
+    finish(postgresql_detail::statement_failure(answer, conn_.get(), call_->step, context(call_->what())));
     return;
   }
   switch (call_->verb) {
     case xa_verb::end: {
       if (PQntuples(answer) != 1 || PQnfields(answer) != 1) {
-        finish(fail(xa_code::rm_error, call_->what + ": unexpected answer to the read-only probe"));
+        finish(fail(xa_code::rm_error, call_->what() + ": unexpected answer to the read-only probe"));
         return;
       }
       read_only_ = std::string_view(PQgetvalue(answer, 0, 0)) == "t";
-      XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what << ": "
+      XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what() << ": "
                           << (read_only_ ? "read-only" : "wrote data");
       finish(vote::commit);
       return;
@@ -345,7 +353,7 @@ void postgresql_rm::interpret_answer() {
     case xa_verb::prepare:
     case xa_verb::commit_one_phase:
       if (postgresql_detail::answered_rollback(answer)) {
-        finish(postgresql_detail::rolled_back_instead(context(call_->what)));
+        finish(postgresql_detail::rolled_back_instead(context(call_->what())));
         return;
       }
       finish(call_->verb == xa_verb::prepare && read_only_ ? vote::read_only : vote::commit);
@@ -361,10 +369,10 @@ void postgresql_rm::interpret_answer() {
 
 void postgresql_rm::finish(result<vote> answer) {
   if (answer.ok()) {
-    XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what << ": ok"
+    XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what() << ": ok"
                         << (answer.value() == vote::read_only ? " (read-only)" : "");
   } else {
-    XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what << ": " << answer.error().describe();
+    XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what() << ": " << answer.error().describe();
   }
   call_->answer.reset();
   call_->outcome = std::move(answer);
@@ -373,8 +381,8 @@ void postgresql_rm::finish(result<vote> answer) {
 // libpq failed (answer == nullptr) or the server answered with a session-ending error.
 void postgresql_rm::finish_lost(const PGresult* answer) {
   auto cause = answer != nullptr
-                   ? postgresql_detail::statement_failure(answer, conn_.get(), call_->step, context(call_->what))
-                   : postgresql_detail::driver_failure(conn_.get(), call_->step, context(call_->what));
+                   ? postgresql_detail::statement_failure(answer, conn_.get(), call_->step, context(call_->what()))
+                   : postgresql_detail::driver_failure(conn_.get(), call_->step, context(call_->what()));
   if (cause.code != xa_code::rm_failure) {  // a local libpq error, the session is still fine
     finish(std::move(cause));
     return;
@@ -382,7 +390,7 @@ void postgresql_rm::finish_lost(const PGresult* answer) {
   close_connection("connection lost");
   if (call_->own_unprepared) {
     // The server rolls back the open transaction of a session that ends: exactly what was asked.
-    XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what << ": connection lost, the server rolls the "
+    XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what() << ": connection lost, the server rolls the "
                         << "unprepared branch back";
     finish(vote::commit);
     return;
