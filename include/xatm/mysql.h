@@ -24,8 +24,9 @@ struct st_mysql;  // the client library's MYSQL, so that its headers stay out of
 
 namespace xatm::mysql {
 
-// Connects. Fails with xa_code::rm_failure (server unreachable) or invalid (bad settings: an
-// unknown keyword, refused credentials, an unknown database).
+// Connects. Fails with xa_code::rm_failure (server unreachable, credentials or database
+// refused, as for PostgreSQL) or invalid (bad settings: an unknown keyword, a value that is not
+// a number, a server too old for the session settings xatm needs).
 //
 // What the verbs answer beyond resource_manager.h: commit/rollback of a branch another session
 // prepared answers xa_code::retry while that session is still connected (MariaDB then says

@@ -6,8 +6,8 @@
 // | 2012, 2013, 2026, 2047, 2055, 5013-5015),  |                             |                    |
 // | server shutdown 1053, KILL 1927,           |                             |                    |
 // | aborted 1152/1184, MySQL idle timeout 4031 |                             |                    |
-// | 1044/1045/1698 access denied, 1049 no db,  | connect                     | invalid            |
-// | 1193 unknown variable (server too old)     |                             |                    |
+// | 1044/1045/1698 access denied, 1049 no db   | connect                     | rm_failure         |
+// | 1193 unknown variable (server too old)     | connect                     | invalid            |
 // | 1397 XAER_NOTA                             | any                         | not_found          |
 // | 1398 XAER_INVAL                            | prepare                     | rm_error           |
 // |                                            | others                      | invalid            |
@@ -68,10 +68,14 @@ bool contains(std::string_view text, std::string_view part) { return text.find(p
 xa_code code_for(const native_error& error, mysql_step step) {
   if (is_connection_lost(error.number)) return xa_code::rm_failure;
   switch (error.number) {
+    // Refused credentials or database: the RM cannot be connected to, as libpq reports it for
+    // PostgreSQL (the same rm_error from transaction_manager::connect(), and recovery lists the
+    // RM as unreachable). The server's message says why.
     case ER_DBACCESS_DENIED_ERROR:
     case ER_ACCESS_DENIED_ERROR:
     case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:
     case ER_BAD_DB_ERROR:
+      return step == mysql_step::connect ? xa_code::rm_failure : xa_code::rm_error;
     case ER_UNKNOWN_SYSTEM_VARIABLE:
       return step == mysql_step::connect ? xa_code::invalid : xa_code::rm_error;
     case ER_XAER_NOTA: return xa_code::not_found;

@@ -370,8 +370,10 @@ TEST_CASE("passwords with quotes, percent, backslashes and spaces reach both ser
   tm.register_rm("maria-wrong", "mariadb", with_password(test::servers().mysql, std::string(test::mysql_password) + "!"));
   auto pg_refused = thrown_by<rm_error>([&] { (void)tm.connect("pg-wrong"); });
   CHECK(contains(pg_refused.what(), "password authentication failed"));
-  // MariaDB's refusal counts as bad settings (mysql.h): XAER_INVAL, invalid_argument_error.
-  auto maria_refused = thrown_by<invalid_argument_error>([&] { (void)tm.connect("maria-wrong"); });
+  // The same class of error on both: the RM cannot be connected to (XAER_RMFAIL, rm_error).
+  auto maria_refused = thrown_by<rm_error>([&] { (void)tm.connect("maria-wrong"); });
+  CHECK(pg_refused.code() == xa_code::rm_failure);
+  CHECK(maria_refused.code() == xa_code::rm_failure);
   CHECK(maria_refused.native_code() == 1045);
   CHECK(contains(maria_refused.what(), "Access denied for user 'xatm'@'localhost' (using password: YES)"));
 }
@@ -392,11 +394,10 @@ TEST_CASE("a refused or unreachable connect shows the password in no message and
   maria_gone.set("unix_socket", "/nonexistent/xatm/mysql.sock");
   tm.register_rm("maria-gone", "mariadb", maria_gone.to_conninfo());
 
-  // What each refusal is: PostgreSQL's refused login and both unreachable servers are RM
-  // failures; MariaDB's refused login counts as bad settings (mysql.h).
+  // What each refusal is: refused logins and unreachable servers alike are RM failures.
   const xatm::error refusals[] = {
       thrown_by<rm_error>([&] { (void)tm.connect("pg-wrong"); }),
-      thrown_by<invalid_argument_error>([&] { (void)tm.connect("maria-wrong"); }),
+      thrown_by<rm_error>([&] { (void)tm.connect("maria-wrong"); }),
       thrown_by<rm_error>([&] { (void)tm.connect("pg-gone"); }),
       thrown_by<rm_error>([&] { (void)tm.connect("maria-gone"); }),
   };
@@ -437,7 +438,7 @@ TEST_CASE("a password whose text occurs in a refusal by chance withholds the mes
       thrown_by<rm_error>([&] { (void)tm.connect("pg-gone"); }),
       thrown_by<rm_error>([&] { (void)tm.connect("maria-gone"); }),
       thrown_by<rm_error>([&] { (void)tm.connect("pg-user"); }),
-      thrown_by<invalid_argument_error>([&] { (void)tm.connect("maria-user"); }),
+      thrown_by<rm_error>([&] { (void)tm.connect("maria-user"); }),
   };
   for (const xatm::error& refused : refusals) {
     CAPTURE(refused.rm_name());

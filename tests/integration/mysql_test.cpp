@@ -824,14 +824,14 @@ TEST_CASE("bad connection settings fail clearly and never show the password") {
   SUBCASE("wrong password") {
     settings.set("password", "wrong 'secret\" text");
     auto rm = mysql::connect("maria", settings);
-    CHECK_FAILS_WITH(rm, xa_code::invalid);
+    CHECK_FAILS_WITH(rm, xa_code::rm_failure);
     CHECK(rm.error().native_code == 1045);
     CHECK(rm.error().message.find("secret") == std::string::npos);
   }
   SUBCASE("unknown database") {
     settings.set("dbname", "no_such_database_here");
     auto rm = mysql::connect("maria", settings);
-    CHECK_FAILS_WITH(rm, xa_code::invalid);
+    CHECK_FAILS_WITH(rm, xa_code::rm_failure);
     CHECK(rm.error().message.find(password) == std::string::npos);
   }
   SUBCASE("dbname and database both") {
