@@ -369,6 +369,11 @@ result<void> create_log(const std::string& path, const std::string& tm_id, const
     auto db = open_connection(building, vfs_name, SQLITE_OPEN_READWRITE);
     if (!db) return std::move(db).error();
     sqlite3* raw = db.value().get();
+    // Small pages, set before the first write: a decision's commit then writes about 1 KiB of WAL
+    // frames instead of 4 KiB and more, and its fsync costs less (measured with
+    // xatm-decision-log-bench on one committer: 4096-byte pages F + 28 us, 1024 F + 18 us, where
+    // F is one fsync of a 4 KiB block). A log keeps the page size it was created with.
+    if (auto sized = exec(raw, "PRAGMA page_size=1024"); !sized) return sized;
     auto mode = query_text(raw, "PRAGMA journal_mode=WAL");
     if (!mode) return std::move(mode).error();
     if (mode.value().value_or("") != "wal") {
