@@ -208,8 +208,8 @@ class resource_manager {
 };
 
 // Drives every call in flight on `rms` with one poll() loop until each has finished or the
-// deadline passes. Answers the ones that did not finish (left in flight: abandon or keep
-// waiting). Calls finished meanwhile are ready for finish_call(). `on_answer`, if given, is
+// deadline passes (answers already in their sockets by then still count). Answers the ones that
+// did not finish (left in flight: abandon or keep waiting). Calls finished meanwhile are ready for finish_call(). `on_answer`, if given, is
 // called for each RM the moment its answer is complete, while the others may still be waiting.
 std::vector<resource_manager*> drive_calls(std::span<resource_manager* const> rms,
                                            std::optional<std::chrono::steady_clock::time_point> deadline,

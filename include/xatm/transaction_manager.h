@@ -31,8 +31,10 @@ struct tm_options {
   std::chrono::milliseconds transaction_timeout{std::chrono::seconds(60)};
   // An RM that has not answered prepare (or end) within this counts as a no-vote.
   std::chrono::milliseconds prepare_timeout{std::chrono::seconds(10)};
-  // After the decision, how long commit() keeps retrying a branch that failed to commit before
-  // it returns completion_pending and leaves the branch to recovery.
+  // After the decision, how long commit() waits for the branches' commits, the first attempt
+  // and the retries of a branch that failed to commit (on new connections) together, before it
+  // returns completion_pending and leaves the rest to recovery. A commit that is slow but alive
+  // (a lagging synchronous standby) is cut off too: set it above the RMs' slowest commit.
   std::chrono::milliseconds commit_retry_window{std::chrono::seconds(5)};
   // How long xatm waits for any one answer from an RM (outside prepare and end, which
   // prepare_timeout bounds) before it counts the RM as unreachable and closes the connection:

@@ -315,6 +315,10 @@ std::vector<resource_manager*> drive_calls(std::span<resource_manager* const> rm
   }
   std::vector<pollfd> fds;
   std::vector<resource_manager*> waiting;
+  // Past the deadline, a few more looks without waiting: an answer already in its socket (one
+  // that arrived while another RM's answer was being handled) still counts.
+  int looks_past_deadline = 0;
+  constexpr int max_looks_past_deadline = 8;
   while (!pending.empty()) {
     // Calls with no I/O to wait for make progress right away; the rest wait in one poll().
     fds.clear();
@@ -334,10 +338,12 @@ std::vector<resource_manager*> drive_calls(std::span<resource_manager* const> rm
     }
     if (waiting.empty()) continue;
     int timeout_ms = -1;
+    bool past_deadline = false;
     if (deadline) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return pending;
-      timeout_ms = static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 1 << 30));
+      past_deadline = left.count() <= 0;
+      if (past_deadline && ++looks_past_deadline > max_looks_past_deadline) return pending;
+      timeout_ms = past_deadline ? 0 : static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 1 << 30));
     }
     int ready = ::poll(fds.data(), fds.size(), timeout_ms);
     if (ready < 0 && errno != EINTR) {
@@ -348,6 +354,7 @@ std::vector<resource_manager*> drive_calls(std::span<resource_manager* const> rm
       if (fds[i].revents == 0) continue;
       if (waiting[i]->resume_call() && answered(waiting[i])) std::erase(pending, waiting[i]);
     }
+    if (past_deadline && ready == 0) return pending;  // nothing more has arrived
   }
   return pending;
 }

@@ -284,8 +284,9 @@ class two_phase_commit {
       return;
     }
     failure cause = std::move(written).error();
-    if (cause.native_code == sqlite_full) {
-      // Nothing of the record reached the log: presumed abort holds, roll back.
+    if (cause.native_code == sqlite_full || cause.native_code == detail::decision_log::not_written) {
+      // Nothing of the record reached the log (no space, or the log had failed before its
+      // batch): presumed abort holds, roll back.
       cause.message = gtrid_ + " rolled back: its commit decision could not be written: " + cause.message;
       abort<log_failure_error>(std::move(cause));
     }
@@ -446,8 +447,9 @@ class two_phase_commit {
   }
 
   // Commits the given branches from new connections until they confirm or the window closes.
-  // "Does not exist" after a commit decision means already committed. Each attempt waits at most
-  // rm_call_timeout (a connect: connect_timeout), so a silent RM cannot hold commit() for ever.
+  // "Does not exist" after a commit decision means already committed. No attempt starts after
+  // the window closed, and each one (its connect included) ends within about rm_call_timeout, so a
+  // silent RM holds commit() at most that long past the window.
   void retry_commits(std::vector<std::size_t>& retry, std::optional<failure>& heuristic,
                      clock::time_point window_end) {
     auto backoff = std::chrono::milliseconds(10);
@@ -455,16 +457,18 @@ class two_phase_commit {
       std::this_thread::sleep_for(backoff);
       backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
       std::erase_if(retry, [&](std::size_t i) {
+        if (clock::now() >= window_end) return false;  // left to recovery
+        const auto attempt_deadline = call_deadline();
         const branch& b = branches_[i];
         // While the application's connection still carries the prepared branch, only it can
         // commit it (MariaDB answers everyone else "attached to a live session").
         result<vote> done = make_failure(xa_code::rm_failure, "not tried");
         if (b.rm->current_branch() == b.id && b.rm->connected()) {
-          done = call_until(*b.rm, xa_verb::commit, b.id, call_deadline());
+          done = call_until(*b.rm, xa_verb::commit, b.id, attempt_deadline);
         } else {
           auto connection = core_.connect(b.rm->name());  // bounded by rm_call_timeout
           if (!connection) return false;
-          done = call_until(*connection.value(), xa_verb::commit, b.id, call_deadline());
+          done = call_until(*connection.value(), xa_verb::commit, b.id, attempt_deadline);
         }
         if (done.ok() || done.error().code == xa_code::not_found) {
           fates_[i] = branch_fate::committed;

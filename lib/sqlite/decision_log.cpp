@@ -812,29 +812,63 @@ void decision_log::write_queued(std::unique_lock<std::mutex>& lock) {
   batch_.swap(queued_decisions_);
   batch_completions_.swap(queued_completions_);
   const std::size_t completion_count = std::exchange(queued_completion_count_, 0);
-  std::optional<failure> earlier_failure;
-  if (failure_) earlier_failure = failed_log_failure();
+  const bool failed_before = failure_.has_value();
   lock.unlock();
 
-  const auto write_start = std::chrono::steady_clock::now();
-  result<void> written = earlier_failure ? result<void>(*earlier_failure) : write_batch(batch_, batch_completions_);
-  const auto write_time = std::chrono::steady_clock::now() - write_start;
-  std::uint64_t durable = 0;
-  if (written) {
-    for (const queued_decision* entry : batch_) durable += entry->outcome ? 0 : 1;
-    decisions_written_.fetch_add(durable, std::memory_order_relaxed);
-    completions_written_.fetch_add(completion_count, std::memory_order_relaxed);
-    batches_.fetch_add(1, std::memory_order_relaxed);
-    if (durable > 0 || completion_count > 0) {
-      XATM_LOG(log, debug) << "batch: " << durable << " decisions, " << completion_count << " completions durable";
+  // Nothing below may leave the batch's callers waiting: an exception (from a log sink, an
+  // allocation) counts as a failure of the log like any other.
+  std::optional<failure> batch_failure;
+  bool durable_batch = false;
+  bool unexpected = false;
+  bool checkpoint_due = false;
+  std::chrono::nanoseconds write_time{0};
+  if (!failed_before) {
+    try {
+      const auto write_start = std::chrono::steady_clock::now();
+      result<void> written = write_batch(batch_, batch_completions_);
+      write_time = std::chrono::steady_clock::now() - write_start;
+      if (written) {
+        durable_batch = true;
+        std::uint64_t durable = 0;
+        for (const queued_decision* entry : batch_) durable += entry->outcome ? 0 : 1;
+        decisions_written_.fetch_add(durable, std::memory_order_relaxed);
+        completions_written_.fetch_add(completion_count, std::memory_order_relaxed);
+        batches_.fetch_add(1, std::memory_order_relaxed);
+        checkpoint_due = wal_frames_ >= checkpoint_frames;
+        if (durable > 0 || completion_count > 0) {
+          XATM_LOG(log, debug) << "batch " << batch << ": " << durable << " decisions, " << completion_count
+                               << " completions durable";
+        }
+      } else {
+        batch_failure = std::move(written).error();
+      }
+    } catch (...) {
+      unexpected = !durable_batch && !batch_failure;  // a durable batch stays durable if its log line threw
     }
   }
-  const bool checkpoint_due = written && wal_frames_ >= checkpoint_frames;
 
   lock.lock();
-  if (!written) {
-    const failure cause = earlier_failure ? *earlier_failure : fail_for_good(std::move(written).error());
-    for (queued_decision* entry : batch_) entry->outcome = cause;
+  try {
+    if (failed_before) {
+      const failure cause = failed_log_failure();  // never written: the log had failed before
+      for (queued_decision* entry : batch_) entry->outcome = cause;
+    } else if (batch_failure || unexpected) {
+      const failure cause = fail_for_good(
+          batch_failure ? std::move(*batch_failure)
+                        : make_failure(xa_code::rm_error, "unexpected exception while writing to decision log " + path_));
+      for (queued_decision* entry : batch_) entry->outcome = cause;
+    }
+  } catch (...) {
+    // Out of memory while describing the failure: the callers still get one, without words.
+    failure bare;
+    bare.code = xa_code::rm_error;
+    if (!failure_) {
+      failure_ = bare;
+      failed_.store(true, std::memory_order_release);
+    }
+    for (queued_decision* entry : batch_) {
+      if (!entry->outcome) entry->outcome = bare;
+    }
   }
   for (queued_decision* entry : batch_) entry->done = true;
   if (!batch_.empty()) {
@@ -967,6 +1001,7 @@ failure decision_log::fail_for_good(failure cause) {
 
 failure decision_log::failed_log_failure() const {
   failure cause = *failure_;
+  cause.native_code = not_written;
   cause.message = "decision log " + path_ + " failed earlier and accepts no more decisions (" + failure_->message +
                   ")";
   return cause;

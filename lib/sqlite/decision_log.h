@@ -112,8 +112,12 @@ class decision_log {
   // - xa_code::rm_error: the log failed (write or fsync error, disk full). The decision may or
   //   may not be durable: do not roll back its branches, stop the TM, restart it and let
   //   recovery decide from what the file holds. The log is failed for good: every later call
-  //   answers the same way, and no write or fsync is ever retried.
+  //   answers the same way, and no write or fsync is ever retried. Two answers say the record
+  //   certainly is not in the file, so its branches may be rolled back at once: native_code
+  //   SQLITE_FULL (13: the write failed for want of space), and native_code not_written (the
+  //   log had failed before this record's batch, which was never written).
   [[nodiscard]] result<void> record(const decision_record& decision);
+  static constexpr int not_written = -1;
 
   // Queues the deletion of a decision whose branches are all committed. Not forced: it is
   // written with the next batch, by the background thread within about 50 ms, or at close. A

@@ -6,15 +6,18 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "support/log_file.h"
 #include "support/fake_rm.h"
+#include "support/faulty_vfs.h"
 #include "support/temp_dir.h"
 #include "xatm/error.h"
 #include "xatm/transaction_manager.h"
@@ -320,4 +323,74 @@ TEST_CASE("2PC: early acknowledgement returns at the decision and finishes on th
   CHECK_FALSE(b.rms[0]->call_in_flight());
   b.tm.reset();
   CHECK_FALSE(decision_in_log_file(b.log_path, b.gtrid));
+}
+
+TEST_CASE("2PC: a decision queued behind a failed log write is rolled back at once, not left undecided") {
+  // T1 and T2 commit at the same time on separate RMs. T2 has passed commit()'s check of the log
+  // and waits at its prepare while T1's decision fails to fsync: T1 stays undecided (its record
+  // may be on disk). T2's record is then refused unwritten, so presumed abort is certain for it:
+  // it must be rolled back now, not left prepared with its locks until a restart.
+  test::register_faulty_vfs();
+  tm_options options;
+  options.log_vfs = test::faulty_vfs_name;
+  bench b(4, options);  // T1 on rm1 + rm2, T2 on rm3 + rm4: no fake server is shared by the threads
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool t2_preparing = false;
+  bool t1_done = false;
+  b.rms[2]->on_send([&](xa_verb verb, const xid&) {
+    if (verb != xa_verb::prepare) return;
+    std::unique_lock lock(mutex);
+    t2_preparing = true;
+    changed.notify_all();
+    changed.wait(lock, [&] { return t1_done; });
+  });
+  auto t1 = b.tm->begin();
+  t1.enlist(*b.rms[0]);
+  t1.enlist(*b.rms[1]);
+  auto t2 = b.tm->begin();
+  t2.enlist(*b.rms[2]);
+  t2.enlist(*b.rms[3]);
+  std::string t2_error;
+  bool t2_rolled_back_error = false;
+  std::thread t2_thread([&] {
+    try {
+      (void)t2.commit();
+    } catch (const log_failure_error& e) {
+      t2_error = e.what();
+      t2_rolled_back_error = true;
+    } catch (const std::exception& e) {
+      t2_error = e.what();
+    }
+  });
+  {
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [&] { return t2_preparing; });
+  }
+  test::set_sync_failure(true);
+  std::string t1_error;
+  try {
+    (void)t1.commit();
+  } catch (const log_failure_error& e) {
+    t1_error = e.what();
+  }
+  test::clear_faults();
+  {
+    std::lock_guard lock(mutex);
+    t1_done = true;
+  }
+  changed.notify_all();
+  t2_thread.join();
+
+  INFO("T1: " << t1_error);
+  INFO("T2: " << t2_error);
+  CHECK(t1_error.find("undecided until restart") != std::string::npos);
+  CHECK(b.servers[0]->prepared.size() == 1);  // T1: left to recovery after a restart
+  CHECK(b.servers[1]->prepared.size() == 1);
+  CHECK(t2_rolled_back_error);
+  CHECK(t2_error.find("rolled back") != std::string::npos);
+  CHECK(b.servers[2]->prepared.empty());  // T2: rolled back at once
+  CHECK(b.servers[3]->prepared.empty());
+  CHECK(b.servers[2]->rolled_back.size() == 1);
+  CHECK(b.servers[3]->rolled_back.size() == 1);
 }
