@@ -163,7 +163,9 @@ class postgresql_rm final : public resource_manager {
 result<std::string> postgresql_rm::checked_gid(const xid& branch) const {
   std::string gid = branch.postgresql_gid();
   if (!is_safe_gid(gid)) {
-    return fail(xa_code::invalid, "the gid of " + branch.to_string() + " is not safe to quote in SQL");
+    // Not XAER_INVAL: at prepare that means "the RM is configured so it cannot prepare" to the
+    // engine (configuration_error). Unreachable with xatm's own XIDs, whose gids are base64.
+    return fail(xa_code::rm_error, "the gid of " + branch.to_string() + " is not safe to quote in SQL");
   }
   return gid;
 }
