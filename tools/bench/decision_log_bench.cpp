@@ -6,7 +6,7 @@
 //
 // The log lives in a private temp dir under $XATM_BENCH_DIR (default $TMPDIR, else /tmp): put
 // it on the device whose fsync you want to measure. The *_tmpfs variants use /dev/shm, where
-// fsync costs nothing: what is left is SQLite and the hand-off between committers and writer.
+// fsync costs nothing: what is left is SQLite and the hand-offs between committers (leader/follower).
 //
 //   xatm-decision-log-bench [--benchmark_filter=...] [--benchmark_min_time=...]
 #include <benchmark/benchmark.h>

@@ -7,7 +7,7 @@
 //   BM_one_phase_commit  begin, enlist 2, commit with one branch read-only: no prepare, no log
 //   BM_two_phase_commit  begin, enlist 2, commit: prepare, decision log record, commit, completion
 //
-// CPU is the whole process's (MeasureProcessCPUTime): the log's writer thread is included. The
+// CPU is the whole process's (MeasureProcessCPUTime): the log's background thread is included. The
 // log lives on /dev/shm when it exists (its fsync is then free: the disk's cost is what
 // xatm-decision-log-bench and xatm-bench measure), else under $TMPDIR. The argument of each
 // benchmark is the logging setup: 0 = Boost.Log disabled, 1 = a sink that keeps warnings
