@@ -31,7 +31,6 @@
 #include <random>
 #include <string>
 #include <thread>
-#include <vector>
 
 #include "console_log.h"
 #include "crash/workload_common.h"
@@ -151,8 +150,7 @@ int main(int argc, char** argv) {
   const options opts = parse(argc, argv);
   const char* level = std::getenv("XATM_WORKLOAD_LOG");
   xatm::tools::install_console_log(level != nullptr ? level : "error");
-  const ack_file acks(opts.ack_path);
-  try {
+  auto start = [&opts]() {
     // Assigned one by one, not designated: tm_options grows, and a designated list would have to.
     xatm::tm_options tm_settings;
     tm_settings.tm_id = opts.tm_id;
@@ -160,13 +158,13 @@ int main(int argc, char** argv) {
     tm_settings.prepare_timeout = std::chrono::milliseconds(opts.prepare_timeout_ms);
     tm_settings.commit_retry_window = std::chrono::milliseconds(opts.commit_retry_ms);
     tm_settings.recovery_interval = std::chrono::milliseconds(0);  // only the startup recovery runs
-    xatm::transaction_manager tm(tm_settings);
+    auto tm = std::make_unique<xatm::transaction_manager>(tm_settings);
     // While the gate is closed the RMs answer "unreachable": only the startup recovery sees that.
     auto gate_closed = std::make_shared<std::atomic<bool>>(opts.skip_startup_recovery);
     for (const auto& [name, postgres] : {std::pair{"pg", true}, std::pair{"maria", false}}) {
       auto settings = xatm::connection_settings::parse(required_env(postgres ? "XATM_CRASH_PG" : "XATM_CRASH_MARIA"));
-      tm.register_rm(name, [name = std::string(name), is_pg = postgres, s = settings.value(), gate_closed]()
-                               -> xatm::result<std::unique_ptr<xatm::resource_manager>> {
+      tm->register_rm(name, [name = std::string(name), is_pg = postgres, s = settings.value(), gate_closed]()
+                                -> xatm::result<std::unique_ptr<xatm::resource_manager>> {
         if (gate_closed->load()) {
           return xatm::make_failure(xatm::xa_code::rm_failure, "held unreachable (--skip-startup-recovery)", name);
         }
@@ -174,17 +172,11 @@ int main(int argc, char** argv) {
       });
     }
     // The first begin() runs the startup recovery (where recovery's own crash points are).
-    tm.begin().rollback();
+    tm->begin().rollback();
     gate_closed->store(false);
-    acks.write_line("# ready " + std::to_string(::getpid()));
-    std::vector<std::thread> workers;
-    for (int t = 0; t < opts.threads; ++t) {
-      workers.emplace_back([&, t] { run_worker(tm, opts, acks, t); });
-    }
-    for (auto& worker : workers) worker.join();
-  } catch (const std::exception& e) {
-    std::cerr << "xatm-crash-workload: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+    return tm;
+  };
+  return xatm::workload::run_workers(opts, start, [&opts](xatm::transaction_manager& tm, const ack_file& acks, int t) {
+    run_worker(tm, opts, acks, t);
+  });
 }

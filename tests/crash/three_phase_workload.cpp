@@ -29,7 +29,6 @@
 #include <random>
 #include <string>
 #include <thread>
-#include <vector>
 
 #include "console_log.h"
 #include "crash/workload_common.h"
@@ -128,8 +127,7 @@ int main(int argc, char** argv) {
   const options opts = parse(argc, argv);
   const char* level = std::getenv("XATM_WORKLOAD_LOG");
   xatm::tools::install_console_log(level != nullptr ? level : "error");
-  const ack_file acks(opts.ack_path);
-  try {
+  auto start = [&opts]() {
     xatm::tm_options tm_options;
     tm_options.tm_id = opts.tm_id;
     tm_options.log_path = opts.log_path;
@@ -139,19 +137,13 @@ int main(int argc, char** argv) {
     // Only the startup recovery runs, and it never terminates anybody: the tests' terminators do.
     tm_options.recovery_interval = std::chrono::milliseconds(0);
     tm_options.precommit_timeout = std::chrono::hours(1);
-    xatm::transaction_manager tm(tm_options);
-    tm.register_rm("pg", "postgresql", required_env("XATM_CRASH_PG"));
-    tm.register_rm("maria", "mariadb", required_env("XATM_CRASH_MARIA"));
-    tm.begin().rollback();  // the first begin() runs the startup recovery
-    acks.write_line("# ready " + std::to_string(::getpid()));
-    std::vector<std::thread> workers;
-    for (int t = 0; t < opts.threads; ++t) {
-      workers.emplace_back([&, t] { run_worker(tm, opts, acks, t); });
-    }
-    for (auto& worker : workers) worker.join();
-  } catch (const std::exception& e) {
-    std::cerr << "xatm-3pc-workload: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+    auto tm = std::make_unique<xatm::transaction_manager>(tm_options);
+    tm->register_rm("pg", "postgresql", required_env("XATM_CRASH_PG"));
+    tm->register_rm("maria", "mariadb", required_env("XATM_CRASH_MARIA"));
+    tm->begin().rollback();  // the first begin() runs the startup recovery
+    return tm;
+  };
+  return xatm::workload::run_workers(opts, start, [&opts](xatm::transaction_manager& tm, const ack_file& acks, int t) {
+    run_worker(tm, opts, acks, t);
+  });
 }

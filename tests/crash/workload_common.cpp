@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <thread>
+#include <vector>
 
 namespace xatm::workload {
 
@@ -91,6 +93,24 @@ void ack_file::ack(const std::string& token, test::ack_state state, const std::s
                    const std::exception& why) const {
   write_line("# why " + token + " " + why.what());
   ack(token, state, gtrid);
+}
+
+int run_workers(const common_options& opts, const std::function<std::unique_ptr<transaction_manager>()>& start,
+                const std::function<void(transaction_manager&, const ack_file&, int)>& work) {
+  const ack_file acks(opts.ack_path);
+  try {
+    const std::unique_ptr<transaction_manager> tm = start();
+    acks.write_line("# ready " + std::to_string(::getpid()));
+    std::vector<std::thread> workers;
+    for (int t = 0; t < opts.threads; ++t) {
+      workers.emplace_back([&, t] { work(*tm, acks, t); });
+    }
+    for (auto& worker : workers) worker.join();
+  } catch (const std::exception& e) {
+    std::cerr << program_name() << ": " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
 }
 
 transfer_sql::transfer_sql(const std::string& tables) {

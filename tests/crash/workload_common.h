@@ -68,6 +68,12 @@ class ack_file {
   int fd_;
 };
 
+// The rest of both programs' main(): opens the ack file, has `start` make the TM ready (RMs
+// registered, the startup recovery run), writes "# ready <pid>", runs opts.threads workers
+// `work(tm, acks, thread)`, and answers the exit status: 1, with the message, when anything threw.
+int run_workers(const common_options& opts, const std::function<std::unique_ptr<transaction_manager>()>& start,
+                const std::function<void(transaction_manager&, const ack_file&, int)>& work);
+
 // The SQL of one transfer on the crash bank's tables (test::transfer_bank) `crash_<tables>_*`.
 struct transfer_sql {
   std::string accounts;
