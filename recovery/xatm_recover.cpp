@@ -22,10 +22,11 @@ constexpr int exit_unresolved = 1;  // something could not be resolved now
 constexpr int exit_usage = 2;       // bad command line, configuration, or a log that cannot be used
 constexpr int exit_heuristic = 3;   // an RM did the opposite of the decision
 constexpr int exit_busy = 4;        // the log is in use: its TM is running and recovers by itself
+constexpr int exit_wrong_database = 5;  // an RM reaches another database than its name was pinned to
 
 constexpr const char* help_text = R"(usage: xatm-recover --log PATH --rm NAME=DIALECT:CONNINFO [--rm ...]
                     [--tm-id ID] [--dry-run] [--json] [--verbose]
-                    [--terminate [--precommit-timeout SECONDS]]
+                    [--terminate [--precommit-timeout SECONDS]] [--repin NAME ...]
        xatm-recover --install-schema --rm NAME=DIALECT:CONNINFO [--rm ...]
 
 Resolves the prepared XA branches that a crashed xatm transaction manager left on its databases,
@@ -49,7 +50,15 @@ of the TM with no record is rolled back (presumed abort). Prepared transactions 
                     arbiter RM decides (docs/three-phase.md). Works without their logs; with
                     --terminate, --log may be omitted (or name a file that does not exist): the
                     tool then decides nothing of its own, it only terminates by the markers.
-  --install-schema  create the three-phase marker table xatm_marker on every --rm, then exit.
+  --repin NAME      the RM NAME was moved on purpose (to a database that is not a replica or a
+                    backup of the old one): record the identity of the database its --rm reaches
+                    now in the log, then recover. Repeat for several RMs. Not with --dry-run.
+  --install-schema  create xatm's tables (xatm_identity, and xatm_marker for three-phase mode) on
+                    every --rm, then exit.
+
+The log pins, for each RM name, the identity of the database the TM reached under it (a row in
+that database's xatm_identity table, which replicas and backups carry along). An --rm that reaches
+another database is left alone, and no decision with a branch there is forgotten (exit 5).
 
 The tool takes the log's lock: while the TM that owns the log is running it exits with 4 (that
 TM recovers by itself); two runs at once cannot both act.
@@ -61,6 +70,8 @@ Exit codes:
   2  usage or configuration error, or a damaged log (nothing was done)
   3  heuristic outcome: a branch did the opposite of the logged decision; a human must look
   4  busy: the log is in use by a running TM or another xatm-recover
+  5  wrong database: an --rm reaches another database than the one the log pinned for its name
+     (a typo in the connection string?); nothing was done on it
 )";
 
 std::string json_escape(std::string_view text) {
@@ -86,11 +97,16 @@ std::string json_escape(std::string_view text) {
 void print_json(const xatm::recovery_report& report, int exit_code) {
   std::cout << "{\n  \"exit_code\": " << exit_code << ",\n  \"decisions_pending_before\": "
             << report.decisions_pending_before << ",\n  \"decisions_completed\": " << report.completed.size()
-            << ",\n  \"unreachable_rms\": [";
-  for (std::size_t i = 0; i < report.unreachable_rms.size(); ++i) {
-    std::cout << (i ? ", " : "") << '"' << json_escape(report.unreachable_rms[i]) << '"';
-  }
-  std::cout << "],\n  \"branches\": [";
+            << ",\n  \"markers_deleted\": " << report.markers_deleted;
+  auto list = [](const char* name, const std::vector<std::string>& values) {
+    std::cout << ",\n  \"" << name << "\": [";
+    for (std::size_t i = 0; i < values.size(); ++i) std::cout << (i ? ", " : "") << '"' << json_escape(values[i]) << '"';
+    std::cout << "]";
+  };
+  list("unreachable_rms", report.unreachable_rms);
+  list("identity_mismatches", report.identity_mismatches);
+  list("repinned", report.repinned);
+  std::cout << ",\n  \"branches\": [";
   for (std::size_t i = 0; i < report.items.size(); ++i) {
     const auto& item = report.items[i];
     std::cout << (i ? "," : "") << "\n    {\"rm\": \"" << json_escape(item.rm_name) << "\", \"xid\": \""
@@ -124,7 +140,12 @@ void print_table(const xatm::recovery_report& report) {
     std::cout << "\n";
   }
   if (report.items.empty()) std::cout << "(no prepared branches found)\n";
+  for (const auto& rm : report.repinned) std::cout << "RE-PINNED " << rm << "\n";
   for (const auto& rm : report.unreachable_rms) std::cout << "UNREACHABLE RM " << rm << "\n";
+  for (const auto& problem : report.identity_mismatches) std::cout << "WRONG DATABASE " << problem << "\n";
+  if (report.markers_deleted > 0) {
+    std::cout << "three-phase markers of finished transactions deleted: " << report.markers_deleted << "\n";
+  }
   std::cout << "decisions pending before: " << report.decisions_pending_before
             << ", completed now: " << report.completed.size() << "\n";
 }
@@ -180,6 +201,10 @@ int main(int argc, char** argv) {
         return usage_error("--precommit-timeout needs a number of seconds");
       }
       options.precommit_timeout = std::chrono::milliseconds(static_cast<long long>(parsed * 1000));
+    } else if (arg == "--repin") {
+      auto name = value(arg);
+      if (!name) return usage_error("--repin needs an RM name");
+      options.repin.push_back(*name);
     } else if (arg == "--install-schema") {
       install_schema = true;
     } else {
@@ -191,7 +216,9 @@ int main(int argc, char** argv) {
   xatm::tools::install_console_log(verbose ? "debug" : "warning");
   if (install_schema) {
     try {
-      for (const auto& name : xatm::install_marker_schema(options.rms)) std::cout << "xatm_marker ready on " << name << "\n";
+      for (const auto& name : xatm::install_marker_schema(options.rms)) {
+        std::cout << "xatm_identity and xatm_marker ready on " << name << "\n";
+      }
       return exit_clean;
     } catch (const xatm::error& e) {
       std::cerr << "xatm-recover: " << e.what() << "\n";
@@ -202,13 +229,18 @@ int main(int argc, char** argv) {
 
   try {
     auto report = xatm::recover_offline(options);
-    int code = report.heuristic() ? exit_heuristic : report.unresolved() ? exit_unresolved : exit_clean;
+    int code = report.heuristic()                      ? exit_heuristic
+               : !report.identity_mismatches.empty() ? exit_wrong_database
+               : report.unresolved()                 ? exit_unresolved
+                                                     : exit_clean;
     if (json) {
       print_json(report, code);
     } else {
       print_table(report);
       std::cout << (code == exit_clean       ? "result: nothing of this TM is left in doubt\n"
                     : code == exit_heuristic ? "result: HEURISTIC outcome detected: see docs/recovery.md\n"
+                    : code == exit_wrong_database
+                        ? "result: WRONG DATABASE for an RM: nothing was done on it; check its --rm (docs/recovery.md)\n"
                                              : "result: work left unresolved: run again later (docs/recovery.md)\n");
     }
     return code;

@@ -30,6 +30,7 @@ enum class recovery_result : std::uint8_t {
   foreign,         // another formatID or another tm_id: listed, never touched
   unresolved,      // could not be resolved now (RM unreachable, branch still attached, ...)
   heuristic,       // the RM did the opposite of the decision
+  would_forget,    // dry run: a decision none of whose branches remain; the real run forgets it
 };
 const char* recovery_result_name(recovery_result result) noexcept;
 
@@ -50,6 +51,13 @@ struct recovery_report {
   std::vector<std::string> unreachable_rms;  // "name: why"
   std::size_t decisions_pending_before = 0;
   std::vector<std::string> completed;        // decisions forgotten because every branch is done
+  // RMs whose connection reaches another database than the one the log pinned for that name
+  // (or that cannot be verified): nothing was done on them. "name: what differs, what to do".
+  std::vector<std::string> identity_mismatches;
+  // RM names re-pinned before this run (offline_recovery_options::repin): "name: old -> new".
+  std::vector<std::string> repinned;
+  // Marker rows of finished three-phase transactions deleted by this run (would be, in a dry run).
+  std::size_t markers_deleted = 0;
 
   // Something of ours is left in doubt (exit code 1 of xatm-recover).
   bool unresolved() const noexcept;
@@ -62,6 +70,9 @@ struct offline_recovery_options {
   std::string log_path;    // its decision log
   std::vector<std::pair<std::string, std::string>> rms;  // name -> "<dialect>:<conninfo>"
   bool dry_run = false;    // report only; change nothing on any RM and in the log
+  // RM names to re-pin to the database their connection reaches now, after a deliberate move:
+  // the decision log records the new identity before recovery runs.
+  std::vector<std::string> repin;
   // Also terminate OTHER TMs' three-phase branches (DESIGN.md section 7): scan, wait
   // precommit_timeout, scan again, and resolve what stayed prepared by the marker rule.
   bool terminate = false;

@@ -105,7 +105,7 @@ class transaction_manager {
   // server is unreachable, configuration_error for an unknown name.
   std::unique_ptr<resource_manager> connect(std::string_view rm_name);
 
-  // A new global transaction with a fresh gtrid `<tm_id>.<incarnation>.<seq>`. Nothing is logged.
+  // A new global transaction with a fresh gtrid `<tm_id>.<incarnation id>.<seq>`. Nothing is logged.
   // The first call runs recovery first (register every RM before it): branches an earlier
   // incarnation left prepared are resolved before new work starts.
   global_transaction begin();
@@ -117,7 +117,10 @@ class transaction_manager {
   recovery_report recover_now();
 
   const std::string& tm_id() const noexcept;
+  // How many times the log was opened (for people), and this open's random incarnation id, the
+  // middle part of every gtrid begin() makes: `<tm_id>.<incarnation id>.<seq>`.
   std::uint64_t incarnation() const noexcept;
+  const std::string& incarnation_id() const noexcept;
   tm_statistics statistics() const noexcept;
 
  private:

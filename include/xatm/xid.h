@@ -1,8 +1,8 @@
 // xatm/xid.h: the XA transaction identifier and its encodings for PostgreSQL and MariaDB/MySQL.
 //
 // An xid is (formatID, gtrid, bqual): gtrid and bqual are 1..64 arbitrary bytes. xatm's own
-// XIDs use formatID 0x78617431 ("xat1") and gtrids `<tm_id>.<incarnation>.<seq>[.p3]`; anything
-// else is foreign and never touched. Every constructor and parser validates its input first, so
+// XIDs use formatID 0x78617431 ("xat1") and gtrids `<tm_id>.<incarnation id>.<seq>[.p3]`;
+// anything else is foreign and never touched. Every constructor and parser validates its input first, so
 // an xid that exists is always safe to encode into SQL. Plain value type: use from any thread.
 #pragma once
 
@@ -21,6 +21,7 @@ inline constexpr std::size_t max_gtrid_size = 64;
 inline constexpr std::size_t max_bqual_size = 64;
 inline constexpr std::size_t max_tm_id_size = 32;
 inline constexpr std::size_t max_rm_name_size = 48;
+inline constexpr std::size_t incarnation_id_size = 12;
 
 class xid {
  public:
@@ -63,7 +64,11 @@ class xid {
 // The parts of one of xatm's gtrids.
 struct gtrid_parts {
   std::string tm_id;
-  std::uint64_t incarnation = 0;
+  // The incarnation id: 12 characters drawn at random each time a decision log is opened
+  // (is_incarnation_id), so that a gtrid never repeats, whatever happens to the log: lost,
+  // restored from a copy, or one tm_id given to two hosts. Gtrids made before logs had ids
+  // carry the incarnation number in decimal here ("legacy"; still parsed, never made).
+  std::string incarnation;
   std::uint64_t sequence = 0;
   bool three_phase = false;  // gtrid ends in ".p3"
 
@@ -74,7 +79,13 @@ struct gtrid_parts {
 result<void> validate_tm_id(std::string_view tm_id);
 // An RM name is 1..48 characters of [A-Za-z0-9_-].
 result<void> validate_rm_name(std::string_view rm_name);
-// `<tm_id>.<incarnation>.<seq>[.p3]`; fails on a bad tm_id.
+// An incarnation id: a letter then 11 of [a-z2-7] (base32, about 59 random bits); never all
+// digits, so it cannot be mistaken for a legacy incarnation number.
+bool is_incarnation_id(std::string_view text) noexcept;
+// A legacy incarnation number: canonical decimal digits (no leading zero).
+bool is_legacy_incarnation(std::string_view text) noexcept;
+// `<tm_id>.<incarnation>.<seq>[.p3]`; fails on a bad tm_id or incarnation, or when it would be
+// longer than 64 bytes.
 result<std::string> format_gtrid(const gtrid_parts& parts);
 // The inverse; fails (xa_code::invalid) for any gtrid that is not exactly of that shape.
 result<gtrid_parts> parse_gtrid(std::string_view gtrid);

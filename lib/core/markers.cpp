@@ -3,6 +3,7 @@
 #include "core/markers.h"
 
 #include <algorithm>
+#include <charconv>
 
 namespace xatm::detail {
 namespace {
@@ -89,6 +90,49 @@ result<std::optional<marker_state>> read_marker(resource_manager& control, std::
   auto rows = control.exec("SELECT state FROM xatm_marker WHERE gtrid = " + key.value());
   if (!rows) return std::move(rows).error();
   return state_of(rows.value());
+}
+
+result<std::vector<marker_row>> list_markers(resource_manager& control) {
+  // Scripted test RMs keep no tables.
+  if (!is_postgresql(control) && control.dialect() != "mysql" && control.dialect() != "mariadb") {
+    return std::vector<marker_row>();
+  }
+  auto rows = control.exec(is_postgresql(control)
+                               ? "SELECT gtrid, state, branches, CAST(EXTRACT(EPOCH FROM now() - created) AS bigint) "
+                                 "FROM xatm_marker"
+                               : "SELECT gtrid, state, branches, TIMESTAMPDIFF(SECOND, created, NOW(6)) "
+                                 "FROM xatm_marker");
+  if (!rows) {
+    const failure& cause = rows.error();
+    if (cause.sqlstate == "42P01" || cause.sqlstate == "42S02" || cause.native_code == 1146) {
+      return std::vector<marker_row>();  // no marker table: never in three-phase use here
+    }
+    return std::move(rows).error();
+  }
+  std::vector<marker_row> markers;
+  for (const auto& row : rows.value().rows) {
+    if (row.size() < 4 || !row[0] || !row[1] || !row[2]) continue;
+    marker_row marker;
+    marker.gtrid = *row[0];
+    if (*row[1] == "P") {
+      marker.state = marker_state::precommitted;
+    } else if (*row[1] == "A") {
+      marker.state = marker_state::aborted;
+    } else {
+      continue;  // the CHECK constraint allows nothing else; never act on what is not understood
+    }
+    std::string_view branches = *row[2];
+    for (std::size_t start = 0; start < branches.size();) {
+      std::size_t end = std::min(branches.find(',', start), branches.size());
+      if (end > start) marker.branch_rms.emplace_back(branches.substr(start, end - start));
+      start = end + 1;
+    }
+    std::int64_t age = 0;
+    if (row[3]) std::from_chars(row[3]->data(), row[3]->data() + row[3]->size(), age);
+    marker.age_seconds = age;
+    markers.push_back(std::move(marker));
+  }
+  return markers;
 }
 
 result<void> delete_marker(resource_manager& control, std::string_view gtrid) {

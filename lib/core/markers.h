@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "xatm/resource_manager.h"
 
@@ -38,6 +39,17 @@ result<marker_state> insert_marker(resource_manager& control, std::string_view g
 
 // The gtrid's row, if any.
 result<std::optional<marker_state>> read_marker(resource_manager& control, std::string_view gtrid);
+
+// One row of a marker table, as recovery lists them to find the rows of finished transactions.
+struct marker_row {
+  std::string gtrid;
+  marker_state state = marker_state::precommitted;
+  std::vector<std::string> branch_rms;  // the RM names the row's writer gave
+  std::int64_t age_seconds = 0;
+};
+
+// Every row of the RM's marker table; an empty list when the RM has no marker table.
+result<std::vector<marker_row>> list_markers(resource_manager& control);
 
 // Deletes the gtrid's row (only once every branch is confirmed committed or rolled back).
 result<void> delete_marker(resource_manager& control, std::string_view gtrid);

@@ -1,12 +1,18 @@
 // The recovery algorithm: DESIGN.md section 6's table, top to bottom.
 //
 //   1. read the pending decisions from the log;
-//   2. scan: list the prepared branches of every registered RM;
-//   3. resolve each of xatm's branches: COMMIT record -> commit; no record -> roll back
-//      (presumed abort); live incarnation and not handed over -> skip; foreign -> report only;
-//   4. forget a decision once every RM it names was scanned and holds none of its branches.
+//   2. connect to every registered RM and verify it reaches the database the log pinned for its
+//      name (an RM that fails this is left alone: nothing done there, no decision forgotten);
+//   3. list the marker rows of every verified RM, then scan each for prepared branches (in that
+//      order: a P row seen before a scan that finds no branch of its gtrid is finished);
+//   4. resolve each of xatm's branches: COMMIT record -> commit; no record -> roll back
+//      (presumed abort) unless the incarnation's TM still holds its lease; live incarnation and
+//      not handed over -> skip; another log's incarnation or foreign -> report only;
+//   5. forget a decision once every RM it names was verified, scanned and holds none of its
+//      branches; delete the marker rows of three-phase transactions that are finished.
 // Each action is idempotent ("does not exist" after a decision means already done), so a run
-// that crashes half-way is simply run again.
+// that crashes half-way is simply run again. A dry run reads exactly what the real run reads
+// (markers and leases included) and writes nothing.
 #include "core/recovery.h"
 
 #include <algorithm>
@@ -15,6 +21,7 @@
 #include <set>
 
 #include "core/crash_point.h"
+#include "core/identity.h"
 #include "core/logging.h"
 #include "core/markers.h"
 #include "core/tm_core.h"
@@ -35,15 +42,16 @@ const char* recovery_result_name(recovery_result result) noexcept {
     case recovery_result::foreign: return "foreign: never touched";
     case recovery_result::unresolved: return "UNRESOLVED";
     case recovery_result::heuristic: return "HEURISTIC";
+    case recovery_result::would_forget: return "would forget the decision (dry run)";
   }
   return "unknown";
 }
 
 bool recovery_report::unresolved() const noexcept {
-  if (!unreachable_rms.empty()) return true;
+  if (!unreachable_rms.empty() || !identity_mismatches.empty()) return true;
   for (const auto& item : items) {
     if (item.result == recovery_result::unresolved || item.result == recovery_result::would_commit ||
-        item.result == recovery_result::would_roll_back) {
+        item.result == recovery_result::would_roll_back || item.result == recovery_result::would_forget) {
       return true;
     }
   }
@@ -73,7 +81,47 @@ struct scanned_rm {
   std::string name;
   std::unique_ptr<resource_manager> connection;
   recovered_branches found;
+  std::vector<marker_row> markers;
 };
+
+// The names of the RMs that pending decisions have branches on.
+std::set<std::string, std::less<>> rms_with_decisions(const std::vector<decision_record>& pending) {
+  std::set<std::string, std::less<>> names;
+  for (const auto& record : pending) names.insert(record.branch_rms.begin(), record.branch_rms.end());
+  return names;
+}
+
+// Opens an RM for recovery and checks that it reaches the database the log pinned for its name.
+// Answers the connection, or nothing after recording in the report why the RM is left alone.
+std::unique_ptr<resource_manager> open_verified(const recovery_context& context, const std::string& name,
+                                                const rm_connector& connector,
+                                                const std::set<std::string, std::less<>>& named_by_decisions,
+                                                recovery_report& report) {
+  auto connection = open_bounded(connector, context.call_timeout);
+  if (!connection) {
+    report.unreachable_rms.push_back(name + ": " + connection.error().describe());
+    XATM_LOG(recovery, warning) << "RM " << name << " cannot be reached: " << connection.error().describe();
+    return nullptr;
+  }
+  if (context.log == nullptr) return std::move(connection).value();  // a terminator with no log: nothing pinned
+  // The tool must not take a mistyped connection's word for a database that decisions name.
+  const bool may_pin = context.pin_unpinned || !named_by_decisions.contains(name);
+  const unpinned_rule rule = !may_pin ? unpinned_rule::refuse
+                             : context.dry_run ? unpinned_rule::report_only
+                                               : unpinned_rule::pin;
+  auto verdict = verify_identity(*connection.value(), *context.log, rule);
+  if (!verdict) {
+    report.unreachable_rms.push_back(name + ": its identity cannot be read: " + verdict.error().describe());
+    XATM_LOG(recovery, warning) << "RM " << name << ": identity cannot be read: " << verdict.error().describe();
+    return nullptr;
+  }
+  if (!verdict.value().verified) {
+    report.identity_mismatches.push_back(verdict.value().problem);
+    XATM_LOG(recovery, error) << verdict.value().problem;
+    return nullptr;
+  }
+  return std::move(connection).value();
+}
 
 // Commits or rolls back one of our prepared branches and says what came of it.
 void resolve(resource_manager& rm, const xid& branch, bool commit, recovery_item& item) {
@@ -96,17 +144,28 @@ void resolve(resource_manager& rm, const xid& branch, bool commit, recovery_item
   }
 }
 
+// Resolves (or, in a dry run, says what the real run would do).
+void act(const recovery_context& context, resource_manager& rm, const xid& branch, bool commit, recovery_item& item) {
+  item.action = commit ? "commit" : "rollback";
+  if (context.dry_run) {
+    item.result = commit ? recovery_result::would_commit : recovery_result::would_roll_back;
+    return;
+  }
+  resolve(rm, branch, commit, item);
+}
+
 // The three-phase termination rule (DESIGN.md section 7) for one prepared `.p3` branch: a local
 // P -> commit; else the arbiter's row: P -> commit, A -> roll back, none -> insert A (the primary
-// key lets exactly one of P and A win) and follow the winner.
-void terminate(const recovery_context& context, scanned_rm& rm, const xid& branch, recovery_item& item) {
+// key lets exactly one of P and A win) and follow the winner. A dry run reads the same rows and
+// says what the real run would do; where no row exists it would insert A and roll back.
+void terminate(const recovery_context& context, scanned_rm& rm, const xid& branch, recovery_item& item,
+               const std::map<std::string, resource_manager*, std::less<>>& verified) {
   auto at = branch.bqual().find('@');
   std::string arbiter = at == std::string::npos ? std::string() : branch.bqual().substr(at + 1);
   auto local = read_marker(*rm.connection, branch.gtrid());
   if (local.ok() && local.value() == marker_state::precommitted) {
     item.decision = "P marker on " + rm.name;
-    item.action = "commit";
-    resolve(*rm.connection, branch, true, item);
+    act(context, *rm.connection, branch, true, item);
     return;
   }
   auto connector = context.rms.find(arbiter);
@@ -115,34 +174,58 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
     item.detail = "three-phase branch whose arbiter RM '" + arbiter + "' is not configured here";
     return;
   }
+  if (context.log != nullptr && !verified.contains(arbiter)) {
+    item.result = recovery_result::unresolved;
+    item.detail = "the arbiter " + arbiter + " was not verified in this run (see the RMs reported above)";
+    return;
+  }
   auto control = open_bounded(connector->second, context.call_timeout);
-  result<marker_state> winner = control ? result<marker_state>(marker_state::aborted) : control.error();
-  if (control) {
+  result<std::optional<marker_state>> found = std::optional<marker_state>();
+  if (!control) {
+    found = control.error();
+  } else if (context.log != nullptr) {
+    // The arbiter's control connection is a new one: it must reach the verified database too.
+    auto verdict = verify_identity(*control.value(), *context.log, unpinned_rule::report_only);
+    if (!verdict) {
+      found = verdict.error();
+    } else if (!verdict.value().verified) {
+      found = make_failure(xa_code::invalid, verdict.value().problem);
+    }
+  }
+  if (found) {
     // No marker table at the arbiter: no coordinator ever pre-committed there, so this is not
     // the arbiter the coordinator meant (an RM name that means another database here) or it
     // never got that far; either way this terminator cannot decide. Never create it here.
     auto ready = prepare_control_connection(*control.value());
-    auto found = ready ? read_marker(*control.value(), branch.gtrid())
-                       : result<std::optional<marker_state>>(ready.error());
-    if (!found) {
-      winner = found.error();
-    } else if (found.value()) {
-      winner = *found.value();
-    } else {
-      // Nobody decided: abort it. If the coordinator's P got there first, follow the P.
-      winner = insert_marker(*control.value(), branch.gtrid(), marker_state::aborted, rm.name);
-    }
+    found = ready ? read_marker(*control.value(), branch.gtrid()) : result<std::optional<marker_state>>(ready.error());
   }
-  if (!winner) {
+  if (!found) {
     item.result = recovery_result::unresolved;
-    item.detail = "the arbiter " + arbiter + " could not be read: " + winner.error().describe();
+    item.detail = "the arbiter " + arbiter + " could not be read: " + found.error().describe();
     return;
   }
-  bool commit = winner.value() == marker_state::precommitted;
-  item.decision = std::string(commit ? "P" : "A") + " marker at arbiter " + arbiter;
-  item.action = commit ? "commit" : "rollback";
-  resolve(*rm.connection, branch, commit, item);
+  marker_state winner = marker_state::aborted;
+  if (found.value()) {
+    winner = *found.value();
+    item.decision = std::string(winner == marker_state::precommitted ? "P" : "A") + " marker at arbiter " + arbiter;
+  } else if (context.dry_run) {
+    item.decision = "no marker at arbiter " + arbiter + ": the real run inserts A (unless the coordinator's P wins)";
+  } else {
+    // Nobody decided: abort it. If the coordinator's P got there first, follow the P.
+    auto inserted = insert_marker(*control.value(), branch.gtrid(), marker_state::aborted, rm.name);
+    if (!inserted) {
+      item.result = recovery_result::unresolved;
+      item.detail = "the arbiter " + arbiter + " could not be read: " + inserted.error().describe();
+      return;
+    }
+    winner = inserted.value();
+    item.decision = std::string(winner == marker_state::precommitted ? "P" : "A") + " marker at arbiter " + arbiter;
+  }
+  act(context, *rm.connection, branch, winner == marker_state::precommitted, item);
 }
+
+// `<tm_id>.<incarnation>`: the part of a gtrid that names its coordinator's incarnation.
+std::string incarnation_prefix(const gtrid_parts& parts) { return parts.tm_id + "." + parts.incarnation; }
 
 }  // namespace
 
@@ -159,11 +242,12 @@ recovery_report run_recovery(const recovery_context& context) {
 
   auto is_live = [&](std::string_view gtrid) {
     auto parts = parse_gtrid(gtrid);
-    return context.live_incarnation != 0 && parts.ok() && parts.value().incarnation == context.live_incarnation &&
+    return !context.live_incarnation.empty() && parts.ok() && parts.value().tm_id == context.tm_id &&
+           parts.value().incarnation == context.live_incarnation &&
            !(context.handed_over && context.handed_over(gtrid));
   };
 
-  // 2. Scan every registered RM.
+  // 2. Connect to every registered RM and verify its identity.
   auto seen_long_enough = [&](const std::string& rm_name, const xid& branch) {
     if (context.first_seen == nullptr) return false;
     auto now = std::chrono::steady_clock::now();
@@ -171,17 +255,32 @@ recovery_report run_recovery(const recovery_context& context) {
     return !first_time && now - sighting->second >= context.precommit_timeout;
   };
 
+  const auto named_by_decisions = rms_with_decisions(pending.value());
   std::vector<scanned_rm> scanned;
   for (const auto& [name, connector] : context.rms) {
-    auto connection = open_bounded(connector, context.call_timeout);
-    auto found = connection ? connection.value()->recover() : result<recovered_branches>(connection.error());
-    if (!found) {
-      report.unreachable_rms.push_back(name + ": " + found.error().describe());
-      XATM_LOG(recovery, warning) << "RM " << name << " cannot be scanned: " << found.error().describe();
-      continue;
-    }
-    scanned.push_back({name, std::move(connection).value(), std::move(found).value()});
+    auto connection = open_verified(context, name, connector, named_by_decisions, report);
+    if (connection) scanned.push_back({name, std::move(connection), {}, {}});
   }
+  // 3. Markers first, then the scans (see the top of this file). An RM whose markers or branches
+  // cannot be listed is dropped: nothing is done on it.
+  for (auto& rm : scanned) {
+    auto markers = list_markers(*rm.connection);
+    if (markers) rm.markers = std::move(markers).value();
+    else XATM_LOG(recovery, warning) << "RM " << rm.name << ": markers cannot be listed: " << markers.error().describe();
+  }
+  std::erase_if(scanned, [&](scanned_rm& rm) {
+    auto found = rm.connection->recover();
+    if (found) {
+      rm.found = std::move(found).value();
+      return false;
+    }
+    report.unreachable_rms.push_back(rm.name + ": " + found.error().describe());
+    XATM_LOG(recovery, warning) << "RM " << rm.name << " cannot be scanned: " << found.error().describe();
+    return true;
+  });
+  std::map<std::string, resource_manager*, std::less<>> verified;
+  for (auto& rm : scanned) verified.emplace(rm.name, rm.connection.get());
+
   // Forget the sightings of branches that an RM scanned just now no longer lists: they are
   // finished. Without this a long-running TM remembers every other coordinator's branch it ever
   // caught prepared. An RM that could not be scanned keeps its sightings.
@@ -192,15 +291,14 @@ recovery_report run_recovery(const recovery_context& context) {
     }
     std::erase_if(*context.first_seen, [&](const auto& sighting) {
       std::string_view rm_name = std::string_view(sighting.first).substr(0, sighting.first.find(' '));
-      bool rm_scanned =
-          std::any_of(scanned.begin(), scanned.end(), [&](const scanned_rm& rm) { return rm.name == rm_name; });
-      return rm_scanned && !listed.contains(sighting.first);
+      return verified.contains(rm_name) && !listed.contains(sighting.first);
     });
   }
   XATM_CRASH_POINT("recovery_after_scan");
 
-  // 3. Resolve xatm's branches; report everyone else's.
-  std::set<std::string, std::less<>> gtrids_left;  // decisions that still have a branch somewhere
+  // 4. Resolve xatm's branches; report everyone else's.
+  std::set<std::string, std::less<>> gtrids_left;  // gtrids that still have a branch prepared somewhere
+  std::map<std::string, bool, std::less<>> leases;  // "<rm> <tm_id>.<incarnation>" -> held
   bool first_action = true;
   for (auto& rm : scanned) {
     for (const auto& other : rm.found.foreign) {
@@ -212,81 +310,148 @@ recovery_report run_recovery(const recovery_context& context) {
       recovery_item item{rm.name, branch.to_string(), branch.gtrid(), "prepared", "-", "none",
                          recovery_result::foreign, "", std::nullopt};
       auto parts = parse_gtrid(branch.gtrid());
-      bool own = parts && parts.value().tm_id == context.tm_id;
+      bool same_tm_id = parts && parts.value().tm_id == context.tm_id;
+      bool own = same_tm_id && context.log != nullptr && context.log->is_own_incarnation(parts.value().incarnation);
       bool three_phase = parts && parts.value().three_phase;
+      gtrids_left.insert(branch.gtrid());  // until resolved below
       if (!own && !(three_phase && context.terminate_others)) {
-        item.detail = parts ? "belongs to TM '" + parts.value().tm_id + "'" : "not an xatm gtrid";
-        if (three_phase) item.detail += " (three-phase: --terminate resolves it when its coordinator is gone)";
+        if (same_tm_id) {
+          // Never presumed aborted: its decision, if any, is in a log this one is not.
+          item.result = recovery_result::unresolved;
+          item.detail = "tm_id '" + context.tm_id + "' but incarnation " + parts.value().incarnation +
+                        ", which this decision log never issued: a second TM running with the same tm_id, a lost "
+                        "log, or a log restored from a copy older than this branch. Its decision is not here; "
+                        "find the log that issued it (docs/recovery.md)";
+          if (three_phase) item.detail += "; three-phase: --terminate resolves it by the marker rule";
+        } else {
+          item.detail = parts ? "belongs to TM '" + parts.value().tm_id + "'" : "not an xatm gtrid";
+          if (three_phase) item.detail += " (three-phase: --terminate resolves it when its coordinator is gone)";
+        }
         report.items.push_back(std::move(item));
         continue;
       }
       auto decision = decisions.find(branch.gtrid());
       bool commit = own && decision != decisions.end();
       item.decision = commit ? "commit" : three_phase ? "none: marker rule" : "none (presumed abort)";
+      auto lease_holder = [&]() -> std::optional<std::string> {
+        // A TM still running with this incarnation (its lock file deleted, or this run works on
+        // a copy of its log) may still be deciding the branch: never presume abort under it.
+        const std::string key = rm.name + " " + incarnation_prefix(parts.value());
+        auto cached = leases.find(key);
+        if (cached == leases.end()) {
+          auto held = lease_held(*rm.connection, incarnation_prefix(parts.value()));
+          if (!held) return "the lease of its incarnation cannot be read: " + held.error().describe();
+          cached = leases.emplace(key, held.value()).first;
+        }
+        if (cached->second) {
+          return "a TM running incarnation " + parts.value().incarnation + " holds its lease on " + rm.name +
+                 ": it decides this branch itself (is the TM still running? the log's lock file deleted, or this "
+                 "is a copy of a live TM's log)";
+        }
+        return std::nullopt;
+      };
       if (own && is_live(branch.gtrid())) {
         item.result = recovery_result::skipped_live;
-        gtrids_left.insert(branch.gtrid());
       } else if (three_phase && !own && !seen_long_enough(rm.name, branch)) {
         item.result = recovery_result::unresolved;
         item.detail = "another TM's three-phase branch: terminated if still prepared after precommit_timeout";
-      } else if (three_phase && !commit && !context.dry_run) {
-        // Our own older incarnation is dead (we hold its log), or another TM's coordinator has
-        // been silent for precommit_timeout: the markers decide.
-        terminate(context, rm, branch, item);
+      } else if (auto holder = !commit && own && parts.value().incarnation != context.live_incarnation
+                                   ? lease_holder()
+                                   : std::nullopt) {
+        item.result = recovery_result::unresolved;
+        item.detail = *holder;
+      } else if (three_phase && !commit) {
+        // Our own older incarnation is dead (we hold its log and nobody holds its lease), or
+        // another TM's coordinator has been silent for precommit_timeout: the markers decide.
+        terminate(context, rm, branch, item, verified);
         XATM_LOG(recovery, info) << "terminated " << item.xid << " on " << rm.name << " (" << item.decision
                                  << "): " << recovery_result_name(item.result);
-        if (item.result == recovery_result::unresolved) gtrids_left.insert(branch.gtrid());
-      } else if (is_live(branch.gtrid())) {
-        item.result = recovery_result::skipped_live;
-        gtrids_left.insert(branch.gtrid());
-      } else if (context.dry_run) {
-        item.action = commit ? "commit" : "rollback";
-        item.result = commit ? recovery_result::would_commit : recovery_result::would_roll_back;
-        gtrids_left.insert(branch.gtrid());
       } else {
-        item.action = commit ? "commit" : "rollback";
-        resolve(*rm.connection, branch, commit, item);
-        XATM_LOG(recovery, info) << item.action << " " << item.xid << " on " << rm.name << ": "
-                                 << recovery_result_name(item.result) << (item.detail.empty() ? "" : ": ")
-                                 << item.detail;
-        if (item.result == recovery_result::unresolved) gtrids_left.insert(branch.gtrid());
-        if (std::exchange(first_action, false)) XATM_CRASH_POINT("recovery_after_first_resolve");
+        act(context, *rm.connection, branch, commit, item);
+        if (!context.dry_run) {
+          XATM_LOG(recovery, info) << item.action << " " << item.xid << " on " << rm.name << ": "
+                                   << recovery_result_name(item.result) << (item.detail.empty() ? "" : ": ")
+                                   << item.detail;
+          if (std::exchange(first_action, false)) XATM_CRASH_POINT("recovery_after_first_resolve");
+        }
       }
       report.items.push_back(std::move(item));
     }
   }
+  // A gtrid is finished once each of its branches was resolved now or had been before (in a dry
+  // run: would be, as the real run would see it).
+  auto final_result = [&](recovery_result result) {
+    return result == recovery_result::committed || result == recovery_result::rolled_back ||
+           result == recovery_result::already_done ||
+           (context.dry_run && (result == recovery_result::would_commit || result == recovery_result::would_roll_back));
+  };
+  for (const auto& item : report.items) {
+    if (!final_result(item.result)) continue;
+    bool elsewhere = std::any_of(report.items.begin(), report.items.end(), [&](const recovery_item& other) {
+      return other.gtrid == item.gtrid && !final_result(other.result);
+    });
+    if (!elsewhere) gtrids_left.erase(item.gtrid);
+  }
 
-  // 4. Forget decisions that are done everywhere: every RM they name was scanned just now and
-  // holds no branch of theirs. An RM that could not be scanned keeps the decision.
-  std::set<std::string, std::less<>> scanned_names;
-  for (const auto& rm : scanned) scanned_names.insert(rm.name);
+  // 5. Forget decisions that are done everywhere: every RM they name was verified and scanned
+  // just now and holds no branch of theirs. An RM that could not be keeps the decision.
   for (const auto& [gtrid, record] : decisions) {
-    if (context.dry_run || is_live(gtrid) || gtrids_left.contains(gtrid)) continue;
+    if (is_live(gtrid) || gtrids_left.contains(gtrid)) continue;
     std::string missing;
     for (const auto& rm_name : record->branch_rms) {
-      if (!scanned_names.contains(rm_name)) missing += (missing.empty() ? "" : ", ") + rm_name;
+      if (!verified.contains(rm_name) && missing.find(rm_name) == std::string::npos) {
+        missing += (missing.empty() ? "" : ", ") + rm_name;
+      }
     }
     if (!missing.empty()) {
       report.items.push_back({missing, "-", gtrid, "unknown", "commit", "none", recovery_result::unresolved,
-                              "the decision's RMs could not be scanned: " + missing, std::nullopt});
+                              "the decision's RMs could not be scanned or verified: " + missing +
+                                  "; the decision is kept",
+                              std::nullopt});
       continue;
     }
     bool acted_here = false;
     for (const auto& item : report.items) acted_here = acted_here || item.gtrid == gtrid;
-    if (!acted_here) {
-      report.items.push_back({"-", "-", gtrid, "gone", "commit", "none", recovery_result::already_done,
-                              "no branch left on any RM: decision forgotten", std::nullopt});
+    if (context.dry_run) {
+      report.items.push_back({"-", "-", gtrid, acted_here ? "prepared" : "gone", "commit", "forget",
+                              recovery_result::would_forget,
+                              acted_here ? "once the commits above succeed: all its RMs verified and scanned"
+                                         : "no branch left on any of its RMs (all verified and scanned)",
+                              std::nullopt});
+      continue;
     }
-    // A three-phase transaction's markers go once every branch is done (DESIGN.md section 7).
-    auto parts = parse_gtrid(gtrid);
-    if (parts && parts.value().three_phase) {
-      for (auto& rm : scanned) {
-        bool named = std::find(record->branch_rms.begin(), record->branch_rms.end(), rm.name) != record->branch_rms.end();
-        if (named) (void)delete_marker(*rm.connection, gtrid);  // a leftover row is harmless
-      }
+    if (!acted_here) {
+      report.items.push_back({"-", "-", gtrid, "gone", "commit", "forget", recovery_result::already_done,
+                              "no branch left on any RM: decision forgotten", std::nullopt});
     }
     context.log->mark_complete(gtrid);
     report.completed.push_back(gtrid);
+  }
+
+  // 6. Marker rows of finished three-phase transactions, whoever wrote them. A P row was written
+  // after every branch of its gtrid was prepared, and it was listed before the scans: if every
+  // RM the row names was verified and scanned since and none holds a branch of it, every branch
+  // is final (docs/design.md section 7). An A row also needs age: a coordinator stalled before
+  // its P insert could otherwise win with P after the A row went (docs/three-phase.md).
+  for (auto& rm : scanned) {
+    for (const auto& marker : rm.markers) {
+      auto parts = parse_gtrid(marker.gtrid);
+      if (!parts || gtrids_left.contains(marker.gtrid) || is_live(marker.gtrid)) continue;
+      if (marker.branch_rms.empty()) continue;
+      bool all_scanned = std::all_of(marker.branch_rms.begin(), marker.branch_rms.end(),
+                                     [&](const std::string& name) { return verified.contains(name); });
+      if (!all_scanned) continue;
+      if (marker.state == marker_state::aborted && marker.age_seconds < context.abort_marker_retention.count()) continue;
+      if (context.dry_run) {
+        ++report.markers_deleted;
+        continue;
+      }
+      if (delete_marker(*rm.connection, marker.gtrid)) ++report.markers_deleted;
+    }
+  }
+  if (report.markers_deleted > 0) {
+    XATM_LOG(recovery, info) << (context.dry_run ? "would delete " : "deleted ") << report.markers_deleted
+                             << " marker rows of finished three-phase transactions";
   }
   return report;
 }
@@ -347,6 +512,7 @@ std::vector<std::string> install_marker_schema(const std::vector<std::pair<std::
     auto connection = connector();
     if (!connection) throw rm_error(connection.error());
     if (auto done = detail::install_marker_table(*connection.value()); !done) throw rm_error(done.error());
+    if (auto identity = detail::ensure_identity(*connection.value()); !identity) throw rm_error(identity.error());
     installed.push_back(name);
   }
   return installed;
@@ -388,10 +554,32 @@ recovery_report recover_offline(const offline_recovery_options& options) {
   context.tm_id = tm_id;
   context.dry_run = options.dry_run;
   context.rms = connectors_for(options.rms);
+  // An operator's connection strings decide nothing on their own: a name that pending decisions
+  // use must reach the database the log pinned (or be re-pinned on purpose, below).
+  context.pin_unpinned = false;
+  if (options.dry_run && !options.repin.empty()) {
+    throw configuration_error(make_failure(xa_code::invalid, "--repin writes to the decision log: not with --dry-run"));
+  }
+  for (const auto& name : options.repin) {
+    if (!context.rms.contains(name)) {
+      throw configuration_error(make_failure(xa_code::invalid, "--repin " + name + ": no --rm gives that name", name));
+    }
+  }
   auto log = detail::open_decision_log(options.log_path, tm_id);
   context.log = log.get();
-  if (!options.terminate) return detail::run_recovery(context);
-  return terminate_twice(context, options.precommit_timeout);
+  std::vector<std::string> repinned;
+  for (const auto& name : options.repin) {
+    auto connection = context.rms.find(name)->second();
+    if (!connection) throw rm_error(connection.error());
+    auto moved = detail::repin_identity(*connection.value(), *log);
+    if (!moved) throw rm_error(moved.error());
+    const auto& [old, now] = moved.value();
+    repinned.push_back(name + ": " + (old ? old->identity + " (" + old->description + ")" : std::string("nothing")) +
+                       " -> " + now.identity + " (" + now.description + ")");
+  }
+  auto report = options.terminate ? terminate_twice(context, options.precommit_timeout) : detail::run_recovery(context);
+  report.repinned = std::move(repinned);
+  return report;
 }
 
 }  // namespace xatm

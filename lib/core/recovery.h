@@ -21,8 +21,15 @@ struct recovery_context {
   std::map<std::string, rm_connector, std::less<>> rms;
   // Bounds every call on the connections recovery opens (resource_manager::set_call_timeout).
   std::chrono::milliseconds call_timeout = tm_options{}.rm_call_timeout;
-  // The running TM's incarnation (0 for the offline tool: nothing is live).
-  std::uint64_t live_incarnation = 0;
+  // The running TM's incarnation id (empty for the offline tool: nothing of its log is live in
+  // this process; a TM still running elsewhere is recognised by its lease).
+  std::string live_incarnation;
+  // RM names the log has no identity pinned for may be pinned on first meeting (the TM: its own
+  // configuration is what it decides with). The tool pins only names no pending decision uses.
+  bool pin_unpinned = true;
+  // A markers' row left by an abort (A) is deleted once every branch is final and it is at least
+  // this old: no stalled coordinator wakes up after so long (docs/three-phase.md).
+  std::chrono::seconds abort_marker_retention{std::chrono::hours(24)};
   // For the live incarnation: true when the TM handed the gtrid over to recovery (its commit()
   // returned completion pending, or its rollback failed); anything else may still be in flight.
   std::function<bool(std::string_view gtrid)> handed_over;

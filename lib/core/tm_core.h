@@ -63,10 +63,25 @@ struct tm_core : std::enable_shared_from_this<tm_core> {
   void delete_markers_later(std::string gtrid, std::vector<std::string> rm_names);
   void delete_finished_markers() noexcept;
 
+  // Incarnation leases (core/identity.h): one connection per RM holding this incarnation's lock,
+  // (re)taken at every recovery run, the first before the first begin() returns.
+  std::mutex lease_mutex;
+  std::map<std::string, std::unique_ptr<resource_manager>, std::less<>> leases;
+  void hold_leases() noexcept;
+
+  // RM names whose identity the application's first connection verified (transaction_manager::
+  // connect); the TM's own connections are verified every time (connect()).
+  std::mutex verified_mutex;
+  std::set<std::string, std::less<>> verified_for_application;
+  // Checks a new connection against the identity pinned for its RM name (pinning it at the first
+  // meeting): a failure names the RM and what differs.
+  result<void> verify(resource_manager& connection);
+
   bool is_registered(std::string_view rm_name) const;
   // A new connection of the TM's own to a registered RM (phase-2 retries, rollback of orphans,
   // control connections): every call on it is bounded by options.rm_call_timeout.
-  result<std::unique_ptr<resource_manager>> connect(std::string_view rm_name) const;
+  // It reaches the database pinned for the name (verify()), or the connect fails.
+  result<std::unique_ptr<resource_manager>> connect(std::string_view rm_name);
   // A new connection for the application: no call timeout, its SQL may run as long as it needs
   // (the engine bounds the verbs it sends on it with deadlines of its own).
   result<std::unique_ptr<resource_manager>> connect_for_application(std::string_view rm_name) const;

@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "core/adapter_keywords.h"
+#include "core/identity.h"
 #include "core/logging.h"
 #include "core/markers.h"
 #include "core/recovery.h"
@@ -24,10 +25,50 @@ bool tm_core::is_registered(std::string_view rm_name) const {
   return registry.find(rm_name) != registry.end();
 }
 
-result<std::unique_ptr<resource_manager>> tm_core::connect(std::string_view rm_name) const {
+result<std::unique_ptr<resource_manager>> tm_core::connect(std::string_view rm_name) {
   auto connection = connect_for_application(rm_name);
-  if (connection) connection.value()->set_call_timeout(options.rm_call_timeout);
+  if (!connection) return connection;
+  connection.value()->set_call_timeout(options.rm_call_timeout);
+  if (auto verified = verify(*connection.value()); !verified) return std::move(verified).error();
   return connection;
+}
+
+result<void> tm_core::verify(resource_manager& connection) {
+  auto verdict = verify_identity(connection, *log, unpinned_rule::pin);
+  if (!verdict) return std::move(verdict).error();
+  if (!verdict.value().verified) return make_failure(xa_code::invalid, verdict.value().problem, connection.name());
+  return {};
+}
+
+void tm_core::hold_leases() noexcept {
+  try {
+    std::vector<std::string> names;
+    {
+      std::shared_lock lock(registry_mutex);
+      for (const auto& [name, connector] : registry) names.push_back(name);
+    }
+    const std::string prefix = options.tm_id + "." + log->incarnation_id();
+    std::lock_guard lock(lease_mutex);
+    for (const auto& name : names) {
+      auto& held = leases[name];
+      // A lease connection that stopped answering (a server restart) lost its lock with it.
+      if (held && held->connected() && held->exec("SELECT 1").ok()) continue;
+      held.reset();
+      auto connection = connect(name);
+      if (!connection) {
+        XATM_LOG(recovery, warning) << "RM " << name << ": no incarnation lease (cannot connect): "
+                                    << connection.error().describe();
+        continue;
+      }
+      if (auto taken = take_lease(*connection.value(), prefix); !taken) {
+        XATM_LOG(recovery, warning) << "RM " << name << ": no incarnation lease: " << taken.error().describe();
+        continue;
+      }
+      held = std::move(connection).value();
+    }
+  } catch (const std::exception& e) {
+    XATM_LOG(recovery, error) << "taking the incarnation leases failed: " << e.what();
+  }
 }
 
 result<std::unique_ptr<resource_manager>> tm_core::connect_for_application(std::string_view rm_name) const {
@@ -114,6 +155,7 @@ void tm_core::take_back(const std::string& gtrid) {
 
 recovery_report tm_core::recover() {
   std::lock_guard lock(recovery_mutex);
+  hold_leases();
   delete_finished_markers();
   recovery_context context;
   context.tm_id = options.tm_id;
@@ -122,7 +164,7 @@ recovery_report tm_core::recover() {
     std::shared_lock registry_lock(registry_mutex);
     context.rms = registry;
   }
-  context.live_incarnation = log->incarnation();
+  context.live_incarnation = log->incarnation_id();
   context.call_timeout = options.rm_call_timeout;
   // The copy is taken before run_recovery() reads the log (see handed_over in tm_core.h).
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> handed;
@@ -279,7 +321,24 @@ std::unique_ptr<resource_manager> transaction_manager::connect(std::string_view 
   if (!core_->is_registered(rm_name)) {
     throw_configuration("no RM named '" + std::string(rm_name) + "' is registered");
   }
-  return core_->connect_for_application(rm_name).value();
+  auto connection = core_->connect_for_application(rm_name).value();
+  // The first connection to each RM name checks (or, at the first meeting, pins) the database's
+  // identity: a TM must not make decisions with branches on a database its log does not know.
+  bool verified = false;
+  {
+    std::lock_guard lock(core_->verified_mutex);
+    verified = core_->verified_for_application.contains(rm_name);
+  }
+  if (!verified) {
+    if (auto checked = core_->verify(*connection); !checked) {
+      failure cause = std::move(checked).error();
+      if (cause.code == xa_code::invalid) throw configuration_error(std::move(cause));
+      throw rm_error(std::move(cause));
+    }
+    std::lock_guard lock(core_->verified_mutex);
+    core_->verified_for_application.emplace(rm_name);
+  }
+  return connection;
 }
 
 global_transaction transaction_manager::begin() { return begin(core_->options.protocol); }
@@ -294,13 +353,15 @@ global_transaction transaction_manager::begin(commit_protocol protocol) {
     }
   });
   bool three_phase = protocol == commit_protocol::three_phase;
-  gtrid_parts parts{core_->options.tm_id, core_->log->incarnation(), core_->next_sequence.fetch_add(1), three_phase};
+  gtrid_parts parts{core_->options.tm_id, core_->log->incarnation_id(), core_->next_sequence.fetch_add(1), three_phase};
   return global_transaction(core_, format_gtrid(parts).value(), protocol);
 }
 
 const std::string& transaction_manager::tm_id() const noexcept { return core_->options.tm_id; }
 
 std::uint64_t transaction_manager::incarnation() const noexcept { return core_->log->incarnation(); }
+
+const std::string& transaction_manager::incarnation_id() const noexcept { return core_->log->incarnation_id(); }
 
 tm_statistics transaction_manager::statistics() const noexcept {
   tm_statistics stats;

@@ -4,6 +4,7 @@
 // (xa_code::invalid), never guessed at.
 #include "xatm/xid.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdint>
@@ -245,11 +246,22 @@ result<void> validate_rm_name(std::string_view rm_name) {
   return validate_name("RM name", rm_name, max_rm_name_size);
 }
 
+bool is_incarnation_id(std::string_view text) noexcept {
+  auto base32 = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '2' && c <= '7'); };
+  return text.size() == incarnation_id_size && text.front() >= 'a' && text.front() <= 'z' &&
+         std::all_of(text.begin(), text.end(), base32);
+}
+
+bool is_legacy_incarnation(std::string_view text) noexcept { return parse_uint64(text).has_value(); }
+
 result<std::string> format_gtrid(const gtrid_parts& parts) {
   if (auto valid = validate_tm_id(parts.tm_id); !valid) return std::move(valid).error();
-  std::string gtrid = parts.tm_id + "." + std::to_string(parts.incarnation) + "." + std::to_string(parts.sequence);
+  if (!is_incarnation_id(parts.incarnation) && !is_legacy_incarnation(parts.incarnation)) {
+    return invalid("not an incarnation id: '" + parts.incarnation + "'");
+  }
+  std::string gtrid = parts.tm_id + "." + parts.incarnation + "." + std::to_string(parts.sequence);
   if (parts.three_phase) gtrid += ".p3";
-  // 32 + 1 + 20 + 1 + 20 + 3 = 77 > 64: huge counters could overflow the gtrid.
+  // 32 + 1 + 12 + 1 + seq + 3 <= 64: 15 digits of sequence with the longest tm_id.
   if (gtrid.size() > max_gtrid_size) return invalid("gtrid longer than 64 bytes: " + gtrid);
   return gtrid;
 }
@@ -267,12 +279,13 @@ result<gtrid_parts> parse_gtrid(std::string_view gtrid) {
   auto middle = last == std::string_view::npos || last == 0 ? std::string_view::npos : rest.rfind('.', last - 1);
   if (middle == std::string_view::npos) return invalid("not an xatm gtrid (<tm_id>.<incarnation>.<seq>)");
   parts.tm_id = std::string(rest.substr(0, middle));
-  auto incarnation = parse_uint64(rest.substr(middle + 1, last - middle - 1));
+  auto incarnation = rest.substr(middle + 1, last - middle - 1);
   auto sequence = parse_uint64(rest.substr(last + 1));
-  if (!validate_tm_id(parts.tm_id) || !incarnation || !sequence) {
+  if (!validate_tm_id(parts.tm_id) || !(is_incarnation_id(incarnation) || is_legacy_incarnation(incarnation)) ||
+      !sequence) {
     return invalid("not an xatm gtrid (<tm_id>.<incarnation>.<seq>)");
   }
-  parts.incarnation = *incarnation;
+  parts.incarnation = std::string(incarnation);
   parts.sequence = *sequence;
   return parts;
 }

@@ -11,6 +11,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <random>
 #include <system_error>
 #include <utility>
 
@@ -21,7 +22,17 @@ namespace xatm::detail {
 
 namespace {
 
-constexpr const char* schema_version = "1";
+// Version 2 added the incarnations and rm_identities tables; a version 1 log is upgraded in place
+// by the first open (its incarnations 1..N are recorded as legacy_incarnations).
+constexpr const char* schema_version = "2";
+constexpr const char* schema_version_1 = "1";
+// The tables version 2 added, created by a new log and by the upgrade of a version 1 log.
+constexpr const char* version_2_tables[] = {
+    "CREATE TABLE incarnations(id TEXT PRIMARY KEY, number INTEGER NOT NULL, opened_unix_ms INTEGER NOT NULL)"
+    " WITHOUT ROWID",
+    "CREATE TABLE rm_identities(rm_name TEXT PRIMARY KEY, identity TEXT NOT NULL, description TEXT NOT NULL,"
+    " pinned_unix_ms INTEGER NOT NULL) WITHOUT ROWID",
+};
 // The SQLite header's application_id: xatm's formatID, "xat1". It tells an xatm log from any
 // other SQLite file before a single table is read.
 constexpr int application_id = xatm_format_id;
@@ -328,7 +339,7 @@ bool all_digits(std::string_view text) {
   return true;
 }
 
-// `<tm_id>.<incarnation>.<seq>[.p3]` with this TM's tm_id, checked without allocating: record()
+// `<tm_id>.<incarnation>.<seq>[.p3]` with this TM's tm_id (a legacy or a random incarnation), checked without allocating: record()
 // runs it for every decision. It also keeps '\n' and ',' (the log's separators) out of the file.
 bool is_gtrid_of(std::string_view gtrid, std::string_view tm_id) {
   if (gtrid.size() > max_gtrid_size || gtrid.size() <= tm_id.size() + 1) return false;
@@ -336,7 +347,24 @@ bool is_gtrid_of(std::string_view gtrid, std::string_view tm_id) {
   std::string_view rest = gtrid.substr(tm_id.size() + 1);
   if (rest.ends_with(".p3")) rest.remove_suffix(3);
   const auto dot = rest.find('.');
-  return dot != std::string_view::npos && all_digits(rest.substr(0, dot)) && all_digits(rest.substr(dot + 1));
+  if (dot == std::string_view::npos) return false;
+  const std::string_view incarnation = rest.substr(0, dot);
+  return (all_digits(incarnation) || is_incarnation_id(incarnation)) && all_digits(rest.substr(dot + 1));
+}
+
+// 12 characters: a letter, then 11 of base32's [a-z2-7], from the kernel's random source.
+std::string random_incarnation_id() {
+  constexpr std::string_view letters = "abcdefghijklmnopqrstuvwxyz";
+  constexpr std::string_view base32 = "abcdefghijklmnopqrstuvwxyz234567";
+  std::random_device source;  // getrandom(2) on Linux
+  const std::uint64_t bits = std::uint64_t(source()) << 32 | source();
+  std::string id(1, letters[bits % 26]);
+  std::uint64_t rest = bits / 26;
+  while (id.size() < incarnation_id_size) {
+    id += base32[rest & 31];
+    rest >>= 5;
+  }
+  return id;
 }
 
 result<decision_state> parse_state(std::string_view text) {
@@ -385,14 +413,16 @@ result<void> create_log(const std::string& path, const std::string& tm_id, const
                             // WITHOUT ROWID: one b-tree keyed by gtrid, so an insert touches one tree, not two.
                             "CREATE TABLE decisions(gtrid TEXT PRIMARY KEY,"
                             " state TEXT NOT NULL CHECK(state IN ('commit','precommit')),"
-                            " branches TEXT NOT NULL, created_unix_ms INTEGER NOT NULL) WITHOUT ROWID"}) {
+                            " branches TEXT NOT NULL, created_unix_ms INTEGER NOT NULL) WITHOUT ROWID",
+                            version_2_tables[0], version_2_tables[1]}) {
       if (auto done = exec(raw, sql); !done) return done;
     }
     auto insert = prepare(raw, "INSERT INTO meta(key, value) VALUES (?1, ?2)");
     if (!insert) return std::move(insert).error();
     // incarnation 0: the open that follows makes it 1. clean_shutdown 1: closed, nothing in a WAL.
     const std::pair<const char*, const char*> rows[] = {
-        {"schema_version", schema_version}, {"tm_id", tm_id.c_str()}, {"incarnation", "0"}, {"clean_shutdown", "1"}};
+        {"schema_version", schema_version}, {"tm_id", tm_id.c_str()}, {"incarnation", "0"}, {"clean_shutdown", "1"},
+        {"legacy_incarnations", "0"}};
     for (const auto& [key, value] : rows) {
       sqlite3_stmt* statement = insert.value().get();
       sqlite3_bind_text(statement, 1, key, -1, SQLITE_STATIC);
@@ -598,7 +628,8 @@ result<void> decision_log::open_database() {
 
   auto version = read_meta(db_.get(), path_, "schema_version");
   if (!version) return refuse(std::move(version).error());
-  if (version.value() != schema_version) {
+  const bool upgrade = version.value() == schema_version_1;
+  if (version.value() != schema_version && !upgrade) {
     return refuse(make_failure(xa_code::invalid, "decision log " + path_ + " has schema version " + version.value() +
                                                      ", this xatm reads version " + schema_version +
                                                      ": open it with the xatm version that wrote it"));
@@ -650,6 +681,25 @@ result<void> decision_log::open_database() {
   for (const char* sql : {"BEGIN IMMEDIATE", "UPDATE meta SET value = '0' WHERE key = 'clean_shutdown'"}) {
     if (auto done = exec(db_.get(), sql); !done) return refuse(std::move(done).error());
   }
+  if (upgrade) {
+    // Version 1 -> 2 in the same transaction: the gtrids of incarnations 1..N carry their number
+    // and stay this log's own; from now on every open draws an incarnation id.
+    for (const char* sql : version_2_tables) {
+      if (auto done = exec(db_.get(), sql); !done) return refuse(std::move(done).error());
+    }
+    auto legacy = prepare(db_.get(),
+                          "INSERT INTO meta(key, value) VALUES ('legacy_incarnations', ?1)");
+    if (!legacy) return refuse(std::move(legacy).error());
+    const std::string last = std::to_string(incarnation);
+    sqlite3_bind_text(legacy.value().get(), 1, last.c_str(), -1, SQLITE_STATIC);
+    if (const int code = sqlite3_step(legacy.value().get()); code != SQLITE_DONE) {
+      return refuse(sqlite_failure(db_.get(), code, "cannot upgrade " + path_));
+    }
+    if (auto done = exec(db_.get(), "UPDATE meta SET value = '2' WHERE key = 'schema_version'"); !done) {
+      return refuse(std::move(done).error());
+    }
+    XATM_LOG(log, info) << "decision log " << path_ << " upgraded to schema version 2";
+  }
   {
     auto update = prepare(db_.get(), "UPDATE meta SET value = ?1 WHERE key = 'incarnation'");
     if (!update) return refuse(std::move(update).error());
@@ -658,7 +708,21 @@ result<void> decision_log::open_database() {
       return refuse(sqlite_failure(db_.get(), code, "cannot write the incarnation into " + path_));
     }
   }
+  // The incarnation id: drawn at random, so that no other log (a lost one, a restored copy, a
+  // second host with this tm_id) can ever have drawn it; recorded so that recovery knows it.
+  incarnation_id_ = random_incarnation_id();
+  {
+    auto insert = prepare(db_.get(), "INSERT INTO incarnations(id, number, opened_unix_ms) VALUES (?1, ?2, ?3)");
+    if (!insert) return refuse(std::move(insert).error());
+    sqlite3_bind_text(insert.value().get(), 1, incarnation_id_.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(insert.value().get(), 2, static_cast<sqlite3_int64>(incarnation_));
+    sqlite3_bind_int64(insert.value().get(), 3, now_unix_ms());
+    if (const int code = sqlite3_step(insert.value().get()); code != SQLITE_DONE) {
+      return refuse(sqlite_failure(db_.get(), code, "cannot record the incarnation in " + path_));
+    }
+  }
   if (auto done = exec(db_.get(), "COMMIT"); !done) return refuse(std::move(done).error());
+  if (auto loaded = load_incarnations_and_pins(); !loaded) return refuse(std::move(loaded).error());
   // Into the main file with it, so that "unclean" and the new incarnation survive even the loss
   // of the -wal file (see the clean_shutdown check above).
   int wal_frames = 0;
@@ -1047,6 +1111,95 @@ result<std::vector<decision_record>> decision_log::pending() const {
   }
   if (code != SQLITE_DONE) return sqlite_failure(db.value().get(), code, "reading decision log " + path_ + " failed");
   return decisions;
+}
+
+result<void> decision_log::load_incarnations_and_pins() {
+  auto legacy = read_meta(db_.get(), path_, "legacy_incarnations");
+  if (!legacy) return std::move(legacy).error();
+  {
+    const std::string& text = legacy.value();
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), legacy_incarnations_);
+    if (error != std::errc() || end != text.data() + text.size() || text.empty()) {
+      return make_failure(xa_code::rm_error, "decision log " + path_ + " holds a malformed legacy_incarnations '" +
+                                                 text + "'; " + never_recreate_advice);
+    }
+  }
+  auto ids = prepare(db_.get(), "SELECT id FROM incarnations");
+  if (!ids) return std::move(ids).error();
+  int code = SQLITE_OK;
+  while ((code = sqlite3_step(ids.value().get())) == SQLITE_ROW) {
+    const auto* id = reinterpret_cast<const char*>(sqlite3_column_text(ids.value().get(), 0));
+    own_incarnations_.emplace(id != nullptr ? id : "");
+  }
+  if (code != SQLITE_DONE) return sqlite_failure(db_.get(), code, "reading the incarnations of " + path_);
+  auto pins = prepare(db_.get(), "SELECT rm_name, identity, description, pinned_unix_ms FROM rm_identities");
+  if (!pins) return std::move(pins).error();
+  sqlite3_stmt* statement = pins.value().get();
+  while ((code = sqlite3_step(statement)) == SQLITE_ROW) {
+    auto text = [statement](int column) {
+      const auto* value = reinterpret_cast<const char*>(sqlite3_column_text(statement, column));
+      return std::string(value != nullptr ? value : "");
+    };
+    pinned_identity pin{text(0), text(1), text(2), sqlite3_column_int64(statement, 3)};
+    pins_.insert_or_assign(pin.rm_name, pin);
+  }
+  if (code != SQLITE_DONE) return sqlite_failure(db_.get(), code, "reading the RM identities of " + path_);
+  return {};
+}
+
+bool decision_log::is_own_incarnation(std::string_view incarnation) const {
+  if (is_legacy_incarnation(incarnation)) {
+    std::uint64_t number = 0;
+    std::from_chars(incarnation.data(), incarnation.data() + incarnation.size(), number);
+    return number >= 1 && number <= legacy_incarnations_;
+  }
+  return own_incarnations_.find(incarnation) != own_incarnations_.end();
+}
+
+std::optional<pinned_identity> decision_log::pinned(std::string_view rm_name) const {
+  std::lock_guard lock(mutex_);
+  auto found = pins_.find(rm_name);
+  if (found == pins_.end()) return std::nullopt;
+  return found->second;
+}
+
+result<void> decision_log::pin(const pinned_identity& identity) {
+  if (auto valid = validate_rm_name(identity.rm_name); !valid) return std::move(valid).error();
+  std::unique_lock lock(mutex_);
+  if (failure_) return failed_log_failure();
+  if (stopping_) return make_failure(xa_code::rm_error, "decision log " + path_ + " is closing");
+  // The writer's connection is used by whoever holds `writing_`: wait for it, as a checkpoint
+  // does. Pins are rare (once per RM name for the log's life, and an operator's re-pin).
+  token_free_.wait(lock, [this] { return !writing_; });
+  writing_ = true;
+  lock.unlock();
+  result<void> written = [&]() -> result<void> {
+    auto insert = prepare(db_.get(),
+                          "INSERT OR REPLACE INTO rm_identities(rm_name, identity, description, pinned_unix_ms)"
+                          " VALUES (?1, ?2, ?3, ?4)");
+    if (!insert) return std::move(insert).error();
+    sqlite3_stmt* statement = insert.value().get();
+    sqlite3_bind_text(statement, 1, identity.rm_name.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_text(statement, 2, identity.identity.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_text(statement, 3, identity.description.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(statement, 4, identity.pinned_unix_ms != 0 ? identity.pinned_unix_ms : now_unix_ms());
+    // One statement in autocommit mode: with synchronous=FULL it returns after the WAL's fsync.
+    if (const int code = sqlite3_step(statement); code != SQLITE_DONE) {
+      return sqlite_failure(db_.get(), code, "pinning the identity of RM " + identity.rm_name + " in " + path_);
+    }
+    return {};
+  }();
+  lock.lock();
+  writing_ = false;
+  if (written) {
+    pinned_identity stored = identity;
+    if (stored.pinned_unix_ms == 0) stored.pinned_unix_ms = now_unix_ms();
+    pins_.insert_or_assign(stored.rm_name, std::move(stored));
+  }
+  lock.unlock();
+  batch_done_[next_batch_ % 2].notify_one();  // a caller queued meanwhile leads the next batch
+  token_free_.notify_one();
+  return written;
 }
 
 decision_log_stats decision_log::stats() const noexcept {

@@ -7,9 +7,15 @@
 // "<path>.lock"); its calls may come from any number of threads at once, and it may be destroyed
 // only once no thread is inside one of them.
 //
-// File format (schema_version 1; SQLite header application_id = xatm_format_id):
+// File format (schema_version 2; SQLite header application_id = xatm_format_id):
 //   meta(key TEXT PRIMARY KEY, value TEXT): schema_version, tm_id, incarnation, clean_shutdown
-//     ("0" from open to close, checkpointed into the main file, so that a lost -wal is detected).
+//     ("0" from open to close, checkpointed into the main file, so that a lost -wal is detected),
+//     legacy_incarnations (a log upgraded from version 1: its incarnations 1..N had no id, and
+//     their gtrids carry the number).
+//   incarnations(id TEXT PRIMARY KEY, number, opened_unix_ms): the random incarnation id each open
+//     drew; gtrids carry it. A gtrid of this tm_id whose incarnation is not here is not this log's.
+//   rm_identities(rm_name TEXT PRIMARY KEY, identity, description, pinned_unix_ms): the database
+//     each RM name reached when it was first used (docs/design.md, RM identity).
 //   decisions(gtrid TEXT PRIMARY KEY, state 'commit'|'precommit', branches TEXT (RM names of
 //     branches 1, 2, ... joined by ','), created_unix_ms INTEGER) WITHOUT ROWID.
 #pragma once
@@ -18,9 +24,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -56,6 +64,14 @@ struct decision_record {
   decision_state state = decision_state::commit;
   std::vector<std::string> branch_rms;  // branch i+1 (bqual "1", "2", ...) -> RM name
   std::int64_t created_unix_ms = 0;     // 0: the log stamps the time it queued the record
+};
+
+// The identity of the database an RM name reached when the log first met it.
+struct pinned_identity {
+  std::string rm_name;
+  std::string identity;     // the database's own identity row (core/identity.h)
+  std::string description;  // for messages: server and database name as seen then
+  std::int64_t pinned_unix_ms = 0;  // 0: now
 };
 
 struct decision_log_options {
@@ -100,6 +116,17 @@ class decision_log {
 
   // This open's incarnation: 1 for a new log, one more on every open after.
   std::uint64_t incarnation() const noexcept { return incarnation_; }
+  // This open's incarnation id (random, recorded in the log): the middle part of its gtrids.
+  const std::string& incarnation_id() const noexcept { return incarnation_id_; }
+  // Whether a gtrid's incarnation part (an id, or a legacy number) was issued by this log. Not
+  // this log's: a lost log's, a second host's with the same tm_id, or one issued after the copy
+  // this log was restored from was taken. Recovery never presumes abort for those.
+  bool is_own_incarnation(std::string_view incarnation) const;
+
+  // The identity pinned for an RM name, if any.
+  std::optional<pinned_identity> pinned(std::string_view rm_name) const;
+  // Pins (or re-pins) an RM name's identity, durably, before it returns.
+  [[nodiscard]] result<void> pin(const pinned_identity& identity);
   const std::string& tm_id() const noexcept { return tm_id_; }
   const std::string& path() const noexcept { return path_; }
 
@@ -139,6 +166,7 @@ class decision_log {
 
   decision_log(const decision_log_options& options, int lock_fd);
   [[nodiscard]] result<void> open_database();
+  [[nodiscard]] result<void> load_incarnations_and_pins();
   [[nodiscard]] result<void> prepare_writer();
   [[nodiscard]] result<void> write_batch(const std::vector<queued_decision*>& decisions,
                                          std::string_view completions);
@@ -154,6 +182,10 @@ class decision_log {
   const std::string vfs_name_;
   int lock_fd_ = -1;  // flock(LOCK_EX) held for the object's life
   std::uint64_t incarnation_ = 0;
+  std::string incarnation_id_;
+  std::set<std::string, std::less<>> own_incarnations_;  // written at open only
+  std::uint64_t legacy_incarnations_ = 0;
+  std::map<std::string, pinned_identity, std::less<>> pins_;  // guarded by mutex_
   bool usable_ = false;  // open() completed: closing may mark the log clean and checkpoint it
 
   // The writer's state: used only by the thread that holds `writing_` (a leading record(), or the

@@ -82,27 +82,44 @@ TEST_CASE("xid: to_string escapes what a terminal should not see") {
   CHECK(branch.to_string() == "5:a\\x3ab\\x0a:\\x5c");
 }
 
-TEST_CASE("gtrid: <tm_id>.<incarnation>.<seq>[.p3]") {
-  auto made = format_gtrid({"orders-1", 3, 42, false});
+TEST_CASE("gtrid: <tm_id>.<incarnation id>.<seq>[.p3], and legacy numeric incarnations") {
+  auto made = format_gtrid({"orders-1", "k2m4x7qa3cde", 42, false});
   REQUIRE(made.ok());
-  CHECK(made.value() == "orders-1.3.42");
-  CHECK(format_gtrid({"tm", 1, 2, true}).value() == "tm.1.2.p3");
-  CHECK(parse_gtrid("orders-1.3.42").value() == gtrid_parts{"orders-1", 3, 42, false});
-  CHECK(parse_gtrid("tm.1.2.p3").value() == gtrid_parts{"tm", 1, 2, true});
-  auto longest = format_gtrid({std::string(32, 'x'), UINT64_MAX / 100000, 999999999, true});
+  CHECK(made.value() == "orders-1.k2m4x7qa3cde.42");
+  CHECK(format_gtrid({"tm", "abcdefghijkl", 2, true}).value() == "tm.abcdefghijkl.2.p3");
+  CHECK(parse_gtrid("orders-1.k2m4x7qa3cde.42").value() == gtrid_parts{"orders-1", "k2m4x7qa3cde", 42, false});
+  // Gtrids of logs written before incarnation ids still parse (their incarnation is a number).
+  CHECK(parse_gtrid("orders-1.3.42").value() == gtrid_parts{"orders-1", "3", 42, false});
+  CHECK(parse_gtrid("tm.1.2.p3").value() == gtrid_parts{"tm", "1", 2, true});
+  // The longest tm_id leaves 15 digits of sequence.
+  auto longest = format_gtrid({std::string(32, 'x'), "abcdefghijkl", 999'999'999'999'999, true});
   REQUIRE(longest.ok());
+  CHECK(longest.value().size() == max_gtrid_size);
   CHECK(parse_gtrid(longest.value()).value().tm_id == std::string(32, 'x'));
+  CHECK_FALSE(format_gtrid({std::string(32, 'x'), "abcdefghijkl", 1'000'000'000'000'000, true}).ok());
 
   for (const char* bad : {"", "tm", "tm.1", ".1.2", "tm..2", "tm.1.", "tm.01.2", "tm.1.2.p4", "t m.1.2",
-                          "tm';DROP.1.2", "tm.1.2.p3.p3", "tm.-1.2", "tm.1.99999999999999999999999"}) {
+                          "tm';DROP.1.2", "tm.1.2.p3.p3", "tm.-1.2", "tm.1.99999999999999999999999",
+                          "tm.abcdefghijk.2", "tm.abcdefghijklm.2", "tm.2bcdefghijkl.2", "tm.Abcdefghijkl.2",
+                          "tm.abcdefghijk1.2", "tm.abcdefghijk8.2"}) {
     CAPTURE(bad);
     CHECK_FALSE(parse_gtrid(bad).ok());
   }
+  CHECK_FALSE(format_gtrid({"tm", "abc", 1, false}).ok());
   CHECK_FALSE(parse_gtrid(std::string(33, 'x') + ".1.2").ok());
   // Well-shaped but longer than a gtrid can be (a fuzzer finding): refused, as format_gtrid does.
   const std::string too_long = "portt299392299939229937933.1729233937293229374.17293729929372933292";
   CHECK(too_long.size() > max_gtrid_size);
   CHECK_FALSE(parse_gtrid(too_long).ok());
+}
+
+TEST_CASE("incarnation ids: a letter, then 11 of base32; never all digits") {
+  CHECK(is_incarnation_id("abcdefghijkl"));
+  CHECK(is_incarnation_id("z234567abcde"));
+  CHECK_FALSE(is_incarnation_id("234567abcdef"));
+  CHECK_FALSE(is_incarnation_id("123456789012"));
+  CHECK(is_legacy_incarnation("12"));
+  CHECK_FALSE(is_legacy_incarnation("012"));
 }
 
 TEST_CASE("tm_id and RM names: 1..32 / 1..48 of [A-Za-z0-9_-]") {
@@ -113,7 +130,7 @@ TEST_CASE("tm_id and RM names: 1..32 / 1..48 of [A-Za-z0-9_-]") {
     CAPTURE(bad);
     auto checked = validate_tm_id(bad);
     CHECK(checked.error().code == xa_code::invalid);
-    CHECK_FALSE(format_gtrid({bad, 1, 1, false}).ok());
+    CHECK_FALSE(format_gtrid({bad, "1", 1, false}).ok());
   }
   CHECK(validate_rm_name(std::string(48, 'r')).ok());
   CHECK_FALSE(validate_rm_name(std::string(49, 'r')).ok());
