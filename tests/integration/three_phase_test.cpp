@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "core/identity.h"
 #include "core/markers.h"
 #include "core/recovery.h"
 #include "support/servers.h"
@@ -145,7 +146,7 @@ TEST_CASE("3PC: recovery forgets its sightings of branches that are no longer pr
   CHECK_FALSE(sightings.contains(sighting));
 }
 
-TEST_CASE("3PC: a marker table created by a DBA works for a user that may only read, insert and delete") {
+TEST_CASE("3PC: marker and identity tables created by a DBA work for a user that may only read, insert and delete") {
   // PostgreSQL 15 lets ordinary users create nothing in the public schema, and CREATE TABLE IF
   // NOT EXISTS asks for that right even when the table exists: the TM and the terminators must
   // not need it once the table is there.
@@ -154,9 +155,11 @@ TEST_CASE("3PC: a marker table created by a DBA works for a user that may only r
   const std::string role = unique("p3dml");
   REQUIRE(admin->exec("CREATE TABLE IF NOT EXISTS p3_items (id varchar(80) PRIMARY KEY)").ok());
   REQUIRE(admin->exec(detail::marker_table_ddl("postgresql")).ok());
+  REQUIRE(admin->exec(detail::identity_table_ddl("postgresql")).ok());
   REQUIRE(admin->exec("REVOKE CREATE ON SCHEMA public FROM PUBLIC").ok());
   REQUIRE(admin->exec("CREATE ROLE \"" + role + "\" LOGIN").ok());
   REQUIRE(admin->exec("GRANT SELECT, INSERT, DELETE ON xatm_marker TO \"" + role + "\"").ok());
+  REQUIRE(admin->exec("GRANT SELECT, INSERT ON xatm_identity TO \"" + role + "\"").ok());
   REQUIRE(admin->exec("GRANT SELECT, INSERT ON p3_items TO \"" + role + "\"").ok());
   std::string conninfo = test::servers().pg;
   const auto user = conninfo.find("user=xatm");
