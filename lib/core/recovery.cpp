@@ -17,6 +17,7 @@
 #include "core/crash_point.h"
 #include "core/logging.h"
 #include "core/markers.h"
+#include "core/preflight.h"
 #include "core/tm_core.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
@@ -63,10 +64,11 @@ namespace {
 // A connection of recovery's own. Every call on it is bounded: a silent RM must not stall the run
 // (or the TM's recovery thread); it is reported unreachable, or its branch unresolved.
 result<std::unique_ptr<resource_manager>> open_bounded(const rm_connector& connector,
-                                                       std::chrono::milliseconds call_timeout) {
+                                                       std::chrono::milliseconds call_timeout,
+                                                       bool allow_unsafe_durability) {
   auto connection = connector();
   if (connection) connection.value()->set_call_timeout(call_timeout);
-  return connection;
+  return own_connection(std::move(connection), allow_unsafe_durability);  // preflight.h
 }
 
 struct scanned_rm {
@@ -115,7 +117,7 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
     item.detail = "three-phase branch whose arbiter RM '" + arbiter + "' is not configured here";
     return;
   }
-  auto control = open_bounded(connector->second, context.call_timeout);
+  auto control = open_bounded(connector->second, context.call_timeout, context.allow_unsafe_durability);
   result<marker_state> winner = control ? result<marker_state>(marker_state::aborted) : control.error();
   if (control) {
     // No marker table at the arbiter: no coordinator ever pre-committed there, so this is not
@@ -173,7 +175,7 @@ recovery_report run_recovery(const recovery_context& context) {
 
   std::vector<scanned_rm> scanned;
   for (const auto& [name, connector] : context.rms) {
-    auto connection = open_bounded(connector, context.call_timeout);
+    auto connection = open_bounded(connector, context.call_timeout, context.allow_unsafe_durability);
     auto found = connection ? connection.value()->recover() : result<recovered_branches>(connection.error());
     if (!found) {
       report.unreachable_rms.push_back(name + ": " + found.error().describe());
@@ -364,6 +366,7 @@ recovery_report recover_offline(const offline_recovery_options& options) {
     detail::recovery_context context;
     context.rms = connectors_for(options.rms);
     context.dry_run = options.dry_run;
+    context.allow_unsafe_durability = options.allow_unsafe_durability;
     return terminate_twice(context, options.precommit_timeout);
   }
   if (no_log) {
@@ -387,6 +390,7 @@ recovery_report recover_offline(const offline_recovery_options& options) {
   detail::recovery_context context;
   context.tm_id = tm_id;
   context.dry_run = options.dry_run;
+  context.allow_unsafe_durability = options.allow_unsafe_durability;
   context.rms = connectors_for(options.rms);
   auto log = detail::open_decision_log(options.log_path, tm_id);
   context.log = log.get();

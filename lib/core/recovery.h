@@ -21,6 +21,10 @@ struct recovery_context {
   std::map<std::string, rm_connector, std::less<>> rms;
   // Bounds every call on the connections recovery opens (resource_manager::set_call_timeout).
   std::chrono::milliseconds call_timeout = tm_options{}.rm_call_timeout;
+  // Skip the durability check on recovery's connections (tm_options::allow_unsafe_durability).
+  // Without it an unsafe RM is reported unreachable: nothing is done there, no decision naming
+  // it is forgotten.
+  bool allow_unsafe_durability = false;
   // The running TM's incarnation (0 for the offline tool: nothing is live).
   std::uint64_t live_incarnation = 0;
   // For the live incarnation: true when the TM handed the gtrid over to recovery (its commit()

@@ -27,7 +27,7 @@ bool tm_core::is_registered(std::string_view rm_name) const {
 result<std::unique_ptr<resource_manager>> tm_core::connect(std::string_view rm_name) const {
   auto connection = connect_for_application(rm_name);
   if (connection) connection.value()->set_call_timeout(options.rm_call_timeout);
-  return connection;
+  return own_connection(std::move(connection), options.allow_unsafe_durability);  // preflight.h
 }
 
 result<std::unique_ptr<resource_manager>> tm_core::connect_for_application(std::string_view rm_name) const {
@@ -124,6 +124,7 @@ recovery_report tm_core::recover() {
   }
   context.live_incarnation = log->incarnation();
   context.call_timeout = options.rm_call_timeout;
+  context.allow_unsafe_durability = options.allow_unsafe_durability;
   // The copy is taken before run_recovery() reads the log (see handed_over in tm_core.h).
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> handed;
   {
@@ -279,7 +280,9 @@ std::unique_ptr<resource_manager> transaction_manager::connect(std::string_view 
   if (!core_->is_registered(rm_name)) {
     throw_configuration("no RM named '" + std::string(rm_name) + "' is registered");
   }
-  return core_->connect_for_application(rm_name).value();
+  auto connection = core_->connect_for_application(rm_name).value();
+  core_->application_durability.require_first(*connection, core_->options);  // preflight.h
+  return connection;
 }
 
 global_transaction transaction_manager::begin() { return begin(core_->options.protocol); }
