@@ -25,7 +25,7 @@ constexpr int exit_busy = 4;        // the log is in use: its TM is running and 
 
 constexpr const char* help_text = R"(usage: xatm-recover --log PATH --rm NAME=DIALECT:CONNINFO [--rm ...]
                     [--tm-id ID] [--dry-run] [--json] [--verbose]
-                    [--terminate [--precommit-timeout SECONDS]]
+                    [--terminate [--precommit-timeout SECONDS]] [--allow-unsafe-durability]
        xatm-recover --install-schema --rm NAME=DIALECT:CONNINFO [--rm ...]
 
 Resolves the prepared XA branches that a crashed xatm transaction manager left on its databases,
@@ -50,6 +50,13 @@ of the TM with no record is rolled back (presumed abort). Prepared transactions 
                     --terminate, --log may be omitted (or name a file that does not exist): the
                     tool then decides nothing of its own, it only terminates by the markers.
   --install-schema  create the three-phase marker table xatm_marker on every --rm, then exit.
+  --allow-unsafe-durability
+                    act on RMs whose servers can lose a committed transaction on a host crash.
+                    Without it such an RM is refused (reported UNREACHABLE with the setting, and
+                    nothing is done there; exit 1): PostgreSQL with fsync = off or
+                    max_prepared_transactions = 0, MariaDB/MySQL with
+                    innodb_flush_log_at_trx_commit other than 1 (MariaDB: 1 or 3), or log_bin ON
+                    with sync_binlog other than 1. For throwaway test servers only.
 
 The tool takes the log's lock: while the TM that owns the log is running it exits with 4 (that
 TM recovers by itself); two runs at once cannot both act.
@@ -182,6 +189,8 @@ int main(int argc, char** argv) {
       options.precommit_timeout = std::chrono::milliseconds(static_cast<long long>(parsed * 1000));
     } else if (arg == "--install-schema") {
       install_schema = true;
+    } else if (arg == "--allow-unsafe-durability") {
+      options.allow_unsafe_durability = true;
     } else {
       // Never echo the argument itself: it may be a connection string with a password.
       return usage_error("unknown argument #" + std::to_string(i + 1));
