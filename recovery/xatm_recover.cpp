@@ -27,6 +27,7 @@ constexpr int exit_wrong_database = 5;  // an RM reaches another database than i
 constexpr const char* help_text = R"(usage: xatm-recover --log PATH --rm NAME=DIALECT:CONNINFO [--rm ...]
                     [--tm-id ID] [--dry-run] [--json] [--verbose]
                     [--terminate [--precommit-timeout SECONDS]] [--repin NAME ...]
+                    [--allow-unsafe-durability]
        xatm-recover --install-schema --rm NAME=DIALECT:CONNINFO [--rm ...]
 
 Resolves the prepared XA branches that a crashed xatm transaction manager left on its databases,
@@ -55,6 +56,13 @@ of the TM with no record is rolled back (presumed abort). Prepared transactions 
                     now in the log, then recover. Repeat for several RMs. Not with --dry-run.
   --install-schema  create xatm's tables (xatm_identity, and xatm_marker for three-phase mode) on
                     every --rm, then exit.
+  --allow-unsafe-durability
+                    act on RMs whose servers can lose a committed transaction on a host crash.
+                    Without it such an RM is refused (reported UNREACHABLE with the setting, and
+                    nothing is done there; exit 1): PostgreSQL with fsync = off or
+                    max_prepared_transactions = 0, MariaDB/MySQL with
+                    innodb_flush_log_at_trx_commit other than 1 (MariaDB: 1 or 3), or log_bin ON
+                    with sync_binlog other than 1. For throwaway test servers only.
 
 The log pins, for each RM name, the identity of the database the TM reached under it (a row in
 that database's xatm_identity table, which replicas and backups carry along). An --rm that reaches
@@ -207,6 +215,8 @@ int main(int argc, char** argv) {
       options.repin.push_back(*name);
     } else if (arg == "--install-schema") {
       install_schema = true;
+    } else if (arg == "--allow-unsafe-durability") {
+      options.allow_unsafe_durability = true;
     } else {
       // Never echo the argument itself: it may be a connection string with a password.
       return usage_error("unknown argument #" + std::to_string(i + 1));

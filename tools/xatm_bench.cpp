@@ -64,6 +64,11 @@ databases hold exactly what was acknowledged (exit 1 if not).
   --csv FILE           write the results as CSV
   --chart FILE         write the SVG chart there (default: the --json file with .svg, else
                        ./bench.svg)
+  --allow-unsafe-durability
+                       let xatm use servers that fail its durability check (fsync = off,
+                       innodb_flush_log_at_trx_commit != 1, ...); default: refused. The output's
+                       header line says which was used: numbers from unsafe servers are not
+                       comparable with safe ones
   --help               this text
 
 Modes: local = two native local transactions one after the other (not atomic); raw-xa = the XA
@@ -158,6 +163,8 @@ settings parse_options(int argc, char** argv) {
       config.csv_path = next();
     } else if (option == "--chart") {
       config.chart_path = next();
+    } else if (option == "--allow-unsafe-durability") {
+      config.allow_unsafe_durability = true;
     } else {
       usage_error("unknown option '" + option + "'");
     }
@@ -326,7 +333,16 @@ int run(settings config) {
   std::cerr << "xatm-bench: one 4 KiB write + fsync in the log dir takes " << fsyncs.take(log_dir.path, 200)
             << " ms (median of 200; sampled again before every run)\n";
 
-  xatm::transaction_manager tm({.tm_id = "bench", .log_path = (log_dir.path / "xatm-bench.db").string()});
+  const std::string durability =
+      config.allow_unsafe_durability
+          ? "durability check OFF (--allow-unsafe-durability: the servers' fsync/flush settings were not checked)"
+          : "durability check on (every RM passed: PostgreSQL fsync, MariaDB innodb_flush_log_at_trx_commit, "
+            "sync_binlog)";
+  result.notes.push_back(durability);
+  std::cerr << "xatm-bench: " << durability << "\n";
+  xatm::transaction_manager tm({.tm_id = "bench",
+                                .log_path = (log_dir.path / "xatm-bench.db").string(),
+                                .allow_unsafe_durability = config.allow_unsafe_durability});
   auto register_all = [&](xatm::transaction_manager& target) {
     target.register_rm("pg", "postgresql", config.pg);
     target.register_rm("pg2", "postgresql", config.pg2);
@@ -338,7 +354,10 @@ int run(settings config) {
   std::unique_ptr<xatm::transaction_manager> tm_early;
   if (wanted(mode::xa_early)) {
     tm_early = std::make_unique<xatm::transaction_manager>(xatm::tm_options{
-        .tm_id = "bench-early", .log_path = (log_dir.path / "xatm-bench-early.db").string(), .early_acknowledgement = true});
+        .tm_id = "bench-early",
+        .log_path = (log_dir.path / "xatm-bench-early.db").string(),
+        .early_acknowledgement = true,
+        .allow_unsafe_durability = config.allow_unsafe_durability});
     register_all(*tm_early);
     tms[mode::xa_early] = tm_early.get();
   }
@@ -348,7 +367,8 @@ int run(settings config) {
       tm3 = std::make_unique<xatm::transaction_manager>(
           xatm::tm_options{.tm_id = "bench3",
                            .log_path = (log_dir.path / "xatm-bench-3pc.db").string(),
-                           .protocol = xatm::commit_protocol::three_phase});
+                           .protocol = xatm::commit_protocol::three_phase,
+                           .allow_unsafe_durability = config.allow_unsafe_durability});
       register_all(*tm3);
       tms[mode::three_phase] = tm3.get();
     } catch (const xatm::configuration_error& e) {
@@ -415,7 +435,8 @@ int run(settings config) {
   std::cout << "xatm-bench " << result.started_utc << ": " << config.seconds << " s per mode and clients value in "
             << config.rounds << " interleaved rounds, " << config.warmup << " s warm-up; log fsync "
             << result.log_fsync_ms << " ms (median of " << result.log_fsync_samples << " samples through the run; batch medians "
-            << result.log_fsync_low_ms << " to " << result.log_fsync_high_ms << " ms)";
+            << result.log_fsync_low_ms << " to " << result.log_fsync_high_ms << " ms); "
+            << (config.allow_unsafe_durability ? "durability check OFF (--allow-unsafe-durability)" : "durability check on");
   for (const auto& [rm_name, ms] : result.round_trip_ms) std::cout << "; round trip to " << rm_name << " " << ms << " ms";
   std::cout << "\n";
   for (const std::string& note : result.notes) std::cout << "note: " << note << "\n";

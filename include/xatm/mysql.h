@@ -4,7 +4,9 @@
 // connect_timeout, read_timeout, write_timeout. The dialect (MariaDB or MySQL 8) is detected
 // from the server version. The returned object is used by one thread at a time.
 //
-// The session runs with session_track_transaction_info=STATE, and xatm installs Connector/C's
+// The session runs with autocommit=1 whatever the server's global default (with autocommit=0,
+// resolving a prepared branch from a session that ran any statement fails with XAER_OUTSIDE),
+// and with session_track_transaction_info=STATE, and xatm installs Connector/C's
 // status callback (MARIADB_OPT_STATUS_CALLBACK) on the handle to see every transaction-state
 // report, also for SQL the application runs on handle(): that is how end() learns that a
 // branch wrote nothing. So mysql_session_track_get_first/_next report nothing on this handle,

@@ -77,6 +77,10 @@ struct offline_recovery_options {
   // precommit_timeout, scan again, and resolve what stayed prepared by the marker rule.
   bool terminate = false;
   std::chrono::milliseconds precommit_timeout{std::chrono::seconds(30)};
+  // As tm_options::allow_unsafe_durability: false (the default) refuses an RM whose server can
+  // lose a committed transaction on a host crash (fsync = off, innodb_flush_log_at_trx_commit
+  // != 1, ...); it is reported unreachable, with the setting, and nothing is done there.
+  bool allow_unsafe_durability = false;
 };
 
 // Recovery without a running TM, as xatm-recover does it: takes the log's lock (throws

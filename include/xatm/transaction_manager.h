@@ -67,6 +67,17 @@ struct tm_options {
   // inject I/O faults (a VFS registered under this name with sqlite3_vfs_register). A name no
   // VFS is registered under is a configuration_error.
   std::string log_vfs{};
+  // Off by default: every RM's server must keep what it acknowledges across a host crash, or
+  // xatm refuses it (docs/design.md section 6): PostgreSQL with fsync = on and
+  // max_prepared_transactions > 0; MariaDB/MySQL with innodb_flush_log_at_trx_commit = 1 (MariaDB:
+  // or 3) and, when log_bin is ON, sync_binlog = 1. A server with an unsafe setting can lose a
+  // committed branch on a crash, and presumed abort then turns that commit into a rollback on that
+  // RM alone. The check reads the server's settings on the first connection the application opens
+  // to each RM (connect() throws configuration_error naming the RM, the setting and its value)
+  // and on every connection the TM opens for itself (phase-2 retries, recovery, three-phase
+  // markers: such an RM is refused, and recovery reports it unreachable and acts on nothing
+  // there). true skips the check: for tests and benchmarks on throwaway servers only.
+  bool allow_unsafe_durability = false;
 };
 
 // Opens a new connection to one registered RM; used for the application's connections and for
@@ -102,7 +113,8 @@ class transaction_manager {
   void register_rm(std::string name, rm_connector connector);
 
   // A new connection to a registered RM, for the application to enlist. Throws rm_error when the
-  // server is unreachable, configuration_error for an unknown name.
+  // server is unreachable, configuration_error for an unknown name, and, on the first connection
+  // to each RM, for a server that fails the durability check (allow_unsafe_durability above).
   std::unique_ptr<resource_manager> connect(std::string_view rm_name);
 
   // A new global transaction with a fresh gtrid `<tm_id>.<incarnation id>.<seq>`. Nothing is logged.

@@ -24,6 +24,7 @@
 #include "core/identity.h"
 #include "core/logging.h"
 #include "core/markers.h"
+#include "core/preflight.h"
 #include "core/tm_core.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
@@ -71,10 +72,11 @@ namespace {
 // A connection of recovery's own. Every call on it is bounded: a silent RM must not stall the run
 // (or the TM's recovery thread); it is reported unreachable, or its branch unresolved.
 result<std::unique_ptr<resource_manager>> open_bounded(const rm_connector& connector,
-                                                       std::chrono::milliseconds call_timeout) {
+                                                       std::chrono::milliseconds call_timeout,
+                                                       bool allow_unsafe_durability) {
   auto connection = connector();
   if (connection) connection.value()->set_call_timeout(call_timeout);
-  return connection;
+  return own_connection(std::move(connection), allow_unsafe_durability);  // preflight.h
 }
 
 struct scanned_rm {
@@ -97,7 +99,7 @@ std::unique_ptr<resource_manager> open_verified(const recovery_context& context,
                                                 const rm_connector& connector,
                                                 const std::set<std::string, std::less<>>& named_by_decisions,
                                                 recovery_report& report) {
-  auto connection = open_bounded(connector, context.call_timeout);
+  auto connection = open_bounded(connector, context.call_timeout, context.allow_unsafe_durability);
   if (!connection) {
     report.unreachable_rms.push_back(name + ": " + connection.error().describe());
     XATM_LOG(recovery, warning) << "RM " << name << " cannot be reached: " << connection.error().describe();
@@ -179,7 +181,7 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
     item.detail = "the arbiter " + arbiter + " was not verified in this run (see the RMs reported above)";
     return;
   }
-  auto control = open_bounded(connector->second, context.call_timeout);
+  auto control = open_bounded(connector->second, context.call_timeout, context.allow_unsafe_durability);
   result<std::optional<marker_state>> found = std::optional<marker_state>();
   if (!control) {
     found = control.error();
@@ -530,6 +532,7 @@ recovery_report recover_offline(const offline_recovery_options& options) {
     detail::recovery_context context;
     context.rms = connectors_for(options.rms);
     context.dry_run = options.dry_run;
+    context.allow_unsafe_durability = options.allow_unsafe_durability;
     return terminate_twice(context, options.precommit_timeout);
   }
   if (no_log) {
@@ -553,6 +556,7 @@ recovery_report recover_offline(const offline_recovery_options& options) {
   detail::recovery_context context;
   context.tm_id = tm_id;
   context.dry_run = options.dry_run;
+  context.allow_unsafe_durability = options.allow_unsafe_durability;
   context.rms = connectors_for(options.rms);
   // An operator's connection strings decide nothing on their own: a name that pending decisions
   // use must reach the database the log pinned (or be re-pinned on purpose, below).

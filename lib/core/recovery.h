@@ -21,6 +21,10 @@ struct recovery_context {
   std::map<std::string, rm_connector, std::less<>> rms;
   // Bounds every call on the connections recovery opens (resource_manager::set_call_timeout).
   std::chrono::milliseconds call_timeout = tm_options{}.rm_call_timeout;
+  // Skip the durability check on recovery's connections (tm_options::allow_unsafe_durability).
+  // Without it an unsafe RM is reported unreachable: nothing is done there, no decision naming
+  // it is forgotten.
+  bool allow_unsafe_durability = false;
   // The running TM's incarnation id (empty for the offline tool: nothing of its log is live in
   // this process; a TM still running elsewhere is recognised by its lease).
   std::string live_incarnation;

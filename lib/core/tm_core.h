@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "core/preflight.h"
 #include "sqlite/decision_log.h"
 #include "xatm/connection_settings.h"
 #include "xatm/recovery.h"
@@ -29,6 +30,9 @@ struct tm_core : std::enable_shared_from_this<tm_core> {
   std::map<std::string, rm_connector, std::less<>> registry;
 
   std::atomic<std::uint64_t> next_sequence{1};
+
+  // The RM names whose first application connection passed the durability check (preflight.h).
+  durability_checks application_durability;
 
   std::atomic<std::uint64_t> committed{0};
   std::atomic<std::uint64_t> one_phase{0};

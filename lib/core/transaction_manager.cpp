@@ -27,8 +27,9 @@ bool tm_core::is_registered(std::string_view rm_name) const {
 
 result<std::unique_ptr<resource_manager>> tm_core::connect(std::string_view rm_name) {
   auto connection = connect_for_application(rm_name);
+  if (connection) connection.value()->set_call_timeout(options.rm_call_timeout);
+  connection = own_connection(std::move(connection), options.allow_unsafe_durability);  // preflight.h
   if (!connection) return connection;
-  connection.value()->set_call_timeout(options.rm_call_timeout);
   if (auto verified = verify(*connection.value()); !verified) return std::move(verified).error();
   return connection;
 }
@@ -166,6 +167,7 @@ recovery_report tm_core::recover() {
   }
   context.live_incarnation = log->incarnation_id();
   context.call_timeout = options.rm_call_timeout;
+  context.allow_unsafe_durability = options.allow_unsafe_durability;
   // The copy is taken before run_recovery() reads the log (see handed_over in tm_core.h).
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> handed;
   {
@@ -322,6 +324,7 @@ std::unique_ptr<resource_manager> transaction_manager::connect(std::string_view 
     throw_configuration("no RM named '" + std::string(rm_name) + "' is registered");
   }
   auto connection = core_->connect_for_application(rm_name).value();
+  core_->application_durability.require_first(*connection, core_->options);  // preflight.h
   // The first connection to each RM name checks (or, at the first meeting, pins) the database's
   // identity: a TM must not make decisions with branches on a database its log does not know.
   bool verified = false;

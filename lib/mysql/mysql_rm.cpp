@@ -65,7 +65,11 @@ constexpr std::array<std::string_view, 10> known_keywords = {
     "connect_timeout", "read_timeout", "write_timeout"};
 
 constexpr const char* read_only_probe = "DO UUID()";
-constexpr const char* track_state_setup = "SET SESSION session_track_transaction_info='STATE'";
+// autocommit=1 in the same statement (no extra round trip): a server whose global autocommit is
+// 0 would otherwise open a transaction with the first statement of a connection that is not in a
+// branch (XA RECOVER, a SELECT), and every XA COMMIT/ROLLBACK of a prepared XID on it would then
+// fail with XAER_OUTSIDE (1400); three-phase marker rows would never be committed.
+constexpr const char* track_state_setup = "SET SESSION session_track_transaction_info='STATE', autocommit=1";
 
 // The transaction state the tracker reports outside any transaction.
 constexpr std::array<char, 8> no_transaction = {'_', '_', '_', '_', '_', '_', '_', '_'};
@@ -809,7 +813,8 @@ result<void> mysql_rm::do_connect() {
     setup_timeout = std::chrono::seconds(*seconds);
   }
   if (auto tracking = run_query(track_state_setup, mysql_step::connect,
-                                description + " (session_track_transaction_info)", setup_timeout);
+                                description + " (session setup: session_track_transaction_info, autocommit)",
+                                setup_timeout);
       !tracking) {
     close_connection("session setup failed");
     return std::move(tracking).error();

@@ -1,8 +1,9 @@
 // Server-side faults seen through the transaction_manager API, against the real PostgreSQL 15 and
 // MariaDB 10.11 servers (hardening rows 7, 8, 9, 11; docs/faults.md). What each case proves:
-//  - a PostgreSQL server with max_prepared_transactions = 0 makes commit() throw
-//    configuration_error naming the RM and the setting, after rolling MariaDB's branch back;
-//    what needs no prepare (a read-only branch there, a one-phase commit) still works;
+//  - a PostgreSQL server with max_prepared_transactions = 0 is refused by connect() with
+//    configuration_error naming the RM and the setting (the durability preflight); a TM that opts
+//    out (allow_unsafe_durability) gets the same from commit(), after rolling MariaDB's branch
+//    back, and what needs no prepare (a read-only branch there, a one-phase commit) still works;
 //  - a lock wait timeout inside a MariaDB branch rolls the whole transaction back, PostgreSQL's
 //    branch too, with the cause reported (the deadlock variant is in
 //    integration/transaction_manager_test.cpp), and the lock holder still commits;
@@ -194,12 +195,26 @@ tool_run recover_with_tool(const tm_under_test& t, const std::vector<std::pair<s
 
 // ---- row 7: PostgreSQL with max_prepared_transactions = 0 ------------------------------------
 
-TEST_CASE("max_prepared_transactions = 0: commit() throws configuration_error naming the RM and the "
-          "setting, and the MariaDB branch is rolled back") {
+TEST_CASE("max_prepared_transactions = 0: connect() throws configuration_error naming the RM and the "
+          "setting; opted out, commit() does and the MariaDB branch is rolled back") {
   test::throwaway_postgresql no_2pc("-c max_prepared_transactions=0");
   run(*observe_pg(no_2pc.conninfo()), "CREATE TABLE srvfault_config (id int PRIMARY KEY)");
   fresh_tables("srvfault_config", "id int PRIMARY KEY");
-  tm_under_test t;
+  {
+    // The durability preflight refuses the server at the first connection, before any work.
+    tm_under_test checked;
+    checked.tm->register_rm("pg_no2pc", "postgresql", no_2pc.conninfo());
+    auto refused = test::thrown_by<configuration_error>([&] { (void)checked.tm->connect("pg_no2pc"); });
+    INFO(refused.what());
+    CHECK(refused.rm_name() == "pg_no2pc");
+    CHECK(refused.code() == xa_code::invalid);
+    CHECK(contains(refused.what(), "RM 'pg_no2pc': max_prepared_transactions = 0 makes every prepare fail: set "
+                                   "it > 0 in postgresql.conf and restart the server"));
+  }
+  // Opted out (allow_unsafe_durability), the first prepare says the same.
+  tm_options opted_out;
+  opted_out.allow_unsafe_durability = true;
+  tm_under_test t(opted_out);
   t.tm->register_rm("pg_no2pc", "postgresql", no_2pc.conninfo());
   t.tm->register_rm("maria", "mariadb", test::servers().mysql);
   std::string gtrid;

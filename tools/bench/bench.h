@@ -48,6 +48,9 @@ struct settings {
   std::string json_path;
   std::string csv_path;
   std::string chart_path;
+  // tm_options::allow_unsafe_durability for every TM of the run (--allow-unsafe-durability): off,
+  // the servers must pass xatm's durability check; the header line says which.
+  bool allow_unsafe_durability = false;
 };
 
 // One cell of the tables: a workload in one mode with one number of clients.

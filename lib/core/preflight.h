@@ -1,0 +1,66 @@
+// Internal: the checks xatm makes on an RM's server before trusting it with a transaction, and
+// the session settings it forces on the connections it opens for itself (docs/design.md
+// sections 6 and 8, "As built").
+//
+// A server that acknowledges a commit it can lose on a host crash breaks xatm's promise in a way
+// no TM can repair: a branch the TM committed comes back prepared (or not at all) after the TM
+// forgot its decision, and presumed abort turns the commit into a rollback on that RM alone.
+// check_durability() refuses such a server (xa_code::invalid, naming the RM, the setting, its
+// value and what it must be); tm_options::allow_unsafe_durability (xatm-recover
+// --allow-unsafe-durability) skips it for tests and benchmarks on throwaway servers.
+//
+// Where it runs: on every connection the TM opens for itself (phase-2 retries, control
+// connections, recovery's scans and resolutions: own_connection()), and on the first
+// application connection to each RM name in a TM process (durability_checks). Thread safety:
+// the free functions use one connection from one thread; durability_checks is thread-safe.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "xatm/resource_manager.h"
+#include "xatm/transaction_manager.h"
+
+namespace xatm::detail {
+
+// Runs ONE query on `rm` (a fresh, idle connection) and answers whether its server keeps what it
+// acknowledges across a host crash:
+//   postgresql: fsync must be on; max_prepared_transactions must be > 0 (at 0 every prepare fails);
+//   mariadb, mysql: innodb_flush_log_at_trx_commit must be 1 (MariaDB: or 3, which also flushes
+//     at every commit); with log_bin ON, sync_binlog must be 1 (the binary log decides InnoDB's
+//     crash recovery: a commit missing from it is rolled back).
+// Any other dialect (test doubles) passes without a query. A setting that fails the check is
+// xa_code::invalid with rm_name set; a failed query is its own failure (lost connection, ...).
+result<void> check_durability(resource_manager& rm);
+
+// Makes a new connection of the TM's own (not the application's) safe for xatm's statements,
+// and checks durability unless `allow_unsafe_durability`; see the list in preflight.cpp. One
+// round trip on PostgreSQL, two on MariaDB/MySQL. Answers the failure of either.
+result<void> prepare_own_connection(resource_manager& rm, bool allow_unsafe_durability);
+
+// A connector's answer for a connection of the TM's own: prepare_own_connection() on it, the
+// connection dropped when that fails.
+result<std::unique_ptr<resource_manager>> own_connection(result<std::unique_ptr<resource_manager>> connection,
+                                                         bool allow_unsafe_durability);
+
+// The application's connections (transaction_manager::connect()): the durability check runs on
+// the first one to each RM name in this TM (and again after a refusal, until one passes), not on
+// every connect.
+class durability_checks {
+ public:
+  // Checks `rm`, a connection just opened for the application, unless its RM name passed before
+  // or options.allow_unsafe_durability. The check's query is bounded by options.rm_call_timeout
+  // (the connection's own call timeout is restored afterwards). Throws configuration_error for
+  // an unsafe server, the matching xatm::error (rm_error, ...) when the query fails.
+  void require_first(resource_manager& rm, const tm_options& options);
+
+ private:
+  std::mutex mutex_;
+  std::set<std::string, std::less<>> passed_;
+};
+
+}  // namespace xatm::detail
