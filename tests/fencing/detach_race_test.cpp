@@ -6,7 +6,7 @@
 // detached but before InnoDB let go of the transaction answers OK and commits nothing: the
 // transaction stays prepared, unlisted and holding its lock (docs/design.md section 6).
 // Hundreds of rounds per case; XATM_DETACH_ROUNDS sets another number. Needs the `servers`
-// fixture.
+// fixture, except for the first case, which reads sample InnoDB monitor output.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 
+#include "mysql/innodb_status.h"
 #include "support/adapter_checks.h"
 #include "support/result_checks.h"
 #include "support/servers.h"
@@ -128,6 +129,49 @@ void report_and_check(const char* name, const tally& seen) {
 }
 
 }  // namespace
+
+TEST_CASE("InnoDB's transaction list says whether a session still holds a transaction") {
+  using mysql_detail::innodb_transaction_of;
+  using mysql_detail::session_transaction;
+  const std::string head =
+      "=====================================\nINNODB MONITOR OUTPUT\n"
+      "------------------------\nLATEST DETECTED DEADLOCK\n------------------------\n"
+      "MariaDB thread id 7, OS thread handle 1, query id 5 localhost xatm updating\n"
+      "------------\nTRANSACTIONS\n------------\nTrx id counter 2431\nHistory list length 3\n";
+  const std::string list_header = "LIST OF TRANSACTIONS FOR EACH SESSION:\n";
+  const std::string attached_57 =
+      "---TRANSACTION 2429, ACTIVE (PREPARED) 1 sec\n"
+      "1 lock struct(s), heap size 1128, 0 row lock(s), undo log entries 1\n"
+      "MariaDB thread id 57, OS thread handle 131646444500672, query id 14491 localhost xatm\n"
+      "SELECT 'MariaDB thread id 58, imitated'\n";
+  const std::string detached =
+      "---TRANSACTION 2425, ACTIVE (PREPARED) 49 sec recovered trx\n"
+      "2 lock struct(s), heap size 1128, 1 row lock(s), undo log entries 1\n"
+      "---TRANSACTION (0x7f), not started\n0 lock struct(s), heap size 1128, 0 row lock(s)\n";
+  const std::string tail = "--------\nFILE I/O\n--------\nI/O thread 0 state: waiting\n"
+                           "----------------------------\nEND OF INNODB MONITOR OUTPUT\n"
+                           "============================\n";
+  std::string whole = head + list_header + attached_57 + detached + tail;
+
+  CHECK(innodb_transaction_of(whole, 57) == session_transaction::attached);
+  CHECK(innodb_transaction_of(whole, 5) == session_transaction::none);    // a prefix of 57
+  CHECK(innodb_transaction_of(whole, 570) == session_transaction::none);  // 57 is a prefix of it
+  CHECK(innodb_transaction_of(whole, 7) == session_transaction::none);    // only in the deadlock section
+  CHECK(innodb_transaction_of(whole, 58) == session_transaction::none);   // a query is not a thread line
+  CHECK(innodb_transaction_of(head + list_header + detached + tail, 57) == session_transaction::none);
+  CHECK(innodb_transaction_of(head + list_header + "MySQL thread id 57, OS thread handle 1\n" + tail, 57) ==
+        session_transaction::attached);
+  // A query that starts a line like a thread line: held, which only means "try again later".
+  CHECK(innodb_transaction_of(head + list_header + attached_57 + "MariaDB thread id 58, x\n" + tail, 58) ==
+        session_transaction::attached);
+
+  // Output over 1 MiB: the beginning of the list or the end of the output is cut.
+  CHECK(innodb_transaction_of(head + "... truncated...\n" + detached + tail, 57) == session_transaction::unknown);
+  CHECK(innodb_transaction_of(head + list_header + detached, 57) == session_transaction::unknown);
+  CHECK(innodb_transaction_of(head + list_header + detached + "--------\nFILE I/O\n--------\n", 57) ==
+        session_transaction::unknown);
+  CHECK(innodb_transaction_of("", 57) == session_transaction::unknown);
+}
 
 TEST_CASE("a branch whose session was closed is committed from another session, never lost") {
   report_and_check("closed, commit", hammer(ending::closed, resolution::commit));
