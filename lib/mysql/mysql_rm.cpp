@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -40,6 +41,7 @@
 
 #include "core/adapter_keywords.h"
 #include "core/logging.h"
+#include "mysql/innodb_status.h"
 #include "mysql/mysql_errors.h"
 
 namespace xatm::mysql {
@@ -160,12 +162,23 @@ int wait_for_driver(MYSQL* conn, int wait_status, std::optional<clock::time_poin
   }
 }
 
-// Works around a MariaDB 10.11 race (docs/design.md section 6): an XA COMMIT from another session
-// that meets the server still detaching a prepared branch from a session that just ended was seen
-// to answer OK while the branch's changes were lost. So the process remembers, for each branch
-// it left prepared behind a connection it closed or lost, which server session held it; a
-// resolving commit or rollback of that branch first checks that the session is gone from the
-// processlist, and answers XA_RETRY while it is not. Thread-safe.
+// Closes a MariaDB 10.11 race (docs/design.md section 6). When a session that holds a prepared
+// branch ends, the server first hands the branch's XID over to other sessions (THD::cleanup ->
+// trans_xa_detach, sql/xa.cc), then drops the session from the processlist (unlink_thd,
+// sql/mysqld.cc), and only then lets InnoDB detach the transaction (THD::free_connection ->
+// ha_close_connection -> innobase_close_connection -> trx_disconnect_prepared). An XA COMMIT or
+// ROLLBACK that lands before that last step finds no detached transaction in InnoDB
+// (trx_get_trx_by_xid), yet answers OK, because ha_commit_or_rollback_by_xid (sql/handler.cc)
+// ignores the engine's XAER_NOTA and forgets the XID: the transaction stays prepared, unlisted and
+// holding its locks, until a restart brings it back with its decision gone.
+//
+// So the process remembers, for each branch it left prepared behind a connection it closed or
+// lost, which server session held it. A resolving commit or rollback of that branch first reads
+// the transaction list of SHOW ENGINE INNODB STATUS and answers XA_RETRY while InnoDB lists a
+// transaction held by that session (innodb_status.h): once none is, trx_disconnect_prepared has
+// run, and the XID was handed over before it. Without that listing (no PROCESS privilege, or the
+// list cut at 1 MiB) it falls back to the processlist: XA_RETRY while the session is listed and
+// for `processlist_grace` after it is gone. Thread-safe.
 class sessions_left_behind {
  public:
   static sessions_left_behind& instance() {
@@ -178,14 +191,23 @@ class sessions_left_behind {
     // The server finishes with a session within moments; an entry this old was resolved
     // elsewhere (another process's recovery) and is only clutter.
     auto stale = clock::now() - std::chrono::minutes(10);
-    std::erase_if(sessions_, [&](const auto& entry) { return entry.second.second < stale; });
-    sessions_.insert_or_assign(branch, std::pair{session, clock::now()});
+    std::erase_if(sessions_, [&](const auto& entry) { return entry.second.remembered < stale; });
+    sessions_.insert_or_assign(branch, left_session{session, clock::now(), std::nullopt});
   }
   std::optional<unsigned long> session_of(const xid& branch) const {
     std::lock_guard lock(mutex_);
     auto found = sessions_.find(branch);
     if (found == sessions_.end()) return std::nullopt;
-    return found->second.first;
+    return found->second.session;
+  }
+  // How long ago the session of `branch` was first seen gone from the processlist (zero now).
+  clock::duration gone_for(const xid& branch) {
+    std::lock_guard lock(mutex_);
+    auto found = sessions_.find(branch);
+    if (found == sessions_.end()) return clock::duration::zero();
+    auto now = clock::now();
+    if (!found->second.gone_since) found->second.gone_since = now;
+    return now - *found->second.gone_since;
   }
   void forget(const xid& branch) {
     std::lock_guard lock(mutex_);
@@ -193,9 +215,20 @@ class sessions_left_behind {
   }
 
  private:
+  struct left_session {
+    unsigned long session;
+    clock::time_point remembered;
+    std::optional<clock::time_point> gone_since;  // first seen gone from the processlist
+  };
   mutable std::mutex mutex_;
-  std::map<xid, std::pair<unsigned long, clock::time_point>> sessions_;
+  std::map<xid, left_session> sessions_;
 };
+
+// The fallback's wait after the session left the processlist. In between, the server thread
+// runs only the first statements of THD::free_connection (free the database name, close the
+// socket, free the network buffer) before ha_close_connection: no lock, no I/O wait. A second
+// is far beyond a scheduling delay of a live server; it is a bound, not a proof.
+constexpr auto processlist_grace = std::chrono::seconds(1);
 
 class mysql_rm final : public resource_manager {
  public:
@@ -252,7 +285,9 @@ class mysql_rm final : public resource_manager {
     xa_commit,
     xa_rollback,
     recover_check,
-    session_check,  // is the session that left the branch prepared gone yet? (sessions_left_behind)
+    innodb_check,       // does InnoDB still list a transaction of the session that left the branch
+                        // prepared? (sessions_left_behind)
+    processlist_check,  // the fallback: is that session gone from the processlist, and for long enough?
   };
 
   // The verb in flight.
@@ -273,7 +308,7 @@ class mysql_rm final : public resource_manager {
     std::uint64_t reports_before_probe = 0;
     bool ended_again = false;     // rollback already re-sent XA END after "still ACTIVE"
     std::optional<failure> not_found;  // the XAER_NOTA that the XA RECOVER check is about
-    unsigned long ended_session = 0;   // session_check: the server session that held the branch
+    unsigned long ended_session = 0;   // innodb_check: the server session that held the branch
     std::optional<result<vote>> outcome;  // set once the verb has finished
 
     // "commit of <xid>", for messages and enabled log records: built only when one is written.
@@ -288,6 +323,9 @@ class mysql_rm final : public resource_manager {
   std::string statement_for(stage step, const xid& branch) const;
   mysql_step step_of(stage step) const;
   void run_stage(stage next);
+  void on_innodb_listing(const query_result& table);
+  void on_processlist(const query_result& table);
+  void fall_back_to_processlist(const std::string& why);
   void run_next_stage_or(result<vote> answer);
   void settle(int status);
   void on_operation_done();
@@ -353,7 +391,8 @@ std::string mysql_rm::statement_for(stage step, const xid& branch) const {
     case stage::xa_commit: return "XA COMMIT " + branch.mysql_literal();
     case stage::xa_rollback: return "XA ROLLBACK " + branch.mysql_literal();
     case stage::recover_check: return recover_statement();
-    case stage::session_check:
+    case stage::innodb_check: return "SHOW ENGINE INNODB STATUS";
+    case stage::processlist_check:
       return "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = " + std::to_string(call_->ended_session);
   }
   return {};
@@ -370,7 +409,8 @@ mysql_step mysql_rm::step_of(stage step) const {
     case stage::xa_commit: return mysql_step::commit;
     case stage::xa_rollback: return mysql_step::rollback;
     case stage::recover_check:
-    case stage::session_check: return mysql_step::recover;
+    case stage::innodb_check:
+    case stage::processlist_check: return mysql_step::recover;
   }
   return mysql_step::exec;
 }
@@ -425,7 +465,7 @@ result<void> mysql_rm::send(xa_verb verb, const xid& branch) {
   if (next_call.resolving) {
     if (auto session = sessions_left_behind::instance().session_of(branch)) {
       next_call.ended_session = *session;
-      plan.insert(plan.begin(), stage::session_check);
+      plan.insert(plan.begin(), stage::innodb_check);
     }
   }
   next_call.stages.assign(plan.begin() + 1, plan.end());
@@ -474,16 +514,12 @@ void mysql_rm::on_operation_done() {
       return;
     }
     auto table = read_rows(rows.get());
-    if (call_->current == stage::session_check) {
-      bool gone = table.rows.size() == 1 && !table.rows[0].empty() && table.rows[0][0] == "0";
-      if (!gone) {
-        finish(fail(xa_code::retry, call_->what() + ": the session (id " + std::to_string(call_->ended_session) +
-                                        ") that left the branch prepared is still ending on the server; resolving "
-                                        "it now could race MariaDB's detach of the branch: try again later"));
-        return;
-      }
-      sessions_left_behind::instance().forget(call_->branch);
-      run_next_stage_or(vote::commit);
+    if (call_->current == stage::innodb_check) {
+      on_innodb_listing(table);
+      return;
+    }
+    if (call_->current == stage::processlist_check) {
+      on_processlist(table);
       return;
     }
     auto listed = parse_recovered(table);
@@ -504,7 +540,8 @@ void mysql_rm::on_operation_done() {
     on_error(read_error(conn));
     return;
   }
-  if (call_->current == stage::recover_check || call_->current == stage::session_check) {
+  if (call_->current == stage::recover_check || call_->current == stage::innodb_check ||
+      call_->current == stage::processlist_check) {
     call_->fetching = true;
     settle(mysql_store_result_start(&call_->fetched, conn));
     return;
@@ -514,6 +551,61 @@ void mysql_rm::on_operation_done() {
     result_ptr unexpected(mysql_store_result(conn));
   }
   on_success();
+}
+
+// SHOW ENGINE INNODB STATUS answered (Type, Name, Status): see sessions_left_behind.
+void mysql_rm::on_innodb_listing(const query_result& table) {
+  auto held = mysql_detail::session_transaction::unknown;
+  if (table.rows.size() == 1 && table.rows[0].size() == 3 && table.rows[0][2]) {
+    held = mysql_detail::innodb_transaction_of(*table.rows[0][2], call_->ended_session);
+  }
+  switch (held) {
+    case mysql_detail::session_transaction::attached:
+      finish(fail(xa_code::retry, call_->what() + ": InnoDB still holds the branch's transaction for the session (id " +
+                                      std::to_string(call_->ended_session) + ") that left it prepared; resolving it " +
+                                      "now would race MariaDB's detach of the branch: try again later"));
+      return;
+    case mysql_detail::session_transaction::none:
+      sessions_left_behind::instance().forget(call_->branch);
+      run_next_stage_or(vote::commit);
+      return;
+    case mysql_detail::session_transaction::unknown:
+      fall_back_to_processlist("InnoDB's transaction list is incomplete (over 1 MiB?)");
+      return;
+  }
+}
+
+// Logged as a warning once per process (every resolve retries it), at debug level afterwards.
+void mysql_rm::fall_back_to_processlist(const std::string& why) {
+  static std::atomic<bool> warned{false};
+  std::string message = "[" + name() + "] " + call_->what() + ": " + why + "; waiting for session " +
+                        std::to_string(call_->ended_session) +
+                        " to leave the processlist instead (MariaDB's PROCESS privilege lets xatm read the list)";
+  if (warned.exchange(true)) {
+    XATM_LOG(mysql, debug) << message;
+  } else {
+    XATM_LOG(mysql, warning) << message;
+  }
+  run_stage(stage::processlist_check);
+}
+
+// The fallback when InnoDB's transaction list cannot be read: see processlist_grace.
+void mysql_rm::on_processlist(const query_result& table) {
+  bool gone = table.rows.size() == 1 && !table.rows[0].empty() && table.rows[0][0] == "0";
+  if (!gone) {
+    finish(fail(xa_code::retry, call_->what() + ": the session (id " + std::to_string(call_->ended_session) +
+                                    ") that left the branch prepared is still ending on the server; resolving it now " +
+                                    "could race MariaDB's detach of the branch: try again later"));
+    return;
+  }
+  if (sessions_left_behind::instance().gone_for(call_->branch) < processlist_grace) {
+    finish(fail(xa_code::retry, call_->what() + ": the session (id " + std::to_string(call_->ended_session) +
+                                    ") that left the branch prepared has just ended; InnoDB may not have detached " +
+                                    "the branch yet: try again later"));
+    return;
+  }
+  sessions_left_behind::instance().forget(call_->branch);
+  run_next_stage_or(vote::commit);
 }
 
 void mysql_rm::on_success() {
@@ -546,7 +638,8 @@ void mysql_rm::on_success() {
     case stage::xa_commit:
     case stage::xa_rollback:
     case stage::recover_check:
-    case stage::session_check:
+    case stage::innodb_check:
+    case stage::processlist_check:
       run_next_stage_or(vote::commit);
       return;
   }
@@ -560,6 +653,10 @@ void mysql_rm::on_error(const native_error& error) {
   std::string what = call_->what() + " (" + call_->statement + ")";
   failure cause = mysql_detail::statement_failure(error, step_of(call_->current), context(what));
   switch (call_->current) {
+    case stage::innodb_check:
+      // Most likely no PROCESS privilege: the processlist is all there is to go by.
+      fall_back_to_processlist("cannot read InnoDB's transaction list (" + cause.describe() + ")");
+      return;
     case stage::probe:
       // Not worth failing the verb over: XA END says what state the branch is in.
       XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": the read-only probe failed, counted "
@@ -625,7 +722,7 @@ void mysql_rm::on_error(const native_error& error) {
     case stage::xa_prepare:
     case stage::xa_commit_one_phase:
     case stage::recover_check:
-    case stage::session_check:
+    case stage::processlist_check:
       finish(std::move(cause));
       return;
   }
@@ -720,7 +817,7 @@ void mysql_rm::cancel() noexcept {
 }
 
 // The connection is closing (or was lost) while its session may hold the branch prepared: note
-// the session, so that resolving the branch from another session waits until it is gone.
+// the session, so that resolving the branch from another session waits until InnoDB let go of it.
 void mysql_rm::remember_session_if_prepared() noexcept {
   if (!conn_ || !current_branch() || dialect_ != "mariadb") return;
   bool may_be_prepared =
