@@ -443,7 +443,13 @@ recovery_report run_recovery(const recovery_context& context) {
       bool all_scanned = std::all_of(marker.branch_rms.begin(), marker.branch_rms.end(),
                                      [&](const std::string& name) { return verified.contains(name); });
       if (!all_scanned) continue;
-      if (marker.state == marker_state::aborted && marker.age_seconds < context.abort_marker_retention.count()) continue;
+      if (marker.state == marker_state::aborted) {
+        // Only once its coordinator can never insert its P: old, and no session of that
+        // incarnation holds its lease here (a frozen coordinator's sessions still do).
+        if (marker.age_seconds < context.abort_marker_retention.count()) continue;
+        auto held = lease_held(*rm.connection, incarnation_prefix(parts.value()));
+        if (!held || held.value()) continue;
+      }
       if (context.dry_run) {
         ++report.markers_deleted;
         continue;
