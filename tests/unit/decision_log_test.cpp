@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "sqlite/decision_log.h"
+#include "xatm/xid.h"
 #include "support/faulty_vfs.h"
 #include "support/temp_dir.h"
 
@@ -138,6 +140,75 @@ void record_concurrently(decision_log& log, int threads, int count_per_thread, i
 }
 
 }  // namespace
+
+TEST_CASE("decision log: every open draws a new incarnation id and knows only the ids it issued") {
+  temp_dir dir;
+  const auto options = options_for(dir.file("decisions.db"));
+  std::vector<std::string> ids;
+  for (int open = 0; open < 3; ++open) {
+    auto log = open_ok(options);
+    CHECK(is_incarnation_id(log->incarnation_id()));
+    ids.push_back(log->incarnation_id());
+    for (const auto& id : ids) CHECK(log->is_own_incarnation(id));
+    CHECK_FALSE(log->is_own_incarnation("abcdefghijkl"));
+    CHECK_FALSE(log->is_own_incarnation("1"));  // no legacy incarnations in a new log
+  }
+  CHECK(std::set<std::string>(ids.begin(), ids.end()).size() == ids.size());
+  // A new log at the same path (the old one lost) knows none of them.
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(dir.file("decisions.db") + suffix);
+  auto fresh = open_ok(options);
+  for (const auto& id : ids) CHECK_FALSE(fresh->is_own_incarnation(id));
+}
+
+TEST_CASE("decision log: a schema version 1 log is upgraded; its numbered incarnations stay its own") {
+  temp_dir dir;
+  const auto options = options_for(dir.file("decisions.db"));
+  {
+    auto log = open_ok(options);  // incarnation 1
+    detail::decision_record record{"tm1.1.7", detail::decision_state::commit, {"pg"}, 0};
+    REQUIRE(log->record(record).ok());
+  }
+  {
+    // Turn it into what an xatm without incarnation ids wrote: version 1, no id tables.
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(dir.file("decisions.db").c_str(), &db) == SQLITE_OK);
+    for (const char* sql : {"DROP TABLE incarnations", "DROP TABLE rm_identities",
+                            "DELETE FROM meta WHERE key = 'legacy_incarnations'",
+                            "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+                            "UPDATE meta SET value = '2' WHERE key = 'incarnation'"}) {
+      CHECK(sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+    }
+    sqlite3_close(db);
+  }
+  auto log = open_ok(options);
+  CHECK(log->incarnation() == 3);
+  CHECK(is_incarnation_id(log->incarnation_id()));
+  CHECK(log->is_own_incarnation("1"));
+  CHECK(log->is_own_incarnation("2"));
+  CHECK_FALSE(log->is_own_incarnation("3"));  // issued as an id, never as a number
+  CHECK(log->is_own_incarnation(log->incarnation_id()));
+  const auto pending = pending_ok(*log);
+  REQUIRE(pending.size() == 1);
+  CHECK(pending.front().gtrid == "tm1.1.7");  // the decisions survive the upgrade
+}
+
+TEST_CASE("decision log: RM identities are pinned durably and re-pinned") {
+  temp_dir dir;
+  const auto options = options_for(dir.file("decisions.db"));
+  {
+    auto log = open_ok(options);
+    CHECK_FALSE(log->pinned("pg").has_value());
+    REQUIRE(log->pin({"pg", "db-aaaa", "postgresql database 'shop'", 0}).ok());
+    CHECK(log->pinned("pg")->identity == "db-aaaa");
+    CHECK_FALSE(log->pin({"bad name", "db-x", "", 0}).ok());
+  }
+  auto log = open_ok(options);
+  REQUIRE(log->pinned("pg").has_value());
+  CHECK(log->pinned("pg")->identity == "db-aaaa");
+  CHECK(log->pinned("pg")->description == "postgresql database 'shop'");
+  REQUIRE(log->pin({"pg", "db-bbbb", "postgresql database 'shop2'", 0}).ok());
+  CHECK(log->pinned("pg")->identity == "db-bbbb");
+}
 
 TEST_CASE("decision log: a new log starts at incarnation 1 and every open increments it") {
   temp_dir dir;
