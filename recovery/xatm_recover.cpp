@@ -134,7 +134,9 @@ void print_table(const xatm::recovery_report& report) {
     std::string result = xatm::recovery_result_name(item.result);
     if (item.age_seconds) result += " (prepared " + std::to_string(*item.age_seconds) + " s ago)";
     if (!item.detail.empty()) result += ": " + item.detail;
-    rows.push_back({item.xid, item.rm_name, item.state_found, item.decision, item.action, result});
+    // A decision's own line (no branch left, or forgotten) names its gtrid.
+    const std::string what = item.xid == "-" && !item.gtrid.empty() ? "decision " + item.gtrid : item.xid;
+    rows.push_back({what, item.rm_name, item.state_found, item.decision, item.action, result});
   }
   std::vector<std::size_t> widths(6, 0);
   for (const auto& row : rows) {
