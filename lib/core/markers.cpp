@@ -13,7 +13,7 @@ bool is_postgresql(const resource_manager& rm) { return rm.dialect() == "postgre
 result<std::string> quoted(std::string_view text) {
   bool safe = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-           c == '.' || c == ',' || c == '@';
+           c == '.' || c == ',' || c == '@' || c == '=';
   });
   if (!safe) return make_failure(xa_code::invalid, "marker value is not a validated gtrid or RM name list");
   std::string literal;
@@ -122,6 +122,8 @@ result<std::vector<marker_row>> list_markers(resource_manager& control) {
       continue;  // the CHECK constraint allows nothing else; never act on what is not understood
     }
     std::string_view branches = *row[2];
+    // MariaDB's INSERT IGNORE cuts an over-long list at the column's size: never trust such a row.
+    marker.truncated = branches.size() >= 1000;
     for (std::size_t start = 0; start < branches.size();) {
       std::size_t end = std::min(branches.find(',', start), branches.size());
       if (end > start) marker.branch_rms.emplace_back(branches.substr(start, end - start));

@@ -44,7 +44,9 @@ result<std::optional<marker_state>> read_marker(resource_manager& control, std::
 struct marker_row {
   std::string gtrid;
   marker_state state = marker_state::precommitted;
-  std::vector<std::string> branch_rms;  // the RM names the row's writer gave
+  // The RMs the row's writer gave: `name` or `name=<identity>` (the coordinator's pinned one).
+  std::vector<std::string> branch_rms;
+  bool truncated = false;  // the list filled its column: some names may be missing
   std::int64_t age_seconds = 0;
 };
 

@@ -84,6 +84,7 @@ struct scanned_rm {
   std::unique_ptr<resource_manager> connection;
   recovered_branches found;
   std::vector<marker_row> markers;
+  std::string identity;  // the database's identity row, "" when it has none (or a scripted RM)
 };
 
 // The names of the RMs that pending decisions have branches on.
@@ -107,7 +108,8 @@ std::unique_ptr<resource_manager> open_verified(const recovery_context& context,
   }
   if (context.log == nullptr) return std::move(connection).value();  // a terminator with no log: nothing pinned
   // The tool must not take a mistyped connection's word for a database that decisions name.
-  const bool may_pin = context.pin_unpinned || !named_by_decisions.contains(name);
+  const bool may_pin =
+      context.pin_unpinned ? !context.never_pin.contains(name) : !named_by_decisions.contains(name);
   const unpinned_rule rule = !may_pin ? unpinned_rule::refuse
                              : context.dry_run ? unpinned_rule::report_only
                                                : unpinned_rule::pin;
@@ -261,7 +263,10 @@ recovery_report run_recovery(const recovery_context& context) {
   std::vector<scanned_rm> scanned;
   for (const auto& [name, connector] : context.rms) {
     auto connection = open_verified(context, name, connector, named_by_decisions, report);
-    if (connection) scanned.push_back({name, std::move(connection), {}, {}});
+    if (!connection) continue;
+    auto identity = read_identity(*connection);
+    std::string id = identity && identity.value() ? identity.value()->id : std::string();
+    scanned.push_back({name, std::move(connection), {}, {}, std::move(id)});
   }
   // 3. Markers first, then the scans (see the top of this file). An RM whose markers or branches
   // cannot be listed is dropped: nothing is done on it.
@@ -300,7 +305,7 @@ recovery_report run_recovery(const recovery_context& context) {
 
   // 4. Resolve xatm's branches; report everyone else's.
   std::set<std::string, std::less<>> gtrids_left;  // gtrids that still have a branch prepared somewhere
-  std::map<std::string, bool, std::less<>> leases;  // "<rm> <tm_id>.<incarnation>" -> held
+  std::map<std::string, std::string, std::less<>> leases;  // "<tm_id>.<incarnation>" -> an RM holding it, or ""
   bool first_action = true;
   for (auto& rm : scanned) {
     for (const auto& other : rm.found.foreign) {
@@ -337,16 +342,24 @@ recovery_report run_recovery(const recovery_context& context) {
       item.decision = commit ? "commit" : three_phase ? "none: marker rule" : "none (presumed abort)";
       auto lease_holder = [&]() -> std::optional<std::string> {
         // A TM still running with this incarnation (its lock file deleted, or this run works on
-        // a copy of its log) may still be deciding the branch: never presume abort under it.
-        const std::string key = rm.name + " " + incarnation_prefix(parts.value());
-        auto cached = leases.find(key);
+        // a copy of its log) may still be deciding the branch: never presume abort under it. Its
+        // lease on any one RM is enough to call it alive (one RM may have restarted and lost it).
+        const std::string prefix = incarnation_prefix(parts.value());
+        auto cached = leases.find(prefix);
         if (cached == leases.end()) {
-          auto held = lease_held(*rm.connection, incarnation_prefix(parts.value()));
-          if (!held) return "the lease of its incarnation cannot be read: " + held.error().describe();
-          cached = leases.emplace(key, held.value()).first;
+          std::string holder;
+          for (auto& any : scanned) {
+            auto held = lease_held(*any.connection, prefix);
+            if (!held) return "the lease of its incarnation cannot be read on " + any.name + ": " + held.error().describe();
+            if (held.value()) {
+              holder = any.name;
+              break;
+            }
+          }
+          cached = leases.emplace(prefix, holder).first;
         }
-        if (cached->second) {
-          return "a TM running incarnation " + parts.value().incarnation + " holds its lease on " + rm.name +
+        if (!cached->second.empty()) {
+          return "a TM running incarnation " + parts.value().incarnation + " holds its lease on " + cached->second +
                  ": it decides this branch itself (is the TM still running? the log's lock file deleted, or this "
                  "is a copy of a live TM's log)";
         }
@@ -400,10 +413,9 @@ recovery_report run_recovery(const recovery_context& context) {
   for (const auto& [gtrid, record] : decisions) {
     if (is_live(gtrid) || gtrids_left.contains(gtrid)) continue;
     std::string missing;
+    std::set<std::string, std::less<>> named;
     for (const auto& rm_name : record->branch_rms) {
-      if (!verified.contains(rm_name) && missing.find(rm_name) == std::string::npos) {
-        missing += (missing.empty() ? "" : ", ") + rm_name;
-      }
+      if (!verified.contains(rm_name) && named.insert(rm_name).second) missing += (missing.empty() ? "" : ", ") + rm_name;
     }
     if (!missing.empty()) {
       report.items.push_back({missing, "-", gtrid, "unknown", "commit", "none", recovery_result::unresolved,
@@ -439,9 +451,19 @@ recovery_report run_recovery(const recovery_context& context) {
     for (const auto& marker : rm.markers) {
       auto parts = parse_gtrid(marker.gtrid);
       if (!parts || gtrids_left.contains(marker.gtrid) || is_live(marker.gtrid)) continue;
-      if (marker.branch_rms.empty()) continue;
-      bool all_scanned = std::all_of(marker.branch_rms.begin(), marker.branch_rms.end(),
-                                     [&](const std::string& name) { return verified.contains(name); });
+      if (marker.branch_rms.empty() || marker.truncated) continue;
+      // Each RM the row names must be one this run scanned: the same database, not merely the same
+      // name. Entries written with the coordinator's pinned identity (`name=db-...`) are matched
+      // against the identity of the database scanned under that name; plain names (older rows, a
+      // terminator's A) only by a run whose log verified its connections.
+      bool all_scanned = std::all_of(marker.branch_rms.begin(), marker.branch_rms.end(), [&](const std::string& entry) {
+        const auto equals = entry.find('=');
+        const std::string_view name = std::string_view(entry).substr(0, equals);
+        auto found = std::find_if(scanned.begin(), scanned.end(), [&](const scanned_rm& other) { return other.name == name; });
+        if (found == scanned.end()) return false;
+        if (equals == std::string::npos) return context.log != nullptr;
+        return !found->identity.empty() && found->identity == std::string_view(entry).substr(equals + 1);
+      });
       if (!all_scanned) continue;
       if (marker.state == marker_state::aborted) {
         // Only once its coordinator can never insert its P: old, and no session of that

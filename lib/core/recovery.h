@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -31,6 +32,9 @@ struct recovery_context {
   // RM names the log has no identity pinned for may be pinned on first meeting (the TM: its own
   // configuration is what it decides with). The tool pins only names no pending decision uses.
   bool pin_unpinned = true;
+  // Except these (the TM: names that decisions pending when its log was opened use, unpinned: a
+  // log upgraded from before identities; the operator re-pins them).
+  std::set<std::string, std::less<>> never_pin;
   // A markers' row left by an abort (A) is deleted once every branch is final and it is at least
   // this old: no stalled coordinator wakes up after so long (docs/three-phase.md).
   std::chrono::seconds abort_marker_retention{std::chrono::hours(24)};

@@ -77,6 +77,10 @@ struct tm_core : std::enable_shared_from_this<tm_core> {
   // connect); the TM's own connections are verified every time (connect()).
   std::mutex verified_mutex;
   std::set<std::string, std::less<>> verified_for_application;
+  // RM names that decisions pending at open use and that have no identity pinned (a log from
+  // before identities): never pinned on the TM's word, an operator re-pins them (xatm-recover
+  // --repin). Written in the constructor only.
+  std::set<std::string, std::less<>> unpinned_with_decisions;
   // Checks a new connection against the identity pinned for its RM name (pinning it at the first
   // meeting): a failure names the RM and what differs.
   result<void> verify(resource_manager& connection);

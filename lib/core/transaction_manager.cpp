@@ -35,7 +35,8 @@ result<std::unique_ptr<resource_manager>> tm_core::connect(std::string_view rm_n
 }
 
 result<void> tm_core::verify(resource_manager& connection) {
-  auto verdict = verify_identity(connection, *log, unpinned_rule::pin);
+  auto rule = unpinned_with_decisions.contains(connection.name()) ? unpinned_rule::refuse : unpinned_rule::pin;
+  auto verdict = verify_identity(connection, *log, rule);
   if (!verdict) return std::move(verdict).error();
   if (!verdict.value().verified) return make_failure(xa_code::invalid, verdict.value().problem, connection.name());
   return {};
@@ -166,6 +167,7 @@ recovery_report tm_core::recover() {
     context.rms = registry;
   }
   context.live_incarnation = log->incarnation_id();
+  context.never_pin = unpinned_with_decisions;
   context.call_timeout = options.rm_call_timeout;
   context.allow_unsafe_durability = options.allow_unsafe_durability;
   // The copy is taken before run_recovery() reads the log (see handed_over in tm_core.h).
@@ -267,6 +269,15 @@ transaction_manager::transaction_manager(tm_options options) : core_(std::make_s
   if (auto valid = validate_tm_id(options.tm_id); !valid) throw configuration_error(valid.error());
   core_->log = detail::open_log({options.log_path, options.tm_id, options.log_vfs});
   core_->options = std::move(options);
+  if (auto pending = core_->log->pending(); pending) {
+    for (const auto& record : pending.value()) {
+      for (const auto& name : record.branch_rms) {
+        if (!core_->log->pinned(name)) core_->unpinned_with_decisions.insert(name);
+      }
+    }
+  } else {
+    throw log_failure_error(pending.error());
+  }
   XATM_LOG(tm, info) << "transaction manager " << core_->options.tm_id << " incarnation "
                      << core_->log->incarnation() << " opened log " << core_->options.log_path;
 }

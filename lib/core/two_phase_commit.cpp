@@ -310,8 +310,13 @@ class two_phase_commit {
   // transaction is aborted. An insert whose reply was lost is retried on a fresh connection (the
   // insert-if-absent is idempotent) and never assumed either way.
   void precommit() {
+    // Every RM once, with the identity the log pinned for it: a recovery elsewhere deletes the
+    // markers only once it scanned those very databases (docs/design.md section 7).
     std::string rm_list;
-    for (const branch& b : branches_) rm_list += (rm_list.empty() ? "" : ",") + b.rm->name();
+    for (const auto& name : distinct_rm_names()) {
+      rm_list += (rm_list.empty() ? "" : ",") + name;
+      if (auto pin = core_.log->pinned(name)) rm_list += "=" + pin->identity;
+    }
     const std::string& arbiter = branches_.front().rm->name();
     std::optional<detail::marker_state> winner;
     failure last_failure = make_failure(xa_code::rm_failure, "no attempt", arbiter);

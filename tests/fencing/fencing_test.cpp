@@ -422,3 +422,94 @@ TEST_CASE("any recovery deletes the marker rows of finished transactions, whoeve
     REQUIRE_OK(detail::delete_marker(*rm, unfinished));
   }
 }
+
+// ---- found by review ----------------------------------------------------------------------
+
+TEST_CASE("a marker row names its databases by identity: a recovery whose name reaches another database, or "
+          "that has no log to verify names, never deletes it") {
+  fenced_tm t;
+  t.tm->register_rm("pg", "postgresql", test::servers().pg);
+  t.tm->register_rm("b", "postgresql", test::servers().pg2);
+  (void)t.tm->connect("pg");
+  (void)t.tm->connect("b");
+  const std::string pg_id = t.tm->recover_now().identity_mismatches.empty()
+                                ? single_value(*observe_pg(), "SELECT database_id FROM xatm_identity")
+                                : std::string();
+  const std::string b_id = single_value(*observe_pg(test::servers().pg2), "SELECT database_id FROM xatm_identity");
+  REQUIRE_FALSE(pg_id.empty());
+  t.close();
+  // A committed transaction whose branch on b is still pending (its hint there never written).
+  const std::string gtrid = gtrid_of(test::unique_tm_id("hinted"), "abcdefghijkl", 1, true);
+  auto pg = observe_pg();
+  REQUIRE_OK(detail::install_marker_table(*pg));
+  REQUIRE_OK(detail::insert_marker(*pg, gtrid, detail::marker_state::precommitted, "pg=" + pg_id + ",b=" + b_id));
+  auto rows = [&] { return single_value(*pg, "SELECT count(*) FROM xatm_marker WHERE gtrid = '" + gtrid + "'"); };
+
+  // A terminator without a log whose "b" is a typo, and one whose names carry no identities.
+  const auto pg_settings = test::settings_of(test::servers().pg);
+  const auto typo_settings = test::settings_of(typo_database());
+  detail::recovery_context context;
+  context.rms.emplace("pg", [pg_settings] { return postgresql::connect("pg", pg_settings); });
+  context.rms.emplace("b", [typo_settings] { return postgresql::connect("b", typo_settings); });
+  (void)detail::run_recovery(context);
+  CHECK(rows() == "1");
+  REQUIRE_OK(detail::delete_marker(*pg, gtrid));
+  REQUIRE_OK(detail::insert_marker(*pg, gtrid, detail::marker_state::precommitted, "pg,b"));
+  const auto b_settings = test::settings_of(test::servers().pg2);
+  context.rms.erase("b");
+  context.rms.emplace("b", [b_settings] { return postgresql::connect("b", b_settings); });
+  (void)detail::run_recovery(context);
+  CHECK(rows() == "1");  // plain names and no log: nothing proves which databases they meant
+
+  // The right databases, by identity: finished, deleted.
+  REQUIRE_OK(detail::delete_marker(*pg, gtrid));
+  REQUIRE_OK(detail::insert_marker(*pg, gtrid, detail::marker_state::precommitted, "pg=" + pg_id + ",b=" + b_id));
+  (void)detail::run_recovery(context);
+  CHECK(rows() == "0");
+}
+
+TEST_CASE("a running TM's lease on any one RM protects its branches on all of them") {
+  fenced_tm t;
+  t.tm->register_rm("pg", "postgresql", test::servers().pg);
+  t.tm->register_rm("maria", "mariadb", test::servers().mysql);
+  (void)t.tm->recover_now();
+  const std::string gtrid = gtrid_of(t.tm_id, t.tm->incarnation_id(), 1);
+  prepare_on_pg(test::servers().pg, xid(xatm_format_id, gtrid, "1"), gtrid);
+  // PostgreSQL restarted under the TM (here: its lease session ended): only MariaDB's lease is left.
+  run(*observe_pg(), "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> "
+                     "pg_backend_pid()");
+  const fs::path copy_dir = t.dir.path / "copy";
+  fs::create_directory(copy_dir);
+  for (const char* suffix : {"", "-wal"}) {
+    if (fs::exists(t.log_path.string() + suffix)) {
+      fs::copy_file(t.log_path.string() + suffix, (copy_dir / "decisions.db").string() + suffix);
+    }
+  }
+  auto on_copy = recover_with_tool(copy_dir / "decisions.db", copy_dir,
+                                   {{"pg", "postgresql:" + test::servers().pg}, {"maria", "mariadb:" + test::servers().mysql}});
+  CHECK(on_copy.exit_code() == 1);
+  CHECK(contains(on_copy.out, "holds its lease on maria"));
+  CHECK(prepared_gtrids(*observe_pg(), t.tm_id).contains(gtrid));
+  REQUIRE_OK(observe_pg()->rollback(xid(xatm_format_id, gtrid, "1")));
+}
+
+TEST_CASE("decisions pending in a log that pinned no identities (written before they existed): the TM does not "
+          "pin their RMs on its own word") {
+  const std::string typo = typo_database();
+  fenced_tm t;
+  const std::string incarnation = t.tm->incarnation_id();
+  t.close();
+  const std::string gtrid = gtrid_of(t.tm_id, incarnation, 3);
+  record_commit(t.log_path, t.tm_id, gtrid, {"pg_a", "pg_b"});
+  t.tm = std::make_unique<transaction_manager>(t.options);
+  t.tm->register_rm("pg_a", "postgresql", test::servers().pg);
+  t.tm->register_rm("pg_b", "postgresql", typo);  // a typo at the first start after the upgrade
+  CHECK_THROWS_AS((void)t.tm->connect("pg_b"), configuration_error);
+  auto report = t.tm->recover_now();
+  // Both names the decision uses are unproven, the right one too: the operator confirms each.
+  REQUIRE(report.identity_mismatches.size() == 2);
+  CHECK(contains(report.identity_mismatches.front() + report.identity_mismatches.back(), "--repin pg_b"));
+  CHECK(report.completed.empty());
+  t.close();
+  CHECK(pending_gtrids(t.log_path, t.tm_id).contains(gtrid));
+}
