@@ -41,6 +41,10 @@ result<std::optional<database_identity>> read_identity(resource_manager& rm);
 // agree on one row).
 result<database_identity> ensure_identity(resource_manager& rm);
 
+// Three-phase bquals carry the first characters of the arbiter's identity (after "db-"):
+// `<n>@<arbiter>@<tag>`.
+inline constexpr std::size_t arbiter_tag_size = 12;
+
 // How verify_identity() may treat an RM name the log has no pin for.
 enum class unpinned_rule : std::uint8_t {
   pin,             // pin what the connection reaches (the TM; the tool for names no decision uses)

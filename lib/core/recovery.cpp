@@ -164,8 +164,14 @@ void act(const recovery_context& context, resource_manager& rm, const xid& branc
 // says what the real run would do; where no row exists it would insert A and roll back.
 void terminate(const recovery_context& context, scanned_rm& rm, const xid& branch, recovery_item& item,
                const std::map<std::string, resource_manager*, std::less<>>& verified) {
+  // `<n>@<arbiter>[@<tag of the arbiter's identity>]`
   auto at = branch.bqual().find('@');
   std::string arbiter = at == std::string::npos ? std::string() : branch.bqual().substr(at + 1);
+  std::string arbiter_tag;
+  if (auto second = arbiter.find('@'); second != std::string::npos) {
+    arbiter_tag = arbiter.substr(second + 1);
+    arbiter.resize(second);
+  }
   auto local = read_marker(*rm.connection, branch.gtrid());
   if (local.ok() && local.value() == marker_state::precommitted) {
     item.decision = "P marker on " + rm.name;
@@ -194,6 +200,16 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
       found = verdict.error();
     } else if (!verdict.value().verified) {
       found = make_failure(xa_code::invalid, verdict.value().problem);
+    }
+  }
+  if (found && !arbiter_tag.empty()) {
+    // The coordinator named its arbiter's database: this connection must reach that one.
+    auto identity = read_identity(*control.value());
+    if (!identity) {
+      found = identity.error();
+    } else if (!identity.value() || identity.value()->id.substr(3, arbiter_tag.size()) != arbiter_tag) {
+      found = make_failure(xa_code::invalid, "the RM named " + arbiter + " here is not the coordinator's arbiter "
+                                             "database (identity db-" + arbiter_tag + "...): it cannot decide");
     }
   }
   if (found) {

@@ -15,6 +15,7 @@
 
 #include "core/crash_point.h"
 #include "core/logging.h"
+#include "core/identity.h"
 #include "core/markers.h"
 #include "core/tm_core.h"
 #include "xatm/error.h"
@@ -592,10 +593,17 @@ resource_manager& global_transaction::enlist(resource_manager& rm) {
     }
   }
   // Three-phase bquals name the arbiter (branch 1's RM), so that a terminator with no log knows
-  // where the deciding marker lives.
+  // where the deciding marker lives, and, where it fits in 64 bytes, the start of the arbiter's
+  // pinned identity, so that a terminator whose RM of that name is another database (two TMs
+  // sharing a MariaDB server, whose XA RECOVER lists every database's branches) cannot decide.
   std::string bqual = std::to_string(branches_.size() + 1);
   if (protocol_ == commit_protocol::three_phase) {
-    bqual += "@" + (branches_.empty() ? rm.name() : branches_.front().rm->name());
+    const std::string& arbiter = branches_.empty() ? rm.name() : branches_.front().rm->name();
+    bqual += "@" + arbiter;
+    if (auto pin = core_->log->pinned(arbiter); pin && pin->identity.size() > 3) {
+      std::string tag = "@" + pin->identity.substr(3, detail::arbiter_tag_size);
+      if (bqual.size() + tag.size() <= max_bqual_size) bqual += tag;
+    }
   }
   xid id = xid::make(xatm_format_id, gtrid_, bqual).value();
   if (auto started = call_until(rm, xa_verb::start, id, clock::now() + core_->options.rm_call_timeout); !started) {

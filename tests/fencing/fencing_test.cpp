@@ -513,3 +513,42 @@ TEST_CASE("decisions pending in a log that pinned no identities (written before 
   t.close();
   CHECK(pending_gtrids(t.log_path, t.tm_id).contains(gtrid));
 }
+
+TEST_CASE("two TMs on one MariaDB server whose arbiters share a name: one never terminates the other's "
+          "three-phase branch against its own database") {
+  // MariaDB's XA RECOVER lists every database's prepared branches, so the second TM's scan of its
+  // "orders" sees the first TM's branch; its "orders" is another database, with its own markers.
+  run(*observe_maria(), "CREATE DATABASE IF NOT EXISTS xatm_fence_b");
+  std::string other_db = test::servers().mysql;
+  other_db.replace(other_db.find("dbname=xatm_test"), 16, "dbname=xatm_fence_b");
+  fenced_tm first;
+  first.tm->register_rm("orders", "mariadb", test::servers().mysql);
+  (void)first.tm->connect("orders");  // pins; its three-phase bquals are `<n>@orders@<identity tag>`
+  const std::string tag = single_value(*observe_maria(), "SELECT database_id FROM xatm_identity").substr(3, 12);
+  const std::string incarnation = first.tm->incarnation_id();
+  first.close();
+  {
+    // The other database is in three-phase use too: it has a marker table to write an A into.
+    auto other = mysql::connect("observer", test::settings_of(other_db)).value();
+    REQUIRE_OK(detail::install_marker_table(*other));
+  }
+
+  const std::string gtrid = gtrid_of(first.tm_id, incarnation, 9, true);
+  const xid branch(xatm_format_id, gtrid, "1@orders@" + tag);
+  prepare_on_maria(branch, gtrid);  // the first TM died before its P
+
+  tm_options options;
+  options.terminate_others = true;
+  options.precommit_timeout = std::chrono::milliseconds(0);
+  fenced_tm second(options);
+  second.tm->register_rm("orders", "mariadb", other_db);
+  for (int run = 0; run < 2; ++run) {
+    for (const auto& item : second.tm->recover_now().items) {
+      if (item.gtrid == gtrid) CHECK(item.result == recovery_result::unresolved);
+    }
+  }
+  CHECK(prepared_gtrids(*observe_maria(), first.tm_id).contains(gtrid));
+  auto other = mysql::connect("observer", test::settings_of(other_db)).value();
+  CHECK(single_value(*other, "SELECT count(*) FROM xatm_marker WHERE gtrid = '" + gtrid + "'") == "0");
+  REQUIRE_OK(observe_maria()->rollback(branch));
+}
