@@ -130,6 +130,18 @@ tool_run recover_with_tool(const fs::path& log, const fs::path& out_dir,
   return done;
 }
 
+// A copy of a decision log (its file and -wal), as an operator's `cp` or a backup makes it.
+void copy_log(const fs::path& from, const fs::path& to) {
+  for (const char* suffix : {"", "-wal"}) {
+    if (fs::exists(from.string() + suffix)) fs::copy_file(from.string() + suffix, to.string() + suffix);
+  }
+}
+
+// The log gone: its file, -wal and -shm.
+void remove_log(const fs::path& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path.string() + suffix);
+}
+
 std::string gtrid_of(const std::string& tm_id, const std::string& incarnation, std::uint64_t sequence,
                      bool three_phase = false) {
   return format_gtrid({tm_id, incarnation, sequence, three_phase}).value();
@@ -220,21 +232,15 @@ TEST_CASE("a recreated log and a log restored from an older copy never issue a g
   const fs::path copy = t.dir.path / "copy";
   fs::create_directory(copy);
   t.close();
-  for (const char* suffix : {"", "-wal"}) {
-    if (fs::exists(t.log_path.string() + suffix)) fs::copy_file(t.log_path.string() + suffix, copy / ("decisions.db" + std::string(suffix)));
-  }
+  copy_log(t.log_path, copy / "decisions.db");
   t.reopen();
   issue(3);
   const std::string later_incarnation = t.tm->incarnation_id();
   t.close();
 
   // Restored from the copy: the incarnations after it are unknown to it.
-  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(t.log_path.string() + suffix);
-  for (const char* suffix : {"", "-wal"}) {
-    if (fs::exists(copy / ("decisions.db" + std::string(suffix)))) {
-      fs::copy_file(copy / ("decisions.db" + std::string(suffix)), t.log_path.string() + suffix);
-    }
-  }
+  remove_log(t.log_path);
+  copy_log(copy / "decisions.db", t.log_path);
   // A branch the later incarnation prepared, whose decision (if any) the restored log lacks.
   const std::string later_gtrid = gtrid_of(t.tm_id, later_incarnation, 2);
   prepare_on_pg(test::servers().pg, xid(xatm_format_id, later_gtrid, "1"), later_gtrid);
@@ -254,7 +260,7 @@ TEST_CASE("a recreated log and a log restored from an older copy never issue a g
   t.close();
 
   // Lost altogether: a new log at the same path, with the same tm_id.
-  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(t.log_path.string() + suffix);
+  remove_log(t.log_path);
   t.reopen();
   issue(3);
   t.close();
@@ -305,9 +311,7 @@ TEST_CASE("xatm-recover on a copy of a running TM's log, or with its lock file d
   const fs::path copy_dir = t.dir.path / "copy";
   fs::create_directory(copy_dir);
   const fs::path copy = copy_dir / "decisions.db";
-  for (const char* suffix : {"", "-wal"}) {
-    if (fs::exists(t.log_path.string() + suffix)) fs::copy_file(t.log_path.string() + suffix, copy.string() + suffix);
-  }
+  copy_log(t.log_path, copy);
   const std::vector<std::pair<std::string, std::string>> rms{{"pg", "postgresql:" + test::servers().pg}};
   auto on_copy = recover_with_tool(copy, copy_dir, rms);
   CHECK(on_copy.exit_code() == 1);
@@ -480,11 +484,7 @@ TEST_CASE("a running TM's lease on any one RM protects its branches on all of th
                      "pg_backend_pid()");
   const fs::path copy_dir = t.dir.path / "copy";
   fs::create_directory(copy_dir);
-  for (const char* suffix : {"", "-wal"}) {
-    if (fs::exists(t.log_path.string() + suffix)) {
-      fs::copy_file(t.log_path.string() + suffix, (copy_dir / "decisions.db").string() + suffix);
-    }
-  }
+  copy_log(t.log_path, copy_dir / "decisions.db");
   auto on_copy = recover_with_tool(copy_dir / "decisions.db", copy_dir,
                                    {{"pg", "postgresql:" + test::servers().pg}, {"maria", "mariadb:" + test::servers().mysql}});
   CHECK(on_copy.exit_code() == 1);
