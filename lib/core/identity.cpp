@@ -102,6 +102,11 @@ result<database_identity> ensure_identity(resource_manager& rm) {
   // SELECT and INSERT.
   if (!rm.exec("SELECT database_id FROM xatm_identity WHERE 1 = 0").ok()) {
     if (auto created = rm.exec(identity_table_ddl(rm.dialect())); !created) return std::move(created).error();
+    // Every role xatm runs as on this database must read it, whichever created it; it holds
+    // nothing secret. (MariaDB has no PUBLIC: there the DBA's grants decide.)
+    if (is_postgresql(rm)) {
+      if (auto granted = rm.exec("GRANT SELECT ON xatm_identity TO PUBLIC"); !granted) return std::move(granted).error();
+    }
   }
   auto id = literal(random_database_id());
   if (!id) return std::move(id).error();
