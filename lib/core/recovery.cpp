@@ -207,7 +207,8 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
     auto identity = read_identity(*control.value());
     if (!identity) {
       found = identity.error();
-    } else if (!identity.value() || identity.value()->id.substr(3, arbiter_tag.size()) != arbiter_tag) {
+    } else if (!identity.value() || identity.value()->id.size() < 3 ||
+               identity.value()->id.compare(3, arbiter_tag.size(), arbiter_tag) != 0) {
       found = make_failure(xa_code::invalid, "the RM named " + arbiter + " here is not the coordinator's arbiter "
                                              "database (identity db-" + arbiter_tag + "...): it cannot decide");
     }
@@ -232,7 +233,8 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
     item.decision = "no marker at arbiter " + arbiter + ": the real run inserts A (unless the coordinator's P wins)";
   } else {
     // Nobody decided: abort it. If the coordinator's P got there first, follow the P.
-    auto inserted = insert_marker(*control.value(), branch.gtrid(), marker_state::aborted, rm.name);
+    auto inserted = insert_marker(*control.value(), branch.gtrid(), marker_state::aborted,
+                                  rm.identity.empty() ? rm.name : rm.name + "=" + rm.identity);
     if (!inserted) {
       item.result = recovery_result::unresolved;
       item.detail = "the arbiter " + arbiter + " could not be read: " + inserted.error().describe();
@@ -321,7 +323,26 @@ recovery_report run_recovery(const recovery_context& context) {
 
   // 4. Resolve xatm's branches; report everyone else's.
   std::set<std::string, std::less<>> gtrids_left;  // gtrids that still have a branch prepared somewhere
-  std::map<std::string, std::string, std::less<>> leases;  // "<tm_id>.<incarnation>" -> an RM holding it, or ""
+  // Which scanned RM holds the lease of an incarnation ("" none): its lease on any one RM is
+  // enough to call it alive (another RM may have restarted and dropped it). Cached per run.
+  std::map<std::string, result<std::string>, std::less<>> leases;
+  auto lease_holder_of = [&](const std::string& prefix) -> result<std::string> {
+    auto cached = leases.find(prefix);
+    if (cached != leases.end()) return cached->second;
+    result<std::string> holder = std::string();
+    for (auto& any : scanned) {
+      auto held = lease_held(*any.connection, prefix);
+      if (!held) {
+        holder = held.error();
+        break;
+      }
+      if (held.value()) {
+        holder = any.name;
+        break;
+      }
+    }
+    return leases.emplace(prefix, holder).first->second;
+  };
   bool first_action = true;
   for (auto& rm : scanned) {
     for (const auto& other : rm.found.foreign) {
@@ -358,28 +379,13 @@ recovery_report run_recovery(const recovery_context& context) {
       item.decision = commit ? "commit" : three_phase ? "none: marker rule" : "none (presumed abort)";
       auto lease_holder = [&]() -> std::optional<std::string> {
         // A TM still running with this incarnation (its lock file deleted, or this run works on
-        // a copy of its log) may still be deciding the branch: never presume abort under it. Its
-        // lease on any one RM is enough to call it alive (one RM may have restarted and lost it).
-        const std::string prefix = incarnation_prefix(parts.value());
-        auto cached = leases.find(prefix);
-        if (cached == leases.end()) {
-          std::string holder;
-          for (auto& any : scanned) {
-            auto held = lease_held(*any.connection, prefix);
-            if (!held) return "the lease of its incarnation cannot be read on " + any.name + ": " + held.error().describe();
-            if (held.value()) {
-              holder = any.name;
-              break;
-            }
-          }
-          cached = leases.emplace(prefix, holder).first;
-        }
-        if (!cached->second.empty()) {
-          return "a TM running incarnation " + parts.value().incarnation + " holds its lease on " + cached->second +
-                 ": it decides this branch itself (is the TM still running? the log's lock file deleted, or this "
-                 "is a copy of a live TM's log)";
-        }
-        return std::nullopt;
+        // a copy of its log) may still be deciding the branch: never presume abort under it.
+        auto holder = lease_holder_of(incarnation_prefix(parts.value()));
+        if (!holder) return "the lease of its incarnation cannot be read: " + holder.error().describe();
+        if (holder.value().empty()) return std::nullopt;
+        return "a TM running incarnation " + parts.value().incarnation + " holds its lease on " + holder.value() +
+               ": it decides this branch itself (is the TM still running? the log's lock file deleted, or this is a "
+               "copy of a live TM's log)";
       };
       if (own && is_live(branch.gtrid())) {
         item.result = recovery_result::skipped_live;
@@ -477,7 +483,11 @@ recovery_report run_recovery(const recovery_context& context) {
         const std::string_view name = std::string_view(entry).substr(0, equals);
         auto found = std::find_if(scanned.begin(), scanned.end(), [&](const scanned_rm& other) { return other.name == name; });
         if (found == scanned.end()) return false;
-        if (equals == std::string::npos) return context.log != nullptr;
+        // A plain name means what this log means by it only in this log's own rows.
+        if (equals == std::string::npos) {
+          return context.log != nullptr && parts.value().tm_id == context.tm_id &&
+                 context.log->is_own_incarnation(parts.value().incarnation);
+        }
         return !found->identity.empty() && found->identity == std::string_view(entry).substr(equals + 1);
       });
       if (!all_scanned) continue;
@@ -485,8 +495,8 @@ recovery_report run_recovery(const recovery_context& context) {
         // Only once its coordinator can never insert its P: old, and no session of that
         // incarnation holds its lease here (a frozen coordinator's sessions still do).
         if (marker.age_seconds < context.abort_marker_retention.count()) continue;
-        auto held = lease_held(*rm.connection, incarnation_prefix(parts.value()));
-        if (!held || held.value()) continue;
+        auto holder = lease_holder_of(incarnation_prefix(parts.value()));
+        if (!holder || !holder.value().empty()) continue;
       }
       if (context.dry_run) {
         ++report.markers_deleted;

@@ -314,10 +314,13 @@ class two_phase_commit {
     // Every RM once, with the identity the log pinned for it: a recovery elsewhere deletes the
     // markers only once it scanned those very databases (docs/design.md section 7).
     std::string rm_list;
+    std::string plain_list;  // the names alone, when the identities would not fit the column
     for (const auto& name : distinct_rm_names()) {
       rm_list += (rm_list.empty() ? "" : ",") + name;
+      plain_list += (plain_list.empty() ? "" : ",") + name;
       if (auto pin = core_.log->pinned(name)) rm_list += "=" + pin->identity;
     }
+    if (rm_list.size() >= 1000) rm_list = std::move(plain_list);
     const std::string& arbiter = branches_.front().rm->name();
     std::optional<detail::marker_state> winner;
     failure last_failure = make_failure(xa_code::rm_failure, "no attempt", arbiter);

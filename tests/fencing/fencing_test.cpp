@@ -388,13 +388,22 @@ TEST_CASE("any recovery deletes the marker rows of finished transactions, whoeve
   prepare_on_pg(test::servers().pg, xid(xatm_format_id, unfinished, "1@pg"), unfinished);
   auto pg = observe_pg();
   auto maria = observe_maria();
+  (void)t.tm->connect("pg");  // both databases have their identities
+  (void)t.tm->connect("maria");
+  // The other coordinator named its RMs with their identities, as every coordinator does.
+  const std::string pg_entry = "pg=" + single_value(*pg, "SELECT database_id FROM xatm_identity");
+  const std::string maria_entry = "maria=" + single_value(*maria, "SELECT database_id FROM xatm_identity");
+  const std::string both = pg_entry + "," + maria_entry;
   for (resource_manager* rm : {pg.get(), maria.get()}) {
     REQUIRE_OK(detail::install_marker_table(*rm));
-    REQUIRE_OK(detail::insert_marker(*rm, finished, detail::marker_state::precommitted, "pg,maria"));
-    REQUIRE_OK(detail::insert_marker(*rm, elsewhere, detail::marker_state::precommitted, "pg,faraway"));
-    REQUIRE_OK(detail::insert_marker(*rm, unfinished, detail::marker_state::precommitted, "pg,maria"));
+    REQUIRE_OK(detail::insert_marker(*rm, finished, detail::marker_state::precommitted, both));
+    REQUIRE_OK(detail::insert_marker(*rm, elsewhere, detail::marker_state::precommitted, pg_entry + ",faraway"));
+    REQUIRE_OK(detail::insert_marker(*rm, unfinished, detail::marker_state::precommitted, both));
   }
-  REQUIRE_OK(detail::insert_marker(*pg, aborted, detail::marker_state::aborted, "pg"));
+  REQUIRE_OK(detail::insert_marker(*pg, aborted, detail::marker_state::aborted, pg_entry));
+  // A row of plain names written by another TM: its names need not mean ours; it stays.
+  const std::string plain = gtrid_of(other, "abcdefghijkl", 5, true);
+  REQUIRE_OK(detail::insert_marker(*pg, plain, detail::marker_state::precommitted, "pg,maria"));
   auto rows_of = [](resource_manager& rm, const std::string& gtrid) {
     return single_value(rm, "SELECT count(*) FROM xatm_marker WHERE gtrid = '" + gtrid + "'");
   };
@@ -407,6 +416,7 @@ TEST_CASE("any recovery deletes the marker rows of finished transactions, whoeve
   CHECK(rows_of(*pg, unfinished) == "1");  // its branch is still prepared
   CHECK(rows_of(*maria, unfinished) == "1");
   CHECK(rows_of(*pg, aborted) == "1");     // an A row stays while a stalled coordinator could wake
+  CHECK(rows_of(*pg, plain) == "1");
 
   // Past the retention, a finished A row goes too.
   detail::recovery_context context;
@@ -425,6 +435,7 @@ TEST_CASE("any recovery deletes the marker rows of finished transactions, whoeve
     REQUIRE_OK(detail::delete_marker(*rm, elsewhere));
     REQUIRE_OK(detail::delete_marker(*rm, unfinished));
   }
+  REQUIRE_OK(detail::delete_marker(*pg, plain));
 }
 
 // ---- found by review ----------------------------------------------------------------------
