@@ -25,7 +25,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 build_dir=${XATM_BUILD_DIR:-build}
-servers_sh="$repo/tests/support/servers.sh"
+servers_sh="$repo/lib/testing/servers.sh"
 
 readonly packages=(
   cmake g++ make pkg-config

@@ -27,7 +27,7 @@
 #include "bench/bench.h"
 #include "bench/report.h"
 #include "bench/runner.h"
-#include "bench/throwaway_servers.h"
+#include "testing/throwaway_servers.h"
 #include "bench/workload.h"
 #include "console_log.h"
 #include "xatm/connection_settings.h"
@@ -48,7 +48,7 @@ databases hold exactly what was acknowledged (exit 1 if not).
                        the database named like CONNINFO's dbname with "2" appended.
   --mysql CONNINFO     MariaDB (host/port/user/password/dbname/unix_socket keywords).
                        With neither --pg nor --mysql, throwaway servers are started with
-                       tests/support/servers.sh and stopped at exit.
+                       lib/testing/servers.sh and stopped at exit.
   --workload LIST      transfer,read-write,pg-pg (default: all three)
   --modes LIST         local,raw-xa,xa,xa-early,3pc (default: all five; 3pc is skipped with a
                        note when the library does not offer it yet)
@@ -314,13 +314,13 @@ int run(settings config) {
 
   const bool needs_mysql = std::any_of(config.workloads.begin(), config.workloads.end(),
                                        [](workload_kind k) { return k != workload_kind::pg_pg; });
-  std::unique_ptr<throwaway_servers> servers;
+  std::unique_ptr<xatm::testing::throwaway_servers> servers;
   if (config.pg.empty() && config.mysql.empty()) {
     std::cerr << "xatm-bench: no --pg/--mysql: starting throwaway servers\n";
-    servers = throwaway_servers::start();
-    config.pg = servers->pg();
-    config.pg2 = servers->pg2();
-    config.mysql = servers->mysql();
+    servers = xatm::testing::throwaway_servers::start();
+    config.pg = servers->env().pg;
+    config.pg2 = servers->env().pg2;
+    config.mysql = servers->env().mysql;
   } else {
     if (config.pg.empty()) usage_error("--pg is needed (every workload writes to PostgreSQL)");
     if (config.mysql.empty() && needs_mysql) usage_error("--mysql is needed by the transfer and read-write workloads");

@@ -19,7 +19,7 @@
 
 #include "support/adapter_checks.h"
 #include "support/bank_tables.h"
-#include "support/fault_proxy.h"
+#include "testing/fault_proxy.h"
 #include "support/log_file.h"
 #include "support/observers.h"
 #include "support/servers.h"
@@ -36,10 +36,10 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-using test::fault_proxy;
+using testing::fault_proxy;
 using test::observe_maria;
 using test::observe_pg;
-using fault = test::fault_proxy::fault;
+using fault = testing::fault_proxy::fault;
 
 // "Does not hang": far above what any case needs, far below the CTest timeout.
 constexpr auto no_hang_bound = 30s;

@@ -30,7 +30,7 @@
 
 #include "crash/crash_harness.h"
 #include "crash/workload_common.h"
-#include "support/faulty_vfs.h"
+#include "testing/faulty_vfs.h"
 #include "support/log_file.h"
 #include "support/servers.h"
 #include "support/temp_dir.h"
@@ -97,9 +97,9 @@ tm_options options_for(const std::string& tm_id, const fs::path& log_path) {
 // A TM on the scenario's log opened through the fault-injecting VFS, with PostgreSQL ("pg")
 // registered; the caller registers "maria".
 std::unique_ptr<transaction_manager> open_faulty_tm(const scenario& s) {
-  test::register_faulty_vfs();
+  testing::register_faulty_vfs();
   tm_options options = options_for(s.tm_id(), s.log_path());
-  options.log_vfs = test::faulty_vfs_name;
+  options.log_vfs = testing::faulty_vfs_name;
   auto tm = std::make_unique<transaction_manager>(options);
   tm->register_rm("pg", "postgresql", test::servers().pg);
   return tm;
@@ -141,12 +141,12 @@ leftover leave_durable_decision(scenario& s) {
   return left;
 }
 
-// Commits `tx` with the log's fault switched on (test::set_sync_failure or test::set_disk_full),
+// Commits `tx` with the log's fault switched on (testing::set_sync_failure or testing::set_disk_full),
 // then switches every fault off again: the disk "works" once more, and the TM must stay failed
 // all the same. commit() must throw log_failure_error; answers its message.
 std::string commit_under_fault(global_transaction& tx, void (*set_fault)(bool)) {
   struct clear_faults_at_exit {
-    ~clear_faults_at_exit() { test::clear_faults(); }  // whatever commit() does, later tests see a sound disk
+    ~clear_faults_at_exit() { testing::clear_faults(); }  // whatever commit() does, later tests see a sound disk
   } guard;
   set_fault(true);
   try {
@@ -220,7 +220,7 @@ TEST_CASE("a failed fsync of the decision: commit() throws log_failure_error, ne
     write_transfer(tx, *pg, *maria, s.bank(), "fsync-1", 1, 100);
     acks.ack("fsync-1", test::ack_state::begun, tx.gtrid());
 
-    const std::string message = commit_under_fault(tx, test::set_sync_failure);
+    const std::string message = commit_under_fault(tx, testing::set_sync_failure);
     acks.ack("fsync-1", test::ack_state::log_failure, tx.gtrid());
     MESSAGE("commit() over a failed fsync: " << message);
     CHECK(message.find(tx.gtrid() + " is undecided until restart and recovery") != std::string::npos);
@@ -285,7 +285,7 @@ TEST_CASE("a full disk under the decision log: commit() rolls back with log_fail
     auto maria = tm->connect("maria");
     auto tx = tm->begin();
     write_transfer(tx, *pg, *maria, bank, "full-1", 1, 100);
-    const std::string message = commit_under_fault(tx, test::set_disk_full);
+    const std::string message = commit_under_fault(tx, testing::set_disk_full);
     outcomes.tokens["full-1"] = test::ack_state::rolled_back;
     MESSAGE("commit() with the log's disk full: " << message);
     CHECK(message.find(tx.gtrid() + " rolled back") != std::string::npos);

@@ -1,7 +1,7 @@
 // support/servers.h: the throwaway PostgreSQL and MariaDB servers every real-server test uses.
 //
-// CTest's `servers` fixture starts both servers (tests/support/servers.sh) and sets
-// XATM_SERVERS_STATE for the tests that need them; servers() reads their connection strings.
+// CTest's `servers` fixture starts both servers (lib/testing/servers.sh) and sets XATM_SERVERS_STATE
+// for the tests that need them; servers() reads their connection strings.
 // A missing or broken server throws: a real-server test fails, it never skips. server_control()
 // stops and starts the servers for crash and outage tests. Call these from the test's main thread.
 #pragma once
@@ -9,19 +9,11 @@
 #include <string>
 #include <string_view>
 
+#include "testing/throwaway_servers.h"
+
 namespace xatm::test {
 
-// Connection strings in libpq's keyword form (`key=value`, values in single quotes where needed).
-struct server_env {
-  std::string dir;         // the servers' temp dir (holds both unix sockets)
-  std::string pg;          // PostgreSQL, database xatm_test, role xatm (superuser, trust auth)
-  std::string pg2;         // PostgreSQL, database xatm_test2: a second RM on the same server
-  std::string pg_pw;       // PostgreSQL, database xatm_test, role xatm_pw whose password (pg_password
-                           // below) is really checked; empty when servers.sh predates that role
-  std::string mysql;       // MariaDB, database xatm_test, user xatm with mysql_password below
-  std::string mysql_root;  // MariaDB as root (no password), database xatm_test
-  std::string mysql_socket;  // dir + "/mysql.sock", for code that talks to libmysqlclient directly
-};
+using testing::server_env;
 
 // The xatm MariaDB user's password. Hostile on purpose (quotes, percent, space) so that tests
 // catch quoting mistakes, and so that they can check it never shows up in messages or logs.

@@ -29,7 +29,7 @@
 
 #include "sqlite/decision_log.h"
 #include "xatm/xid.h"
-#include "support/faulty_vfs.h"
+#include "testing/faulty_vfs.h"
 #include "support/temp_dir.h"
 
 using namespace xatm;
@@ -539,13 +539,13 @@ namespace {
 // Through the faulty VFS: records tm1.1.1, then tm1.1.2 with `inject` on, and checks that the
 // failure says so (`native_code`, a message containing `says`) and fails the log for good.
 void check_fails_for_good(const std::string& path, void (*inject)(bool), int native_code, const char* says) {
-  auto log = open_ok(options_for(path, "tm1", test::faulty_vfs_name));
+  auto log = open_ok(options_for(path, "tm1", testing::faulty_vfs_name));
   record_ok(*log, decision("tm1.1.1"));
-  const auto synced_before = test::synced_count();
+  const auto synced_before = testing::synced_count();
 
   inject(true);
   auto failed = log->record(decision("tm1.1.2"));
-  test::clear_faults();
+  testing::clear_faults();
   REQUIRE_FALSE(failed.ok());
   MESSAGE("failure: " << failed.error().message);
   CHECK(failed.error().code == xa_code::rm_error);
@@ -560,17 +560,17 @@ void check_fails_for_good(const std::string& path, void (*inject)(bool), int nat
   CHECK(later.error().message.find("failed earlier") != std::string::npos);
   log->mark_complete("tm1.1.1");
   CHECK_FALSE(log->pending().ok());
-  CHECK(test::synced_count() == synced_before);
+  CHECK(testing::synced_count() == synced_before);
 }
 
 }  // namespace
 
 TEST_CASE("decision log: a write or fsync failure fails the log for good; the file still opens afterwards") {
-  test::register_faulty_vfs();
+  testing::register_faulty_vfs();
   temp_dir dir;
   const auto path = dir.file("decisions.db");
   SUBCASE("fsync fails") {
-    check_fails_for_good(path, test::set_sync_failure, SQLITE_IOERR_FSYNC, "fsync");
+    check_fails_for_good(path, testing::set_sync_failure, SQLITE_IOERR_FSYNC, "fsync");
     auto reopened = open_ok(options_for(path));
     const auto gtrids = pending_gtrids(*reopened);
     CHECK(contains(gtrids, "tm1.1.1"));        // acknowledged: there, and still pending
@@ -579,7 +579,7 @@ TEST_CASE("decision log: a write or fsync failure fails the log for good; the fi
     MESSAGE("the decision whose fsync failed is " << std::string(contains(gtrids, "tm1.1.2") ? "present" : "absent"));
   }
   SUBCASE("the disk is full") {
-    check_fails_for_good(path, test::set_disk_full, SQLITE_FULL, "full");
+    check_fails_for_good(path, testing::set_disk_full, SQLITE_FULL, "full");
     auto reopened = open_ok(options_for(path));
     // Nothing of tm1.1.2 could be written, so it cannot be there.
     CHECK(pending_gtrids(*reopened) == std::vector<std::string>{"tm1.1.1"});

@@ -5,12 +5,12 @@
 #include <chrono>
 #include <memory>
 
-#include "support/fake_rm.h"
+#include "testing/fake_rm.h"
 #include "xatm/resource_manager.h"
 
 using namespace xatm;
-using xatm::test::fake_rm;
-using xatm::test::fake_server;
+using xatm::testing::fake_rm;
+using xatm::testing::fake_server;
 
 namespace {
 const xid branch_a(xatm_format_id, "tm.1.1", "1");

@@ -16,15 +16,15 @@
 #include <vector>
 
 #include "support/log_file.h"
-#include "support/fake_rm.h"
-#include "support/faulty_vfs.h"
+#include "testing/fake_rm.h"
+#include "testing/faulty_vfs.h"
 #include "support/temp_dir.h"
 #include "xatm/error.h"
 #include "xatm/transaction_manager.h"
 
 using namespace xatm;
-using xatm::test::fake_rm;
-using xatm::test::fake_server;
+using xatm::testing::fake_rm;
+using xatm::testing::fake_server;
 
 namespace {
 
@@ -330,9 +330,9 @@ TEST_CASE("2PC: a decision queued behind a failed log write is rolled back at on
   // and waits at its prepare while T1's decision fails to fsync: T1 stays undecided (its record
   // may be on disk). T2's record is then refused unwritten, so presumed abort is certain for it:
   // it must be rolled back now, not left prepared with its locks until a restart.
-  test::register_faulty_vfs();
+  testing::register_faulty_vfs();
   tm_options options;
-  options.log_vfs = test::faulty_vfs_name;
+  options.log_vfs = testing::faulty_vfs_name;
   bench b(4, options);  // T1 on rm1 + rm2, T2 on rm3 + rm4: no fake server is shared by the threads
   std::mutex mutex;
   std::condition_variable changed;
@@ -367,14 +367,14 @@ TEST_CASE("2PC: a decision queued behind a failed log write is rolled back at on
     std::unique_lock lock(mutex);
     changed.wait(lock, [&] { return t2_preparing; });
   }
-  test::set_sync_failure(true);
+  testing::set_sync_failure(true);
   std::string t1_error;
   try {
     (void)t1.commit();
   } catch (const log_failure_error& e) {
     t1_error = e.what();
   }
-  test::clear_faults();
+  testing::clear_faults();
   {
     std::lock_guard lock(mutex);
     t1_done = true;

@@ -1,5 +1,5 @@
 // Micro-benchmark: the protocol engine's own CPU cost per global transaction, over the test
-// suite's scripted RM (tests/support/fake_rm.h) with zero latency, so that no I/O but the
+// testing library's scripted RM (lib/testing/fake_rm.h) with zero latency, so that no I/O but the
 // decision log's is left. Issue 5's target: <= 10 us of CPU per 2-branch commit.
 //
 //   BM_fake_verbs        the same verbs driven by hand, no TM (begin_call/drive_calls as the engine
@@ -29,14 +29,14 @@
 #include <span>
 #include <string>
 
-#include "support/fake_rm.h"
+#include "testing/fake_rm.h"
 #include "xatm/transaction_manager.h"
 
 namespace {
 
 using namespace xatm;
-using xatm::test::fake_rm;
-using xatm::test::fake_server;
+using xatm::testing::fake_rm;
+using xatm::testing::fake_server;
 
 std::filesystem::path make_dir() {
   const char* tmp = std::getenv("TMPDIR");

@@ -1,4 +1,4 @@
-// support/fault_proxy.h: a unix-socket proxy between xatm and a real server that breaks the
+// testing/fault_proxy.h: a unix-socket proxy between xatm and a real server that breaks the
 // connection on cue (the connection-fault tests, tests/fault/connection_fault_test.cpp).
 //
 // The proxy listens on a socket in a temp dir of its own and relays every connection, byte for
@@ -16,7 +16,7 @@
 #include <string>
 #include <thread>
 
-namespace xatm::test {
+namespace xatm::testing {
 
 class fault_proxy {
  public:
@@ -80,4 +80,4 @@ class fault_proxy {
   std::thread thread_;
 };
 
-}  // namespace xatm::test
+}  // namespace xatm::testing

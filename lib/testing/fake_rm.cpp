@@ -1,10 +1,10 @@
-#include "support/fake_rm.h"
+#include "testing/fake_rm.h"
 
 #include <poll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-namespace xatm::test {
+namespace xatm::testing {
 
 fake_rm::fake_rm(std::string name, std::shared_ptr<fake_server> server,
                  std::shared_ptr<std::vector<std::string>> journal)
@@ -113,4 +113,4 @@ result<void> fake_rm::do_connect() {
   return {};
 }
 
-}  // namespace xatm::test
+}  // namespace xatm::testing

@@ -1,4 +1,4 @@
-#include "support/faulty_vfs.h"
+#include "testing/faulty_vfs.h"
 
 #include <sqlite3.h>
 
@@ -7,7 +7,7 @@
 #include <mutex>
 #include <stdexcept>
 
-namespace xatm::test {
+namespace xatm::testing {
 
 namespace {
 
@@ -154,4 +154,4 @@ void clear_faults() {
 }
 std::uint64_t synced_count() { return syncs.load(); }
 
-}  // namespace xatm::test
+}  // namespace xatm::testing

@@ -16,7 +16,7 @@
 
 #include "xatm/resource_manager.h"
 
-namespace xatm::test {
+namespace xatm::testing {
 
 // A simulated server: the branches it holds prepared outlive any one fake_rm "connection".
 struct fake_server {
@@ -78,4 +78,4 @@ class fake_rm : public resource_manager {
   std::optional<result<vote>> answer_;
 };
 
-}  // namespace xatm::test
+}  // namespace xatm::testing

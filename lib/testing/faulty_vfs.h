@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-namespace xatm::test {
+namespace xatm::testing {
 
 inline constexpr const char* faulty_vfs_name = "xatm-faulty";
 
@@ -23,4 +23,4 @@ void clear_faults();
 // xSync calls that went through to the real VFS since the process started.
 std::uint64_t synced_count();
 
-}  // namespace xatm::test
+}  // namespace xatm::testing

@@ -1,7 +1,7 @@
-// support/fault_proxy.cpp: the relay loop of fault_proxy.h. One poll() loop on one thread, every
+// testing/fault_proxy.cpp: the relay loop of fault_proxy.h. One poll() loop on one thread, every
 // socket non-blocking; bytes a peer cannot take yet wait in their link's buffer. The armed fault
 // is looked at under the mutex for every chunk a client sends, so arm() takes effect at once.
-#include "support/fault_proxy.h"
+#include "testing/fault_proxy.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -20,7 +20,7 @@
 #include <system_error>
 #include <vector>
 
-namespace xatm::test {
+namespace xatm::testing {
 
 // One client connection and the proxy's connection to the server for it.
 struct fault_proxy::link {
@@ -299,4 +299,4 @@ void fault_proxy::run() noexcept {
   restored_.notify_all();
 }
 
-}  // namespace xatm::test
+}  // namespace xatm::testing
