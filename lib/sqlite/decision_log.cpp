@@ -89,6 +89,13 @@ failure sqlite_failure(sqlite3* db, int code, const std::string& what) {
   return io_failure(xa_code::rm_error, message + " (" + sqlite_code_text(code) + ")", code);
 }
 
+// A batch whose write failed with `code`. SQLITE_FULL: the write failed for want of space before
+// the commit frame, so nothing of the batch is durable. Any other failure may have left the
+// frames on disk (a failed fsync does not take them back).
+write_result failed_write(sqlite3* db, int code, const std::string& what) {
+  return {code == SQLITE_FULL ? write_outcome::not_written : write_outcome::unknown, sqlite_failure(db, code, what)};
+}
+
 bool is_damage(int code) {
   const int primary = code & 0xff;
   return primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT;
@@ -125,7 +132,8 @@ result<bool> file_has_content(const std::string& path) {
   return io_failure(xa_code::rm_error, "cannot stat " + path + ": " + errno_text(error), error);
 }
 
-// Another user who can write the directory could delete or replace the log: refuse it.
+// Another user who can write the directory could delete or replace the log: refuse it. Every
+// failure is xa_code::invalid: the configuration names an unsuitable directory.
 result<void> check_directory(const std::string& directory) {
   struct stat status {};
   if (::stat(directory.c_str(), &status) != 0) {
@@ -148,25 +156,29 @@ result<void> check_directory(const std::string& directory) {
 
 // The log's files must be private to the TM's user. Writable by others: refused (they may have
 // been tampered with). Readable by others: tightened to 0600, they hold no secrets anyway.
-result<void> check_file_mode(const std::string& path) {
+open_result<void> check_file_mode(const std::string& path) {
   struct stat status {};
   if (::lstat(path.c_str(), &status) != 0) {
     const int error = errno;
     if (error == ENOENT) return {};
-    return io_failure(xa_code::rm_error, "cannot stat " + path + ": " + errno_text(error), error);
+    return {open_refusal::unusable,
+            io_failure(xa_code::rm_error, "cannot stat " + path + ": " + errno_text(error), error)};
   }
   if (!S_ISREG(status.st_mode)) {
-    return make_failure(xa_code::invalid, path + " is not a regular file; " + never_recreate_advice);
+    return {open_refusal::misconfigured,
+            make_failure(xa_code::invalid, path + " is not a regular file; " + never_recreate_advice)};
   }
   if ((status.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    return make_failure(xa_code::invalid, path + " is writable by group or others (mode " +
-                                              mode_text(status.st_mode) +
-                                              "): it may have been tampered with; check it, then chmod 0600 it");
+    return {open_refusal::misconfigured,
+            make_failure(xa_code::invalid, path + " is writable by group or others (mode " +
+                                               mode_text(status.st_mode) +
+                                               "): it may have been tampered with; check it, then chmod 0600 it")};
   }
   if ((status.st_mode & 0077) != 0) {
     if (::chmod(path.c_str(), 0600) != 0) {
       const int error = errno;
-      return io_failure(xa_code::rm_error, "cannot chmod 0600 " + path + ": " + errno_text(error), error);
+      return {open_refusal::unusable,
+              io_failure(xa_code::rm_error, "cannot chmod 0600 " + path + ": " + errno_text(error), error)};
     }
     XATM_LOG(log, info) << "tightened the mode of " << path << " from " << mode_text(status.st_mode) << " to 0600";
   }
@@ -212,33 +224,35 @@ std::string lock_path_of(const std::string& path) { return path + ".lock"; }
 
 // flock, not fcntl locks: an flock belongs to the open file description, so a second open in the
 // same process is refused too, and SQLite's own fcntl locks on the database are not disturbed.
-result<int> acquire_lock(const std::string& path) {
+open_result<int> acquire_lock(const std::string& path) {
   const std::string lock_path = lock_path_of(path);
   const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     const int error = errno;
-    return io_failure(xa_code::rm_error, "cannot open lock file " + lock_path + ": " + errno_text(error), error);
+    return {open_refusal::unusable,
+            io_failure(xa_code::rm_error, "cannot open lock file " + lock_path + ": " + errno_text(error), error)};
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;
     const auto holder = read_lock_pid(fd);
     ::close(fd);
     if (error == EWOULDBLOCK) {
-      // native_code EWOULDBLOCK tells callers "busy" apart from other refusals.
-      return io_failure(xa_code::invalid,
-                        "decision log " + path + " is in use by process " +
-                            (holder ? std::to_string(*holder) : std::string("(pid not yet written)")) +
-                            ": only one TM or recovery tool may use a log at a time; stop that process first",
-                        EWOULDBLOCK);
+      return {open_refusal::in_use,
+              make_failure(xa_code::invalid,
+                           "decision log " + path + " is in use by process " +
+                               (holder ? std::to_string(*holder) : std::string("(pid not yet written)")) +
+                               ": only one TM or recovery tool may use a log at a time; stop that process first")};
     }
-    return io_failure(xa_code::rm_error, "cannot lock " + lock_path + ": " + errno_text(error), error);
+    return {open_refusal::unusable,
+            io_failure(xa_code::rm_error, "cannot lock " + lock_path + ": " + errno_text(error), error)};
   }
   // The pid is a hint for other processes' messages; the lock itself is the flock.
   const std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
     const int error = errno;
     ::close(fd);
-    return io_failure(xa_code::rm_error, "cannot write the pid into " + lock_path + ": " + errno_text(error), error);
+    return {open_refusal::unusable, io_failure(xa_code::rm_error, "cannot write the pid into " + lock_path + ": " +
+                                                                      errno_text(error), error)};
   }
   return fd;
 }
@@ -482,28 +496,32 @@ void sqlite_statement_finalizer::operator()(sqlite3_stmt* statement) const noexc
 struct decision_log::queued_decision {
   const decision_record* record = nullptr;
   std::int64_t created_unix_ms = 0;
-  bool done = false;               // guarded by mutex_
-  std::optional<failure> outcome;  // set by the batch's writer before `done`; empty: durable
+  bool done = false;     // guarded by mutex_
+  write_result outcome;  // set by the batch's writer before `done`; default: durable
 };
 
 decision_log::decision_log(const decision_log_options& options, int lock_fd)
     : path_(options.path), tm_id_(options.tm_id), vfs_name_(options.vfs_name), lock_fd_(lock_fd) {}
 
-result<std::unique_ptr<decision_log>> decision_log::open(const decision_log_options& options) {
-  if (auto valid = validate_tm_id(options.tm_id); !valid) return std::move(valid).error();
-  if (options.path.empty()) return make_failure(xa_code::invalid, "decision log path is empty");
+open_result<std::unique_ptr<decision_log>> decision_log::open(const decision_log_options& options) {
+  auto misconfigured = [](failure cause) { return store_refusal{open_refusal::misconfigured, std::move(cause)}; };
+  if (auto valid = validate_tm_id(options.tm_id); !valid) return misconfigured(std::move(valid).error());
+  if (options.path.empty()) return misconfigured(make_failure(xa_code::invalid, "decision log path is empty"));
   if (!options.vfs_name.empty() && sqlite3_vfs_find(options.vfs_name.c_str()) == nullptr) {
-    return make_failure(xa_code::invalid, "no SQLite VFS named '" + options.vfs_name + "' is registered");
+    return misconfigured(
+        make_failure(xa_code::invalid, "no SQLite VFS named '" + options.vfs_name + "' is registered"));
   }
   if (auto directory = check_directory(directory_of(options.path)); !directory) {
-    return std::move(directory).error();
+    return misconfigured(std::move(directory).error());
   }
   auto lock_fd = acquire_lock(options.path);
-  if (!lock_fd) return std::move(lock_fd).error();
+  if (!lock_fd) return std::move(lock_fd).refused();
   // From here the object owns the lock: any early return releases it in the destructor.
   std::unique_ptr<decision_log> opened(new decision_log(options, lock_fd.value()));
-  if (auto database = opened->open_database(); !database) return std::move(database).error();
-  if (auto prepared = opened->prepare_writer(); !prepared) return std::move(prepared).error();
+  if (auto database = opened->open_database(); !database) return std::move(database).refused();
+  if (auto prepared = opened->prepare_writer(); !prepared) {
+    return store_refusal{open_refusal::unusable, std::move(prepared).error()};
+  }
   opened->background_ = std::thread([raw = opened.get()] { raw->run_background(); });
   XATM_LOG(log, info) << "decision log " << options.path << " open: tm_id " << opened->tm_id_ << ", incarnation "
                       << opened->incarnation_;
@@ -545,7 +563,7 @@ result<std::string> decision_log::stored_tm_id(const std::string& path) {
   // so this read removes what it created and leaves the files as it found them. A log in use is
   // read without the lock: its owner has both files anyway.
   auto lock_fd = acquire_lock(path);
-  if (!lock_fd && lock_fd.error().native_code != EWOULDBLOCK) return std::move(lock_fd).error();
+  if (!lock_fd && lock_fd.refusal() != open_refusal::in_use) return failure(lock_fd.error());
   const std::string wal_path = path + "-wal";
   const std::string shm_path = path + "-shm";
   auto wal_existed = file_exists(wal_path);
@@ -563,35 +581,37 @@ result<std::string> decision_log::stored_tm_id(const std::string& path) {
   return tm_id;
 }
 
-result<void> decision_log::open_database() {
+open_result<void> decision_log::open_database() {
+  auto unusable = [](failure cause) { return store_refusal{open_refusal::unusable, std::move(cause)}; };
   const std::string wal_path = path_ + "-wal";
   auto db_exists = file_exists(path_);
-  if (!db_exists) return std::move(db_exists).error();
+  if (!db_exists) return unusable(std::move(db_exists).error());
   auto wal_existed = file_exists(wal_path);
-  if (!wal_existed) return std::move(wal_existed).error();
+  if (!wal_existed) return unusable(std::move(wal_existed).error());
   // An empty -wal holds no decision. SQLite creates one for any reader of a log whose -wal is
   // missing (an operator's sqlite3 shell, stored_tm_id()): the unclean-shutdown check below must
   // count it as missing, or it would hide the loss.
   auto wal_had_content = file_has_content(wal_path);
-  if (!wal_had_content) return std::move(wal_had_content).error();
+  if (!wal_had_content) return unusable(std::move(wal_had_content).error());
   if (!db_exists.value()) {
     if (wal_existed.value()) {
-      return make_failure(xa_code::rm_error, wal_path + " exists but " + path_ +
-                                                 " does not: the log was moved or deleted; " + never_recreate_advice);
+      return unusable(make_failure(xa_code::rm_error, wal_path + " exists but " + path_ +
+                                                          " does not: the log was moved or deleted; " +
+                                                          never_recreate_advice));
     }
-    if (auto created = create_log(path_, tm_id_, vfs_name_); !created) return created;
+    if (auto created = create_log(path_, tm_id_, vfs_name_); !created) return unusable(std::move(created).error());
   }
   for (const char* suffix : {"", "-wal", "-shm"}) {
     if (auto checked = check_file_mode(path_ + suffix); !checked) return checked;
   }
 
   auto db = open_connection(path_, vfs_name_, SQLITE_OPEN_READWRITE);
-  if (!db) return std::move(db).error();
+  if (!db) return unusable(std::move(db).error());
   db_ = std::move(db.value());
 
   // Every refusal below leaves the files exactly as found (apart from an empty -wal/-shm SQLite
   // creates on the first read, removed again so the next open sees what this one saw).
-  auto refuse = [&](failure cause) -> result<void> {
+  auto refuse = [&](failure cause, open_refusal reason = open_refusal::unusable) -> open_result<void> {
     sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     db_.reset();
     struct stat status {};
@@ -599,7 +619,7 @@ result<void> decision_log::open_database() {
       if (::unlink(wal_path.c_str()) == 0) (void)remove_if_present(path_ + "-shm");  // best effort: both are empty
     }
     XATM_LOG(log, error) << cause.message;
-    return cause;
+    return {reason, std::move(cause)};
   };
 
   // The first read tells a database from garbage (SQLITE_NOTADB) and checks the header.
@@ -623,7 +643,8 @@ result<void> decision_log::open_database() {
   if (app_id.value().value_or("") != std::to_string(application_id)) {
     return refuse(make_failure(xa_code::invalid, path_ + " is an SQLite database but not an xatm decision log "
                                                  "(application_id " + app_id.value().value_or("?") +
-                                                 "); point the TM at its own log file"));
+                                                 "); point the TM at its own log file"),
+                  open_refusal::misconfigured);
   }
 
   auto version = read_meta(db_.get(), path_, "schema_version");
@@ -632,7 +653,8 @@ result<void> decision_log::open_database() {
   if (version.value() != schema_version && !upgrade) {
     return refuse(make_failure(xa_code::invalid, "decision log " + path_ + " has schema version " + version.value() +
                                                      ", this xatm reads version " + schema_version +
-                                                     ": open it with the xatm version that wrote it"));
+                                                     ": open it with the xatm version that wrote it"),
+                  open_refusal::misconfigured);
   }
   auto stored_tm_id = read_meta(db_.get(), path_, "tm_id");
   if (!stored_tm_id) return refuse(std::move(stored_tm_id).error());
@@ -640,7 +662,8 @@ result<void> decision_log::open_database() {
     return refuse(make_failure(xa_code::invalid, "decision log " + path_ + " belongs to tm_id '" +
                                                      stored_tm_id.value() + "', not to the configured tm_id '" +
                                                      tm_id_ + "': each TM instance needs its own log; configure "
-                                                     "tm_id '" + stored_tm_id.value() + "' or use another path"));
+                                                     "tm_id '" + stored_tm_id.value() + "' or use another path"),
+                  open_refusal::misconfigured);
   }
   auto stored_incarnation = read_meta(db_.get(), path_, "incarnation");
   if (!stored_incarnation) return refuse(std::move(stored_incarnation).error());
@@ -808,18 +831,21 @@ result<void> decision_log::close_database() noexcept {
   return marked;
 }
 
-result<void> decision_log::record(const decision_record& decision) {
+write_result decision_log::record(const decision_record& decision) {
+  // A malformed record is a programming error; nothing of it is written.
   if (!is_gtrid_of(decision.gtrid, tm_id_)) {
-    return make_failure(xa_code::invalid, "decision log: '" + decision.gtrid + "' is not a gtrid of tm_id " + tm_id_);
+    return {write_outcome::not_written, make_failure(xa_code::invalid, "decision log: '" + decision.gtrid +
+                                                                           "' is not a gtrid of tm_id " + tm_id_)};
   }
   if (decision.branch_rms.empty()) {
-    return make_failure(xa_code::invalid, "decision for " + decision.gtrid + " names no branch");
+    return {write_outcome::not_written,
+            make_failure(xa_code::invalid, "decision for " + decision.gtrid + " names no branch")};
   }
   for (const std::string& rm_name : decision.branch_rms) {
     if (auto valid = validate_rm_name(rm_name); !valid) {
       failure cause = std::move(valid).error();
       cause.message = "decision for " + decision.gtrid + ": " + cause.message;
-      return cause;
+      return {write_outcome::not_written, std::move(cause)};
     }
   }
   queued_decision entry;
@@ -827,8 +853,10 @@ result<void> decision_log::record(const decision_record& decision) {
   entry.created_unix_ms = decision.created_unix_ms != 0 ? decision.created_unix_ms : now_unix_ms();
 
   std::unique_lock lock(mutex_);
-  if (failure_) return failed_log_failure();
-  if (stopping_) return make_failure(xa_code::rm_error, "decision log " + path_ + " is closing");
+  if (failure_) return {write_outcome::not_written, failed_log_failure()};
+  if (stopping_) {
+    return {write_outcome::not_written, make_failure(xa_code::rm_error, "decision log " + path_ + " is closing")};
+  }
   queued_decisions_.push_back(&entry);
   const std::uint64_t batch = next_batch_;  // the next batch takes everything queued
   if (gathering_ && queued_decisions_.size() >= gather_target_) cohort_arrived_.notify_one();
@@ -841,8 +869,7 @@ result<void> decision_log::record(const decision_record& decision) {
       write_queued(lock);
     }
   }
-  if (entry.outcome) return std::move(*entry.outcome);
-  return {};
+  return std::move(entry.outcome);
 }
 
 void decision_log::mark_complete(std::string_view gtrid) {
@@ -881,7 +908,7 @@ void decision_log::write_queued(std::unique_lock<std::mutex>& lock) {
 
   // Nothing below may leave the batch's callers waiting: an exception (from a log sink, an
   // allocation) counts as a failure of the log like any other.
-  std::optional<failure> batch_failure;
+  std::optional<write_result> batch_failure;
   bool durable_batch = false;
   bool unexpected = false;
   bool checkpoint_due = false;
@@ -889,12 +916,12 @@ void decision_log::write_queued(std::unique_lock<std::mutex>& lock) {
   if (!failed_before) {
     try {
       const auto write_start = std::chrono::steady_clock::now();
-      result<void> written = write_batch(batch_, batch_completions_);
+      write_result written = write_batch(batch_, batch_completions_);
       write_time = std::chrono::steady_clock::now() - write_start;
       if (written) {
         durable_batch = true;
         std::uint64_t durable = 0;
-        for (const queued_decision* entry : batch_) durable += entry->outcome ? 0 : 1;
+        for (const queued_decision* entry : batch_) durable += entry->outcome ? 1 : 0;
         decisions_written_.fetch_add(durable, std::memory_order_relaxed);
         completions_written_.fetch_add(completion_count, std::memory_order_relaxed);
         batches_.fetch_add(1, std::memory_order_relaxed);
@@ -904,7 +931,7 @@ void decision_log::write_queued(std::unique_lock<std::mutex>& lock) {
                                << " completions durable";
         }
       } else {
-        batch_failure = std::move(written).error();
+        batch_failure = std::move(written);
       }
     } catch (...) {
       unexpected = !durable_batch && !batch_failure;  // a durable batch stays durable if its log line threw
@@ -914,13 +941,17 @@ void decision_log::write_queued(std::unique_lock<std::mutex>& lock) {
   lock.lock();
   try {
     if (failed_before) {
-      const failure cause = failed_log_failure();  // never written: the log had failed before
-      for (queued_decision* entry : batch_) entry->outcome = cause;
+      // Never written: the log had failed before.
+      const write_result answer(write_outcome::not_written, failed_log_failure());
+      for (queued_decision* entry : batch_) entry->outcome = answer;
     } else if (batch_failure || unexpected) {
-      const failure cause = fail_for_good(
+      write_result written =
           batch_failure ? std::move(*batch_failure)
-                        : make_failure(xa_code::rm_error, "unexpected exception while writing to decision log " + path_));
-      for (queued_decision* entry : batch_) entry->outcome = cause;
+                        : write_result(write_outcome::unknown, make_failure(xa_code::rm_error,
+                                                                            "unexpected exception while writing "
+                                                                            "to decision log " + path_));
+      const write_result answer(written.outcome(), fail_for_good(std::move(written).error()));
+      for (queued_decision* entry : batch_) entry->outcome = answer;
     }
   } catch (...) {
     // Out of memory while describing the failure: the callers still get one, without words.
@@ -931,7 +962,7 @@ void decision_log::write_queued(std::unique_lock<std::mutex>& lock) {
       failed_.store(true, std::memory_order_release);
     }
     for (queued_decision* entry : batch_) {
-      if (!entry->outcome) entry->outcome = bare;
+      if (entry->outcome) entry->outcome = write_result(write_outcome::unknown, bare);
     }
   }
   for (queued_decision* entry : batch_) entry->done = true;
@@ -997,7 +1028,7 @@ result<void> decision_log::checkpoint() {
   return sqlite_failure(db_.get(), code, "checkpoint of decision log " + path_ + " failed");
 }
 
-result<void> decision_log::write_batch(const std::vector<queued_decision*>& decisions,
+write_result decision_log::write_batch(const std::vector<queued_decision*>& decisions,
                                        std::string_view completions) {
   sqlite3* db = db_.get();
   auto step = [](sqlite3_stmt* statement) {
@@ -1006,7 +1037,7 @@ result<void> decision_log::write_batch(const std::vector<queued_decision*>& deci
     return code;
   };
   if (const int code = step(begin_.get()); code != SQLITE_DONE) {
-    return sqlite_failure(db, code, "BEGIN on decision log " + path_ + " failed");
+    return failed_write(db, code, "BEGIN on decision log " + path_ + " failed");
   }
   // Completions before records: a (mistaken) completion queued before its own record can then
   // only leave the decision pending, never delete it.
@@ -1016,7 +1047,7 @@ result<void> decision_log::write_batch(const std::vector<queued_decision*>& deci
     start = end + 1;
     sqlite3_bind_text(delete_.get(), 1, gtrid.data(), static_cast<int>(gtrid.size()), SQLITE_STATIC);
     if (const int code = step(delete_.get()); code != SQLITE_DONE) {
-      return sqlite_failure(db, code, "writing completions to decision log " + path_ + " failed");
+      return failed_write(db, code, "writing completions to decision log " + path_ + " failed");
     }
   }
   for (queued_decision* entry : decisions) {
@@ -1037,16 +1068,19 @@ result<void> decision_log::write_batch(const std::vector<queued_decision*>& deci
     if (code == SQLITE_DONE) continue;
     if (code == SQLITE_CONSTRAINT_PRIMARYKEY) {
       // A statement-level error: the transaction and the rest of the batch go on.
-      entry->outcome = make_failure(xa_code::duplicate_id,
-                                    "decision log " + path_ + " already holds a decision for " + decision.gtrid);
+      // Not written, but the decision already there is the one recovery acts on: unknown.
+      entry->outcome = write_result(write_outcome::unknown,
+                                    make_failure(xa_code::duplicate_id, "decision log " + path_ +
+                                                                            " already holds a decision for " +
+                                                                            decision.gtrid));
       continue;
     }
-    return sqlite_failure(db, code, "writing decisions to decision log " + path_ + " failed");
+    return failed_write(db, code, "writing decisions to decision log " + path_ + " failed");
   }
   // The commit point of every decision in the batch: with synchronous=FULL it returns after the
   // WAL's fsync. If it fails, nothing here knows whether the frames reached the disk.
   if (const int code = step(commit_.get()); code != SQLITE_DONE) {
-    return sqlite_failure(db, code, "committing decisions to decision log " + path_ + " failed");
+    return failed_write(db, code, "committing decisions to decision log " + path_ + " failed");
   }
   return {};
 }
@@ -1065,7 +1099,6 @@ failure decision_log::fail_for_good(failure cause) {
 
 failure decision_log::failed_log_failure() const {
   failure cause = *failure_;
-  cause.native_code = not_written;
   cause.message = "decision log " + path_ + " failed earlier and accepts no more decisions (" + failure_->message +
                   ")";
   return cause;
@@ -1202,8 +1235,8 @@ result<void> decision_log::pin(const pinned_identity& identity) {
   return written;
 }
 
-decision_log_stats decision_log::stats() const noexcept {
-  decision_log_stats result;
+decision_store_stats decision_log::stats() const noexcept {
+  decision_store_stats result;
   result.decisions_written = decisions_written_.load(std::memory_order_relaxed);
   result.batches = batches_.load(std::memory_order_relaxed);
   result.completions_written = completions_written_.load(std::memory_order_relaxed);

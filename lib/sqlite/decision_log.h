@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/decision_store.h"
 #include "xatm/result.h"
 
 struct sqlite3;
@@ -51,28 +52,8 @@ struct sqlite_statement_finalizer {
 using sqlite_handle = std::unique_ptr<sqlite3, sqlite_closer>;
 using sqlite_statement = std::unique_ptr<sqlite3_stmt, sqlite_statement_finalizer>;
 
-// `precommit` is the three-phase mode's state (DESIGN.md section 7); two-phase writes `commit`.
-enum class decision_state : std::uint8_t { commit, precommit };
-
 // "commit" / "precommit": the spelling stored in the file.
 const char* decision_state_name(decision_state state) noexcept;
-
-// One decision. It holds gtrids and RM names only, never connection settings or credentials:
-// the application's configuration resolves RM names to connections.
-struct decision_record {
-  std::string gtrid;  // one of this TM's gtrids: `<tm_id>.<incarnation>.<seq>[.p3]`
-  decision_state state = decision_state::commit;
-  std::vector<std::string> branch_rms;  // branch i+1 (bqual "1", "2", ...) -> RM name
-  std::int64_t created_unix_ms = 0;     // 0: the log stamps the time it queued the record
-};
-
-// The identity of the database an RM name reached when the log first met it.
-struct pinned_identity {
-  std::string rm_name;
-  std::string identity;     // the database's own identity row (core/identity.h)
-  std::string description;  // for messages: server and database name as seen then
-  std::int64_t pinned_unix_ms = 0;  // 0: now
-};
 
 struct decision_log_options {
   std::string path;      // the SQLite file; "<path>.lock" holds the process lock
@@ -80,22 +61,17 @@ struct decision_log_options {
   std::string vfs_name;  // empty: SQLite's default VFS; tests pass a fault-injecting one
 };
 
-struct decision_log_stats {
-  std::uint64_t decisions_written = 0;    // decisions acknowledged as durable
-  std::uint64_t batches = 0;              // SQLite transactions committed (= WAL fsyncs)
-  std::uint64_t completions_written = 0;  // completion deletes committed
-};
-
-class decision_log {
+class decision_log final : public decision_store {
  public:
   // Opens the log at options.path, or creates it (files 0600) when neither it nor its -wal file
   // exists. Refuses, with a message that says what to do, a log that another process (or another
-  // decision_log in this one) holds, a directory writable by group or others, a file that is not
-  // an xatm decision log or fails `PRAGMA quick_check`, an unknown schema version, a log of
-  // another tm_id, and a log whose -wal file vanished after an unclean shutdown. Nothing refused
-  // is ever repaired or recreated: a lost log would turn committed work into presumed aborts.
-  // Every successful open durably increments the incarnation, then starts the background thread.
-  [[nodiscard]] static result<std::unique_ptr<decision_log>> open(const decision_log_options& options);
+  // decision_log in this one) holds (in_use); a directory writable by group or others, a file
+  // that is not an xatm decision log, an unknown schema version or a log of another tm_id
+  // (misconfigured); a file that fails `PRAGMA quick_check` and a log whose -wal file vanished
+  // after an unclean shutdown (unusable). Nothing refused is ever repaired or recreated: a lost
+  // log would turn committed work into presumed aborts. Every successful open durably
+  // increments the incarnation, then starts the background thread.
+  [[nodiscard]] static open_result<std::unique_ptr<decision_log>> open(const decision_log_options& options);
 
   // The pid written into "<path>.lock" by the process that holds the log, or nullopt when
   // nobody holds it (or the lock file does not exist). For the recovery tool's messages.
@@ -109,66 +85,42 @@ class decision_log {
   // Writes what is queued (completions included), stops the background thread, checkpoints
   // and closes.
   // Never throws; failures are logged. A failed log is closed without touching its files.
-  ~decision_log();
+  ~decision_log() override;
 
   decision_log(const decision_log&) = delete;
   decision_log& operator=(const decision_log&) = delete;
 
-  // This open's incarnation: 1 for a new log, one more on every open after.
-  std::uint64_t incarnation() const noexcept { return incarnation_; }
-  // This open's incarnation id (random, recorded in the log): the middle part of its gtrids.
-  const std::string& incarnation_id() const noexcept { return incarnation_id_; }
-  // Whether a gtrid's incarnation part (an id, or a legacy number) was issued by this log. Not
-  // this log's: a lost log's, a second host's with the same tm_id, or one issued after the copy
-  // this log was restored from was taken. Recovery never presumes abort for those.
-  bool is_own_incarnation(std::string_view incarnation) const;
-
-  // The identity pinned for an RM name, if any.
-  std::optional<pinned_identity> pinned(std::string_view rm_name) const;
-  // Pins (or re-pins) an RM name's identity, durably, before it returns.
-  [[nodiscard]] result<void> pin(const pinned_identity& identity);
-  const std::string& tm_id() const noexcept { return tm_id_; }
+  std::uint64_t incarnation() const noexcept override { return incarnation_; }
+  const std::string& incarnation_id() const noexcept override { return incarnation_id_; }
+  bool is_own_incarnation(std::string_view incarnation) const override;
+  std::optional<pinned_identity> pinned(std::string_view rm_name) const override;
+  [[nodiscard]] result<void> pin(const pinned_identity& identity) override;
+  const std::string& tm_id() const noexcept override { return tm_id_; }
   const std::string& path() const noexcept { return path_; }
 
-  // Appends a decision and returns once it is durable (group commit: it shares one SQLite
-  // transaction and one fsync with every decision queued meanwhile). Outcomes:
-  // - ok: durable; the branches may be committed.
-  // - xa_code::invalid: the record is malformed (not this TM's gtrid, bad or no RM names);
-  //   nothing was written and the log is unaffected.
-  // - xa_code::duplicate_id: the log already holds this gtrid; this record was not written.
-  // - xa_code::rm_error: the log failed (write or fsync error, disk full). The decision may or
-  //   may not be durable: do not roll back its branches, stop the TM, restart it and let
-  //   recovery decide from what the file holds. The log is failed for good: every later call
-  //   answers the same way, and no write or fsync is ever retried. Two answers say the record
-  //   certainly is not in the file, so its branches may be rolled back at once: native_code
-  //   SQLITE_FULL (13: the write failed for want of space), and native_code not_written (the
-  //   log had failed before this record's batch, which was never written).
-  [[nodiscard]] result<void> record(const decision_record& decision);
-  static constexpr int not_written = -1;
+  // decision_store::record(), group-committed: it shares one SQLite transaction and one fsync
+  // with every decision queued meanwhile. not_written: the write failed with SQLITE_FULL, or the
+  // log had failed before this record's batch, which was never written.
+  [[nodiscard]] write_result record(const decision_record& decision) override;
 
-  // Queues the deletion of a decision whose branches are all committed. Not forced: it is
-  // written with the next batch, by the background thread within about 50 ms, or at close. A
-  // completion lost in a crash only makes recovery meet the decision again, which it handles
-  // idempotently.
-  // Ignored on a failed log.
-  void mark_complete(std::string_view gtrid);
+  // decision_store::mark_complete(): written with the next batch, by the background thread
+  // within about 50 ms, or at close.
+  void mark_complete(std::string_view gtrid) override;
 
-  // The decisions in the file that are not completed, oldest first. Reads what is committed in
-  // the file: a record() still waiting for its batch is not included, a completion still queued
-  // is (it is still pending as far as a crash is concerned). Fails on a failed log.
-  [[nodiscard]] result<std::vector<decision_record>> pending() const;
+  // decision_store::pending(): reads what is committed in the file.
+  [[nodiscard]] result<std::vector<decision_record>> pending() const override;
 
-  bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
-  decision_log_stats stats() const noexcept;
+  bool failed() const noexcept override { return failed_.load(std::memory_order_acquire); }
+  decision_store_stats stats() const noexcept override;
 
  private:
   struct queued_decision;  // lives on the stack of the record() caller while it waits
 
   decision_log(const decision_log_options& options, int lock_fd);
-  [[nodiscard]] result<void> open_database();
+  [[nodiscard]] open_result<void> open_database();
   [[nodiscard]] result<void> load_incarnations_and_pins();
   [[nodiscard]] result<void> prepare_writer();
-  [[nodiscard]] result<void> write_batch(const std::vector<queued_decision*>& decisions,
+  [[nodiscard]] write_result write_batch(const std::vector<queued_decision*>& decisions,
                                          std::string_view completions);
   [[nodiscard]] result<void> checkpoint();
   [[nodiscard]] result<void> close_database() noexcept;

@@ -13,6 +13,7 @@
 #include "core/identity.h"
 #include "core/markers.h"
 #include "core/recovery.h"
+#include "sqlite/decision_log.h"
 #include "support/servers.h"
 #include "support/temp_dir.h"
 #include "xatm/connection_settings.h"

@@ -281,12 +281,14 @@ TEST_CASE("decision log: malformed and duplicate decisions are refused without f
   auto duplicate = log->record(decision("tm1.1.1"));
   REQUIRE_FALSE(duplicate.ok());
   CHECK(duplicate.error().code == xa_code::duplicate_id);
+  CHECK(duplicate.outcome() == write_outcome::unknown);  // the decision already there is what counts
 
   for (const auto& bad : {decision("tm2.1.1"), decision("tm1.1"), decision("tm1.1.1,x"), decision("tm1.1.3", {}),
                           decision("tm1.1.4", {"pg", "a,b"}), decision("tm1.1.5", {"pg", ""})}) {
     auto refused = log->record(bad);
     REQUIRE_FALSE(refused.ok());
     CHECK(refused.error().code == xa_code::invalid);
+    CHECK(refused.outcome() == write_outcome::not_written);
   }
   CHECK_FALSE(log->failed());
   record_ok(*log, decision("tm1.1.6"));
@@ -537,8 +539,10 @@ TEST_CASE("decision log: group commit shares fsyncs between concurrent committer
 namespace {
 
 // Through the faulty VFS: records tm1.1.1, then tm1.1.2 with `inject` on, and checks that the
-// failure says so (`native_code`, a message containing `says`) and fails the log for good.
-void check_fails_for_good(const std::string& path, void (*inject)(bool), int native_code, const char* says) {
+// failure says so (`outcome`, SQLite's `native_code`, a message containing `says`) and fails the
+// log for good.
+void check_fails_for_good(const std::string& path, void (*inject)(bool), write_outcome outcome, int native_code,
+                          const char* says) {
   auto log = open_ok(options_for(path, "tm1", test::faulty_vfs_name));
   record_ok(*log, decision("tm1.1.1"));
   const auto synced_before = test::synced_count();
@@ -548,6 +552,7 @@ void check_fails_for_good(const std::string& path, void (*inject)(bool), int nat
   test::clear_faults();
   REQUIRE_FALSE(failed.ok());
   MESSAGE("failure: " << failed.error().message);
+  CHECK(failed.outcome() == outcome);
   CHECK(failed.error().code == xa_code::rm_error);
   CHECK(failed.error().native_code == native_code);
   CHECK(failed.error().message.find(says) != std::string::npos);
@@ -557,6 +562,7 @@ void check_fails_for_good(const std::string& path, void (*inject)(bool), int nat
   // Failed for good, although the disk "works" again: nothing is retried, written or synced.
   auto later = log->record(decision("tm1.1.3"));
   REQUIRE_FALSE(later.ok());
+  CHECK(later.outcome() == write_outcome::not_written);
   CHECK(later.error().message.find("failed earlier") != std::string::npos);
   log->mark_complete("tm1.1.1");
   CHECK_FALSE(log->pending().ok());
@@ -570,7 +576,7 @@ TEST_CASE("decision log: a write or fsync failure fails the log for good; the fi
   temp_dir dir;
   const auto path = dir.file("decisions.db");
   SUBCASE("fsync fails") {
-    check_fails_for_good(path, test::set_sync_failure, SQLITE_IOERR_FSYNC, "fsync");
+    check_fails_for_good(path, test::set_sync_failure, write_outcome::unknown, SQLITE_IOERR_FSYNC, "fsync");
     auto reopened = open_ok(options_for(path));
     const auto gtrids = pending_gtrids(*reopened);
     CHECK(contains(gtrids, "tm1.1.1"));        // acknowledged: there, and still pending
@@ -579,7 +585,7 @@ TEST_CASE("decision log: a write or fsync failure fails the log for good; the fi
     MESSAGE("the decision whose fsync failed is " << std::string(contains(gtrids, "tm1.1.2") ? "present" : "absent"));
   }
   SUBCASE("the disk is full") {
-    check_fails_for_good(path, test::set_disk_full, SQLITE_FULL, "full");
+    check_fails_for_good(path, test::set_disk_full, write_outcome::not_written, SQLITE_FULL, "full");
     auto reopened = open_ok(options_for(path));
     // Nothing of tm1.1.2 could be written, so it cannot be there.
     CHECK(pending_gtrids(*reopened) == std::vector<std::string>{"tm1.1.1"});
