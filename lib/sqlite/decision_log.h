@@ -7,17 +7,8 @@
 // "<path>.lock"); its calls may come from any number of threads at once, and it may be destroyed
 // only once no thread is inside one of them.
 //
-// File format (schema_version 2; SQLite header application_id = xatm_format_id):
-//   meta(key TEXT PRIMARY KEY, value TEXT): schema_version, tm_id, incarnation, clean_shutdown
-//     ("0" from open to close, checkpointed into the main file, so that a lost -wal is detected),
-//     legacy_incarnations (a log upgraded from version 1: its incarnations 1..N had no id, and
-//     their gtrids carry the number).
-//   incarnations(id TEXT PRIMARY KEY, number, opened_unix_ms): the random incarnation id each open
-//     drew; gtrids carry it. A gtrid of this tm_id whose incarnation is not here is not this log's.
-//   rm_identities(rm_name TEXT PRIMARY KEY, identity, description, pinned_unix_ms): the database
-//     each RM name reached when it was first used (docs/design.md, RM identity).
-//   decisions(gtrid TEXT PRIMARY KEY, state 'commit'|'precommit', branches TEXT (RM names of
-//     branches 1, 2, ... joined by ','), created_unix_ms INTEGER) WITHOUT ROWID.
+// The file's custody is log_file.h's, its format log_format.h's, its writing connection
+// log_writer.h's.
 #pragma once
 
 #include <atomic>
@@ -32,28 +23,16 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/decision_store.h"
+#include "sqlite/log_file.h"
+#include "sqlite/log_format.h"
+#include "sqlite/log_writer.h"
 #include "xatm/result.h"
 
-struct sqlite3;
-struct sqlite3_stmt;
-
 namespace xatm::detail {
-
-// RAII for SQLite's C handles. Closing a connection logs a failure instead of throwing.
-struct sqlite_closer {
-  void operator()(sqlite3* db) const noexcept;
-};
-struct sqlite_statement_finalizer {
-  void operator()(sqlite3_stmt* statement) const noexcept;
-};
-using sqlite_handle = std::unique_ptr<sqlite3, sqlite_closer>;
-using sqlite_statement = std::unique_ptr<sqlite3_stmt, sqlite_statement_finalizer>;
-
-// "commit" / "precommit": the spelling stored in the file.
-const char* decision_state_name(decision_state state) noexcept;
 
 struct decision_log_options {
   std::string path;      // the SQLite file; "<path>.lock" holds the process lock
@@ -90,8 +69,8 @@ class decision_log final : public decision_store {
   decision_log(const decision_log&) = delete;
   decision_log& operator=(const decision_log&) = delete;
 
-  std::uint64_t incarnation() const noexcept override { return incarnation_; }
-  const std::string& incarnation_id() const noexcept override { return incarnation_id_; }
+  std::uint64_t incarnation() const noexcept override { return state_.incarnation; }
+  const std::string& incarnation_id() const noexcept override { return state_.incarnation_id; }
   bool is_own_incarnation(std::string_view incarnation) const override;
   std::optional<pinned_identity> pinned(std::string_view rm_name) const override;
   [[nodiscard]] result<void> pin(const pinned_identity& identity) override;
@@ -116,14 +95,10 @@ class decision_log final : public decision_store {
  private:
   struct queued_decision;  // lives on the stack of the record() caller while it waits
 
-  decision_log(const decision_log_options& options, int lock_fd);
-  [[nodiscard]] open_result<void> open_database();
-  [[nodiscard]] result<void> load_incarnations_and_pins();
-  [[nodiscard]] result<void> prepare_writer();
-  [[nodiscard]] write_result write_batch(const std::vector<queued_decision*>& decisions,
-                                         std::string_view completions);
-  [[nodiscard]] result<void> checkpoint();
-  [[nodiscard]] result<void> close_database() noexcept;
+  decision_log(const decision_log_options& options, log_lock lock, log_state state,
+               std::unique_ptr<log_writer> writer);
+  [[nodiscard]] static open_result<std::pair<log_state, sqlite_handle>> open_database(
+      const decision_log_options& options);
   void write_queued(std::unique_lock<std::mutex>& lock);  // needs lock held and writing_ false
   void run_background() noexcept;
   failure fail_for_good(failure cause);  // under mutex_; returns what the failed batch is told
@@ -132,23 +107,14 @@ class decision_log final : public decision_store {
   const std::string path_;
   const std::string tm_id_;
   const std::string vfs_name_;
-  int lock_fd_ = -1;  // flock(LOCK_EX) held for the object's life
-  std::uint64_t incarnation_ = 0;
-  std::string incarnation_id_;
-  std::set<std::string, std::less<>> own_incarnations_;  // written at open only
-  std::uint64_t legacy_incarnations_ = 0;
+  log_lock lock_;     // held for the object's life
+  log_state state_;   // written at open only (its pins moved to pins_)
   std::map<std::string, pinned_identity, std::less<>> pins_;  // guarded by mutex_
-  bool usable_ = false;  // open() completed: closing may mark the log clean and checkpoint it
 
   // The writer's state: used only by the thread that holds `writing_` (a leading record(), or the
   // background thread), outside mutex_.
-  sqlite_handle db_;
-  sqlite_statement begin_;
-  sqlite_statement commit_;
-  sqlite_statement insert_;
-  sqlite_statement delete_;
-  std::string branches_buffer_;             // reused so that a record costs no allocation
-  int wal_frames_ = 0;                      // frames in the WAL after the last commit (wal hook)
+  std::unique_ptr<log_writer> writer_;
+  std::vector<batched_decision*> batch_entries_;  // batch_, as the writer takes it
   std::vector<queued_decision*> batch_;     // the batch being written (swapped with the queue)
   std::string batch_completions_;           // its completions (swapped with the queue)
 
