@@ -1,7 +1,5 @@
 #include "sqlite/decision_log.h"
 
-#include <algorithm>
-#include <chrono>
 #include <utility>
 
 #include "core/logging.h"
@@ -12,26 +10,6 @@
 
 namespace xatm::detail {
 
-namespace {
-
-// How long a completion waits for a forced batch to ride along with before it is written alone.
-constexpr auto completion_delay = std::chrono::milliseconds(50);
-// The longest a batch's leader waits for the callers of the last batch to come back (see
-// write_queued).
-constexpr auto max_gather_wait = std::chrono::microseconds(200);
-
-constexpr const char* restart_advice =
-    "stop this TM, restart it and let recovery resolve the in-doubt transactions from what the file "
-    "holds; do not roll back their branches by hand";
-
-}  // namespace
-
-// A record() caller's entry in the queue. It lives on the caller's stack: the caller blocks
-// until its batch is written (`done`).
-struct decision_log::queued_decision : batched_decision {
-  bool done = false;  // guarded by mutex_
-};
-
 decision_log::decision_log(const decision_log_options& options, log_lock lock, log_state state,
                            std::unique_ptr<log_writer> writer)
     : path_(options.path),
@@ -40,7 +18,8 @@ decision_log::decision_log(const decision_log_options& options, log_lock lock, l
       lock_(std::move(lock)),
       state_(std::move(state)),
       pins_(std::move(state_.pins)),
-      writer_(std::move(writer)) {}
+      writer_(std::move(writer)),
+      queue_(std::make_unique<group_commit>(*writer_, path_)) {}
 
 open_result<std::unique_ptr<decision_log>> decision_log::open(const decision_log_options& options) {
   auto misconfigured = [](failure cause) { return store_refusal{open_refusal::misconfigured, std::move(cause)}; };
@@ -60,7 +39,6 @@ open_result<std::unique_ptr<decision_log>> decision_log::open(const decision_log
   if (!writer) return store_refusal{open_refusal::unusable, std::move(writer).error()};
   std::unique_ptr<decision_log> log(
       new decision_log(options, std::move(lock).value(), std::move(state), std::move(writer).value()));
-  log->background_ = std::thread([raw = log.get()] { raw->run_background(); });
   XATM_LOG(log, info) << "decision log " << options.path << " open: tm_id " << log->tm_id_ << ", incarnation "
                       << log->state_.incarnation;
   return log;
@@ -126,13 +104,8 @@ result<std::string> decision_log::stored_tm_id(const std::string& path) {
 }
 
 decision_log::~decision_log() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  background_wake_.notify_one();
-  if (background_.joinable()) background_.join();
-  if (auto closed = writer_->close(!failed()); !closed) {
+  queue_->stop();  // writes the completions still queued, which may yet fail the log
+  if (auto closed = writer_->close(!queue_->failed()); !closed) {
     XATM_LOG(log, error) << "closing decision log " << path_ << ": " << closed.error().message;
   }
 }
@@ -154,28 +127,7 @@ write_result decision_log::record(const decision_record& decision) {
       return {write_outcome::not_written, std::move(cause)};
     }
   }
-  queued_decision entry;
-  entry.record = &decision;
-  entry.created_unix_ms = decision.created_unix_ms != 0 ? decision.created_unix_ms : now_unix_ms();
-
-  std::unique_lock lock(mutex_);
-  if (failure_) return {write_outcome::not_written, failed_log_failure()};
-  if (stopping_) {
-    return {write_outcome::not_written, make_failure(xa_code::rm_error, "decision log " + path_ + " is closing")};
-  }
-  queued_decisions_.push_back(&entry);
-  const std::uint64_t batch = next_batch_;  // the next batch takes everything queued
-  if (gathering_ && queued_decisions_.size() >= gather_target_) cohort_arrived_.notify_one();
-  // Follow the batch being written, or lead the next one: whoever finds nobody writing writes
-  // everything queued, this entry included.
-  while (!entry.done) {
-    if (writing_) {
-      batch_done_[batch % 2].wait(lock);
-    } else {
-      write_queued(lock);
-    }
-  }
-  return std::move(entry.outcome);
+  return queue_->record(decision, decision.created_unix_ms != 0 ? decision.created_unix_ms : now_unix_ms());
 }
 
 void decision_log::mark_complete(std::string_view gtrid) {
@@ -184,170 +136,11 @@ void decision_log::mark_complete(std::string_view gtrid) {
     XATM_LOG(log, error) << "mark_complete: '" << gtrid << "' is not a gtrid of tm_id " << tm_id_ << "; ignored";
     return;
   }
-  std::lock_guard lock(mutex_);
-  if (failure_ || stopping_) return;  // a failed log writes nothing; recovery finds it pending
-  queued_completions_.append(gtrid).push_back('\n');
-  ++queued_completion_count_;
-  if (background_idle_) background_wake_.notify_one();
-}
-
-// Writes every queued decision and completion in one SQLite transaction (one fsync), then wakes
-// the callers. Called with mutex_ held and nobody writing; returns with mutex_ held again.
-void decision_log::write_queued(std::unique_lock<std::mutex>& lock) {
-  writing_ = true;
-  // Committers run in two cohorts: while one batch is fsynced the callers of the previous one
-  // queue up for the next. Left alone, each batch holds half of them. Waiting briefly (at most
-  // half a batch's write time) for the cohort just released merges the two: half the fsyncs. A
-  // lone committer never waits: its target is itself.
-  if (!queued_decisions_.empty() && queued_decisions_.size() < gather_target_ && !stopping_) {
-    gathering_ = true;
-    cohort_arrived_.wait_for(lock, gather_limit_,
-                             [this] { return stopping_ || queued_decisions_.size() >= gather_target_; });
-    gathering_ = false;
-  }
-  const std::uint64_t batch = next_batch_++;  // records queued from now on join the next one
-  batch_.swap(queued_decisions_);
-  batch_completions_.swap(queued_completions_);
-  const std::size_t completion_count = std::exchange(queued_completion_count_, 0);
-  const bool failed_before = failure_.has_value();
-  lock.unlock();
-
-  // Nothing below may leave the batch's callers waiting: an exception (from a log sink, an
-  // allocation) counts as a failure of the log like any other.
-  std::optional<write_result> batch_failure;
-  bool durable_batch = false;
-  bool unexpected = false;
-  bool checkpoint_due = false;
-  std::chrono::nanoseconds write_time{0};
-  if (!failed_before) {
-    try {
-      const auto write_start = std::chrono::steady_clock::now();
-      batch_entries_.assign(batch_.begin(), batch_.end());
-      write_result written = writer_->write_batch(batch_entries_, batch_completions_);
-      write_time = std::chrono::steady_clock::now() - write_start;
-      if (written) {
-        durable_batch = true;
-        std::uint64_t durable = 0;
-        for (const queued_decision* entry : batch_) durable += entry->outcome ? 1 : 0;
-        decisions_written_.fetch_add(durable, std::memory_order_relaxed);
-        completions_written_.fetch_add(completion_count, std::memory_order_relaxed);
-        batches_.fetch_add(1, std::memory_order_relaxed);
-        checkpoint_due = writer_->checkpoint_due();
-        if (durable > 0 || completion_count > 0) {
-          XATM_LOG(log, debug) << "batch " << batch << ": " << durable << " decisions, " << completion_count
-                               << " completions durable";
-        }
-      } else {
-        batch_failure = std::move(written);
-      }
-    } catch (...) {
-      unexpected = !durable_batch && !batch_failure;  // a durable batch stays durable if its log line threw
-    }
-  }
-
-  lock.lock();
-  try {
-    if (failed_before) {
-      // Never written: the log had failed before.
-      const write_result answer(write_outcome::not_written, failed_log_failure());
-      for (queued_decision* entry : batch_) entry->outcome = answer;
-    } else if (batch_failure || unexpected) {
-      write_result written =
-          batch_failure ? std::move(*batch_failure)
-                        : write_result(write_outcome::unknown, make_failure(xa_code::rm_error,
-                                                                            "unexpected exception while writing "
-                                                                            "to decision log " + path_));
-      const write_result answer(written.outcome(), fail_for_good(std::move(written).error()));
-      for (queued_decision* entry : batch_) entry->outcome = answer;
-    }
-  } catch (...) {
-    // Out of memory while describing the failure: the callers still get one, without words.
-    failure bare;
-    bare.code = xa_code::rm_error;
-    if (!failure_) {
-      failure_ = bare;
-      failed_.store(true, std::memory_order_release);
-    }
-    for (queued_decision* entry : batch_) {
-      if (entry->outcome) entry->outcome = write_result(write_outcome::unknown, bare);
-    }
-  }
-  for (queued_decision* entry : batch_) entry->done = true;
-  if (!batch_.empty()) {
-    gather_target_ = queued_decisions_.size() + batch_.size();
-    gather_limit_ = std::min<std::chrono::nanoseconds>(max_gather_wait, write_time / 2);
-  }
-  batch_.clear();
-  batch_completions_.clear();
-  writing_ = false;
-  if (checkpoint_due) {
-    checkpoint_wanted_ = true;
-    background_wake_.notify_one();
-  }
-  // Wakes this batch's callers, and one caller of the next batch to lead it. After unlocking, so
-  // that the woken do not queue up on a mutex still held.
-  lock.unlock();
-  batch_done_[batch % 2].notify_all();
-  batch_done_[(batch + 1) % 2].notify_one();
-  token_free_.notify_one();
-  lock.lock();
-}
-
-// Completions no batch took along within completion_delay, checkpoints, and the last
-// completions at close.
-void decision_log::run_background() noexcept {
-  std::unique_lock lock(mutex_);
-  for (;;) {
-    background_idle_ = true;
-    background_wake_.wait(lock, [this] { return stopping_ || checkpoint_wanted_ || queued_completion_count_ > 0; });
-    background_idle_ = false;
-    if (!stopping_ && !checkpoint_wanted_) {
-      // Only completions: they are not forced, so let them ride with the decisions' batches.
-      // Only when no batch was written for completion_delay are they written alone.
-      const std::uint64_t batches_before = batches_.load(std::memory_order_relaxed);
-      background_wake_.wait_for(lock, completion_delay, [this] { return stopping_ || checkpoint_wanted_; });
-      if (!stopping_ && !checkpoint_wanted_ && batches_.load(std::memory_order_relaxed) != batches_before) continue;
-    }
-    token_free_.wait(lock, [this] { return !writing_; });
-    if (queued_completion_count_ > 0 && !failure_) write_queued(lock);  // ends with mutex_ held
-    if (checkpoint_wanted_ && !writing_ && !failure_) {
-      checkpoint_wanted_ = false;
-      writing_ = true;
-      lock.unlock();
-      auto checkpointed = writer_->checkpoint();
-      lock.lock();
-      writing_ = false;
-      if (!checkpointed && !failure_) (void)fail_for_good(std::move(checkpointed).error());  // nobody waits for it
-      batch_done_[next_batch_ % 2].notify_one();  // a caller queued meanwhile leads the next batch
-    }
-    checkpoint_wanted_ = checkpoint_wanted_ && !failure_;
-    if (stopping_ && !writing_ && (queued_completion_count_ == 0 || failure_)) return;
-  }
-}
-failure decision_log::fail_for_good(failure cause) {
-  cause.message += ". The decision log is failed for good and accepts no more decisions; decisions not "
-                   "acknowledged as durable may or may not be: ";
-  cause.message += restart_advice;
-  XATM_LOG(log, error) << cause.message;
-  failure_ = cause;
-  failed_.store(true, std::memory_order_release);
-  queued_completions_.clear();  // a failed log writes nothing more; recovery finds them pending
-  queued_completion_count_ = 0;
-  return cause;
-}
-
-failure decision_log::failed_log_failure() const {
-  failure cause = *failure_;
-  cause.message = "decision log " + path_ + " failed earlier and accepts no more decisions (" + failure_->message +
-                  ")";
-  return cause;
+  queue_->mark_complete(gtrid);
 }
 
 result<std::vector<decision_record>> decision_log::pending() const {
-  {
-    std::lock_guard lock(mutex_);
-    if (failure_) return failed_log_failure();
-  }
+  if (auto failed = queue_->failed_earlier()) return std::move(*failed);
   return read_decisions(path_, vfs_name_);
 }
 
@@ -356,7 +149,7 @@ bool decision_log::is_own_incarnation(std::string_view incarnation) const {
 }
 
 std::optional<pinned_identity> decision_log::pinned(std::string_view rm_name) const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(pins_mutex_);
   auto found = pins_.find(rm_name);
   if (found == pins_.end()) return std::nullopt;
   return found->second;
@@ -364,31 +157,15 @@ std::optional<pinned_identity> decision_log::pinned(std::string_view rm_name) co
 
 result<void> decision_log::pin(const pinned_identity& identity) {
   if (auto valid = validate_rm_name(identity.rm_name); !valid) return std::move(valid).error();
-  std::unique_lock lock(mutex_);
-  if (failure_) return failed_log_failure();
-  if (stopping_) return make_failure(xa_code::rm_error, "decision log " + path_ + " is closing");
-  // The writer's connection is used by whoever holds `writing_`: wait for it, as a checkpoint
-  // does. Pins are rare (once per RM name for the log's life, and an operator's re-pin).
-  token_free_.wait(lock, [this] { return !writing_; });
-  writing_ = true;
-  lock.unlock();
-  auto written = writer_->write_pin(identity);
-  lock.lock();
-  writing_ = false;
-  if (written) pins_.insert_or_assign(identity.rm_name, written.value());
-  lock.unlock();
-  batch_done_[next_batch_ % 2].notify_one();  // a caller queued meanwhile leads the next batch
-  token_free_.notify_one();
-  if (!written) return std::move(written).error();
-  return {};
-}
-
-decision_store_stats decision_log::stats() const noexcept {
-  decision_store_stats result;
-  result.decisions_written = decisions_written_.load(std::memory_order_relaxed);
-  result.batches = batches_.load(std::memory_order_relaxed);
-  result.completions_written = completions_written_.load(std::memory_order_relaxed);
-  return result;
+  // Pins are rare (once per RM name for the log's life, and an operator's re-pin): a writer of
+  // their own in the queue, so that the file and pins_ change together, one pin at a time.
+  return queue_->exclusive([&]() -> result<void> {
+    auto written = writer_->write_pin(identity);
+    if (!written) return std::move(written).error();
+    std::lock_guard lock(pins_mutex_);
+    pins_.insert_or_assign(identity.rm_name, std::move(written).value());
+    return {};
+  });
 }
 
 }  // namespace xatm::detail

@@ -12,42 +12,36 @@
 #include <string_view>
 
 #include "core/decision_store.h"
+#include "sqlite/group_commit.h"
 #include "sqlite/sqlite_connection.h"
 #include "xatm/result.h"
 
 namespace xatm::detail {
 
-// One decision of a batch. It lives with the record() caller, who waits until its batch is
-// written, so the writer may bind the caller's strings without copying.
-struct batched_decision {
-  const decision_record* record = nullptr;
-  std::int64_t created_unix_ms = 0;  // the record's own stamp, or when it was queued
-  write_result outcome;              // durable unless the writer says otherwise
-};
-
-class log_writer {
+class log_writer final : public group_commit::sink {
  public:
   // Takes over the connection of an open that took its incarnation (log_format.h) and prepares
   // the statements of a batch. A failure closes the connection, marking the log clean.
   [[nodiscard]] static result<std::unique_ptr<log_writer>> create(sqlite_handle db, std::string path);
 
   // Closes the connection without a checkpoint unless close() did already.
-  ~log_writer() = default;
+  ~log_writer() override = default;
   log_writer(const log_writer&) = delete;
   log_writer& operator=(const log_writer&) = delete;
 
-  // Writes the deletes of `completions` (gtrids, each followed by '\n'), then the inserts of
-  // `decisions`, in one transaction, and returns once it is durable. A decision whose gtrid the
-  // log already holds gets its own outcome (unknown, xa_code::duplicate_id) while the batch goes
-  // on. A failed batch answers not_written (SQLITE_FULL: nothing of it reached the file) or
-  // unknown (it may have); the caller must then fail the log for good (section 5).
-  [[nodiscard]] write_result write_batch(std::span<batched_decision* const> decisions, std::string_view completions);
+  // group_commit::sink: the deletes of `completions`, then the inserts of `decisions`, in one
+  // transaction whose COMMIT returns after the WAL's fsync (synchronous=FULL). A decision whose
+  // gtrid the log already holds gets its own outcome (unknown, xa_code::duplicate_id) while the
+  // batch goes on. A failed batch answers not_written (SQLITE_FULL: nothing of it reached the
+  // file) or unknown (it may have).
+  [[nodiscard]] write_result write_batch(std::span<batched_decision* const> decisions,
+                                         std::string_view completions) override;
 
   // Whether the WAL has grown enough that a checkpoint is due (after a batch's callers are
   // woken rather than inside its COMMIT, so that no acknowledgement waits for a checkpoint).
-  [[nodiscard]] bool checkpoint_due() const noexcept;
+  [[nodiscard]] bool checkpoint_due() const noexcept override;
   // A passive checkpoint: a pending() reader in the way only lets the WAL grow until a later one.
-  [[nodiscard]] result<void> checkpoint();
+  [[nodiscard]] result<void> checkpoint() override;
 
   // Pins an RM name's identity in autocommit mode: durable (WAL fsync) when it returns. Answers
   // the pin as stored, its time stamped.
