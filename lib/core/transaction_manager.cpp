@@ -13,7 +13,7 @@
 #include "core/markers.h"
 #include "core/recovery.h"
 #include "core/tm_core.h"
-#include "sqlite/decision_log.h"
+#include "sqlite/sqlite_decision_store.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
 #include "xatm/postgresql.h"
@@ -239,7 +239,7 @@ connection_settings with_connect_timeout(connection_settings settings, std::chro
 
 std::unique_ptr<decision_store> open_decision_log(const std::string& path, const std::string& tm_id,
                                                   const std::string& vfs_name) {
-  auto opened = decision_log::open({path, tm_id, vfs_name});
+  auto opened = sqlite_decision_store::open({path, tm_id, vfs_name});
   if (opened) return std::move(opened).value();
   store_refusal refused = std::move(opened).refused();
   switch (refused.reason) {
@@ -251,9 +251,11 @@ std::unique_ptr<decision_store> open_decision_log(const std::string& path, const
   throw configuration_error(std::move(refused.cause));
 }
 
-result<std::optional<int>> decision_log_holder(const std::string& path) { return decision_log::lock_holder(path); }
+result<std::optional<int>> decision_log_holder(const std::string& path) {
+  return sqlite_decision_store::lock_holder(path);
+}
 
-result<std::string> stored_tm_id(const std::string& path) { return decision_log::stored_tm_id(path); }
+result<std::string> stored_tm_id(const std::string& path) { return sqlite_decision_store::stored_tm_id(path); }
 
 }  // namespace detail
 

@@ -27,7 +27,7 @@
 #include <thread>
 #include <vector>
 
-#include "sqlite/decision_log.h"
+#include "sqlite/sqlite_decision_store.h"
 #include "xatm/xid.h"
 #include "support/faulty_vfs.h"
 #include "support/temp_dir.h"
@@ -39,23 +39,23 @@ namespace {
 
 using xatm::test::temp_dir;
 
-decision_log_options options_for(const std::string& path, std::string tm_id = "tm1", std::string vfs = {}) {
-  decision_log_options options;
+sqlite_store_options options_for(const std::string& path, std::string tm_id = "tm1", std::string vfs = {}) {
+  sqlite_store_options options;
   options.path = path;
   options.tm_id = std::move(tm_id);
   options.vfs_name = std::move(vfs);
   return options;
 }
 
-std::unique_ptr<decision_log> open_ok(const decision_log_options& options) {
-  auto opened = decision_log::open(options);
+std::unique_ptr<sqlite_decision_store> open_ok(const sqlite_store_options& options) {
+  auto opened = sqlite_decision_store::open(options);
   if (!opened) FAIL("open failed: " << opened.error().describe());
   return std::move(opened).value();
 }
 
 // The refusal's message; fails the test when the open succeeded.
-std::string open_refused(const decision_log_options& options) {
-  auto opened = decision_log::open(options);
+std::string open_refused(const sqlite_store_options& options) {
+  auto opened = sqlite_decision_store::open(options);
   if (opened) FAIL("open of " << options.path << " succeeded but should have been refused");
   return opened.error().message;
 }
@@ -69,18 +69,18 @@ decision_record decision(const std::string& gtrid, std::vector<std::string> rms 
   return record;
 }
 
-void record_ok(decision_log& log, const decision_record& record) {
+void record_ok(sqlite_decision_store& log, const decision_record& record) {
   auto written = log.record(record);
   if (!written) FAIL("record " << record.gtrid << " failed: " << written.error().describe());
 }
 
-std::vector<decision_record> pending_ok(const decision_log& log) {
+std::vector<decision_record> pending_ok(const sqlite_decision_store& log) {
   auto pending = log.pending();
   if (!pending) FAIL("pending() failed: " << pending.error().describe());
   return std::move(pending).value();
 }
 
-std::vector<std::string> pending_gtrids(const decision_log& log) {
+std::vector<std::string> pending_gtrids(const sqlite_decision_store& log) {
   std::vector<std::string> gtrids;
   for (const auto& record : pending_ok(log)) gtrids.push_back(record.gtrid);
   std::sort(gtrids.begin(), gtrids.end());
@@ -124,7 +124,7 @@ int run_child(Body body) {
 }
 
 // `count` decisions from `threads` threads at once, gtrids tm1.1.<prefix><n>.
-void record_concurrently(decision_log& log, int threads, int count_per_thread, int prefix = 0) {
+void record_concurrently(sqlite_decision_store& log, int threads, int count_per_thread, int prefix = 0) {
   std::vector<std::thread> workers;
   std::atomic<int> failures{0};
   for (int t = 0; t < threads; ++t) {
@@ -306,7 +306,7 @@ TEST_CASE("decision log: a decision is durable once record() returns, even if th
     CAPTURE(end.name);
     const std::string gtrid = std::string("tm1.1.") + (end.kill ? "2" : "1");
     const int status = run_child([&] {
-      auto opened = decision_log::open(options);
+      auto opened = sqlite_decision_store::open(options);
       if (!opened) ::_exit(2);
       auto log = std::move(opened).value();
       if (!log->record(decision(gtrid))) ::_exit(3);
@@ -342,10 +342,10 @@ TEST_CASE("decision log: a log of another tm_id is refused, naming both") {
 
 TEST_CASE("decision log: an invalid tm_id or path is refused") {
   temp_dir dir;
-  CHECK(decision_log::open(options_for(dir.file("decisions.db"), "bad.id")).error().code == xa_code::invalid);
-  CHECK(decision_log::open(options_for(dir.file("decisions.db"), "")).error().code == xa_code::invalid);
-  CHECK(decision_log::open(options_for("")).error().code == xa_code::invalid);
-  CHECK(decision_log::open(options_for(dir.file("missing/decisions.db"))).error().code == xa_code::invalid);
+  CHECK(sqlite_decision_store::open(options_for(dir.file("decisions.db"), "bad.id")).error().code == xa_code::invalid);
+  CHECK(sqlite_decision_store::open(options_for(dir.file("decisions.db"), "")).error().code == xa_code::invalid);
+  CHECK(sqlite_decision_store::open(options_for("")).error().code == xa_code::invalid);
+  CHECK(sqlite_decision_store::open(options_for(dir.file("missing/decisions.db"))).error().code == xa_code::invalid);
 }
 
 TEST_CASE("decision log: a file that is not a database is refused and left as it is") {
@@ -439,7 +439,7 @@ TEST_CASE("decision log: a lost -wal after an unclean shutdown is refused") {
   const auto path = dir.file("decisions.db");
   const auto options = options_for(path);
   const int status = run_child([&] {
-    auto opened = decision_log::open(options);
+    auto opened = sqlite_decision_store::open(options);
     if (!opened || !opened.value()->record(decision("tm1.1.1"))) ::_exit(2);
     ::raise(SIGKILL);
   });
@@ -458,11 +458,11 @@ TEST_CASE("decision log: one user at a time, in this process or another") {
     auto log = open_ok(options);
     const auto message = open_refused(options);
     CHECK(message.find("is in use by process " + std::to_string(::getpid())) != std::string::npos);
-    auto holder = decision_log::lock_holder(path);
+    auto holder = sqlite_decision_store::lock_holder(path);
     REQUIRE(holder.ok());
     CHECK(holder.value() == std::optional<int>(::getpid()));
   }
-  auto holder = decision_log::lock_holder(path);
+  auto holder = sqlite_decision_store::lock_holder(path);
   REQUIRE(holder.ok());
   CHECK_FALSE(holder.value().has_value());
 
@@ -474,7 +474,7 @@ TEST_CASE("decision log: one user at a time, in this process or another") {
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    auto opened = decision_log::open(options);
+    auto opened = sqlite_decision_store::open(options);
     const char ready = opened ? 'y' : 'n';
     if (::write(to_parent[1], &ready, 1) != 1) ::_exit(2);
     char go = 0;
@@ -485,7 +485,7 @@ TEST_CASE("decision log: one user at a time, in this process or another") {
   REQUIRE(::read(to_parent[0], &ready, 1) == 1);
   REQUIRE(ready == 'y');
   CHECK(open_refused(options).find("is in use by process " + std::to_string(child)) != std::string::npos);
-  holder = decision_log::lock_holder(path);
+  holder = sqlite_decision_store::lock_holder(path);
   REQUIRE(holder.ok());
   CHECK(holder.value() == std::optional<int>(child));
   REQUIRE(::write(to_child[1], "g", 1) == 1);

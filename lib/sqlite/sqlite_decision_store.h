@@ -2,9 +2,9 @@
 // of decision_store: a file in WAL mode that acknowledges each decision only after the WAL fsync
 // that holds it. It composes the file's custody (log_file.h), its format (log_format.h), the
 // connection that writes it (log_writer.h) and the writer queue that group-commits decisions
-// (group_commit.h). Thread safety: one decision_log per file at a time, across processes too
-// (an flock on "<path>.lock"); its calls may come from any number of threads at once, and it may
-// be destroyed only once no thread is inside one of them.
+// (group_commit.h). Thread safety: one sqlite_decision_store per file at a time, across
+// processes too (an flock on "<path>.lock"); its calls may come from any number of threads at
+// once, and it may be destroyed only once no thread is inside one of them.
 #pragma once
 
 #include <cstdint>
@@ -26,23 +26,23 @@
 
 namespace xatm::detail {
 
-struct decision_log_options {
+struct sqlite_store_options {
   std::string path;      // the SQLite file; "<path>.lock" holds the process lock
   std::string tm_id;     // must match the tm_id stored in an existing log
   std::string vfs_name;  // empty: SQLite's default VFS; tests pass a fault-injecting one
 };
 
-class decision_log final : public decision_store {
+class sqlite_decision_store final : public decision_store {
  public:
   // Opens the log at options.path, or creates it (files 0600) when neither it nor its -wal file
   // exists. Refuses, with a message that says what to do, a log that another process (or another
-  // decision_log in this one) holds (in_use); a directory writable by group or others, a file
-  // that is not an xatm decision log, an unknown schema version or a log of another tm_id
+  // store in this one) holds (in_use); a directory writable by group or others, a file that is
+  // not an xatm decision log, an unknown schema version or a log of another tm_id
   // (misconfigured); a file that fails `PRAGMA quick_check` and a log whose -wal file vanished
   // after an unclean shutdown (unusable). Nothing refused is ever repaired or recreated: a lost
   // log would turn committed work into presumed aborts. Every successful open durably
   // increments the incarnation, then starts the writer queue's background thread.
-  [[nodiscard]] static open_result<std::unique_ptr<decision_log>> open(const decision_log_options& options);
+  [[nodiscard]] static open_result<std::unique_ptr<sqlite_decision_store>> open(const sqlite_store_options& options);
 
   // The pid written into "<path>.lock" by the process that holds the log, or nullopt when
   // nobody holds it (or the lock file does not exist). For the recovery tool's messages.
@@ -56,10 +56,10 @@ class decision_log final : public decision_store {
   // Writes what is queued (completions included), stops the background thread, marks the log
   // clean, checkpoints and closes. Never throws; failures are logged. A failed log is closed
   // without touching its files.
-  ~decision_log() override;
+  ~sqlite_decision_store() override;
 
-  decision_log(const decision_log&) = delete;
-  decision_log& operator=(const decision_log&) = delete;
+  sqlite_decision_store(const sqlite_decision_store&) = delete;
+  sqlite_decision_store& operator=(const sqlite_decision_store&) = delete;
 
   std::uint64_t incarnation() const noexcept override { return state_.incarnation; }
   const std::string& incarnation_id() const noexcept override { return state_.incarnation_id; }
@@ -86,10 +86,10 @@ class decision_log final : public decision_store {
   decision_store_stats stats() const noexcept override { return queue_->stats(); }
 
  private:
-  decision_log(const decision_log_options& options, log_lock lock, log_state state,
+  sqlite_decision_store(const sqlite_store_options& options, log_lock lock, log_state state,
                std::unique_ptr<log_writer> writer);
   [[nodiscard]] static open_result<std::pair<log_state, sqlite_handle>> open_database(
-      const decision_log_options& options);
+      const sqlite_store_options& options);
 
   const std::string path_;
   const std::string tm_id_;

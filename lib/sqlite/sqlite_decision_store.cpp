@@ -1,4 +1,4 @@
-#include "sqlite/decision_log.h"
+#include "sqlite/sqlite_decision_store.h"
 
 #include <utility>
 
@@ -10,7 +10,7 @@
 
 namespace xatm::detail {
 
-decision_log::decision_log(const decision_log_options& options, log_lock lock, log_state state,
+sqlite_decision_store::sqlite_decision_store(const sqlite_store_options& options, log_lock lock, log_state state,
                            std::unique_ptr<log_writer> writer)
     : path_(options.path),
       tm_id_(options.tm_id),
@@ -21,7 +21,7 @@ decision_log::decision_log(const decision_log_options& options, log_lock lock, l
       writer_(std::move(writer)),
       queue_(std::make_unique<group_commit>(*writer_, path_)) {}
 
-open_result<std::unique_ptr<decision_log>> decision_log::open(const decision_log_options& options) {
+open_result<std::unique_ptr<sqlite_decision_store>> sqlite_decision_store::open(const sqlite_store_options& options) {
   auto misconfigured = [](failure cause) { return store_refusal{open_refusal::misconfigured, std::move(cause)}; };
   if (auto valid = validate_tm_id(options.tm_id); !valid) return misconfigured(std::move(valid).error());
   if (options.path.empty()) return misconfigured(make_failure(xa_code::invalid, "decision log path is empty"));
@@ -37,8 +37,8 @@ open_result<std::unique_ptr<decision_log>> decision_log::open(const decision_log
   auto& [state, db] = opened.value();
   auto writer = log_writer::create(std::move(db), options.path);
   if (!writer) return store_refusal{open_refusal::unusable, std::move(writer).error()};
-  std::unique_ptr<decision_log> log(
-      new decision_log(options, std::move(lock).value(), std::move(state), std::move(writer).value()));
+  std::unique_ptr<sqlite_decision_store> log(
+      new sqlite_decision_store(options, std::move(lock).value(), std::move(state), std::move(writer).value()));
   XATM_LOG(log, info) << "decision log " << options.path << " open: tm_id " << log->tm_id_ << ", incarnation "
                       << log->state_.incarnation;
   return log;
@@ -48,7 +48,8 @@ open_result<std::unique_ptr<decision_log>> decision_log::open(const decision_log
 // modes, and takes a new incarnation (log_format.h). Every refusal after the connection opened
 // leaves the files exactly as found: no checkpoint, and the empty -wal/-shm SQLite creates on
 // the first read removed again, so that the next open sees what this one saw.
-open_result<std::pair<log_state, sqlite_handle>> decision_log::open_database(const decision_log_options& options) {
+open_result<std::pair<log_state, sqlite_handle>> sqlite_decision_store::open_database(
+    const sqlite_store_options& options) {
   const std::string& path = options.path;
   auto unusable = [](failure cause) { return store_refusal{open_refusal::unusable, std::move(cause)}; };
   auto exists = file_exists(path);
@@ -87,9 +88,11 @@ open_result<std::pair<log_state, sqlite_handle>> decision_log::open_database(con
   return std::pair{std::move(state).value(), std::move(db).value()};
 }
 
-result<std::optional<int>> decision_log::lock_holder(const std::string& path) { return log_lock::holder(path); }
+result<std::optional<int>> sqlite_decision_store::lock_holder(const std::string& path) {
+  return log_lock::holder(path);
+}
 
-result<std::string> decision_log::stored_tm_id(const std::string& path) {
+result<std::string> sqlite_decision_store::stored_tm_id(const std::string& path) {
   // Even a read-only connection makes SQLite create an empty -wal and a -shm (with the main
   // file's mode) when they are missing. Under the log's lock nobody else can be creating them,
   // so this read removes what it created and leaves the files as it found them. A log in use is
@@ -103,14 +106,14 @@ result<std::string> decision_log::stored_tm_id(const std::string& path) {
   return tm_id;
 }
 
-decision_log::~decision_log() {
+sqlite_decision_store::~sqlite_decision_store() {
   queue_->stop();  // writes the completions still queued, which may yet fail the log
   if (auto closed = writer_->close(!queue_->failed()); !closed) {
     XATM_LOG(log, error) << "closing decision log " << path_ << ": " << closed.error().message;
   }
 }
 
-write_result decision_log::record(const decision_record& decision) {
+write_result sqlite_decision_store::record(const decision_record& decision) {
   // A malformed record is a programming error; nothing of it is written.
   if (!is_gtrid_of(decision.gtrid, tm_id_)) {
     return {write_outcome::not_written, make_failure(xa_code::invalid, "decision log: '" + decision.gtrid +
@@ -130,7 +133,7 @@ write_result decision_log::record(const decision_record& decision) {
   return queue_->record(decision, decision.created_unix_ms != 0 ? decision.created_unix_ms : now_unix_ms());
 }
 
-void decision_log::mark_complete(std::string_view gtrid) {
+void sqlite_decision_store::mark_complete(std::string_view gtrid) {
   if (!is_gtrid_of(gtrid, tm_id_)) {
     // Nothing to undo: a gtrid of another shape cannot be in this log.
     XATM_LOG(log, error) << "mark_complete: '" << gtrid << "' is not a gtrid of tm_id " << tm_id_ << "; ignored";
@@ -139,23 +142,23 @@ void decision_log::mark_complete(std::string_view gtrid) {
   queue_->mark_complete(gtrid);
 }
 
-result<std::vector<decision_record>> decision_log::pending() const {
+result<std::vector<decision_record>> sqlite_decision_store::pending() const {
   if (auto failed = queue_->failed_earlier()) return std::move(*failed);
   return read_decisions(path_, vfs_name_);
 }
 
-bool decision_log::is_own_incarnation(std::string_view incarnation) const {
+bool sqlite_decision_store::is_own_incarnation(std::string_view incarnation) const {
   return state_.is_own_incarnation(incarnation);
 }
 
-std::optional<pinned_identity> decision_log::pinned(std::string_view rm_name) const {
+std::optional<pinned_identity> sqlite_decision_store::pinned(std::string_view rm_name) const {
   std::lock_guard lock(pins_mutex_);
   auto found = pins_.find(rm_name);
   if (found == pins_.end()) return std::nullopt;
   return found->second;
 }
 
-result<void> decision_log::pin(const pinned_identity& identity) {
+result<void> sqlite_decision_store::pin(const pinned_identity& identity) {
   if (auto valid = validate_rm_name(identity.rm_name); !valid) return std::move(valid).error();
   // Pins are rare (once per RM name for the log's life, and an operator's re-pin): a writer of
   // their own in the queue, so that the file and pins_ change together, one pin at a time.
