@@ -85,7 +85,8 @@ struct store_refusal {
   failure cause;
 };
 
-// What opening a store (or one step of opening it) answers: a value, or why it was refused.
+// What opening a store (or one step of opening it) answers: a value, or why it was refused. A
+// step that answers nothing else answers std::optional<store_refusal>: nullopt when it is fine.
 template <class T>
 class [[nodiscard]] open_result {
  public:
@@ -111,23 +112,6 @@ class [[nodiscard]] open_result {
 
  private:
   std::variant<T, store_refusal> state_;
-};
-
-template <>
-class [[nodiscard]] open_result<void> {
- public:
-  open_result() = default;
-  open_result(store_refusal refusal) : refusal_(std::move(refusal)) {}  // NOLINT: implicit by design
-  open_result(open_refusal reason, failure cause) : refusal_(store_refusal{reason, std::move(cause)}) {}
-
-  bool ok() const noexcept { return !refusal_.has_value(); }
-  explicit operator bool() const noexcept { return ok(); }
-  const failure& error() const& { return refusal_->cause; }
-  open_refusal refusal() const { return refusal_->reason; }
-  store_refusal&& refused() && { return std::move(*refusal_); }
-
- private:
-  std::optional<store_refusal> refusal_;
 };
 
 // The durable record of this TM's commit decisions, its incarnations and its RM identities.

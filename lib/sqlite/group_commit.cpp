@@ -86,7 +86,8 @@ result<void> group_commit::exclusive(const std::function<result<void>()>& work) 
   return run_exclusive(lock, work);
 }
 
-result<void> group_commit::run_exclusive(std::unique_lock<std::mutex>& lock, const std::function<result<void>()>& work) {
+result<void> group_commit::run_exclusive(std::unique_lock<std::mutex>& lock,
+                                         const std::function<result<void>()>& work) {
   writer self;
   self.kind = writer::job::exclusive;
   writers_.push_back(&self);

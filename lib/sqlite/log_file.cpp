@@ -65,32 +65,33 @@ result<void> fsync_path(const std::string& path, int flags) {
   return {};
 }
 
-open_result<void> check_file_mode(const std::string& path) {
+std::optional<store_refusal> check_file_mode(const std::string& path) {
   struct stat status {};
   if (::lstat(path.c_str(), &status) != 0) {
     const int error = errno;
-    if (error == ENOENT) return {};
-    return {open_refusal::unusable, stat_failure(path, error)};
+    if (error == ENOENT) return std::nullopt;
+    return store_refusal{open_refusal::unusable, stat_failure(path, error)};
   }
   if (!S_ISREG(status.st_mode)) {
-    return {open_refusal::misconfigured,
-            make_failure(xa_code::invalid, path + " is not a regular file; " + never_recreate_advice)};
+    return store_refusal{open_refusal::misconfigured,
+                         make_failure(xa_code::invalid, path + " is not a regular file; " + never_recreate_advice)};
   }
   if ((status.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    return {open_refusal::misconfigured,
-            make_failure(xa_code::invalid, path + " is writable by group or others (mode " +
-                                               mode_text(status.st_mode) +
-                                               "): it may have been tampered with; check it, then chmod 0600 it")};
+    return store_refusal{open_refusal::misconfigured,
+                         make_failure(xa_code::invalid, path + " is writable by group or others (mode " +
+                                                            mode_text(status.st_mode) +
+                                                            "): it may have been tampered with; check it, then "
+                                                            "chmod 0600 it")};
   }
   if ((status.st_mode & 0077) != 0) {
     if (::chmod(path.c_str(), 0600) != 0) {
       const int error = errno;
-      return {open_refusal::unusable,
-              io_failure(xa_code::rm_error, "cannot chmod 0600 " + path + ": " + errno_text(error), error)};
+      return store_refusal{open_refusal::unusable, io_failure(xa_code::rm_error, "cannot chmod 0600 " + path + ": " +
+                                                                         errno_text(error), error)};
     }
     XATM_LOG(log, info) << "tightened the mode of " << path << " from " << mode_text(status.st_mode) << " to 0600";
   }
-  return {};
+  return std::nullopt;
 }
 
 std::optional<int> parse_int(std::string_view text) {
@@ -129,7 +130,7 @@ result<bool> file_exists(const std::string& path) {
   return stat_failure(path, error);
 }
 
-open_result<void> check_directory(const std::string& directory) {
+std::optional<store_refusal> check_directory(const std::string& directory) {
   auto refuse = [](failure cause) { return store_refusal{open_refusal::misconfigured, std::move(cause)}; };
   struct stat status {};
   if (::stat(directory.c_str(), &status) != 0) {
@@ -147,14 +148,14 @@ open_result<void> check_directory(const std::string& directory) {
                                    "): another user could delete or replace the log; use a directory only the TM's "
                                    "user can write (chmod go-w " + directory + ")"));
   }
-  return {};
+  return std::nullopt;
 }
 
-open_result<void> check_file_modes(const std::string& path) {
+std::optional<store_refusal> check_file_modes(const std::string& path) {
   for (const char* suffix : log_suffixes) {
-    if (auto checked = check_file_mode(path + suffix); !checked) return checked;
+    if (auto refused = check_file_mode(path + suffix)) return refused;
   }
-  return {};
+  return std::nullopt;
 }
 
 result<void> verify_file_modes(const std::string& path) {

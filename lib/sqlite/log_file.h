@@ -27,13 +27,13 @@ inline constexpr const char* never_recreate_advice =
 [[nodiscard]] result<bool> file_exists(const std::string& path);
 
 // Another user who can write the directory could delete or replace the log: refused as
-// misconfigured, like a directory that does not exist.
-[[nodiscard]] open_result<void> check_directory(const std::string& directory);
+// misconfigured, like a directory that does not exist. nullopt: fine.
+[[nodiscard]] std::optional<store_refusal> check_directory(const std::string& directory);
 
 // The log's files (`path`, its -wal and -shm) must be private to the TM's user. Not a regular
 // file, or writable by others: refused as misconfigured (they may have been tampered with).
-// Readable by others: tightened to 0600, they hold no secrets anyway.
-[[nodiscard]] open_result<void> check_file_modes(const std::string& path);
+// Readable by others: tightened to 0600, they hold no secrets anyway. nullopt: fine.
+[[nodiscard]] std::optional<store_refusal> check_file_modes(const std::string& path);
 
 // After an open: each of the log's files is 0600. Verifies rather than trusts that SQLite gave
 // the -wal and -shm files it created the mode of the database file.

@@ -11,7 +11,7 @@
 namespace xatm::detail {
 
 sqlite_decision_store::sqlite_decision_store(const sqlite_store_options& options, log_lock lock, log_state state,
-                           std::unique_ptr<log_writer> writer)
+                                             std::unique_ptr<log_writer> writer)
     : path_(options.path),
       tm_id_(options.tm_id),
       vfs_name_(options.vfs_name),
@@ -29,7 +29,7 @@ open_result<std::unique_ptr<sqlite_decision_store>> sqlite_decision_store::open(
     return misconfigured(
         make_failure(xa_code::invalid, "no SQLite VFS named '" + options.vfs_name + "' is registered"));
   }
-  if (auto directory = check_directory(directory_of(options.path)); !directory) return std::move(directory).refused();
+  if (auto refused = check_directory(directory_of(options.path))) return std::move(*refused);
   auto lock = log_lock::acquire(options.path);
   if (!lock) return std::move(lock).refused();
   auto opened = open_database(options);
@@ -37,11 +37,11 @@ open_result<std::unique_ptr<sqlite_decision_store>> sqlite_decision_store::open(
   auto& [state, db] = opened.value();
   auto writer = log_writer::create(std::move(db), options.path);
   if (!writer) return store_refusal{open_refusal::unusable, std::move(writer).error()};
-  std::unique_ptr<sqlite_decision_store> log(
+  std::unique_ptr<sqlite_decision_store> store(
       new sqlite_decision_store(options, std::move(lock).value(), std::move(state), std::move(writer).value()));
-  XATM_LOG(log, info) << "decision log " << options.path << " open: tm_id " << log->tm_id_ << ", incarnation "
-                      << log->state_.incarnation;
-  return log;
+  XATM_LOG(log, info) << "decision log " << options.path << " open: tm_id " << store->tm_id_ << ", incarnation "
+                      << store->state_.incarnation;
+  return store;
 }
 
 // Under the log's lock: creates the log when neither it nor its -wal exists, checks the files'
@@ -68,7 +68,7 @@ open_result<std::pair<log_state, sqlite_handle>> sqlite_decision_store::open_dat
     if (!created) return unusable(std::move(created).error());
     XATM_LOG(log, info) << "created decision log " << path << " for tm_id " << options.tm_id;
   }
-  if (auto checked = check_file_modes(path); !checked) return std::move(checked).refused();
+  if (auto refused = check_file_modes(path)) return std::move(*refused);
   auto db = open_connection(path, options.vfs_name, false);
   if (!db) return unusable(std::move(db).error());
 

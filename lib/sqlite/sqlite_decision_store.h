@@ -87,7 +87,7 @@ class sqlite_decision_store final : public decision_store {
 
  private:
   sqlite_decision_store(const sqlite_store_options& options, log_lock lock, log_state state,
-               std::unique_ptr<log_writer> writer);
+                        std::unique_ptr<log_writer> writer);
   [[nodiscard]] static open_result<std::pair<log_state, sqlite_handle>> open_database(
       const sqlite_store_options& options);
 
