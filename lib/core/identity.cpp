@@ -127,7 +127,7 @@ result<database_identity> ensure_identity(resource_manager& rm) {
   return *winner.value();
 }
 
-result<identity_verdict> verify_identity(resource_manager& rm, decision_log& log, unpinned_rule rule) {
+result<identity_verdict> verify_identity(resource_manager& rm, decision_store& log, unpinned_rule rule) {
   // Scripted test RMs have no database to ask.
   if (!is_postgresql(rm) && !is_mysql(rm)) return identity_verdict{true, {}};
   auto pin = log.pinned(rm.name());
@@ -174,7 +174,7 @@ result<identity_verdict> verify_identity(resource_manager& rm, decision_log& log
 }
 
 result<std::pair<std::optional<pinned_identity>, pinned_identity>> repin_identity(resource_manager& rm,
-                                                                                    decision_log& log) {
+                                                                                    decision_store& log) {
   auto old = log.pinned(rm.name());
   auto now = ensure_identity(rm);
   if (!now) return std::move(now).error();

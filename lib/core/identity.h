@@ -22,7 +22,7 @@
 #include <string>
 #include <string_view>
 
-#include "sqlite/decision_log.h"
+#include "core/decision_store.h"
 #include "xatm/resource_manager.h"
 
 namespace xatm::detail {
@@ -61,12 +61,12 @@ struct identity_verdict {
 
 // Checks that `rm` reaches the database pinned for its name in `log`, pinning it first when the
 // rule allows. A failure is the RM's (unreachable, no rights): the RM is then not verified either.
-result<identity_verdict> verify_identity(resource_manager& rm, decision_log& log, unpinned_rule rule);
+result<identity_verdict> verify_identity(resource_manager& rm, decision_store& log, unpinned_rule rule);
 
 // Re-pins an RM name to the database `rm` reaches now (an operator's deliberate move), creating
 // its identity row when missing. Answers the old and new identities for the report.
 result<std::pair<std::optional<pinned_identity>, pinned_identity>> repin_identity(resource_manager& rm,
-                                                                                    decision_log& log);
+                                                                                    decision_store& log);
 
 // Takes the lease of incarnation `gtrid_prefix` (`<tm_id>.<incarnation>`) on `rm`, held for as
 // long as the connection's session lives.

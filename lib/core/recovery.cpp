@@ -596,13 +596,13 @@ recovery_report recover_offline(const offline_recovery_options& options) {
   std::string tm_id = options.tm_id;
   if (tm_id.empty()) {
     // Held by somebody: say busy now, before reading a file its owner may be writing.
-    auto holder = detail::decision_log::lock_holder(options.log_path);
+    auto holder = detail::decision_log_holder(options.log_path);
     if (holder && holder.value()) {
       throw log_in_use_error(make_failure(xa_code::invalid, "decision log " + options.log_path +
                                           " is in use by process " + std::to_string(*holder.value()) +
                                           ": only one TM or recovery tool may use a log at a time"));
     }
-    auto stored = detail::decision_log::stored_tm_id(options.log_path);
+    auto stored = detail::stored_tm_id(options.log_path);
     if (!stored) throw log_failure_error(stored.error());
     tm_id = stored.value();
   }

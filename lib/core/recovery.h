@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "sqlite/decision_log.h"
+#include "core/decision_store.h"
 #include "xatm/recovery.h"
 #include "xatm/transaction_manager.h"
 
@@ -18,7 +18,7 @@ namespace xatm::detail {
 
 struct recovery_context {
   std::string tm_id;
-  decision_log* log = nullptr;
+  decision_store* log = nullptr;
   std::map<std::string, rm_connector, std::less<>> rms;
   // Bounds every call on the connections recovery opens (resource_manager::set_call_timeout).
   std::chrono::milliseconds call_timeout = tm_options{}.rm_call_timeout;

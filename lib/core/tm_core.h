@@ -1,5 +1,5 @@
 // Internal: the state a transaction_manager shares with its global transactions. Thread-safe:
-// the registry is read-mostly under a shared mutex, counters are atomics, the decision log does
+// the registry is read-mostly under a shared mutex, counters are atomics, the decision store does
 // its own locking.
 #pragma once
 
@@ -14,8 +14,8 @@
 #include <string>
 #include <thread>
 
+#include "core/decision_store.h"
 #include "core/preflight.h"
-#include "sqlite/decision_log.h"
 #include "xatm/connection_settings.h"
 #include "xatm/recovery.h"
 #include "xatm/transaction_manager.h"
@@ -24,7 +24,7 @@ namespace xatm::detail {
 
 struct tm_core : std::enable_shared_from_this<tm_core> {
   tm_options options;
-  std::unique_ptr<decision_log> log;
+  std::unique_ptr<decision_store> log;
 
   mutable std::shared_mutex registry_mutex;
   std::map<std::string, rm_connector, std::less<>> registry;
@@ -106,9 +106,18 @@ connection_settings with_connect_timeout(connection_settings settings, std::chro
 rm_connector make_connector(const std::string& rm_name, std::string_view dialect, const connection_settings& settings,
                             std::chrono::milliseconds connect_timeout);
 
-// Opens the decision log, turning refusals into the public exceptions: log_in_use_error (held
-// by another process), configuration_error (another tm_id, bad directory, ...) or
-// log_failure_error (damaged: never presume abort over it).
-std::unique_ptr<decision_log> open_decision_log(const std::string& path, const std::string& tm_id);
+// The wiring of the decision store: transaction_manager.cpp is the one place in lib/core that
+// names a store (the SQLite one); everything else sees a decision_store.
+//
+// Opens the decision log at `path` (`vfs_name`: the SQLite VFS, tm_options::log_vfs), turning
+// refusals into the public exceptions: log_in_use_error (held by another process),
+// configuration_error (another tm_id, bad directory, ...) or log_failure_error (damaged or
+// unreadable: never presume abort over it).
+std::unique_ptr<decision_store> open_decision_log(const std::string& path, const std::string& tm_id,
+                                                  const std::string& vfs_name = {});
+// The pid of the process that holds the decision log at `path`, or nullopt when nobody does.
+[[nodiscard]] result<std::optional<int>> decision_log_holder(const std::string& path);
+// The tm_id stored in the decision log at `path`, read without changing its files.
+[[nodiscard]] result<std::string> stored_tm_id(const std::string& path);
 
 }  // namespace xatm::detail

@@ -1,11 +1,11 @@
 // The transaction manager: opening the log, the RM registry, begin(). The protocol itself lives
-// in two_phase_commit.cpp.
+// in two_phase_commit.cpp. This file is also the wiring of the decision store: the one place in
+// lib/core that names the SQLite store (tm_core.h).
 #include "xatm/transaction_manager.h"
 
 #include <mutex>
 
 #include <algorithm>
-#include <cerrno>
 
 #include "core/adapter_keywords.h"
 #include "core/identity.h"
@@ -13,6 +13,7 @@
 #include "core/markers.h"
 #include "core/recovery.h"
 #include "core/tm_core.h"
+#include "sqlite/sqlite_decision_store.h"
 #include "xatm/error.h"
 #include "xatm/mysql.h"
 #include "xatm/postgresql.h"
@@ -229,21 +230,6 @@ rm_connector make_connector(const std::string& rm_name, std::string_view dialect
   return [rm_name, bounded] { return mysql::connect(rm_name, bounded); };
 }
 
-namespace {
-
-// open_decision_log() with every option, the VFS included (tm_options::log_vfs).
-std::unique_ptr<decision_log> open_log(const decision_log_options& options) {
-  auto opened = decision_log::open(options);
-  if (opened) return std::move(opened).value();
-  failure cause = std::move(opened).error();
-  if (cause.code == xa_code::invalid && cause.native_code == EWOULDBLOCK) throw log_in_use_error(std::move(cause));
-  // A log that exists but cannot be trusted is a log failure; anything else is configuration.
-  if (cause.code == xa_code::rm_error) throw log_failure_error(std::move(cause));
-  throw configuration_error(std::move(cause));
-}
-
-}  // namespace
-
 connection_settings with_connect_timeout(connection_settings settings, std::chrono::milliseconds timeout) {
   if (settings.get("connect_timeout") || timeout.count() <= 0) return settings;
   auto seconds = std::chrono::ceil<std::chrono::seconds>(timeout).count();
@@ -251,9 +237,25 @@ connection_settings with_connect_timeout(connection_settings settings, std::chro
   return settings;
 }
 
-std::unique_ptr<decision_log> open_decision_log(const std::string& path, const std::string& tm_id) {
-  return open_log({path, tm_id, {}});
+std::unique_ptr<decision_store> open_decision_log(const std::string& path, const std::string& tm_id,
+                                                  const std::string& vfs_name) {
+  auto opened = sqlite_decision_store::open({path, tm_id, vfs_name});
+  if (opened) return std::move(opened).value();
+  store_refusal refused = std::move(opened).refused();
+  switch (refused.reason) {
+    case open_refusal::in_use: throw log_in_use_error(std::move(refused.cause));
+    // A log that exists but cannot be trusted is a log failure, never a reason to presume abort.
+    case open_refusal::unusable: throw log_failure_error(std::move(refused.cause));
+    case open_refusal::misconfigured: break;
+  }
+  throw configuration_error(std::move(refused.cause));
 }
+
+result<std::optional<int>> decision_log_holder(const std::string& path) {
+  return sqlite_decision_store::lock_holder(path);
+}
+
+result<std::string> stored_tm_id(const std::string& path) { return sqlite_decision_store::stored_tm_id(path); }
 
 }  // namespace detail
 
@@ -267,7 +269,7 @@ namespace {
 
 transaction_manager::transaction_manager(tm_options options) : core_(std::make_shared<detail::tm_core>()) {
   if (auto valid = validate_tm_id(options.tm_id); !valid) throw configuration_error(valid.error());
-  core_->log = detail::open_log({options.log_path, options.tm_id, options.log_vfs});
+  core_->log = detail::open_decision_log(options.log_path, options.tm_id, options.log_vfs);
   core_->options = std::move(options);
   if (auto pending = core_->log->pending(); pending) {
     for (const auto& record : pending.value()) {

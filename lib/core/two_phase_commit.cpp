@@ -26,9 +26,6 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// SQLite's SQLITE_FULL: the write failed before the commit frame, so nothing of it is durable.
-constexpr int sqlite_full = 13;
-
 // One verb on one connection, waiting for the answer until `deadline` at the latest. An RM that
 // has not answered by then is abandoned (its connection closed: an unprepared branch dies with
 // it, a prepared one stays for recovery) and the call fails with rm_failure. The engine's calls
@@ -284,8 +281,9 @@ class two_phase_commit {
       XATM_LOG(tm, debug) << gtrid_ << ": commit decision durable";
       return;
     }
+    const detail::write_outcome outcome = written.outcome();
     failure cause = std::move(written).error();
-    if (cause.native_code == sqlite_full || cause.native_code == detail::decision_log::not_written) {
+    if (outcome == detail::write_outcome::not_written) {
       // Nothing of the record reached the log (no space, or the log had failed before its
       // batch): presumed abort holds, roll back.
       cause.message = gtrid_ + " rolled back: its commit decision could not be written: " + cause.message;

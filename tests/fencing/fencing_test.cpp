@@ -22,7 +22,7 @@
 
 #include "core/markers.h"
 #include "core/recovery.h"
-#include "sqlite/decision_log.h"
+#include "sqlite/sqlite_decision_store.h"
 #include "support/adapter_checks.h"
 #include "support/observers.h"
 #include "support/result_checks.h"
@@ -97,14 +97,14 @@ bool row_visible(resource_manager& observer, const std::string& row) {
 // A COMMIT decision in the log at `path` (the TM that owns it must be closed).
 void record_commit(const fs::path& path, const std::string& tm_id, const std::string& gtrid,
                    std::vector<std::string> rms) {
-  auto log = detail::decision_log::open({path.string(), tm_id, {}});
+  auto log = detail::sqlite_decision_store::open({path.string(), tm_id, {}});
   REQUIRE_OK(log);
   detail::decision_record record{gtrid, detail::decision_state::commit, std::move(rms), 0};
   REQUIRE_OK(log.value()->record(record));
 }
 
 std::set<std::string> pending_gtrids(const fs::path& path, const std::string& tm_id) {
-  auto log = detail::decision_log::open({path.string(), tm_id, {}});
+  auto log = detail::sqlite_decision_store::open({path.string(), tm_id, {}});
   REQUIRE_OK(log);
   auto pending = log.value()->pending();
   REQUIRE_OK(pending);
@@ -420,7 +420,8 @@ TEST_CASE("any recovery deletes the marker rows of finished transactions, whoeve
 
   // Past the retention, a finished A row goes too.
   detail::recovery_context context;
-  auto log = detail::decision_log::open({(t.dir.path / "other.db").string(), test::unique_tm_id("sweeper"), {}});
+  auto log =
+      detail::sqlite_decision_store::open({(t.dir.path / "other.db").string(), test::unique_tm_id("sweeper"), {}});
   REQUIRE_OK(log);
   context.tm_id = log.value()->tm_id();
   context.log = log.value().get();

@@ -13,6 +13,7 @@
 #include "core/identity.h"
 #include "core/markers.h"
 #include "core/recovery.h"
+#include "sqlite/sqlite_decision_store.h"
 #include "support/servers.h"
 #include "support/temp_dir.h"
 #include "xatm/connection_settings.h"
@@ -128,7 +129,7 @@ TEST_CASE("3PC: recovery forgets its sightings of branches that are no longer pr
   REQUIRE(pg->end(on_pg).ok());
   REQUIRE(pg->prepare(on_pg).ok());
 
-  auto log = detail::decision_log::open({(dir.path / "log.db").string(), unique("watcher"), {}});
+  auto log = detail::sqlite_decision_store::open({(dir.path / "log.db").string(), unique("watcher"), {}});
   REQUIRE(log.ok());
   std::map<std::string, std::chrono::steady_clock::time_point> sightings;
   detail::recovery_context context;

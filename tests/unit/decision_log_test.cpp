@@ -27,7 +27,7 @@
 #include <thread>
 #include <vector>
 
-#include "sqlite/decision_log.h"
+#include "sqlite/sqlite_decision_store.h"
 #include "xatm/xid.h"
 #include "testing/faulty_vfs.h"
 #include "support/temp_dir.h"
@@ -39,23 +39,23 @@ namespace {
 
 using xatm::test::temp_dir;
 
-decision_log_options options_for(const std::string& path, std::string tm_id = "tm1", std::string vfs = {}) {
-  decision_log_options options;
+sqlite_store_options options_for(const std::string& path, std::string tm_id = "tm1", std::string vfs = {}) {
+  sqlite_store_options options;
   options.path = path;
   options.tm_id = std::move(tm_id);
   options.vfs_name = std::move(vfs);
   return options;
 }
 
-std::unique_ptr<decision_log> open_ok(const decision_log_options& options) {
-  auto opened = decision_log::open(options);
+std::unique_ptr<sqlite_decision_store> open_ok(const sqlite_store_options& options) {
+  auto opened = sqlite_decision_store::open(options);
   if (!opened) FAIL("open failed: " << opened.error().describe());
   return std::move(opened).value();
 }
 
 // The refusal's message; fails the test when the open succeeded.
-std::string open_refused(const decision_log_options& options) {
-  auto opened = decision_log::open(options);
+std::string open_refused(const sqlite_store_options& options) {
+  auto opened = sqlite_decision_store::open(options);
   if (opened) FAIL("open of " << options.path << " succeeded but should have been refused");
   return opened.error().message;
 }
@@ -69,18 +69,18 @@ decision_record decision(const std::string& gtrid, std::vector<std::string> rms 
   return record;
 }
 
-void record_ok(decision_log& log, const decision_record& record) {
+void record_ok(sqlite_decision_store& log, const decision_record& record) {
   auto written = log.record(record);
   if (!written) FAIL("record " << record.gtrid << " failed: " << written.error().describe());
 }
 
-std::vector<decision_record> pending_ok(const decision_log& log) {
+std::vector<decision_record> pending_ok(const sqlite_decision_store& log) {
   auto pending = log.pending();
   if (!pending) FAIL("pending() failed: " << pending.error().describe());
   return std::move(pending).value();
 }
 
-std::vector<std::string> pending_gtrids(const decision_log& log) {
+std::vector<std::string> pending_gtrids(const sqlite_decision_store& log) {
   std::vector<std::string> gtrids;
   for (const auto& record : pending_ok(log)) gtrids.push_back(record.gtrid);
   std::sort(gtrids.begin(), gtrids.end());
@@ -124,7 +124,7 @@ int run_child(Body body) {
 }
 
 // `count` decisions from `threads` threads at once, gtrids tm1.1.<prefix><n>.
-void record_concurrently(decision_log& log, int threads, int count_per_thread, int prefix = 0) {
+void record_concurrently(sqlite_decision_store& log, int threads, int count_per_thread, int prefix = 0) {
   std::vector<std::thread> workers;
   std::atomic<int> failures{0};
   for (int t = 0; t < threads; ++t) {
@@ -281,12 +281,14 @@ TEST_CASE("decision log: malformed and duplicate decisions are refused without f
   auto duplicate = log->record(decision("tm1.1.1"));
   REQUIRE_FALSE(duplicate.ok());
   CHECK(duplicate.error().code == xa_code::duplicate_id);
+  CHECK(duplicate.outcome() == write_outcome::unknown);  // the decision already there is what counts
 
   for (const auto& bad : {decision("tm2.1.1"), decision("tm1.1"), decision("tm1.1.1,x"), decision("tm1.1.3", {}),
                           decision("tm1.1.4", {"pg", "a,b"}), decision("tm1.1.5", {"pg", ""})}) {
     auto refused = log->record(bad);
     REQUIRE_FALSE(refused.ok());
     CHECK(refused.error().code == xa_code::invalid);
+    CHECK(refused.outcome() == write_outcome::not_written);
   }
   CHECK_FALSE(log->failed());
   record_ok(*log, decision("tm1.1.6"));
@@ -304,7 +306,7 @@ TEST_CASE("decision log: a decision is durable once record() returns, even if th
     CAPTURE(end.name);
     const std::string gtrid = std::string("tm1.1.") + (end.kill ? "2" : "1");
     const int status = run_child([&] {
-      auto opened = decision_log::open(options);
+      auto opened = sqlite_decision_store::open(options);
       if (!opened) ::_exit(2);
       auto log = std::move(opened).value();
       if (!log->record(decision(gtrid))) ::_exit(3);
@@ -340,10 +342,10 @@ TEST_CASE("decision log: a log of another tm_id is refused, naming both") {
 
 TEST_CASE("decision log: an invalid tm_id or path is refused") {
   temp_dir dir;
-  CHECK(decision_log::open(options_for(dir.file("decisions.db"), "bad.id")).error().code == xa_code::invalid);
-  CHECK(decision_log::open(options_for(dir.file("decisions.db"), "")).error().code == xa_code::invalid);
-  CHECK(decision_log::open(options_for("")).error().code == xa_code::invalid);
-  CHECK(decision_log::open(options_for(dir.file("missing/decisions.db"))).error().code == xa_code::invalid);
+  CHECK(sqlite_decision_store::open(options_for(dir.file("decisions.db"), "bad.id")).error().code == xa_code::invalid);
+  CHECK(sqlite_decision_store::open(options_for(dir.file("decisions.db"), "")).error().code == xa_code::invalid);
+  CHECK(sqlite_decision_store::open(options_for("")).error().code == xa_code::invalid);
+  CHECK(sqlite_decision_store::open(options_for(dir.file("missing/decisions.db"))).error().code == xa_code::invalid);
 }
 
 TEST_CASE("decision log: a file that is not a database is refused and left as it is") {
@@ -437,7 +439,7 @@ TEST_CASE("decision log: a lost -wal after an unclean shutdown is refused") {
   const auto path = dir.file("decisions.db");
   const auto options = options_for(path);
   const int status = run_child([&] {
-    auto opened = decision_log::open(options);
+    auto opened = sqlite_decision_store::open(options);
     if (!opened || !opened.value()->record(decision("tm1.1.1"))) ::_exit(2);
     ::raise(SIGKILL);
   });
@@ -456,11 +458,11 @@ TEST_CASE("decision log: one user at a time, in this process or another") {
     auto log = open_ok(options);
     const auto message = open_refused(options);
     CHECK(message.find("is in use by process " + std::to_string(::getpid())) != std::string::npos);
-    auto holder = decision_log::lock_holder(path);
+    auto holder = sqlite_decision_store::lock_holder(path);
     REQUIRE(holder.ok());
     CHECK(holder.value() == std::optional<int>(::getpid()));
   }
-  auto holder = decision_log::lock_holder(path);
+  auto holder = sqlite_decision_store::lock_holder(path);
   REQUIRE(holder.ok());
   CHECK_FALSE(holder.value().has_value());
 
@@ -472,7 +474,7 @@ TEST_CASE("decision log: one user at a time, in this process or another") {
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    auto opened = decision_log::open(options);
+    auto opened = sqlite_decision_store::open(options);
     const char ready = opened ? 'y' : 'n';
     if (::write(to_parent[1], &ready, 1) != 1) ::_exit(2);
     char go = 0;
@@ -483,7 +485,7 @@ TEST_CASE("decision log: one user at a time, in this process or another") {
   REQUIRE(::read(to_parent[0], &ready, 1) == 1);
   REQUIRE(ready == 'y');
   CHECK(open_refused(options).find("is in use by process " + std::to_string(child)) != std::string::npos);
-  holder = decision_log::lock_holder(path);
+  holder = sqlite_decision_store::lock_holder(path);
   REQUIRE(holder.ok());
   CHECK(holder.value() == std::optional<int>(child));
   REQUIRE(::write(to_child[1], "g", 1) == 1);
@@ -537,8 +539,10 @@ TEST_CASE("decision log: group commit shares fsyncs between concurrent committer
 namespace {
 
 // Through the faulty VFS: records tm1.1.1, then tm1.1.2 with `inject` on, and checks that the
-// failure says so (`native_code`, a message containing `says`) and fails the log for good.
-void check_fails_for_good(const std::string& path, void (*inject)(bool), int native_code, const char* says) {
+// failure says so (`outcome`, SQLite's `native_code`, a message containing `says`) and fails the
+// log for good.
+void check_fails_for_good(const std::string& path, void (*inject)(bool), write_outcome outcome, int native_code,
+                          const char* says) {
   auto log = open_ok(options_for(path, "tm1", testing::faulty_vfs_name));
   record_ok(*log, decision("tm1.1.1"));
   const auto synced_before = testing::synced_count();
@@ -548,6 +552,7 @@ void check_fails_for_good(const std::string& path, void (*inject)(bool), int nat
   testing::clear_faults();
   REQUIRE_FALSE(failed.ok());
   MESSAGE("failure: " << failed.error().message);
+  CHECK(failed.outcome() == outcome);
   CHECK(failed.error().code == xa_code::rm_error);
   CHECK(failed.error().native_code == native_code);
   CHECK(failed.error().message.find(says) != std::string::npos);
@@ -557,6 +562,7 @@ void check_fails_for_good(const std::string& path, void (*inject)(bool), int nat
   // Failed for good, although the disk "works" again: nothing is retried, written or synced.
   auto later = log->record(decision("tm1.1.3"));
   REQUIRE_FALSE(later.ok());
+  CHECK(later.outcome() == write_outcome::not_written);
   CHECK(later.error().message.find("failed earlier") != std::string::npos);
   log->mark_complete("tm1.1.1");
   CHECK_FALSE(log->pending().ok());
@@ -570,7 +576,7 @@ TEST_CASE("decision log: a write or fsync failure fails the log for good; the fi
   temp_dir dir;
   const auto path = dir.file("decisions.db");
   SUBCASE("fsync fails") {
-    check_fails_for_good(path, testing::set_sync_failure, SQLITE_IOERR_FSYNC, "fsync");
+    check_fails_for_good(path, testing::set_sync_failure, write_outcome::unknown, SQLITE_IOERR_FSYNC, "fsync");
     auto reopened = open_ok(options_for(path));
     const auto gtrids = pending_gtrids(*reopened);
     CHECK(contains(gtrids, "tm1.1.1"));        // acknowledged: there, and still pending
@@ -579,7 +585,7 @@ TEST_CASE("decision log: a write or fsync failure fails the log for good; the fi
     MESSAGE("the decision whose fsync failed is " << std::string(contains(gtrids, "tm1.1.2") ? "present" : "absent"));
   }
   SUBCASE("the disk is full") {
-    check_fails_for_good(path, testing::set_disk_full, SQLITE_FULL, "full");
+    check_fails_for_good(path, testing::set_disk_full, write_outcome::not_written, SQLITE_FULL, "full");
     auto reopened = open_ok(options_for(path));
     // Nothing of tm1.1.2 could be written, so it cannot be there.
     CHECK(pending_gtrids(*reopened) == std::vector<std::string>{"tm1.1.1"});

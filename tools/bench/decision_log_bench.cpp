@@ -1,12 +1,13 @@
-// Micro-benchmark: xatm's decision log alone (lib/sqlite/decision_log.h), with 1, 16 and 64
-// threads committing decisions at once, as a TM's committers do at step 6 of DESIGN.md section 4:
+// Micro-benchmark: xatm's decision log alone (lib/sqlite/sqlite_decision_store.h), with 1, 16 and
+// 64 threads committing decisions at once, as a TM's committers do at step 6 of DESIGN.md section 4:
 // record() (forced, group-committed) then mark_complete() (not forced). Reports decisions per
 // second and SQLite transactions (= WAL fsyncs) per decision; BM_fsync_4k is the device's floor
 // (one 4 KiB overwrite + fsync in the same dir).
 //
 // The log lives in a private temp dir under $XATM_BENCH_DIR (default $TMPDIR, else /tmp): put
 // it on the device whose fsync you want to measure. The *_tmpfs variants use /dev/shm, where
-// fsync costs nothing: what is left is SQLite and the hand-offs between committers (leader/follower).
+// fsync costs nothing: what is left is SQLite and the hand-offs between committers (the writer queue,
+// lib/sqlite/group_commit.h).
 //
 //   xatm-decision-log-bench [--benchmark_filter=...] [--benchmark_min_time=...]
 #include <benchmark/benchmark.h>
@@ -22,16 +23,16 @@
 #include <string>
 #include <vector>
 
-#include "sqlite/decision_log.h"
+#include "sqlite/sqlite_decision_store.h"
 
 namespace {
 
-using xatm::detail::decision_log;
+using xatm::detail::sqlite_decision_store;
 using xatm::detail::decision_record;
 
 struct bench_log {
   std::filesystem::path dir;
-  std::unique_ptr<decision_log> log;
+  std::unique_ptr<sqlite_decision_store> log;
   std::atomic<std::uint64_t> sequence{1};
   std::string prefix;  // "<tm_id>.<incarnation>."
 };
@@ -44,7 +45,7 @@ std::unique_ptr<bench_log> open_log(const std::string& parent) {
     std::exit(3);
   }
   opened->dir = pattern;
-  auto log = decision_log::open({(opened->dir / "decisions.db").string(), "logbench", {}});
+  auto log = sqlite_decision_store::open({(opened->dir / "decisions.db").string(), "logbench", {}});
   if (!log) {
     std::cerr << "cannot open the decision log: " << log.error().describe() << "\n";
     std::exit(3);
@@ -58,7 +59,7 @@ std::unique_ptr<bench_log> disk_log;
 std::unique_ptr<bench_log> tmpfs_log;
 
 void run_committers(benchmark::State& state, bench_log& target) {
-  decision_log& log = *target.log;
+  sqlite_decision_store& log = *target.log;
   const auto before = log.stats();
   decision_record decision;
   decision.branch_rms = {"payments_pg", "ledger_mariadb"};
