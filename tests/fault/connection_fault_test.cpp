@@ -1,7 +1,7 @@
 // Connection faults against the real servers (hardening rows 5 and 6, docs/faults.md): an RM
 // connection dropped before, during or after prepare and commit, and an RM that black-holes its
 // traffic. Every connection of the transaction manager under test goes through a fault proxy
-// (support/fault_proxy.h) that cuts it, or goes silent, when a chosen statement goes by: before
+// (lib/testing/fault_proxy.h) that cuts it, or goes silent, when a chosen statement goes by: before
 // the RM sees it, or after the RM did it and before its answer reaches xatm. Each case runs once
 // with the fault on PostgreSQL and once on MariaDB and checks what the application sees
 // (commit()'s answer or exception), what both databases hold afterwards, that recovery leaves no

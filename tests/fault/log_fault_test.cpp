@@ -9,7 +9,7 @@
 //  - a damaged or foreign log stops the TM and xatm-recover: they never presume abort over it,
 //    so the branches its decisions cover stay prepared until the log is back;
 //  - the log's files are private (0600), and a directory others can write is refused.
-// I/O faults come from the fault-injecting SQLite VFS (support/faulty_vfs.h) given to the TM as
+// I/O faults come from the fault-injecting SQLite VFS (lib/testing/faulty_vfs.h) given to the TM as
 // tm_options::log_vfs; logs left by a crash come from the crash workload, killed by a crash
 // point (crash/crash_harness.h). Needs the `servers` fixture.
 #include <doctest/doctest.h>
