@@ -1,4 +1,4 @@
-// The protocol engine: a global transaction's life, written as the steps of DESIGN.md section 4.
+// The protocol engine: a global transaction's commit, written as the steps of docs/design.md section 4.
 //
 // commit() reads top to bottom: expire? -> end all -> drop read-only branches -> one writer:
 // one-phase commit -> prepare all -> decision durable -> commit all -> mark complete. Every
@@ -18,19 +18,14 @@
 #include "core/identity.h"
 #include "core/markers.h"
 #include "core/tm_core.h"
+#include "core/two_phase_commit.h"
 #include "xatm/error.h"
 #include "xatm/global_transaction.h"
 
-namespace xatm {
-namespace {
+namespace xatm::detail {
 
 using clock = std::chrono::steady_clock;
 
-// One verb on one connection, waiting for the answer until `deadline` at the latest. An RM that
-// has not answered by then is abandoned (its connection closed: an unprepared branch dies with
-// it, a prepared one stays for recovery) and the call fails with rm_failure. The engine's calls
-// on the application's connections go through here or call_all(), never through the blocking
-// verbs, which wait as long as the driver does on a connection without a call timeout.
 result<vote> call_until(resource_manager& rm, xa_verb verb, const xid& branch, clock::time_point deadline) {
   if (auto sent = rm.begin_call(verb, branch); !sent) return std::move(sent).error();
   resource_manager* self = &rm;
@@ -40,6 +35,8 @@ result<vote> call_until(resource_manager& rm, xa_verb verb, const xid& branch, c
                                                branch.to_string() + " in time; the connection was closed",
                       rm.name());
 }
+
+namespace {
 
 // What the engine knows about one branch while committing.
 enum class branch_fate : std::uint8_t {
@@ -52,9 +49,9 @@ enum class branch_fate : std::uint8_t {
 
 class two_phase_commit {
  public:
-  using branch = detail::enlisted_branch;
+  using branch = enlisted_branch;
 
-  two_phase_commit(detail::tm_core& core, const std::string& gtrid, clock::time_point started,
+  two_phase_commit(tm_core& core, const std::string& gtrid, clock::time_point started,
                    std::vector<branch>& branches, bool three_phase)
       : core_(core),
         gtrid_(gtrid),
@@ -271,9 +268,9 @@ class two_phase_commit {
   }
 
   void write_decision() {
-    detail::decision_record decision;
+    decision_record decision;
     decision.gtrid = gtrid_;
-    decision.state = detail::decision_state::commit;
+    decision.state = decision_state::commit;
     decision.branch_rms.reserve(branches_.size());
     for (const branch& b : branches_) decision.branch_rms.push_back(b.rm->name());
     auto written = core_.log->record(decision);
@@ -281,9 +278,9 @@ class two_phase_commit {
       XATM_LOG(tm, debug) << gtrid_ << ": commit decision durable";
       return;
     }
-    const detail::write_outcome outcome = written.outcome();
+    const write_outcome outcome = written.outcome();
     failure cause = std::move(written).error();
-    if (outcome == detail::write_outcome::not_written) {
+    if (outcome == write_outcome::not_written) {
       // Nothing of the record reached the log (no space, or the log had failed before its
       // batch): presumed abort holds, roll back.
       cause.message = gtrid_ + " rolled back: its commit decision could not be written: " + cause.message;
@@ -320,14 +317,14 @@ class two_phase_commit {
     }
     if (rm_list.size() >= 1000) rm_list = std::move(plain_list);
     const std::string& arbiter = branches_.front().rm->name();
-    std::optional<detail::marker_state> winner;
+    std::optional<marker_state> winner;
     failure last_failure = make_failure(xa_code::rm_failure, "no attempt", arbiter);
     for (int attempt = 0; attempt < 2 && !winner; ++attempt) {
       // The second attempt must not take another pooled connection that may be just as stale.
       auto control = attempt == 0 ? core_.lease_control(arbiter) : core_.fresh_control(arbiter);
-      auto inserted = control ? detail::insert_marker(*control.value(), gtrid_, detail::marker_state::precommitted,
+      auto inserted = control ? insert_marker(*control.value(), gtrid_, marker_state::precommitted,
                                                       rm_list)
-                              : result<detail::marker_state>(control.error());
+                              : result<marker_state>(control.error());
       if (inserted) {
         winner = inserted.value();
         core_.release_control(std::move(control).value());
@@ -344,7 +341,7 @@ class two_phase_commit {
       core_.hand_over(gtrid_);
       throw in_doubt_error(std::move(cause));
     }
-    if (*winner == detail::marker_state::aborted) {
+    if (*winner == marker_state::aborted) {
       abort<rolled_back_error>(make_failure(xa_code::rollback, gtrid_ + " rolled back: another xatm instance "
                                             "terminated it while this coordinator was stalled (marker A at the "
                                             "arbiter)", arbiter));
@@ -357,12 +354,12 @@ class two_phase_commit {
       if (rm_name == arbiter) continue;
       auto control = core_.lease_control(rm_name);
       if (!control) continue;
-      (void)detail::insert_marker(*control.value(), gtrid_, detail::marker_state::precommitted, rm_list);  // a hint
+      (void)insert_marker(*control.value(), gtrid_, marker_state::precommitted, rm_list);  // a hint
       core_.release_control(std::move(control).value());
     }
-    detail::decision_record note;
+    decision_record note;
     note.gtrid = gtrid_;
-    note.state = detail::decision_state::precommit;
+    note.state = decision_state::precommit;
     for (const branch& b : branches_) note.branch_rms.push_back(b.rm->name());
     if (auto noted = core_.log->record(note); !noted) {
       // Committed anyway (the arbiter decided); without the note only the markers remember it.
@@ -377,7 +374,7 @@ class two_phase_commit {
   // recovery, which finishes whatever a dropped connection leaves behind.
   commit_outcome commit_in_background() {
     struct completion {
-      std::shared_ptr<detail::tm_core> core;
+      std::shared_ptr<tm_core> core;
       std::string gtrid;
       std::vector<std::string> rm_names;
       bool three_phase;
@@ -543,7 +540,7 @@ class two_phase_commit {
     }
   }
 
-  detail::tm_core& core_;
+  tm_core& core_;
   const std::string& gtrid_;
   clock::time_point started_;
   std::vector<branch>& branches_;
@@ -554,89 +551,9 @@ class two_phase_commit {
 
 }  // namespace
 
-global_transaction::global_transaction(std::shared_ptr<detail::tm_core> core, std::string gtrid,
-                                       commit_protocol protocol)
-    : core_(std::move(core)), gtrid_(std::move(gtrid)), started_(clock::now()), protocol_(protocol) {}
-
-global_transaction::global_transaction(global_transaction&& other) noexcept = default;
-
-global_transaction& global_transaction::operator=(global_transaction&& other) noexcept {
-  if (this != &other) {
-    if (!finished_) rollback_branches();
-    core_ = std::move(other.core_);
-    gtrid_ = std::move(other.gtrid_);
-    started_ = other.started_;
-    branches_ = std::move(other.branches_);
-    protocol_ = other.protocol_;
-    finished_ = other.finished_;
-    other.finished_ = true;
-  }
-  return *this;
+commit_outcome run_commit(tm_core& core, const std::string& gtrid, std::chrono::steady_clock::time_point started,
+                          std::vector<enlisted_branch>& branches, bool three_phase) {
+  return two_phase_commit(core, gtrid, started, branches, three_phase).run();
 }
 
-global_transaction::~global_transaction() {
-  if (finished_ || !core_) return;
-  if (!branches_.empty()) {
-    XATM_LOG(tm, info) << gtrid_ << ": destroyed unfinished: rolling back " << branches_.size() << " branches";
-  }
-  rollback_branches();
-}
-
-resource_manager& global_transaction::enlist(resource_manager& rm) {
-  if (finished_) throw protocol_error(make_failure(xa_code::protocol, "enlist in finished transaction " + gtrid_));
-  if (!core_->is_registered(rm.name())) {
-    throw configuration_error(make_failure(xa_code::invalid, "RM '" + rm.name() + "' is not registered with the "
-                                           "transaction manager: recovery could not reconnect to it", rm.name()));
-  }
-  for (const branch& b : branches_) {
-    if (b.rm == &rm) {
-      throw protocol_error(make_failure(xa_code::protocol, "this connection is already enlisted in " + gtrid_, rm.name()));
-    }
-  }
-  // Three-phase bquals name the arbiter (branch 1's RM), so that a terminator with no log knows
-  // where the deciding marker lives, and, where it fits in 64 bytes, the start of the arbiter's
-  // pinned identity, so that a terminator whose RM of that name is another database (two TMs
-  // sharing a MariaDB server, whose XA RECOVER lists every database's branches) cannot decide.
-  std::string bqual = std::to_string(branches_.size() + 1);
-  if (protocol_ == commit_protocol::three_phase) {
-    const std::string& arbiter = branches_.empty() ? rm.name() : branches_.front().rm->name();
-    bqual += "@" + arbiter;
-    if (auto pin = core_->log->pinned(arbiter); pin && pin->identity.size() > 3) {
-      std::string tag = "@" + pin->identity.substr(3, detail::arbiter_tag_size);
-      if (bqual.size() + tag.size() <= max_bqual_size) bqual += tag;
-    }
-  }
-  xid id = xid::make(xatm_format_id, gtrid_, bqual).value();
-  if (auto started = call_until(rm, xa_verb::start, id, clock::now() + core_->options.rm_call_timeout); !started) {
-    throw_failure(started.error());
-  }
-  branches_.push_back(branch{&rm, std::move(id)});
-  XATM_CRASH_POINT("after_start");
-  return rm;
-}
-
-commit_outcome global_transaction::commit() {
-  if (finished_) throw protocol_error(make_failure(xa_code::protocol, "commit of finished transaction " + gtrid_));
-  finished_ = true;  // every path below finishes the branches, one way or the other
-  return two_phase_commit(*core_, gtrid_, started_, branches_, protocol_ == commit_protocol::three_phase).run();
-}
-
-void global_transaction::rollback() {
-  if (finished_) throw protocol_error(make_failure(xa_code::protocol, "rollback of finished transaction " + gtrid_));
-  rollback_branches();
-}
-
-void global_transaction::rollback_branches() noexcept {
-  finished_ = true;
-  if (branches_.empty()) return;
-  for (const branch& b : branches_) {
-    if (b.rm->current_branch() != b.id) continue;
-    auto done = call_until(*b.rm, xa_verb::rollback, b.id, clock::now() + core_->options.rm_call_timeout);
-    if (!done) {
-      XATM_LOG(tm, warning) << gtrid_ << ": rollback of branch " << b.id.bqual() << " failed: " << done.error().describe();
-    }
-  }
-  core_->rolled_back.fetch_add(1);
-}
-
-}  // namespace xatm
+}  // namespace xatm::detail

@@ -1,0 +1,106 @@
+// global_transaction: the application's handle on one transaction (include/xatm/global_transaction.h).
+// It enlists branches and hands commit() to the protocol engine (two_phase_commit.h); rollback
+// and the rollback of an unfinished transaction's branches live here.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/crash_point.h"
+#include "core/identity.h"
+#include "core/logging.h"
+#include "core/tm_core.h"
+#include "core/two_phase_commit.h"
+#include "xatm/error.h"
+#include "xatm/global_transaction.h"
+
+namespace xatm {
+
+using clock = std::chrono::steady_clock;
+using detail::call_until;
+
+global_transaction::global_transaction(std::shared_ptr<detail::tm_core> core, std::string gtrid,
+                                       commit_protocol protocol)
+    : core_(std::move(core)), gtrid_(std::move(gtrid)), started_(clock::now()), protocol_(protocol) {}
+
+global_transaction::global_transaction(global_transaction&& other) noexcept = default;
+
+global_transaction& global_transaction::operator=(global_transaction&& other) noexcept {
+  if (this != &other) {
+    if (!finished_) rollback_branches();
+    core_ = std::move(other.core_);
+    gtrid_ = std::move(other.gtrid_);
+    started_ = other.started_;
+    branches_ = std::move(other.branches_);
+    protocol_ = other.protocol_;
+    finished_ = other.finished_;
+    other.finished_ = true;
+  }
+  return *this;
+}
+
+global_transaction::~global_transaction() {
+  if (finished_ || !core_) return;
+  if (!branches_.empty()) {
+    XATM_LOG(tm, info) << gtrid_ << ": destroyed unfinished: rolling back " << branches_.size() << " branches";
+  }
+  rollback_branches();
+}
+
+resource_manager& global_transaction::enlist(resource_manager& rm) {
+  if (finished_) throw protocol_error(make_failure(xa_code::protocol, "enlist in finished transaction " + gtrid_));
+  if (!core_->is_registered(rm.name())) {
+    throw configuration_error(make_failure(xa_code::invalid, "RM '" + rm.name() + "' is not registered with the "
+                                           "transaction manager: recovery could not reconnect to it", rm.name()));
+  }
+  for (const branch& b : branches_) {
+    if (b.rm == &rm) {
+      throw protocol_error(make_failure(xa_code::protocol, "this connection is already enlisted in " + gtrid_, rm.name()));
+    }
+  }
+  // Three-phase bquals name the arbiter (branch 1's RM), so that a terminator with no log knows
+  // where the deciding marker lives, and, where it fits in 64 bytes, the start of the arbiter's
+  // pinned identity, so that a terminator whose RM of that name is another database (two TMs
+  // sharing a MariaDB server, whose XA RECOVER lists every database's branches) cannot decide.
+  std::string bqual = std::to_string(branches_.size() + 1);
+  if (protocol_ == commit_protocol::three_phase) {
+    const std::string& arbiter = branches_.empty() ? rm.name() : branches_.front().rm->name();
+    bqual += "@" + arbiter;
+    if (auto pin = core_->log->pinned(arbiter); pin && pin->identity.size() > 3) {
+      std::string tag = "@" + pin->identity.substr(3, detail::arbiter_tag_size);
+      if (bqual.size() + tag.size() <= max_bqual_size) bqual += tag;
+    }
+  }
+  xid id = xid::make(xatm_format_id, gtrid_, bqual).value();
+  if (auto started = call_until(rm, xa_verb::start, id, clock::now() + core_->options.rm_call_timeout); !started) {
+    throw_failure(started.error());
+  }
+  branches_.push_back(branch{&rm, std::move(id)});
+  XATM_CRASH_POINT("after_start");
+  return rm;
+}
+
+commit_outcome global_transaction::commit() {
+  if (finished_) throw protocol_error(make_failure(xa_code::protocol, "commit of finished transaction " + gtrid_));
+  finished_ = true;  // every path below finishes the branches, one way or the other
+  return detail::run_commit(*core_, gtrid_, started_, branches_, protocol_ == commit_protocol::three_phase);
+}
+
+void global_transaction::rollback() {
+  if (finished_) throw protocol_error(make_failure(xa_code::protocol, "rollback of finished transaction " + gtrid_));
+  rollback_branches();
+}
+
+void global_transaction::rollback_branches() noexcept {
+  finished_ = true;
+  if (branches_.empty()) return;
+  for (const branch& b : branches_) {
+    if (b.rm->current_branch() != b.id) continue;
+    auto done = call_until(*b.rm, xa_verb::rollback, b.id, clock::now() + core_->options.rm_call_timeout);
+    if (!done) {
+      XATM_LOG(tm, warning) << gtrid_ << ": rollback of branch " << b.id.bqual() << " failed: " << done.error().describe();
+    }
+  }
+  core_->rolled_back.fetch_add(1);
+}
+
+}  // namespace xatm

@@ -1,0 +1,31 @@
+// Internal: the protocol engine's entry points (docs/design.md section 4). global_transaction
+// hands its branches here; the steps themselves are in two_phase_commit.cpp.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "xatm/global_transaction.h"
+#include "xatm/resource_manager.h"
+
+namespace xatm::detail {
+
+struct tm_core;
+
+// One verb on one connection, waiting for the answer until `deadline` at the latest. An RM that
+// has not answered by then is abandoned (its connection closed: an unprepared branch dies with
+// it, a prepared one stays for recovery) and the call fails with rm_failure. The engine's calls
+// on the application's connections go through here or through one poll() loop over all RMs
+// (drive_calls), never through the blocking verbs, which wait as long as the driver does on a
+// connection without a call timeout.
+result<vote> call_until(resource_manager& rm, xa_verb verb, const xid& branch,
+                        std::chrono::steady_clock::time_point deadline);
+
+// Commits (or rolls back) a transaction's enlisted branches, the steps of docs/design.md section
+// 4 in order, with three-phase mode's marker steps when `three_phase`. Returns committed or
+// completion_pending, or throws the outcome global_transaction::commit() documents.
+commit_outcome run_commit(tm_core& core, const std::string& gtrid, std::chrono::steady_clock::time_point started,
+                          std::vector<enlisted_branch>& branches, bool three_phase);
+
+}  // namespace xatm::detail
