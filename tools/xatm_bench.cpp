@@ -268,7 +268,7 @@ struct fsync_samples {
 };
 
 // The median time of `SELECT 1` through exec(): one round trip plus xatm's adapter.
-double measure_round_trip_ms(xatm::resource_manager& rm) {
+double measure_round_trip_ms(xatm::connection& rm) {
   std::vector<double> times;
   for (int i = 0; i < 200; ++i) {
     const auto start = std::chrono::steady_clock::now();

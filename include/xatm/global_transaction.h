@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "xatm/resource_manager.h"
+#include "xatm/connection.h"
 #include "xatm/xid.h"
 
 namespace xatm {
@@ -37,7 +37,7 @@ class transaction_manager;
 namespace detail {
 struct tm_core;  // the transaction manager's shared state (lib/core/tm_core.h)
 struct enlisted_branch {
-  resource_manager* rm;  // the application's connection carrying the branch
+  resource_manager* rm;  // xatm's side of the application's connection carrying the branch
   xid id;                // (xatm formatID, gtrid, branch number)
 };
 }  // namespace detail
@@ -53,7 +53,7 @@ class global_transaction {
   // until this transaction finishes. Run the branch's SQL on it afterwards. Returns `rm`.
   // Throws configuration_error (unregistered RM), protocol_error (already enlisted or busy) or
   // rm_error (the RM refused; the transaction itself is unharmed).
-  resource_manager& enlist(resource_manager& rm);
+  connection& enlist(connection& rm);
 
   // Commits atomically across the enlisted branches (DESIGN.md section 4).
   //  - returns committed: every branch committed;

@@ -15,7 +15,6 @@
 #include <utility>
 #include <vector>
 
-#include "xatm/resource_manager.h"
 
 namespace xatm {
 

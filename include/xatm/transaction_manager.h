@@ -9,18 +9,14 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
 
 #include "xatm/global_transaction.h"
 #include "xatm/recovery.h"
-#include "xatm/resource_manager.h"
+#include "xatm/connection.h"
 
 namespace xatm {
 
@@ -63,10 +59,6 @@ struct tm_options {
   // How often the background thread runs recovery (0: never; recover_now() still works).
   // Recovery also runs once before the first begin() returns.
   std::chrono::milliseconds recovery_interval{std::chrono::seconds(30)};
-  // The SQLite VFS the decision log is opened with; empty: SQLite's default. Tests use it to
-  // inject I/O faults (a VFS registered under this name with sqlite3_vfs_register). A name no
-  // VFS is registered under is a configuration_error.
-  std::string log_vfs{};
   // Off by default: every RM's server must keep what it acknowledges across a host crash, or
   // xatm refuses it (docs/design.md section 6): PostgreSQL with fsync = on and
   // max_prepared_transactions > 0; MariaDB/MySQL with innodb_flush_log_at_trx_commit = 1 (MariaDB:
@@ -80,10 +72,6 @@ struct tm_options {
   bool allow_unsafe_durability = false;
 };
 
-// Opens a new connection to one registered RM; used for the application's connections and for
-// the TM's own (phase-2 retries, recovery).
-using rm_connector = std::function<result<std::unique_ptr<resource_manager>>()>;
-
 struct tm_statistics {
   std::uint64_t committed = 0;           // two-phase and one-phase commits reported committed
   std::uint64_t one_phase = 0;           // of which needed no prepare and no log record
@@ -93,6 +81,11 @@ struct tm_statistics {
   std::uint64_t log_batches = 0;         // SQLite transactions (= fsyncs) the log committed,
                                          // including batches that only forgot completed decisions
 };
+
+namespace detail {
+struct tm_access;
+struct tm_wiring;
+}  // namespace detail
 
 class transaction_manager {
  public:
@@ -109,13 +102,11 @@ class transaction_manager {
   // dialect does not know, throws configuration_error (so do a bad name or dialect), without the
   // password in the message. The decision log stores only the name.
   void register_rm(std::string name, std::string_view dialect, std::string_view conninfo);
-  // The same with any way of connecting (tests use scripted RMs).
-  void register_rm(std::string name, rm_connector connector);
 
   // A new connection to a registered RM, for the application to enlist. Throws rm_error when the
   // server is unreachable, configuration_error for an unknown name, and, on the first connection
   // to each RM, for a server that fails the durability check (allow_unsafe_durability above).
-  std::unique_ptr<resource_manager> connect(std::string_view rm_name);
+  std::unique_ptr<connection> connect(std::string_view rm_name);
 
   // A new global transaction with a fresh gtrid `<tm_id>.<incarnation id>.<seq>`. Nothing is logged.
   // The first call runs recovery first (register every RM before it): branches an earlier
@@ -136,14 +127,12 @@ class transaction_manager {
   tm_statistics statistics() const noexcept;
 
  private:
-  void run_background_recovery();
+  friend struct detail::tm_access;  // lib/core/tm_access.h: what tests and tools wire underneath
+  transaction_manager(tm_options options, const detail::tm_wiring& wiring);
 
+  // Everything else, the background recovery thread included, is the core's (lib/core/tm_core.h),
+  // shared with the global transactions this TM began.
   std::shared_ptr<detail::tm_core> core_;
-  // The background recovery thread and its stop signal (joined in the destructor).
-  std::mutex stop_mutex_;
-  std::condition_variable stop_requested_;
-  bool stopping_ = false;
-  std::thread recovery_thread_;
 };
 
 }  // namespace xatm

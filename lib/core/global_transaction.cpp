@@ -46,7 +46,8 @@ global_transaction::~global_transaction() {
   rollback_branches();
 }
 
-resource_manager& global_transaction::enlist(resource_manager& rm) {
+connection& global_transaction::enlist(connection& application_side) {
+  resource_manager& rm = resource_manager::of(application_side);
   if (finished_) throw protocol_error(make_failure(xa_code::protocol, "enlist in finished transaction " + gtrid_));
   if (!core_->is_registered(rm.name())) {
     throw configuration_error(make_failure(xa_code::invalid, "RM '" + rm.name() + "' is not registered with the "

@@ -23,7 +23,7 @@
 #include <string_view>
 
 #include "core/decision_store.h"
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 
 namespace xatm::detail {
 

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 
 namespace xatm::detail {
 

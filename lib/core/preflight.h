@@ -22,7 +22,7 @@
 #include <string>
 #include <string_view>
 
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 #include "xatm/transaction_manager.h"
 
 namespace xatm::detail {

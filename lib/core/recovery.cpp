@@ -27,8 +27,8 @@
 #include "core/preflight.h"
 #include "core/tm_core.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
 
 namespace xatm {
 

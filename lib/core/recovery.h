@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "core/decision_store.h"
+#include "core/resource_manager.h"
 #include "xatm/recovery.h"
 #include "xatm/transaction_manager.h"
 

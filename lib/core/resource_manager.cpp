@@ -1,6 +1,6 @@
 // The per-branch XA state machine, shared by every adapter. Adapters only send statements and
 // read answers; which verb is legal when, and what state a verb's answer leads to, lives here.
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 
 #include <poll.h>
 

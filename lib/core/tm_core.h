@@ -18,6 +18,7 @@
 #include "core/preflight.h"
 #include "xatm/connection_settings.h"
 #include "xatm/recovery.h"
+#include "core/resource_manager.h"
 #include "xatm/transaction_manager.h"
 
 namespace xatm::detail {
@@ -47,6 +48,19 @@ struct tm_core : std::enable_shared_from_this<tm_core> {
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> handed_over;
   void hand_over(const std::string& gtrid);
   void take_back(const std::string& gtrid);  // finished after all: recovery need not look
+
+  // Adds `name` to the registry; throws configuration_error for a bad or taken name.
+  void register_rm(std::string name, rm_connector connector);
+
+  // The background recovery thread (tm_options::recovery_interval): started after the first
+  // begin()'s recovery run, stopped and joined by the transaction_manager's destructor (the
+  // core itself may live on in global transactions that were not destroyed yet).
+  void start_background_recovery();
+  void stop_background_recovery() noexcept;
+  std::mutex stop_mutex;
+  std::condition_variable stop_requested;
+  bool stopping = false;  // under stop_mutex
+  std::thread recovery_thread;
 
   // One recovery run at a time (start, background thread, recover_now()).
   std::mutex recovery_mutex;

@@ -12,11 +12,12 @@
 #include "core/logging.h"
 #include "core/markers.h"
 #include "core/recovery.h"
+#include "core/tm_access.h"
 #include "core/tm_core.h"
 #include "sqlite/sqlite_decision_store.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
 
 namespace xatm {
 namespace detail {
@@ -156,6 +157,39 @@ void tm_core::take_back(const std::string& gtrid) {
   handed_over.erase(gtrid);
 }
 
+void tm_core::register_rm(std::string name, rm_connector connector) {
+  if (auto valid = validate_rm_name(name); !valid) throw configuration_error(valid.error());
+  std::unique_lock lock(registry_mutex);
+  if (!registry.emplace(name, std::move(connector)).second) {
+    throw configuration_error(make_failure(xa_code::invalid, "an RM named '" + name + "' is already registered"));
+  }
+}
+
+void tm_core::start_background_recovery() {
+  if (options.recovery_interval.count() <= 0) return;
+  recovery_thread = std::thread([this] {
+    std::unique_lock lock(stop_mutex);
+    while (!stop_requested.wait_for(lock, options.recovery_interval, [this] { return stopping; })) {
+      lock.unlock();
+      try {
+        (void)recover();  // the report is logged; nobody waits for it here
+      } catch (const std::exception& e) {
+        XATM_LOG(recovery, error) << "background recovery failed: " << e.what();
+      }
+      lock.lock();
+    }
+  });
+}
+
+void tm_core::stop_background_recovery() noexcept {
+  {
+    std::lock_guard lock(stop_mutex);
+    stopping = true;
+  }
+  stop_requested.notify_all();
+  if (recovery_thread.joinable()) recovery_thread.join();
+}
+
 recovery_report tm_core::recover() {
   std::lock_guard lock(recovery_mutex);
   hold_leases();
@@ -267,9 +301,12 @@ namespace {
 
 }  // namespace
 
-transaction_manager::transaction_manager(tm_options options) : core_(std::make_shared<detail::tm_core>()) {
+transaction_manager::transaction_manager(tm_options options) : transaction_manager(std::move(options), {}) {}
+
+transaction_manager::transaction_manager(tm_options options, const detail::tm_wiring& wiring)
+    : core_(std::make_shared<detail::tm_core>()) {
   if (auto valid = validate_tm_id(options.tm_id); !valid) throw configuration_error(valid.error());
-  core_->log = detail::open_decision_log(options.log_path, options.tm_id, options.log_vfs);
+  core_->log = detail::open_decision_log(options.log_path, options.tm_id, wiring.log_vfs);
   core_->options = std::move(options);
   if (auto pending = core_->log->pending(); pending) {
     for (const auto& record : pending.value()) {
@@ -284,27 +321,7 @@ transaction_manager::transaction_manager(tm_options options) : core_(std::make_s
                      << core_->log->incarnation() << " opened log " << core_->options.log_path;
 }
 
-transaction_manager::~transaction_manager() {
-  {
-    std::lock_guard lock(stop_mutex_);
-    stopping_ = true;
-  }
-  stop_requested_.notify_all();
-  if (recovery_thread_.joinable()) recovery_thread_.join();
-}
-
-void transaction_manager::run_background_recovery() {
-  std::unique_lock lock(stop_mutex_);
-  while (!stop_requested_.wait_for(lock, core_->options.recovery_interval, [this] { return stopping_; })) {
-    lock.unlock();
-    try {
-      (void)core_->recover();  // the report is logged; nobody waits for it here
-    } catch (const std::exception& e) {
-      XATM_LOG(recovery, error) << "background recovery failed: " << e.what();
-    }
-    lock.lock();
-  }
-}
+transaction_manager::~transaction_manager() { core_->stop_background_recovery(); }
 
 recovery_report transaction_manager::recover_now() { return core_->recover(); }
 
@@ -319,18 +336,10 @@ void transaction_manager::register_rm(std::string name, std::string_view dialect
   }
   rm_connector connector = detail::make_connector(name, dialect, settings.value(), core_->options.rm_call_timeout);
   XATM_LOG(tm, info) << "registered RM " << name << " (" << dialect << "): " << settings.value().describe();
-  register_rm(std::move(name), std::move(connector));
+  core_->register_rm(std::move(name), std::move(connector));
 }
 
-void transaction_manager::register_rm(std::string name, rm_connector connector) {
-  if (auto valid = validate_rm_name(name); !valid) throw configuration_error(valid.error());
-  std::unique_lock lock(core_->registry_mutex);
-  if (!core_->registry.emplace(name, std::move(connector)).second) {
-    throw_configuration("an RM named '" + name + "' is already registered");
-  }
-}
-
-std::unique_ptr<resource_manager> transaction_manager::connect(std::string_view rm_name) {
+std::unique_ptr<connection> transaction_manager::connect(std::string_view rm_name) {
   // A name that could not have been registered is not quoted back (it may hold any bytes).
   if (auto valid = validate_rm_name(rm_name); !valid) throw configuration_error(valid.error());
   if (!core_->is_registered(rm_name)) {
@@ -364,9 +373,7 @@ global_transaction transaction_manager::begin(commit_protocol protocol) {
   // the background.
   std::call_once(core_->initial_recovery, [this] {
     (void)core_->recover();  // unresolved work is logged and retried by the background thread
-    if (core_->options.recovery_interval.count() > 0) {
-      recovery_thread_ = std::thread([this] { run_background_recovery(); });
-    }
+    core_->start_background_recovery();
   });
   bool three_phase = protocol == commit_protocol::three_phase;
   gtrid_parts parts{core_->options.tm_id, core_->log->incarnation_id(), core_->next_sequence.fetch_add(1), three_phase};
@@ -390,5 +397,19 @@ tm_statistics transaction_manager::statistics() const noexcept {
   stats.log_batches = log_stats.batches;
   return stats;
 }
+
+namespace detail {
+
+std::unique_ptr<transaction_manager> tm_access::open(tm_options options, const tm_wiring& wiring) {
+  return std::unique_ptr<transaction_manager>(new transaction_manager(std::move(options), wiring));
+}
+
+void tm_access::register_rm(transaction_manager& tm, std::string name, rm_connector connector) {
+  tm.core_->register_rm(std::move(name), std::move(connector));
+}
+
+tm_core& tm_access::core(transaction_manager& tm) noexcept { return *tm.core_; }
+
+}  // namespace detail
 
 }  // namespace xatm

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "xatm/global_transaction.h"
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 
 namespace xatm::detail {
 

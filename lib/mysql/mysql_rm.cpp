@@ -18,7 +18,7 @@
 // prepare. information_schema.innodb_trx is no alternative: InnoDB refreshes that table from a
 // cache at most every 100 ms, and not at all while it keeps being read (trx0i_s.cc), so it can
 // show a branch that wrote as having modified nothing.
-#include "xatm/mysql.h"
+#include "mysql/mysql.h"
 
 #include <mysql.h>
 #include <poll.h>

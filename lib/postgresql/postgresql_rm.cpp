@@ -3,7 +3,7 @@
 // names it with the pgjdbc-encoded gid. Verbs go out with PQsendQuery on a non-blocking
 // connection so that drive_calls() can overlap several RMs; recover() and exec() block, until the
 // connection's call deadline if it has one (exec_blocking).
-#include "xatm/postgresql.h"
+#include "postgresql/postgresql.h"
 
 #include <libpq-fe.h>
 #include <poll.h>

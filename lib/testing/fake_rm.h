@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 
 namespace xatm::testing {
 

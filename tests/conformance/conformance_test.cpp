@@ -13,9 +13,9 @@
 
 #include "support/servers.h"
 #include "xatm/connection_settings.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
-#include "xatm/resource_manager.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
+#include "core/resource_manager.h"
 
 #include <mysql.h>
 

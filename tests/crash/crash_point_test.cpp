@@ -36,8 +36,8 @@
 #include "support/temp_dir.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
 #include "xatm/transaction_manager.h"
 
 using namespace xatm;  // NOLINT(google-build-using-namespace): test file

@@ -33,12 +33,13 @@
 #include <thread>
 
 #include "console_log.h"
+#include "core/tm_access.h"
 #include "crash/workload_common.h"
 #include "support/invariants.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
 #include "xatm/transaction_manager.h"
 
 namespace {
@@ -77,8 +78,8 @@ options parse(int argc, char** argv) {
 
 // One worker thread's connections, opened on demand and dropped after any failure.
 struct connections {
-  std::unique_ptr<xatm::resource_manager> pg;
-  std::unique_ptr<xatm::resource_manager> maria;
+  std::unique_ptr<xatm::connection> pg;
+  std::unique_ptr<xatm::connection> maria;
 };
 
 void open_connections(xatm::transaction_manager& tm, connections& c, const ack_file& acks) {
@@ -163,7 +164,7 @@ int main(int argc, char** argv) {
     auto gate_closed = std::make_shared<std::atomic<bool>>(opts.skip_startup_recovery);
     for (const auto& [name, postgres] : {std::pair{"pg", true}, std::pair{"maria", false}}) {
       auto settings = xatm::connection_settings::parse(required_env(postgres ? "XATM_CRASH_PG" : "XATM_CRASH_MARIA"));
-      tm->register_rm(name, [name = std::string(name), is_pg = postgres, s = settings.value(), gate_closed]()
+      xatm::detail::tm_access::register_rm(*tm, name, [name = std::string(name), is_pg = postgres, s = settings.value(), gate_closed]()
                                 -> xatm::result<std::unique_ptr<xatm::resource_manager>> {
         if (gate_closed->load()) {
           return xatm::make_failure(xatm::xa_code::rm_failure, "held unreachable (--skip-startup-recovery)", name);

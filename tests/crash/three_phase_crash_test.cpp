@@ -35,8 +35,8 @@
 #include "support/servers.h"
 #include "support/temp_dir.h"
 #include "xatm/connection_settings.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
 #include "xatm/transaction_manager.h"
 
 #ifndef XATM_3PC_WORKLOAD_BIN

@@ -60,7 +60,7 @@ options parse(int argc, char** argv) {
 
 // One transfer: debit on PostgreSQL, credit on MariaDB, the same ledger token on both. The
 // arbiter is branch 1's RM, so PostgreSQL is enlisted first.
-void transfer(xatm::transaction_manager& tm, xatm::resource_manager& pg, xatm::resource_manager& maria,
+void transfer(xatm::transaction_manager& tm, xatm::connection& pg, xatm::connection& maria,
               const options& opts, const ack_file& acks, const std::string& token, int from, int to, long amount,
               bool doomed) {
   const xatm::workload::transfer_sql bank(opts.tables);
@@ -100,8 +100,8 @@ void run_worker(xatm::transaction_manager& tm, const options& opts, const ack_fi
   auto random = xatm::workload::worker_random(thread);
   std::uniform_int_distribution<int> account(opts.first_account, opts.first_account + opts.accounts - 1);
   std::uniform_int_distribution<long> amount(1, 9);
-  std::unique_ptr<xatm::resource_manager> pg;
-  std::unique_ptr<xatm::resource_manager> maria;
+  std::unique_ptr<xatm::connection> pg;
+  std::unique_ptr<xatm::connection> maria;
   for (long i = 0; opts.transfers == 0 || i < opts.transfers; ++i) {
     const std::string token = xatm::workload::transfer_token(opts.token_prefix, thread, i);
     const bool doomed = xatm::workload::doomed_transfer(opts.doom_every, i);

@@ -145,13 +145,13 @@ std::string transfer_token(const std::string& prefix, int thread, long i) {
 
 bool doomed_transfer(int doom_every, long i) { return doom_every > 0 && i % doom_every == doom_every - 1; }
 
-std::unique_ptr<resource_manager> open_pg_session(transaction_manager& tm) {
+std::unique_ptr<connection> open_pg_session(transaction_manager& tm) {
   auto pg = tm.connect("pg");
   pg->exec("SET lock_timeout = '5s'").value();
   return pg;
 }
 
-std::unique_ptr<resource_manager> open_maria_session(transaction_manager& tm, const ack_file& acks) {
+std::unique_ptr<connection> open_maria_session(transaction_manager& tm, const ack_file& acks) {
   auto maria = tm.connect("maria");
   maria->exec("SET SESSION innodb_lock_wait_timeout = 5").value();
   acks.write_line("# maria_connection " + maria->exec("SELECT CONNECTION_ID()").value().rows.at(0).at(0).value());

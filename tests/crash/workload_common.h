@@ -94,8 +94,8 @@ bool doomed_transfer(int doom_every, long i);
 
 // A session with the RM "pg" that gives up on a row lock after 5 s, so that a lock held by a
 // branch left prepared (until recovery) never stalls the worker.
-std::unique_ptr<resource_manager> open_pg_session(transaction_manager& tm);
+std::unique_ptr<connection> open_pg_session(transaction_manager& tm);
 // A session with the RM "maria" likewise; writes `# maria_connection <id>` to the ack file.
-std::unique_ptr<resource_manager> open_maria_session(transaction_manager& tm, const ack_file& acks);
+std::unique_ptr<connection> open_maria_session(transaction_manager& tm, const ack_file& acks);
 
 }  // namespace xatm::workload

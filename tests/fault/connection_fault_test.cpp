@@ -26,8 +26,8 @@
 #include "support/tm_fixture.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
 #include "xatm/transaction_manager.h"
 
 using namespace xatm;  // NOLINT(google-build-using-namespace): test file

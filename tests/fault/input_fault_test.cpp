@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/tm_access.h"
 #include "support/adapter_checks.h"
 #include "support/log_capture.h"
 #include "support/result_checks.h"
@@ -288,7 +289,7 @@ TEST_CASE("a hostile RM name is refused by register_rm and connect before anythi
     check_not_echoed(pg.what(), name);
     auto maria = thrown_by<configuration_error>([&] { tm.register_rm(name, "mariadb", maria_conninfo); });
     check_not_echoed(maria.what(), name);
-    auto custom = thrown_by<configuration_error>([&] { tm.register_rm(name, counting); });
+    auto custom = thrown_by<configuration_error>([&] { detail::tm_access::register_rm(tm, name, counting); });
     check_not_echoed(custom.what(), name);
     auto connect = thrown_by<configuration_error>([&] { (void)tm.connect(name); });
     check_not_echoed(connect.what(), name);
@@ -482,10 +483,10 @@ TEST_CASE("a commit and a recovery with hostile passwords leave them in no log l
     orphan_gtrid = format_gtrid({tm_id, tm.incarnation_id(), 1'000'000, false}).value();
     const xid orphan_pg(xatm_format_id, orphan_gtrid, "1");
     const xid orphan_maria(xatm_format_id, orphan_gtrid, "2");
-    orphan_pg_row = test::write_and_end_in(*pg, orphan_pg, table);
-    REQUIRE_OK(pg->prepare(orphan_pg));
-    orphan_maria_row = test::write_and_end_in(*maria, orphan_maria, table);
-    REQUIRE_OK(maria->prepare(orphan_maria));
+    orphan_pg_row = test::write_and_end_in(resource_manager::of(*pg), orphan_pg, table);
+    REQUIRE_OK(resource_manager::of(*pg).prepare(orphan_pg));
+    orphan_maria_row = test::write_and_end_in(resource_manager::of(*maria), orphan_maria, table);
+    REQUIRE_OK(resource_manager::of(*maria).prepare(orphan_maria));
   }
   {
     transaction_manager tm(options_for(dir, tm_id));
@@ -505,7 +506,7 @@ TEST_CASE("a commit and a recovery with hostile passwords leave them in no log l
       if (rolled_back_on.size() < 2) std::this_thread::sleep_for(200ms);
     }
     CHECK(rolled_back_on == std::set<std::string>{"pg", "maria"});
-    auto rows_among = [&](resource_manager& rm, std::int64_t orphan_row) {
+    auto rows_among = [&](connection& rm, std::int64_t orphan_row) {
       return single_value(rm, "SELECT count(*) FROM " + table + " WHERE id IN (" + std::to_string(committed_row) +
                                   ", " + std::to_string(orphan_row) + ")");
     };

@@ -10,7 +10,7 @@
 //    so the branches its decisions cover stay prepared until the log is back;
 //  - the log's files are private (0600), and a directory others can write is refused.
 // I/O faults come from the fault-injecting SQLite VFS (lib/testing/faulty_vfs.h) given to the TM as
-// tm_options::log_vfs; logs left by a crash come from the crash workload, killed by a crash
+// tm_wiring::log_vfs (lib/core/tm_access.h); logs left by a crash come from the crash workload, killed by a crash
 // point (crash/crash_harness.h). Needs the `servers` fixture.
 #include <doctest/doctest.h>
 #include <fcntl.h>
@@ -28,6 +28,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/tm_access.h"
 #include "crash/crash_harness.h"
 #include "crash/workload_common.h"
 #include "testing/faulty_vfs.h"
@@ -37,7 +38,7 @@
 #include "support/tool_run.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
+#include "mysql/mysql.h"
 #include "xatm/transaction_manager.h"
 
 #ifndef XATM_RECOVER_BIN
@@ -99,8 +100,7 @@ tm_options options_for(const std::string& tm_id, const fs::path& log_path) {
 std::unique_ptr<transaction_manager> open_faulty_tm(const scenario& s) {
   testing::register_faulty_vfs();
   tm_options options = options_for(s.tm_id(), s.log_path());
-  options.log_vfs = testing::faulty_vfs_name;
-  auto tm = std::make_unique<transaction_manager>(options);
+  auto tm = detail::tm_access::open(options, {.log_vfs = testing::faulty_vfs_name});
   tm->register_rm("pg", "postgresql", test::servers().pg);
   return tm;
 }
@@ -115,12 +115,12 @@ void close_log_cleanly(const scenario& s) {
 // One transfer of `amount` from PostgreSQL account `account` to the MariaDB account of the same
 // number, with ledger rows for `token`, written in `tx` on the given connections; commit() is up
 // to the test.
-void write_transfer(global_transaction& tx, resource_manager& pg, resource_manager& maria,
+void write_transfer(global_transaction& tx, connection& pg, connection& maria,
                     const test::transfer_bank& bank, const std::string& token, int account, long amount) {
   const xatm::workload::transfer_sql sql(bank.suffix);
   tx.enlist(pg);
   tx.enlist(maria);
-  for (auto& [rm, statement] : std::vector<std::pair<resource_manager*, std::string>>{
+  for (auto& [rm, statement] : std::vector<std::pair<connection*, std::string>>{
            {&pg, sql.debit(account, amount)},
            {&pg, sql.ledger_row(token, account, -amount)},
            {&maria, sql.credit(account, amount)},
@@ -179,11 +179,11 @@ void check_tool_refused(const tool_run& run, const fs::path& log, const std::str
   CHECK(run.out.find("result:") == std::string::npos);  // no report: it did not even start
 }
 
-// Constructing a TM on `options` throws E; answers its message.
+// Constructing a TM on `options` (wired as `wiring` says) throws E; answers its message.
 template <class E>
-std::string tm_refusal(const tm_options& options) {
+std::string tm_refusal(const tm_options& options, const detail::tm_wiring& wiring = {}) {
   try {
-    transaction_manager tm(options);
+    auto tm = detail::tm_access::open(options, wiring);
   } catch (const E& e) {
     return e.what();
   } catch (const std::exception& e) {
@@ -270,7 +270,7 @@ TEST_CASE("a full disk under the decision log: commit() rolls back with log_fail
   test::transfer_bank bank{.suffix = "log_full_new", .accounts = 2, .initial_balance = 1000};
   bank.create();
   auto tm = open_faulty_tm(s);
-  tm->register_rm("maria", [&maria_reachable, maria_settings]() -> result<std::unique_ptr<resource_manager>> {
+  detail::tm_access::register_rm(*tm, "maria", [&maria_reachable, maria_settings]() -> result<std::unique_ptr<resource_manager>> {
     if (!maria_reachable.load()) return make_failure(xa_code::rm_failure, "unreachable (the test says so)", "maria");
     return mysql::connect("maria", maria_settings);
   });
@@ -487,10 +487,9 @@ TEST_CASE("the log and its -wal and -shm are 0600 even under umask 0; a log dire
 
 // ---- the test hook ------------------------------------------------------------------------------
 
-TEST_CASE("tm_options::log_vfs naming no registered SQLite VFS is a configuration_error") {
+TEST_CASE("a log VFS (tm_wiring::log_vfs) naming no registered SQLite VFS is a configuration_error") {
   test::temp_dir dir("xatm-log-fault");
   tm_options options = options_for("logfault-vfs", dir.path / "decisions.db");
-  options.log_vfs = "no-such-vfs";
-  CHECK(tm_refusal<configuration_error>(options).find("no SQLite VFS named 'no-such-vfs'") != std::string::npos);
+  CHECK(tm_refusal<configuration_error>(options, {.log_vfs = "no-such-vfs"}).find("no SQLite VFS named 'no-such-vfs'") != std::string::npos);
   CHECK_FALSE(fs::exists(dir.path / "decisions.db"));
 }

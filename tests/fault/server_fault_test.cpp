@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/tm_access.h"
 #include "support/adapter_checks.h"
 #include "support/log_file.h"
 #include "support/observers.h"
@@ -34,8 +35,8 @@
 #include "support/tool_run.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
 #include "xatm/transaction_manager.h"
 
 #ifndef XATM_RECOVER_BIN
@@ -68,8 +69,8 @@ struct tm_under_test : test::tm_fixture {
 // Two new connections of a TM and a transaction with branch 1 on the PostgreSQL one and branch 2
 // on the MariaDB one (members go in reverse: the transaction first, then the connections).
 struct two_branches {
-  std::unique_ptr<resource_manager> pg;
-  std::unique_ptr<resource_manager> maria;
+  std::unique_ptr<connection> pg;
+  std::unique_ptr<connection> maria;
   global_transaction tx;
 
   explicit two_branches(transaction_manager& tm, const std::string& pg_name = "pg")
@@ -94,7 +95,7 @@ void fresh_tables(const std::string& table, const std::string& columns) {
   run(*maria, "CREATE TABLE " + table + " (" + columns + ") ENGINE=InnoDB");
 }
 
-long count_rows(resource_manager& rm, const std::string& table, const std::string& where = "TRUE") {
+long count_rows(connection& rm, const std::string& table, const std::string& where = "TRUE") {
   return std::stol(single_value(rm, "SELECT count(*) FROM " + table + " WHERE " + where));
 }
 
@@ -161,7 +162,7 @@ class interposed_rm final : public resource_manager {
 // retries, recovery) is an interposed_rm over the real adapter.
 void register_interposed(transaction_manager& tm, const std::string& name, const std::string& dialect,
                          const std::string& conninfo) {
-  tm.register_rm(name, [name, dialect, conninfo]() -> result<std::unique_ptr<resource_manager>> {
+  detail::tm_access::register_rm(tm, name, [name, dialect, conninfo]() -> result<std::unique_ptr<resource_manager>> {
     auto settings = connection_settings::parse(conninfo);
     if (!settings) return std::move(settings).error();
     auto real = dialect == "postgresql" ? postgresql::connect(name, settings.value())
@@ -171,7 +172,7 @@ void register_interposed(transaction_manager& tm, const std::string& name, const
   });
 }
 
-interposed_rm& interposed(std::unique_ptr<resource_manager>& rm) { return dynamic_cast<interposed_rm&>(*rm); }
+interposed_rm& interposed(std::unique_ptr<connection>& rm) { return dynamic_cast<interposed_rm&>(*rm); }
 
 // xatm-recover --json on a closed TM's log, with RMs as `{name, "<dialect>:<conninfo>"}`, its
 // output in files of the TM's dir. Fails the test if it has not ended within 60 s, or did not
@@ -236,8 +237,8 @@ TEST_CASE("max_prepared_transactions = 0: connect() throws configuration_error n
                                         "restart the server"));
     }
     // Both connections are free for the next transaction.
-    CHECK(both.pg->state() == branch_state::idle);
-    CHECK(both.maria->state() == branch_state::idle);
+    CHECK(resource_manager::of(*both.pg).state() == branch_state::idle);
+    CHECK(resource_manager::of(*both.maria).state() == branch_state::idle);
   }
   CHECK(count_rows(*observe_pg(no_2pc.conninfo()), "srvfault_config") == 0);
   CHECK(count_rows(*observe_maria(), "srvfault_config") == 0);

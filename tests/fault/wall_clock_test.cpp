@@ -120,7 +120,7 @@ class wall_clock {
 
 const std::string rows_table = "wall_clock_rows";
 
-bool row_exists(resource_manager& rm, std::int64_t id) {
+bool row_exists(connection& rm, std::int64_t id) {
   return single_value(rm, "SELECT count(*) FROM " + rows_table + " WHERE id = " + std::to_string(id)) == "1";
 }
 
@@ -130,8 +130,8 @@ bool row_exists(resource_manager& rm, std::int64_t id) {
 // application's branches. reopen() closes the TM and opens the same log again (a new
 // incarnation); the connections stay.
 struct tm_under_test : test::tm_fixture {
-  std::unique_ptr<resource_manager> pg;
-  std::unique_ptr<resource_manager> maria;
+  std::unique_ptr<connection> pg;
+  std::unique_ptr<connection> maria;
 
   tm_under_test(const std::string& tag, tm_options settings)
       : tm_fixture("clock-" + tag, test::without_background_recovery(std::move(settings))) {

@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/tm_access.h"
 #include "core/preflight.h"
 #include "support/adapter_checks.h"
 #include "support/log_file.h"
@@ -37,8 +38,8 @@
 #include "support/tool_run.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
 #include "xatm/transaction_manager.h"
 
 #ifndef XATM_RECOVER_BIN
@@ -239,7 +240,7 @@ std::string leave_maria_branch_prepared(tm_under_test& t, const std::string& tab
   auto outage = std::make_shared<bool>(false);
   auto killed = std::make_shared<bool>(false);
   t.tm->register_rm("pg", "postgresql", test::servers().pg);
-  t.tm->register_rm("maria", [outage, killed]() -> result<std::unique_ptr<resource_manager>> {
+  detail::tm_access::register_rm(*t.tm, "maria", [outage, killed]() -> result<std::unique_ptr<resource_manager>> {
     if (*outage) return make_failure(xa_code::rm_failure, "test: MariaDB unreachable", "maria");
     auto real = mysql::connect("maria", connection_settings::parse(test::servers().mysql).value());
     if (!real) return std::move(real).error();

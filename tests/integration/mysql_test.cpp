@@ -27,8 +27,8 @@
 #include "support/result_checks.h"
 #include "support/servers.h"
 #include "xatm/connection_settings.h"
-#include "xatm/mysql.h"
-#include "xatm/resource_manager.h"
+#include "mysql/mysql.h"
+#include "core/resource_manager.h"
 #include "xatm/xid.h"
 
 using namespace xatm;  // NOLINT(google-build-using-namespace): test file

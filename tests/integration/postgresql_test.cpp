@@ -21,8 +21,8 @@
 #include "support/servers.h"
 #include "support/throwaway_postgresql.h"
 #include "xatm/connection_settings.h"
-#include "xatm/postgresql.h"
-#include "xatm/resource_manager.h"
+#include "postgresql/postgresql.h"
+#include "core/resource_manager.h"
 #include "xatm/xid.h"
 
 using namespace xatm;  // NOLINT(google-build-using-namespace): test file

@@ -18,8 +18,8 @@
 #include "support/temp_dir.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
 #include "xatm/transaction_manager.h"
 
 using namespace xatm;
@@ -35,7 +35,7 @@ void register_both(transaction_manager& tm) {
   tm.register_rm("maria", "mariadb", test::servers().mysql);
 }
 
-std::size_t count(resource_manager& rm, const std::string& sql) {
+std::size_t count(connection& rm, const std::string& sql) {
   return std::stoul(rm.exec(sql).value().rows.at(0).at(0).value());
 }
 

@@ -33,8 +33,8 @@
 #include "support/tm_fixture.h"
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
 #include "xatm/transaction_manager.h"
 
 using namespace xatm;  // NOLINT(google-build-using-namespace): test file
@@ -99,7 +99,7 @@ struct bank {
     return "SELECT balance FROM " + accounts + " WHERE id = " + std::to_string(id);
   }
   std::string total_sql() const { return "SELECT COALESCE(SUM(balance), 0) FROM " + accounts; }
-  std::set<std::string> tokens(resource_manager& rm) const {
+  std::set<std::string> tokens(connection& rm) const {
     std::set<std::string> found;
     for (const auto& row : run(rm, "SELECT token FROM " + ledger).rows) found.insert(row.at(0).value());
     return found;
@@ -110,7 +110,7 @@ struct bank {
 // `from` and arrives in MariaDB account `to`, with a ledger row for `token` on each side.
 // PostgreSQL first, always: one lock order across the two databases, so that two transfers can
 // never wait for each other across them (a deadlock neither server could see).
-void transfer_sql(const bank& b, resource_manager& pg, resource_manager& maria, int from, int to, long amount,
+void transfer_sql(const bank& b, connection& pg, connection& maria, int from, int to, long amount,
                   const std::string& token) {
   pg.exec(b.add_to_account(from, -amount)).value();
   pg.exec(b.add_to_ledger(token, from, -amount)).value();
@@ -232,7 +232,7 @@ enum class deadlock_mode {
 };
 
 void run_deadlock_party(transaction_manager& tm, const bank& b, deadlock_mode mode, deadlock_party& party,
-                        resource_manager& pg, resource_manager& maria, std::latch& first_locks_held) {
+                        connection& pg, connection& maria, std::latch& first_locks_held) {
   bool arrived = false;
   try {
     auto tx = tm.begin();
@@ -248,7 +248,7 @@ void run_deadlock_party(transaction_manager& tm, const bank& b, deadlock_mode mo
     // Both hold their first row: whoever asks for the other's row second closes the cycle.
     if (mode == deadlock_mode::native_then_commit) {
       std::string sql = b.add_to_account(party.second, 1);
-      MYSQL* conn = mysql::handle(maria);
+      MYSQL* conn = mysql::handle(resource_manager::of(maria));
       if (mysql_query(conn, sql.c_str()) != 0) {
         party.second_lock_failed = true;
         party.native_code = mysql_errno(conn);
@@ -445,8 +445,8 @@ void run_transfers(transaction_manager& tm, const bank& b, int thread, int count
   std::uniform_int_distribution<int> account(1, b.size);
   std::uniform_int_distribution<long> amount(1, b.initial / 2);
   out.transfers.reserve(static_cast<std::size_t>(count));
-  std::unique_ptr<resource_manager> pg;
-  std::unique_ptr<resource_manager> maria;
+  std::unique_ptr<connection> pg;
+  std::unique_ptr<connection> maria;
   try {
     pg = tm.connect("pg");
     maria = tm.connect("maria");

@@ -17,7 +17,7 @@
 
 #include "support/result_checks.h"
 #include "xatm/connection_settings.h"
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 #include "xatm/result.h"
 #include "xatm/xid.h"
 
@@ -41,7 +41,7 @@ inline std::unique_ptr<resource_manager> open_rm_with(rm_connect_fn connect, con
 }
 
 // The rows of `sql` run on `rm`; fails the test when it fails.
-inline query_result run(resource_manager& rm, const std::string& sql) {
+inline query_result run(connection& rm, const std::string& sql) {
   auto rows = rm.exec(sql);
   if (!rows.ok()) FAIL(sql << ": " << rows.error().describe());
   return std::move(rows).value();
@@ -62,7 +62,7 @@ inline std::string single_value_of(const query_result& rows) {
 }
 
 // The one value `sql` answers on `rm` (one row of one non-null column).
-inline std::string single_value(resource_manager& rm, const std::string& sql) {
+inline std::string single_value(connection& rm, const std::string& sql) {
   return single_value_of(run(rm, sql));
 }
 

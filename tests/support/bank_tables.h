@@ -6,14 +6,14 @@
 #include <string>
 
 #include "support/adapter_checks.h"
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 
 namespace xatm::test {
 
 // Drops and creates accounts(id, balance CHECK >= 0) and ledger(token PRIMARY KEY, account,
 // amount) on PostgreSQL (`pg`) and MariaDB (`maria`), and fills accounts 1..count with `initial`.
 // deferred_pg_ledger: PostgreSQL checks the ledger's key at commit (PREPARE), not per statement.
-inline void create_bank_tables(resource_manager& pg, resource_manager& maria, const std::string& accounts,
+inline void create_bank_tables(connection& pg, connection& maria, const std::string& accounts,
                                const std::string& ledger, int count, long initial, bool deferred_pg_ledger = false) {
   std::string values;
   for (int id = 1; id <= count; ++id) {

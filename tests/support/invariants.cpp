@@ -13,8 +13,8 @@
 #include "support/log_file.h"
 #include "support/servers.h"
 #include "xatm/connection_settings.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
 #include "xatm/xid.h"
 
 namespace xatm::test {

@@ -4,7 +4,7 @@
 
 #include <string_view>
 
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 
 namespace xatm::test {
 

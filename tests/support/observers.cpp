@@ -4,8 +4,8 @@
 #include <doctest/doctest.h>
 
 #include "support/adapter_checks.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
+#include "mysql/mysql.h"
+#include "postgresql/postgresql.h"
 #include "xatm/xid.h"
 
 namespace xatm::test {

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "support/servers.h"
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 
 namespace xatm::test {
 

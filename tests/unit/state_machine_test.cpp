@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "testing/fake_rm.h"
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 
 using namespace xatm;
 using xatm::testing::fake_rm;

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/tm_access.h"
 #include "support/log_file.h"
 #include "testing/fake_rm.h"
 #include "testing/faulty_vfs.h"
@@ -50,19 +51,19 @@ struct bench {
   int rollbacks_after_decision = 0;
   std::string gtrid;
 
-  explicit bench(std::size_t n, tm_options options = {}) {
+  explicit bench(std::size_t n, tm_options options = {}, const detail::tm_wiring& wiring = {}) {
     options.tm_id = "fake-tm";
     options.recovery_interval = std::chrono::milliseconds(0);  // fake servers are not thread-safe
     options.log_path = log_path.string();
     if (options.commit_retry_window == tm_options{}.commit_retry_window) {
       options.commit_retry_window = std::chrono::milliseconds(300);
     }
-    tm = std::make_unique<transaction_manager>(options);
+    tm = detail::tm_access::open(options, wiring);
     for (std::size_t i = 0; i < n; ++i) {
       auto server = std::make_shared<fake_server>();
       std::string name = "rm" + std::to_string(i + 1);
       servers.push_back(server);
-      tm->register_rm(name, [this, name, server]() -> result<std::unique_ptr<resource_manager>> {
+      detail::tm_access::register_rm(*tm, name, [this, name, server]() -> result<std::unique_ptr<resource_manager>> {
         return std::unique_ptr<resource_manager>(make_fake(name, server).release());
       });
       rms.push_back(make_fake(name, server));
@@ -251,10 +252,10 @@ TEST_CASE("2PC: an RM unreachable after the decision leaves completion pending")
   b.tm.reset();
   b.tm = std::make_unique<transaction_manager>(tm_options{"fake-tm", b.log_path.string(), std::chrono::seconds(60),
                                                           std::chrono::seconds(10), std::chrono::milliseconds(100)});
-  b.tm->register_rm("rm1", [&]() -> result<std::unique_ptr<resource_manager>> {
+  detail::tm_access::register_rm(*b.tm, "rm1", [&]() -> result<std::unique_ptr<resource_manager>> {
     return std::unique_ptr<resource_manager>(b.make_fake("rm1", b.servers[0]).release());
   });
-  b.tm->register_rm("rm2", []() -> result<std::unique_ptr<resource_manager>> {
+  detail::tm_access::register_rm(*b.tm, "rm2", []() -> result<std::unique_ptr<resource_manager>> {
     return make_failure(xa_code::rm_failure, "scripted: server unreachable");
   });
   auto tx = b.begin_all();
@@ -331,9 +332,7 @@ TEST_CASE("2PC: a decision queued behind a failed log write is rolled back at on
   // may be on disk). T2's record is then refused unwritten, so presumed abort is certain for it:
   // it must be rolled back now, not left prepared with its locks until a restart.
   testing::register_faulty_vfs();
-  tm_options options;
-  options.log_vfs = testing::faulty_vfs_name;
-  bench b(4, options);  // T1 on rm1 + rm2, T2 on rm3 + rm4: no fake server is shared by the threads
+  bench b(4, {}, {.log_vfs = testing::faulty_vfs_name});  // T1 on rm1 + rm2, T2 on rm3 + rm4: no fake server is shared by the threads
   std::mutex mutex;
   std::condition_variable changed;
   bool t2_preparing = false;

@@ -29,6 +29,7 @@
 #include <span>
 #include <string>
 
+#include "core/tm_access.h"
 #include "testing/fake_rm.h"
 #include "xatm/transaction_manager.h"
 
@@ -68,7 +69,7 @@ struct engine {
                                                           .log_path = (dir / "decisions.db").string(),
                                                           .recovery_interval = std::chrono::milliseconds(0)});
     for (auto [name, server] : {std::pair{"rm1", server1}, std::pair{"rm2", server2}}) {
-      tm->register_rm(name, [this, name = std::string(name), server = server]() -> result<std::unique_ptr<resource_manager>> {
+      detail::tm_access::register_rm(*tm, name, [this, name = std::string(name), server = server]() -> result<std::unique_ptr<resource_manager>> {
         return std::unique_ptr<resource_manager>(std::make_unique<fake_rm>(name, server, journal));
       });
     }

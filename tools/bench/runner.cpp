@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "core/resource_manager.h"
 #include "xatm/error.h"
 
 namespace xatm::bench {
@@ -283,8 +284,9 @@ std::vector<measurement> runner::run(const std::function<void(const round_report
 
   auto client_main = [&](client& c) {
     try {
-      c.a = connector_.connect(work_.rm_a());
-      c.b = connector_.connect(work_.rm_b());
+      // The raw-xa mode drives the XA verbs itself: the bench holds xatm's side of each connection.
+      c.a = resource_manager::of(connector_.connect(work_.rm_a()));
+      c.b = resource_manager::of(connector_.connect(work_.rm_b()));
     } catch (const std::exception& e) {
       c.error = e.what();
     }

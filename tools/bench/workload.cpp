@@ -11,9 +11,9 @@ namespace {
 constexpr std::int64_t initial_balance = 1'000'000;  // per account, and the stock per item
 constexpr int insert_chunk = 1000;                    // rows per INSERT when filling MariaDB
 
-bool is_postgresql(const resource_manager& rm) { return rm.dialect() == "postgresql"; }
+bool is_postgresql(const connection& rm) { return rm.dialect() == "postgresql"; }
 
-void exec_all(resource_manager& rm, std::initializer_list<std::string> statements) {
+void exec_all(connection& rm, std::initializer_list<std::string> statements) {
   for (const std::string& sql : statements) rm.exec(sql).value();
 }
 
@@ -22,7 +22,7 @@ std::int64_t to_int(const std::optional<std::string>& text) {
   return std::stoll(*text);
 }
 
-std::int64_t query_int(resource_manager& rm, const std::string& sql) {
+std::int64_t query_int(connection& rm, const std::string& sql) {
   auto rows = rm.exec(sql).value();
   if (rows.rows.empty() || rows.rows.front().empty()) return 0;
   return to_int(rows.rows.front().front());
@@ -34,7 +34,7 @@ struct mode_totals {
 };
 
 // Rows "mode, count, sum" -> per mode.
-std::map<std::string, mode_totals> totals_by_mode(resource_manager& rm, const std::string& table,
+std::map<std::string, mode_totals> totals_by_mode(connection& rm, const std::string& table,
                                                   const std::string& amount_column) {
   auto rows = rm.exec("SELECT mode, count(*), sum(" + amount_column + ") FROM " + table + " GROUP BY mode").value();
   std::map<std::string, mode_totals> totals;
@@ -46,7 +46,7 @@ std::map<std::string, mode_totals> totals_by_mode(resource_manager& rm, const st
 }
 
 // Creates accounts (id, balance) or items (id, stock) with `rows` rows of initial_balance.
-void create_numbered_table(resource_manager& rm, const std::string& table, const std::string& value_column,
+void create_numbered_table(connection& rm, const std::string& table, const std::string& value_column,
                            int rows) {
   const std::string initial = std::to_string(initial_balance);
   if (is_postgresql(rm)) {
@@ -68,7 +68,7 @@ void create_numbered_table(resource_manager& rm, const std::string& table, const
   }
 }
 
-void create_transfer_tables(resource_manager& rm, int accounts) {
+void create_transfer_tables(connection& rm, int accounts) {
   if (is_postgresql(rm)) {
     rm.exec("DROP TABLE IF EXISTS xatm_bench_ledger, xatm_bench_accounts;"
             "CREATE TABLE xatm_bench_ledger (token text PRIMARY KEY, mode text NOT NULL, account integer NOT NULL,"
@@ -84,7 +84,7 @@ void create_transfer_tables(resource_manager& rm, int accounts) {
 
 // Debit (sign -1) or credit (+1) one account and write the ledger row. PostgreSQL takes both
 // statements in one round trip; MariaDB's exec() runs one statement at a time.
-void transfer_side(resource_manager& rm, const transaction_input& in, int account, int sign) {
+void transfer_side(connection& rm, const transaction_input& in, int account, int sign) {
   const std::string update = "UPDATE xatm_bench_accounts SET balance = balance " + std::string(sign < 0 ? "-" : "+") +
                              " " + std::to_string(in.amount) + " WHERE id = " + std::to_string(account);
   const std::string insert = "INSERT INTO xatm_bench_ledger VALUES ('" + in.token + "', '" + in.mode_label + "', " +
@@ -109,7 +109,7 @@ acknowledged& acknowledged::operator+=(const acknowledged& other) {
   return *this;
 }
 
-const char* local_begin_statement(const resource_manager& rm) noexcept {
+const char* local_begin_statement(const connection& rm) noexcept {
   return is_postgresql(rm) ? "BEGIN" : "START TRANSACTION";
 }
 
@@ -141,7 +141,7 @@ std::string workload::description() const {
   return {};
 }
 
-void workload::create_schema(resource_manager& a, resource_manager& b) const {
+void workload::create_schema(connection& a, connection& b) const {
   if (kind_ != workload_kind::read_write) {
     create_transfer_tables(a, accounts_);
     create_transfer_tables(b, accounts_);
@@ -168,7 +168,7 @@ transaction_input workload::draw(std::mt19937_64& random, std::string token, con
   return in;
 }
 
-void workload::run_a(resource_manager& rm, transaction_input& in) const {
+void workload::run_a(connection& rm, transaction_input& in) const {
   if (kind_ != workload_kind::read_write) {
     transfer_side(rm, in, in.account_a, -1);
     return;
@@ -178,7 +178,7 @@ void workload::run_a(resource_manager& rm, transaction_input& in) const {
   in.seen = to_int(stock.rows.front().front());
 }
 
-void workload::run_b(resource_manager& rm, transaction_input& in) const {
+void workload::run_b(connection& rm, transaction_input& in) const {
   if (kind_ != workload_kind::read_write) {
     transfer_side(rm, in, in.account_b, +1);
     return;
@@ -188,7 +188,7 @@ void workload::run_b(resource_manager& rm, transaction_input& in) const {
       .value();
 }
 
-verification workload::verify(resource_manager& a, resource_manager& b, const std::map<mode, acknowledged>& acks,
+verification workload::verify(connection& a, connection& b, const std::map<mode, acknowledged>& acks,
                               int clients) const {
   verification result{kind_, clients, true, {}};
   std::ostringstream problems;

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "bench/bench.h"
-#include "xatm/resource_manager.h"
+#include "xatm/connection.h"
 
 namespace xatm::bench {
 
@@ -50,17 +50,17 @@ class workload {
   std::string description() const;
 
   // Drops and recreates the workload's tables (names start with xatm_bench_) and fills them.
-  void create_schema(resource_manager& a, resource_manager& b) const;
+  void create_schema(connection& a, connection& b) const;
 
   transaction_input draw(std::mt19937_64& random, std::string token, const char* mode_label) const;
   // The statements of each side, on a connection inside a branch or a local transaction. Throw
   // xatm::error on failure (exec(...).value()).
-  void run_a(resource_manager& rm, transaction_input& input) const;
-  void run_b(resource_manager& rm, transaction_input& input) const;
+  void run_a(connection& rm, transaction_input& input) const;
+  void run_b(connection& rm, transaction_input& input) const;
 
   // Checks the invariants: money conserved, both ledgers identical per mode, and exactly the
   // acknowledged commits present (read-write: orders per mode, stock untouched).
-  verification verify(resource_manager& a, resource_manager& b, const std::map<mode, acknowledged>& acks,
+  verification verify(connection& a, connection& b, const std::map<mode, acknowledged>& acks,
                       int clients) const;
 
  private:
@@ -69,6 +69,6 @@ class workload {
 };
 
 // "BEGIN" or "START TRANSACTION": a native local transaction on that RM.
-const char* local_begin_statement(const resource_manager& rm) noexcept;
+const char* local_begin_statement(const connection& rm) noexcept;
 
 }  // namespace xatm::bench

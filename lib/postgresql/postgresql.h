@@ -1,4 +1,4 @@
-// xatm/postgresql.h: opening a PostgreSQL resource manager (libpq).
+// Internal: opening a PostgreSQL resource manager (libpq).
 //
 // The connection string is libpq's keyword form (see connection_settings.h). The server needs
 // max_prepared_transactions > 0; the first prepare says so clearly when it is 0.
@@ -9,7 +9,7 @@
 #include <string>
 
 #include "xatm/connection_settings.h"
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 
 extern "C" {
 struct pg_conn;  // libpq's PGconn, so that libpq's headers stay out of xatm's

@@ -1,4 +1,4 @@
-// xatm/mysql.h: opening a MariaDB or MySQL resource manager (libmysqlclient API).
+// Internal: opening a MariaDB or MySQL resource manager (libmysqlclient API).
 //
 // Connection string keys: host, port, user, password, dbname (or database), unix_socket,
 // connect_timeout, read_timeout, write_timeout. The dialect (MariaDB or MySQL 8) is detected
@@ -18,7 +18,7 @@
 #include <string>
 
 #include "xatm/connection_settings.h"
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 
 extern "C" {
 struct st_mysql;  // the client library's MYSQL, so that its headers stay out of xatm's

@@ -1,5 +1,7 @@
-// xatm/resource_manager.h: one connection to one resource manager (a database), driven by XA verbs.
+// Internal: xatm's side of a connection to one resource manager (a database), driven by XA verbs.
 //
+// The application sees the same object as a connection (include/xatm/connection.h): exec() and
+// the native handle, no XA verb. Only the engines, recovery and the backends reach this side.
 // A resource_manager owns one connection and carries at most one branch on it at a time. It
 // mirrors the XA verbs (start, end, prepare, commit, rollback, recover, forget) and enforces the
 // branch's XA state machine itself: an illegal call (commit before prepare, start twice, ...)
@@ -19,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "xatm/connection.h"
 #include "xatm/result.h"
 #include "xatm/xid.h"
 
@@ -70,23 +73,14 @@ struct recovered_branches {
   std::vector<prepared_branch> foreign;  // other formatIDs or other encodings
 };
 
-// exec()'s answer: the rows of the last statement (text, NULL as nullopt) and its row count.
-struct query_result {
-  std::vector<std::string> columns;
-  std::vector<std::vector<std::optional<std::string>>> rows;
-  std::uint64_t affected_rows = 0;
-};
-
-class resource_manager {
+class resource_manager : public connection {
  public:
-  virtual ~resource_manager();
-  resource_manager(const resource_manager&) = delete;
-  resource_manager& operator=(const resource_manager&) = delete;
+  ~resource_manager() override;
 
   // The registered name (1..48 of [A-Za-z0-9_-]); every failure carries it.
-  const std::string& name() const noexcept { return name_; }
+  const std::string& name() const noexcept final { return name_; }
   // "postgresql", "mariadb", "mysql" or a test double's name.
-  virtual std::string_view dialect() const noexcept = 0;
+  std::string_view dialect() const noexcept override = 0;
 
   // ---- XA verbs (blocking) ----------------------------------------------------------------
   // Starts a new branch on this connection (PostgreSQL: BEGIN; MySQL: XA START).
@@ -131,13 +125,13 @@ class resource_manager {
   // see them until then. If the object is destroyed first, on_done is never called.
   void detach_call(std::function<void(const result<vote>&)> on_done);
 
-  // ---- the application's access to the connection -------------------------------------------
+  // ---- the application's face (include/xatm/connection.h) ------------------------------------
   // Runs SQL (one statement, or several for PostgreSQL) and returns the last statement's rows.
-  result<query_result> exec(std::string_view sql);
+  result<query_result> exec(std::string_view sql) final;
   // The driver's handle: PGconn* for PostgreSQL, MYSQL* for MariaDB/MySQL. Do not run
   // transaction control statements (COMMIT, XA ...) on it; xatm tracks the state.
   // A commit left running in the background (early acknowledgement) is finished first.
-  void* native_handle();
+  void* native_handle() final;
 
   // After a successful end(): true when the RM told xatm the branch wrote nothing, so prepare
   // will answer vote::read_only. The TM uses it to pick one-phase commit before preparing.
@@ -147,10 +141,10 @@ class resource_manager {
   // The branch this connection carries (active, ended, rollback-only or prepared), if any.
   const std::optional<xid>& current_branch() const noexcept { return current_; }
   // False after the connection was lost or abandoned; reconnect() opens a new one.
-  bool connected() const noexcept { return is_connected(); }
+  bool connected() const noexcept final { return is_connected(); }
   // Drops the connection and its unfinished branch (the RM rolls it back unless prepared) and
   // connects again.
-  result<void> reconnect();
+  result<void> reconnect() final;
 
   // Bounds every call on this connection that would otherwise wait as long as the driver does:
   // the blocking XA verbs above, recover() and exec(). A call with no answer within `timeout`
@@ -159,8 +153,17 @@ class resource_manager {
   // the default: no bound. The transaction manager bounds the connections it opens for itself
   // (phase-2 retries, recovery, markers) with tm_options::rm_call_timeout; the non-blocking
   // forms take their deadline from drive_calls().
-  void set_call_timeout(std::optional<std::chrono::milliseconds> timeout) noexcept { call_timeout_ = timeout; }
-  std::optional<std::chrono::milliseconds> call_timeout() const noexcept { return call_timeout_; }
+  void set_call_timeout(std::optional<std::chrono::milliseconds> timeout) noexcept final { call_timeout_ = timeout; }
+  std::optional<std::chrono::milliseconds> call_timeout() const noexcept final { return call_timeout_; }
+
+  // This side of a connection the application holds: every connection is a resource_manager.
+  static resource_manager& of(connection& application_side) noexcept {
+    return static_cast<resource_manager&>(application_side);
+  }
+  static std::unique_ptr<resource_manager> of(std::unique_ptr<connection> application_side) noexcept {
+    if (!application_side) return nullptr;
+    return std::unique_ptr<resource_manager>(&of(*application_side.release()));
+  }
 
  protected:
   explicit resource_manager(std::string name);
@@ -214,5 +217,9 @@ class resource_manager {
 std::vector<resource_manager*> drive_calls(std::span<resource_manager* const> rms,
                                            std::optional<std::chrono::steady_clock::time_point> deadline,
                                            const std::function<void(resource_manager&)>& on_answer = {});
+
+// Opens a new connection to one registered RM: how the TM and recovery reach it without the
+// application (a dialect's connect with the registered settings, or a test's scripted RM).
+using rm_connector = std::function<result<std::unique_ptr<resource_manager>>()>;
 
 }  // namespace xatm
