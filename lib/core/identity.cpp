@@ -146,8 +146,9 @@ result<identity_verdict> verify_identity(resource_manager& rm, decision_log& log
   if (pin) {
     if (now && now->id == pin->identity) return identity_verdict{true, {}};
     auto description = describe_database(rm);
-    std::string reached = (description ? description.value() : std::string("a database")) +
-                          (now ? " with identity " + now->id : std::string(" with no xatm identity (no xatm_identity row)"));
+    std::string reached =
+        (description ? description.value() : std::string("a database")) +
+        (now ? " with identity " + now->id : std::string(" with no xatm identity (no xatm_identity row)"));
     return identity_verdict{
         false, "RM '" + rm.name() + "' reaches " + reached + ", but the decision log pinned identity " +
                    pin->identity + " (" + pin->description + ") for that name: wrong database or server? Nothing "

@@ -256,7 +256,8 @@ recovery_report run_recovery(const recovery_context& context) {
 
   // 1. What the log decided. A log that cannot be read stops everything: no presumed abort.
   // (No log at all: a terminator working without the coordinator's log decides nothing itself.)
-  auto pending = context.log != nullptr ? context.log->pending() : result<std::vector<decision_record>>(std::vector<decision_record>{});
+  auto pending = context.log != nullptr ? context.log->pending()
+                                        : result<std::vector<decision_record>>(std::vector<decision_record>{});
   if (!pending) throw log_failure_error(pending.error());
   std::map<std::string, const decision_record*, std::less<>> decisions;
   for (const auto& record : pending.value()) decisions.emplace(record.gtrid, &record);
@@ -290,8 +291,11 @@ recovery_report run_recovery(const recovery_context& context) {
   // cannot be listed is dropped: nothing is done on it.
   for (auto& rm : scanned) {
     auto markers = list_markers(*rm.connection);
-    if (markers) rm.markers = std::move(markers).value();
-    else XATM_LOG(recovery, warning) << "RM " << rm.name << ": markers cannot be listed: " << markers.error().describe();
+    if (markers) {
+      rm.markers = std::move(markers).value();
+    } else {
+      XATM_LOG(recovery, warning) << "RM " << rm.name << ": markers cannot be listed: " << markers.error().describe();
+    }
   }
   std::erase_if(scanned, [&](scanned_rm& rm) {
     auto found = rm.connection->recover();
@@ -437,7 +441,9 @@ recovery_report run_recovery(const recovery_context& context) {
     std::string missing;
     std::set<std::string, std::less<>> named;
     for (const auto& rm_name : record->branch_rms) {
-      if (!verified.contains(rm_name) && named.insert(rm_name).second) missing += (missing.empty() ? "" : ", ") + rm_name;
+      if (!verified.contains(rm_name) && named.insert(rm_name).second) {
+        missing += (missing.empty() ? "" : ", ") + rm_name;
+      }
     }
     if (!missing.empty()) {
       report.items.push_back({missing, "-", gtrid, "unknown", "commit", "none", recovery_result::unresolved,
@@ -481,7 +487,8 @@ recovery_report run_recovery(const recovery_context& context) {
       bool all_scanned = std::all_of(marker.branch_rms.begin(), marker.branch_rms.end(), [&](const std::string& entry) {
         const auto equals = entry.find('=');
         const std::string_view name = std::string_view(entry).substr(0, equals);
-        auto found = std::find_if(scanned.begin(), scanned.end(), [&](const scanned_rm& other) { return other.name == name; });
+        auto found = std::find_if(scanned.begin(), scanned.end(),
+                                  [&](const scanned_rm& other) { return other.name == name; });
         if (found == scanned.end()) return false;
         // A plain name means what this log means by it only in this log's own rows.
         if (equals == std::string::npos) {
