@@ -20,6 +20,7 @@
 #include <thread>
 #include <set>
 
+#include "core/backend.h"
 #include "core/crash_point.h"
 #include "core/identity.h"
 #include "core/logging.h"
@@ -27,8 +28,6 @@
 #include "core/preflight.h"
 #include "core/tm_core.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
 
 namespace xatm {
 
@@ -532,9 +531,9 @@ std::map<std::string, rm_connector, std::less<>> connectors_for(
     if (auto valid = validate_rm_name(name); !valid) throw configuration_error(valid.error());
     auto colon = spec.find(':');
     std::string dialect = colon == std::string::npos ? std::string() : spec.substr(0, colon);
-    if (dialect != "postgresql" && dialect != "mysql" && dialect != "mariadb") {
+    if (detail::find_backend(dialect) == nullptr) {
       throw configuration_error(make_failure(xa_code::invalid, "RM '" + name + "': the connection string must start "
-                                             "with its dialect: postgresql:, mysql: or mariadb:", name));
+                                             "with its dialect: " + detail::dialect_list(":"), name));
     }
     auto settings = connection_settings::parse(std::string_view(spec).substr(colon + 1));
     if (!settings) {

@@ -99,9 +99,9 @@ struct tm_core : std::enable_shared_from_this<tm_core> {
 // one already: connecting to a silent server then fails instead of waiting for ever.
 connection_settings with_connect_timeout(connection_settings settings, std::chrono::milliseconds timeout);
 
-// A connector for an RM of a dialect ("postgresql", "mysql", "mariadb"); throws
-// configuration_error for an unknown dialect, empty settings or a keyword the dialect does not
-// know, before anything connects. Its connects give up after `connect_timeout`
+// A connector for an RM of a dialect, by the backend registered under that name (core/backend.h);
+// throws configuration_error for an unknown dialect, empty settings or a keyword the dialect does
+// not know, before anything connects. Its connects give up after `connect_timeout`
 // unless the settings name a connect_timeout of their own (with_connect_timeout).
 rm_connector make_connector(const std::string& rm_name, std::string_view dialect, const connection_settings& settings,
                             std::chrono::milliseconds connect_timeout);

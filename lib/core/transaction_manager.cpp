@@ -7,15 +7,13 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "core/adapter_keywords.h"
+#include "core/backend.h"
 #include "core/identity.h"
 #include "core/logging.h"
 #include "core/markers.h"
 #include "core/recovery.h"
 #include "core/tm_core.h"
 #include "xatm/error.h"
-#include "xatm/mysql.h"
-#include "xatm/postgresql.h"
 
 namespace xatm {
 namespace detail {
@@ -212,21 +210,20 @@ rm_connector make_connector(const std::string& rm_name, std::string_view dialect
   auto refuse = [&rm_name](std::string message) {
     throw configuration_error(make_failure(xa_code::invalid, "RM '" + rm_name + "': " + std::move(message), rm_name));
   };
-  bool postgresql = dialect == "postgresql";
-  if (!postgresql && dialect != "mysql" && dialect != "mariadb") {
+  const backend* chosen = find_backend(dialect);
+  if (chosen == nullptr) {
     // The dialect is the application's text: say what is accepted rather than echo it.
-    refuse("unknown RM dialect (postgresql, mysql or mariadb)");
+    refuse("unknown RM dialect (" + dialect_list() + ")");
   }
   // Refused now rather than at the first connect, which may be recovery's, in the background.
   if (settings.values().empty()) {
     refuse("the connection string is empty (give at least host or unix_socket, dbname and user)");
   }
-  auto known = postgresql ? check_postgresql_keywords(settings) : check_mysql_keywords(settings);
+  auto known = chosen->check_keywords(settings);
   if (!known) refuse(known.error().message);
   // Connecting is bounded like every other call the TM makes (tm_options::rm_call_timeout).
   connection_settings bounded = with_connect_timeout(settings, connect_timeout);
-  if (postgresql) return [rm_name, bounded] { return postgresql::connect(rm_name, bounded); };
-  return [rm_name, bounded] { return mysql::connect(rm_name, bounded); };
+  return [rm_name, bounded, chosen] { return chosen->connect(rm_name, bounded); };
 }
 
 namespace {
