@@ -27,9 +27,6 @@
 
 namespace xatm::detail {
 
-// The identity table's DDL for a dialect (also what `xatm-recover --install-schema` creates).
-std::string identity_table_ddl(std::string_view dialect);
-
 struct database_identity {
   std::string id;           // the identity row's random id
   std::string description;  // "postgresql database 'shop'" (for messages)

@@ -23,6 +23,8 @@ channel_logger& logger_for(log_channel channel);
 }  // namespace xatm::detail
 
 // XATM_LOG(pg, debug) << "prepare " << branch.to_string();
-#define XATM_LOG(channel, level)                                                      \
-  BOOST_LOG_SEV(::xatm::detail::logger_for(::xatm::detail::log_channel::channel), \
-                ::boost::log::trivial::level)
+#define XATM_LOG(channel, level) XATM_LOG_TO(::xatm::detail::log_channel::channel, level)
+
+// The same for a channel chosen at run time (a log_channel value): XATM_LOG_TO(channel_, debug).
+#define XATM_LOG_TO(channel_value, level) \
+  BOOST_LOG_SEV(::xatm::detail::logger_for(channel_value), ::boost::log::trivial::level)

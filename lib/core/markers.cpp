@@ -1,14 +1,15 @@
-// The marker table's SQL. gtrids and RM names are validated ([A-Za-z0-9_.-]) before they get
-// here, so quoting them as SQL string literals is safe; check_safe() re-checks it anyway.
+// The marker table's SQL; what differs between dialects comes from the connection's backend
+// (core/backend.h). gtrids and RM names are validated ([A-Za-z0-9_.-]) before they get here, so
+// quoting them as SQL string literals is safe; quoted() re-checks it anyway.
 #include "core/markers.h"
 
 #include <algorithm>
 #include <charconv>
 
+#include "core/backend.h"
+
 namespace xatm::detail {
 namespace {
-
-bool is_postgresql(const resource_manager& rm) { return rm.dialect() == "postgresql"; }
 
 result<std::string> quoted(std::string_view text) {
   bool safe = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
@@ -32,51 +33,39 @@ result<std::optional<marker_state>> state_of(const query_result& rows) {
 
 }  // namespace
 
-std::string marker_table_ddl(std::string_view dialect) {
-  if (dialect == "postgresql") {
-    return "CREATE TABLE IF NOT EXISTS xatm_marker ("
-           "gtrid varchar(64) PRIMARY KEY, "
-           "state char(1) NOT NULL CHECK (state IN ('P', 'A')), "
-           "branches varchar(1024) NOT NULL, "
-           "created timestamptz NOT NULL DEFAULT now())";
-  }
-  return "CREATE TABLE IF NOT EXISTS xatm_marker ("
-         "gtrid varchar(64) CHARACTER SET ascii COLLATE ascii_bin PRIMARY KEY, "
-         "state char(1) NOT NULL CHECK (state IN ('P', 'A')), "
-         "branches varchar(1024) NOT NULL, "
-         "created timestamp(6) NOT NULL DEFAULT current_timestamp(6)) ENGINE=InnoDB";
-}
-
 result<void> prepare_control_connection(resource_manager& control) {
-  auto done = control.exec(is_postgresql(control) ? "SET synchronous_commit TO on" : "SET SESSION autocommit = 1");
+  const backend* sql = backend_of(control);
+  if (sql == nullptr) return {};  // scripted test RMs keep no tables
+  auto done = control.exec(sql->control_session_statement());
   if (!done) return std::move(done).error();
   return {};
 }
 
 result<void> install_marker_table(resource_manager& control) {
+  const backend* sql = backend_of(control);
+  if (sql == nullptr) return {};
   // Look before creating: a DBA who created the table may have granted xatm only SELECT, INSERT
   // and DELETE on it, and CREATE TABLE IF NOT EXISTS needs the right to create even when the
   // table exists (PostgreSQL: "permission denied for schema"). A failed probe is harmless on an
   // autocommit control connection.
   if (control.exec("SELECT state FROM xatm_marker WHERE 1 = 0").ok()) return {};
-  auto done = control.exec(marker_table_ddl(control.dialect()));
+  auto done = control.exec(sql->marker_table_ddl());
   if (!done) return std::move(done).error();
   return {};
 }
 
 result<marker_state> insert_marker(resource_manager& control, std::string_view gtrid, marker_state state,
                                    std::string_view branches) {
+  const backend* sql = backend_of(control);
+  if (sql == nullptr) return make_failure(xa_code::rm_error, "a test double keeps no marker table", control.name());
   auto key = quoted(gtrid);
   auto list = quoted(branches);
   if (!key) return std::move(key).error();
   if (!list) return std::move(list).error();
-  std::string values = "(" + key.value() + ", '" + static_cast<char>(state) + "', " + list.value() + ")";
+  std::string row = "(" + key.value() + ", '" + static_cast<char>(state) + "', " + list.value() + ")";
   // Insert-if-absent: whichever of P and A reaches the primary key first wins, the other
   // insert does nothing, and both read the winner back.
-  std::string insert = is_postgresql(control)
-                           ? "INSERT INTO xatm_marker (gtrid, state, branches) VALUES " + values +
-                                 " ON CONFLICT (gtrid) DO NOTHING"
-                           : "INSERT IGNORE INTO xatm_marker (gtrid, state, branches) VALUES " + values;
+  std::string insert = sql->insert_marker_if_absent(row);
   if (auto inserted = control.exec(insert); !inserted) return std::move(inserted).error();
   auto winner = read_marker(control, gtrid);
   if (!winner) return std::move(winner).error();
@@ -94,17 +83,11 @@ result<std::optional<marker_state>> read_marker(resource_manager& control, std::
 
 result<std::vector<marker_row>> list_markers(resource_manager& control) {
   // Scripted test RMs keep no tables.
-  if (!is_postgresql(control) && control.dialect() != "mysql" && control.dialect() != "mariadb") {
-    return std::vector<marker_row>();
-  }
-  auto rows = control.exec(is_postgresql(control)
-                               ? "SELECT gtrid, state, branches, CAST(EXTRACT(EPOCH FROM now() - created) AS bigint) "
-                                 "FROM xatm_marker"
-                               : "SELECT gtrid, state, branches, TIMESTAMPDIFF(SECOND, created, NOW(6)) "
-                                 "FROM xatm_marker");
+  const backend* sql = backend_of(control);
+  if (sql == nullptr) return std::vector<marker_row>();
+  auto rows = control.exec(sql->list_markers_query());
   if (!rows) {
-    const failure& cause = rows.error();
-    if (cause.sqlstate == "42P01" || cause.sqlstate == "42S02" || cause.native_code == 1146) {
+    if (sql->is_missing_table(rows.error())) {
       return std::vector<marker_row>();  // no marker table: never in three-phase use here
     }
     return std::move(rows).error();

@@ -19,16 +19,12 @@ namespace xatm::detail {
 
 enum class marker_state : char { precommitted = 'P', aborted = 'A' };
 
-// The DDL for a dialect ("postgresql", "mysql", "mariadb"), documented for DBAs in
-// docs/three-phase.md.
-std::string marker_table_ddl(std::string_view dialect);
-
 // Creates the table if it does not exist (a table that exists needs no right to create).
 result<void> install_marker_table(resource_manager& control);
 
-// Makes a new control connection safe for markers: autocommit on (MariaDB servers may default
-// to autocommit=0, which would leave a P uncommitted), and on PostgreSQL synchronous_commit on
-// (a marker must be durable when its insert returns). Call once per new control connection.
+// Makes a new control connection safe for markers (backend::control_session_statement(): a
+// marker must be committed and durable when its insert returns). Call once per new control
+// connection.
 result<void> prepare_control_connection(resource_manager& control);
 
 // Inserts `state` for the gtrid unless a row exists, then reads the row back: answers the state

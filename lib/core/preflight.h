@@ -28,18 +28,16 @@
 namespace xatm::detail {
 
 // Runs ONE query on `rm` (a fresh, idle connection) and answers whether its server keeps what it
-// acknowledges across a host crash:
-//   postgresql: fsync must be on; max_prepared_transactions must be > 0 (at 0 every prepare fails);
-//   mariadb, mysql: innodb_flush_log_at_trx_commit must be 1 (MariaDB: or 3, which also flushes
-//     at every commit); with log_bin ON, sync_binlog must be 1 (the binary log decides InnoDB's
-//     crash recovery: a commit missing from it is rolled back).
-// Any other dialect (test doubles) passes without a query. A setting that fails the check is
+// acknowledges across a host crash; what each dialect refuses is its backend's
+// judge_durability() (docs/design.md section 6, "durability preflight"). A connection without a
+// backend (test doubles) passes without a query. A setting that fails the check is
 // xa_code::invalid with rm_name set; a failed query is its own failure (lost connection, ...).
 result<void> check_durability(resource_manager& rm);
 
-// Makes a new connection of the TM's own (not the application's) safe for xatm's statements,
-// and checks durability unless `allow_unsafe_durability`; see the list in preflight.cpp. One
-// round trip on PostgreSQL, two on MariaDB/MySQL. Answers the failure of either.
+// Makes a new connection of the TM's own (not the application's) safe for xatm's statements
+// (backend::own_session_statement()), and checks durability unless `allow_unsafe_durability`.
+// One round trip where the backend runs statement lists, two elsewhere. Answers the failure of
+// either.
 result<void> prepare_own_connection(resource_manager& rm, bool allow_unsafe_durability);
 
 // A connector's answer for a connection of the TM's own: prepare_own_connection() on it, the

@@ -20,6 +20,7 @@
 #include <thread>
 #include <set>
 
+#include "core/backend.h"
 #include "core/crash_point.h"
 #include "core/identity.h"
 #include "core/logging.h"
@@ -27,8 +28,6 @@
 #include "core/preflight.h"
 #include "core/tm_core.h"
 #include "xatm/error.h"
-#include "mysql/mysql.h"
-#include "postgresql/postgresql.h"
 
 namespace xatm {
 
@@ -256,7 +255,8 @@ recovery_report run_recovery(const recovery_context& context) {
 
   // 1. What the log decided. A log that cannot be read stops everything: no presumed abort.
   // (No log at all: a terminator working without the coordinator's log decides nothing itself.)
-  auto pending = context.log != nullptr ? context.log->pending() : result<std::vector<decision_record>>(std::vector<decision_record>{});
+  auto pending = context.log != nullptr ? context.log->pending()
+                                        : result<std::vector<decision_record>>(std::vector<decision_record>{});
   if (!pending) throw log_failure_error(pending.error());
   std::map<std::string, const decision_record*, std::less<>> decisions;
   for (const auto& record : pending.value()) decisions.emplace(record.gtrid, &record);
@@ -290,8 +290,11 @@ recovery_report run_recovery(const recovery_context& context) {
   // cannot be listed is dropped: nothing is done on it.
   for (auto& rm : scanned) {
     auto markers = list_markers(*rm.connection);
-    if (markers) rm.markers = std::move(markers).value();
-    else XATM_LOG(recovery, warning) << "RM " << rm.name << ": markers cannot be listed: " << markers.error().describe();
+    if (markers) {
+      rm.markers = std::move(markers).value();
+    } else {
+      XATM_LOG(recovery, warning) << "RM " << rm.name << ": markers cannot be listed: " << markers.error().describe();
+    }
   }
   std::erase_if(scanned, [&](scanned_rm& rm) {
     auto found = rm.connection->recover();
@@ -437,7 +440,9 @@ recovery_report run_recovery(const recovery_context& context) {
     std::string missing;
     std::set<std::string, std::less<>> named;
     for (const auto& rm_name : record->branch_rms) {
-      if (!verified.contains(rm_name) && named.insert(rm_name).second) missing += (missing.empty() ? "" : ", ") + rm_name;
+      if (!verified.contains(rm_name) && named.insert(rm_name).second) {
+        missing += (missing.empty() ? "" : ", ") + rm_name;
+      }
     }
     if (!missing.empty()) {
       report.items.push_back({missing, "-", gtrid, "unknown", "commit", "none", recovery_result::unresolved,
@@ -481,7 +486,8 @@ recovery_report run_recovery(const recovery_context& context) {
       bool all_scanned = std::all_of(marker.branch_rms.begin(), marker.branch_rms.end(), [&](const std::string& entry) {
         const auto equals = entry.find('=');
         const std::string_view name = std::string_view(entry).substr(0, equals);
-        auto found = std::find_if(scanned.begin(), scanned.end(), [&](const scanned_rm& other) { return other.name == name; });
+        auto found = std::find_if(scanned.begin(), scanned.end(),
+                                  [&](const scanned_rm& other) { return other.name == name; });
         if (found == scanned.end()) return false;
         // A plain name means what this log means by it only in this log's own rows.
         if (equals == std::string::npos) {
@@ -525,9 +531,9 @@ std::map<std::string, rm_connector, std::less<>> connectors_for(
     if (auto valid = validate_rm_name(name); !valid) throw configuration_error(valid.error());
     auto colon = spec.find(':');
     std::string dialect = colon == std::string::npos ? std::string() : spec.substr(0, colon);
-    if (dialect != "postgresql" && dialect != "mysql" && dialect != "mariadb") {
+    if (detail::find_backend(dialect) == nullptr) {
       throw configuration_error(make_failure(xa_code::invalid, "RM '" + name + "': the connection string must start "
-                                             "with its dialect: postgresql:, mysql: or mariadb:", name));
+                                             "with its dialect: " + detail::dialect_list(":"), name));
     }
     auto settings = connection_settings::parse(std::string_view(spec).substr(colon + 1));
     if (!settings) {

@@ -113,17 +113,17 @@ struct tm_core : std::enable_shared_from_this<tm_core> {
 // one already: connecting to a silent server then fails instead of waiting for ever.
 connection_settings with_connect_timeout(connection_settings settings, std::chrono::milliseconds timeout);
 
-// A connector for an RM of a dialect ("postgresql", "mysql", "mariadb"); throws
-// configuration_error for an unknown dialect, empty settings or a keyword the dialect does not
-// know, before anything connects. Its connects give up after `connect_timeout`
+// A connector for an RM of a dialect, by the backend registered under that name (core/backend.h);
+// throws configuration_error for an unknown dialect, empty settings or a keyword the dialect does
+// not know, before anything connects. Its connects give up after `connect_timeout`
 // unless the settings name a connect_timeout of their own (with_connect_timeout).
 rm_connector make_connector(const std::string& rm_name, std::string_view dialect, const connection_settings& settings,
                             std::chrono::milliseconds connect_timeout);
 
-// The wiring of the decision store: transaction_manager.cpp is the one place in lib/core that
-// names a store (the SQLite one); everything else sees a decision_store.
+// The decision store, opened by the wiring layer (lib/builtin_stores.cpp, the one file that names
+// the SQLite store); lib/core sees only a decision_store.
 //
-// Opens the decision log at `path` (`vfs_name`: the SQLite VFS, tm_options::log_vfs), turning
+// Opens the decision log at `path` (`vfs_name`: the SQLite VFS, tm_wiring::log_vfs), turning
 // refusals into the public exceptions: log_in_use_error (held by another process),
 // configuration_error (another tm_id, bad directory, ...) or log_failure_error (damaged or
 // unreadable: never presume abort over it).

@@ -7,17 +7,14 @@
 
 #include <algorithm>
 
-#include "core/adapter_keywords.h"
+#include "core/backend.h"
 #include "core/identity.h"
 #include "core/logging.h"
 #include "core/markers.h"
 #include "core/recovery.h"
 #include "core/tm_access.h"
 #include "core/tm_core.h"
-#include "sqlite/sqlite_decision_store.h"
 #include "xatm/error.h"
-#include "mysql/mysql.h"
-#include "postgresql/postgresql.h"
 
 namespace xatm {
 namespace detail {
@@ -247,21 +244,20 @@ rm_connector make_connector(const std::string& rm_name, std::string_view dialect
   auto refuse = [&rm_name](std::string message) {
     throw configuration_error(make_failure(xa_code::invalid, "RM '" + rm_name + "': " + std::move(message), rm_name));
   };
-  bool postgresql = dialect == "postgresql";
-  if (!postgresql && dialect != "mysql" && dialect != "mariadb") {
+  const backend* chosen = find_backend(dialect);
+  if (chosen == nullptr) {
     // The dialect is the application's text: say what is accepted rather than echo it.
-    refuse("unknown RM dialect (postgresql, mysql or mariadb)");
+    refuse("unknown RM dialect (" + dialect_list() + ")");
   }
   // Refused now rather than at the first connect, which may be recovery's, in the background.
   if (settings.values().empty()) {
     refuse("the connection string is empty (give at least host or unix_socket, dbname and user)");
   }
-  auto known = postgresql ? check_postgresql_keywords(settings) : check_mysql_keywords(settings);
+  auto known = chosen->check_keywords(settings);
   if (!known) refuse(known.error().message);
   // Connecting is bounded like every other call the TM makes (tm_options::rm_call_timeout).
   connection_settings bounded = with_connect_timeout(settings, connect_timeout);
-  if (postgresql) return [rm_name, bounded] { return postgresql::connect(rm_name, bounded); };
-  return [rm_name, bounded] { return mysql::connect(rm_name, bounded); };
+  return [rm_name, bounded, chosen] { return chosen->connect(rm_name, bounded); };
 }
 
 connection_settings with_connect_timeout(connection_settings settings, std::chrono::milliseconds timeout) {
@@ -270,26 +266,6 @@ connection_settings with_connect_timeout(connection_settings settings, std::chro
   settings.set("connect_timeout", std::to_string(seconds));
   return settings;
 }
-
-std::unique_ptr<decision_store> open_decision_log(const std::string& path, const std::string& tm_id,
-                                                  const std::string& vfs_name) {
-  auto opened = sqlite_decision_store::open({path, tm_id, vfs_name});
-  if (opened) return std::move(opened).value();
-  store_refusal refused = std::move(opened).refused();
-  switch (refused.reason) {
-    case open_refusal::in_use: throw log_in_use_error(std::move(refused.cause));
-    // A log that exists but cannot be trusted is a log failure, never a reason to presume abort.
-    case open_refusal::unusable: throw log_failure_error(std::move(refused.cause));
-    case open_refusal::misconfigured: break;
-  }
-  throw configuration_error(std::move(refused.cause));
-}
-
-result<std::optional<int>> decision_log_holder(const std::string& path) {
-  return sqlite_decision_store::lock_holder(path);
-}
-
-result<std::string> stored_tm_id(const std::string& path) { return sqlite_decision_store::stored_tm_id(path); }
 
 }  // namespace detail
 

@@ -178,6 +178,10 @@ bool is_unknown_xid(const native_error& error) noexcept { return error.number ==
 
 bool is_discarded_read_only(const native_error& error) noexcept { return error.number == ER_XA_RBROLLBACK; }
 
+bool is_no_such_table(const failure& cause) noexcept {
+  return cause.sqlstate == "42S02" || cause.native_code == ER_NO_SUCH_TABLE;
+}
+
 std::string scrub_password(std::string message, std::string_view password) {
   if (password.empty() || message.find(password) == std::string::npos) return message;
   return "(message withheld: it contains the text of the password)";

@@ -78,6 +78,10 @@ bool is_unknown_xid(const native_error& error) noexcept;
 // discarded it when its session ended (sql/xa.cc trans_xa_detach). Nothing was committed nor lost.
 bool is_discarded_read_only(const native_error& error) noexcept;
 
+// True when a failure of this adapter says a statement named a table that does not exist
+// (ER_NO_SUCH_TABLE, SQLSTATE 42S02).
+bool is_no_such_table(const failure& cause) noexcept;
+
 // `message`, or a notice instead of it when it contains the text of `password`. Replacing only
 // the password by "***" would show where its text stood, and so the password itself: a password
 // "p" turned "accepting" into "acce***ting", a password "mysql" a socket path "/run/***d/".

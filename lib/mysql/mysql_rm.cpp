@@ -39,9 +39,9 @@
 #include <utility>
 #include <vector>
 
-#include "core/adapter_keywords.h"
-#include "core/logging.h"
+#include "core/sql_adapter.h"
 #include "mysql/innodb_status.h"
+#include "mysql/mysql_backend.h"
 #include "mysql/mysql_errors.h"
 
 namespace xatm::mysql {
@@ -52,19 +52,8 @@ using mysql_detail::mysql_step;
 using mysql_detail::native_error;
 using clock = std::chrono::steady_clock;
 
-struct connection_closer {
-  void operator()(MYSQL* conn) const noexcept { mysql_close(conn); }
-};
-struct result_freer {
-  void operator()(MYSQL_RES* rows) const noexcept { mysql_free_result(rows); }
-};
-using connection_ptr = std::unique_ptr<MYSQL, connection_closer>;
-using result_ptr = std::unique_ptr<MYSQL_RES, result_freer>;
-
-// The connection-string keywords this adapter understands (mysql.h).
-constexpr std::array<std::string_view, 10> known_keywords = {
-    "host", "port", "user", "password", "dbname", "database", "unix_socket",
-    "connect_timeout", "read_timeout", "write_timeout"};
+using connection_ptr = detail::c_handle<MYSQL, &mysql_close>;
+using result_ptr = detail::c_handle<MYSQL_RES, &mysql_free_result>;
 
 constexpr const char* read_only_probe = "DO UUID()";
 // autocommit=1 in the same statement (no extra round trip): a server whose global autocommit is
@@ -230,24 +219,13 @@ class sessions_left_behind {
 // is far beyond a scheduling delay of a live server; it is a bound, not a proof.
 constexpr auto processlist_grace = std::chrono::seconds(1);
 
-class mysql_rm final : public resource_manager {
+class mysql_rm final : public detail::sql_adapter {
  public:
   mysql_rm(std::string rm_name, connection_settings settings)
-      : resource_manager(std::move(rm_name)),
-        settings_(std::move(settings)),
-        password_(settings_.get("password").value_or("")) {}
+      : sql_adapter(std::move(rm_name), std::move(settings), detail::log_channel::mysql) {}
 
   ~mysql_rm() override {
-    try {
-      if (conn_ && state() != branch_state::idle) {
-        XATM_LOG(mysql, debug) << "[" << name() << "] closing the connection with branch "
-                               << (current_branch() ? current_branch()->to_string() : std::string("?")) << " "
-                               << branch_state_name(state())
-                               << (state() == branch_state::prepared ? ": it stays prepared on the server"
-                                                                     : ": the server rolls it back");
-      }
-    } catch (...) {  // NOLINT(bugprone-empty-catch): a failing log sink must not end the process
-    }
+    log_branch_left(conn_ != nullptr);
     // Closed here, while every member the status callback may touch is still alive.
     remember_session_if_prepared();
     conn_.reset();
@@ -256,22 +234,6 @@ class mysql_rm final : public resource_manager {
   std::string_view dialect() const noexcept override { return dialect_; }
 
   MYSQL* connection() noexcept { return conn_.get(); }
-
-  // connect()'s first connection; later ones come through reconnect().
-  result<void> open() { return do_connect(); }
-
- protected:
-  result<void> send(xa_verb verb, const xid& branch) override;
-  io_wait waiting_for() const noexcept override;
-  bool advance() override;
-  result<vote> outcome() override;
-  void cancel() noexcept override;
-  result<recovered_branches> do_recover() override;
-  result<query_result> do_exec(std::string_view sql) override;
-  void* do_native_handle() noexcept override { return conn_.get(); }
-  bool is_connected() const noexcept override { return conn_ != nullptr; }
-  result<void> do_connect() override;
-  bool branch_wrote_nothing() const noexcept override { return read_only_; }
 
  private:
   // One statement of a verb. A verb is one to three of them (rollback of an active branch:
@@ -315,38 +277,57 @@ class mysql_rm final : public resource_manager {
     std::string what() const { return std::string(xa_verb_name(verb)) + " of " + branch.to_string(); }
   };
 
+  // The transaction-state reports of the session tracker (read-only detection).
   static void on_status(void* self, enum enum_mariadb_status_info type, ...);
   void note_transaction_state(const char* text, std::size_t length) noexcept;
   bool tracker_says_written() const noexcept { return tracked_state_[4] == 'W'; }
 
-  failure_context context(std::string_view what) const { return {name(), what, password_}; }
+  // The verbs, non-blocking (resource_manager's adapter half): each a plan of stages, one
+  // statement per stage.
+  result<void> send(xa_verb verb, const xid& branch) override;
   std::string statement_for(stage step, const xid& branch) const;
   mysql_step step_of(stage step) const;
   void run_stage(stage next);
-  void on_innodb_listing(const query_result& table);
-  void on_processlist(const query_result& table);
-  void fall_back_to_processlist(const std::string& why);
   void run_next_stage_or(result<vote> answer);
+  io_wait waiting_for() const noexcept override;
+  int ready_flags() const;
+  bool advance() override;
   void settle(int status);
   void on_operation_done();
   void on_success();
   void on_error(const native_error& error);
+  void on_innodb_listing(const query_result& table);
+  void on_processlist(const query_result& table);
+  void fall_back_to_processlist(const std::string& why);
   void finish(result<vote> answer);
   void finish_lost(const native_error& error);
-  int ready_flags() const;
+  result<vote> outcome() override { return take_outcome(call_); }
+  void cancel() noexcept override;
+
+  // Blocking calls (recover, exec, session setup), bounded by the call deadline.
+  // Runs SQL and waits for its answer, at most `timeout` (nullopt: as long as it takes).
+  result<query_result> run_query(std::string_view sql, mysql_step step, std::string_view what,
+                                 std::optional<std::chrono::milliseconds> timeout);
   // MariaDB lists XIDs as SQL literals, MySQL 8 as 0x<hex> (mysql_literal() is accepted by both).
   const char* recover_statement() const {
     return dialect_ == "mysql" ? "XA RECOVER CONVERT XID" : "XA RECOVER FORMAT='SQL'";
   }
   recovered_branches parse_recovered(const query_result& table) const;
-  // Runs SQL and waits for its answer, at most `timeout` (nullopt: as long as it takes).
-  result<query_result> run_query(std::string_view sql, mysql_step step, std::string_view what,
-                                 std::optional<std::chrono::milliseconds> timeout);
-  void remember_session_if_prepared() noexcept;
-  void close_connection(const char* why) noexcept;
+  result<recovered_branches> do_recover() override;
+  result<query_result> do_exec(std::string_view sql) override;
 
-  connection_settings settings_;
-  std::string password_;  // only to scrub it out of the driver's messages
+  // The connection.
+  // The backend of the server this connection reached (the same statements until it connects).
+  const detail::backend& sql_backend() const noexcept override {
+    return dialect_ == "mysql" ? detail::mysql_backend() : detail::mariadb_backend();
+  }
+  void* do_native_handle() noexcept override { return conn_.get(); }
+  bool is_connected() const noexcept override { return conn_ != nullptr; }
+  result<void> open_connection(const std::string& description) override;
+  void close_connection(const char* why) noexcept override;
+  void remember_session_if_prepared() noexcept;
+  failure_context context(std::string_view what) const { return {name(), what, password()}; }
+
   std::string dialect_ = "mariadb";
   // Written by the status callback; declared before conn_ so that it outlives the handle.
   std::array<char, 8> tracked_state_ = no_transaction;
@@ -354,7 +335,6 @@ class mysql_rm final : public resource_manager {
   connection_ptr conn_;
   unsigned long session_id_ = 0;  // the server's id of conn_'s session (CONNECTION_ID())
   std::optional<pending_call> call_;
-  bool read_only_ = false;  // learned at end: the branch wrote nothing
   // A statement of the branch failed in a way that dooms it (deadlock, lock wait timeout);
   // end reports it as the branch's XA_RB* code.
   std::optional<failure> doomed_by_;
@@ -422,13 +402,13 @@ result<void> mysql_rm::send(xa_verb verb, const xid& branch) {
   std::vector<stage> plan;
   switch (verb) {
     case xa_verb::start:
-      read_only_ = false;
+      set_read_only(false);
       doomed_by_.reset();
       tracked_state_ = no_transaction;
       plan = {stage::xa_start};
       break;
     case xa_verb::end:
-      read_only_ = false;
+      set_read_only(false);
       if (tracker_says_written() || doomed_by_) {
         plan = {stage::xa_end};
       } else {
@@ -443,7 +423,7 @@ result<void> mysql_rm::send(xa_verb verb, const xid& branch) {
     case xa_verb::prepare:
       // A read-only branch is finished here, never prepared: a prepared branch that wrote
       // nothing is discarded by MariaDB when its session ends (see mysql_errors.h).
-      plan = {read_only_ ? stage::xa_commit_one_phase : stage::xa_prepare};
+      plan = {read_only() ? stage::xa_commit_one_phase : stage::xa_prepare};
       break;
     case xa_verb::commit_one_phase:
       plan = {stage::xa_commit_one_phase};
@@ -612,11 +592,11 @@ void mysql_rm::on_success() {
   switch (call_->current) {
     case stage::probe: {
       bool reported = state_reports_ != call_->reports_before_probe;
-      read_only_ = reported && !tracker_says_written();
+      set_read_only(reported && !tracker_says_written());
       XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": transaction state "
                              << (reported ? std::string(tracked_state_.data(), tracked_state_.size())
                                           : std::string("not reported, counted as writing"))
-                             << (read_only_ ? " (read-only)" : "");
+                             << (read_only() ? " (read-only)" : "");
       run_next_stage_or(vote::commit);
       return;
     }
@@ -661,7 +641,7 @@ void mysql_rm::on_error(const native_error& error) {
       // Not worth failing the verb over: XA END says what state the branch is in.
       XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": the read-only probe failed, counted "
                              << "as writing: " << cause.describe();
-      read_only_ = false;
+      set_read_only(false);
       run_next_stage_or(vote::commit);
       return;
     case stage::xa_end:
@@ -739,12 +719,7 @@ void mysql_rm::run_next_stage_or(result<vote> answer) {
 }
 
 void mysql_rm::finish(result<vote> answer) {
-  if (answer.ok()) {
-    XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": ok"
-                           << (answer.value() == vote::read_only ? " (read-only)" : "");
-  } else {
-    XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": " << answer.error().describe();
-  }
+  log_outcome([this] { return call_->what(); }, answer);
   call_->wait_status = 0;
   call_->stages.clear();
   call_->outcome = std::move(answer);
@@ -758,13 +733,7 @@ void mysql_rm::finish_lost(const native_error& error) {
   cause.code = xa_code::rm_failure;
   close_connection("connection lost");
   bool own_unprepared = call_->verb == xa_verb::rollback && !call_->resolving && state() != branch_state::prepared;
-  if (own_unprepared) {
-    XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": connection lost, the server rolls the "
-                           << "unprepared branch back";
-    finish(vote::commit);
-    return;
-  }
-  finish(std::move(cause));
+  finish(answer_for_lost_session(own_unprepared, [this] { return call_->what(); }, std::move(cause)));
 }
 
 int mysql_rm::ready_flags() const {
@@ -804,13 +773,6 @@ bool mysql_rm::advance() {
   return call_->outcome.has_value();
 }
 
-result<vote> mysql_rm::outcome() {
-  if (!call_ || !call_->outcome) return fail(xa_code::protocol, "outcome() before the call finished");
-  result<vote> answer = std::move(*call_->outcome);
-  call_.reset();
-  return answer;
-}
-
 void mysql_rm::cancel() noexcept {
   close_connection("cancelled");  // first: it looks at the call in flight
   call_.reset();
@@ -834,31 +796,22 @@ void mysql_rm::remember_session_if_prepared() noexcept {
 
 void mysql_rm::close_connection(const char* why) noexcept {
   if (!conn_) return;
-  try {
-    XATM_LOG(mysql, debug) << "[" << name() << "] closing the connection: " << why;
-  } catch (...) {  // NOLINT(bugprone-empty-catch): a failing log sink must not stop the close
-  }
+  log_closing(why);
   remember_session_if_prepared();
   conn_.reset();
-  read_only_ = false;
+  set_read_only(false);
   doomed_by_.reset();
   tracked_state_ = no_transaction;
 }
 
-result<void> mysql_rm::do_connect() {
-  close_connection("reconnecting");
-  std::string description = "connect to " + settings_.describe();
-
-  if (auto known = detail::check_mysql_keywords(settings_); !known) {
-    return fail(known.error().code, description + ": " + known.error().message);
-  }
-  auto dbname = settings_.get("dbname");
-  if (auto database = settings_.get("database")) {
+result<void> mysql_rm::open_connection(const std::string& description) {
+  auto dbname = settings().get("dbname");
+  if (auto database = settings().get("database")) {
     if (dbname) return fail(xa_code::invalid, description + ": give dbname or database, not both");
     dbname = std::move(database);
   }
   std::optional<unsigned int> port;
-  if (auto text = settings_.get("port")) {
+  if (auto text = settings().get("port")) {
     port = parse_number<unsigned int>(*text);
     if (!port || *port > 65535) return fail(xa_code::invalid, description + ": port must be a number 0..65535");
   }
@@ -875,7 +828,7 @@ result<void> mysql_rm::do_connect() {
   for (auto [key, option] : {std::pair{"connect_timeout", MYSQL_OPT_CONNECT_TIMEOUT},
                              std::pair{"read_timeout", MYSQL_OPT_READ_TIMEOUT},
                              std::pair{"write_timeout", MYSQL_OPT_WRITE_TIMEOUT}}) {
-    auto text = settings_.get(key);
+    auto text = settings().get(key);
     if (!text) continue;
     auto seconds = parse_number<unsigned int>(*text);
     if (!seconds) return fail(xa_code::invalid, description + ": " + key + " must be a number of seconds");
@@ -888,10 +841,10 @@ result<void> mysql_rm::do_connect() {
     return fail(xa_code::rm_error, description + ": Connector/C has no status callback (3.3 or newer needed)");
   }
 
-  auto host = settings_.get("host");
-  auto user = settings_.get("user");
-  auto password = settings_.get("password");
-  auto socket = settings_.get("unix_socket");
+  auto host = settings().get("host");
+  auto user = settings().get("user");
+  auto password = settings().get("password");
+  auto socket = settings().get("unix_socket");
   auto c_string = [](const std::optional<std::string>& value) { return value ? value->c_str() : nullptr; };
 
   XATM_LOG(mysql, debug) << "[" << name() << "] " << description;
@@ -906,7 +859,8 @@ result<void> mysql_rm::do_connect() {
   tracked_state_ = no_transaction;
   // Still connecting: the session setup waits no longer than connect_timeout.
   std::optional<std::chrono::milliseconds> setup_timeout;
-  if (auto seconds = parse_number<unsigned int>(settings_.get("connect_timeout").value_or("")); seconds && *seconds > 0) {
+  auto seconds = parse_number<unsigned int>(settings().get("connect_timeout").value_or(""));
+  if (seconds && *seconds > 0) {
     setup_timeout = std::chrono::seconds(*seconds);
   }
   if (auto tracking = run_query(track_state_setup, mysql_step::connect,
@@ -1043,32 +997,9 @@ result<query_result> mysql_rm::do_exec(std::string_view sql) {
 }  // namespace
 
 result<std::unique_ptr<resource_manager>> connect(std::string rm_name, const connection_settings& settings) {
-  if (auto valid = validate_rm_name(rm_name); !valid) return std::move(valid).error();
-  auto rm = std::make_unique<mysql_rm>(std::move(rm_name), settings);
-  if (auto opened = rm->open(); !opened) return std::move(opened).error();
-  return std::unique_ptr<resource_manager>(std::move(rm));
+  return detail::open_adapter<mysql_rm>(std::move(rm_name), settings);
 }
 
-st_mysql* handle(resource_manager& rm) noexcept {
-  auto* adapter = dynamic_cast<mysql_rm*>(&rm);
-  return adapter == nullptr ? nullptr : adapter->connection();
-}
+st_mysql* handle(resource_manager& rm) noexcept { return detail::native_connection<mysql_rm>(rm); }
 
 }  // namespace xatm::mysql
-
-namespace xatm::detail {
-
-result<void> check_mysql_keywords(const connection_settings& settings) {
-  for (const auto& [key, value] : settings.values()) {
-    bool known = false;
-    for (auto keyword : xatm::mysql::known_keywords) known = known || key == keyword;
-    if (!known) {
-      return make_failure(xa_code::invalid, "unknown connection keyword '" + key +
-                                                "' (MariaDB/MySQL keywords: host, port, user, password, dbname or "
-                                                "database, unix_socket, connect_timeout, read_timeout, write_timeout)");
-    }
-  }
-  return {};
-}
-
-}  // namespace xatm::detail

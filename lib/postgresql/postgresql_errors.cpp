@@ -135,6 +135,8 @@ bool is_connection_lost(const PGresult* answer, const PGconn* conn) noexcept {
   return starts_with(state, "08") || state == "57P01" || state == "57P02" || state == "57P03";
 }
 
+bool is_undefined_table(const failure& cause) noexcept { return cause.sqlstate == "42P01"; }
+
 failure statement_failure(const PGresult* answer, const PGconn* conn, pg_step step,
                           const failure_context& context) {
   std::string sqlstate = field(answer, PG_DIAG_SQLSTATE);

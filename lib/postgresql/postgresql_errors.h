@@ -62,6 +62,10 @@ bool answered_rollback(const PGresult* answer) noexcept;
 // The failure for answered_rollback(): xa_code::rollback, the branch is gone.
 failure rolled_back_instead(const failure_context& context);
 
+// True when a failure of this adapter says a statement named a table that does not exist
+// (SQLSTATE 42P01 undefined_table).
+bool is_undefined_table(const failure& cause) noexcept;
+
 // `message`, or a notice instead of it when it contains the text of `password`. Replacing only
 // the password by "***" would show where its text stood, and so the password itself: a password
 // "p" turned "accepting" into "acce***ting", a password "mysql" a socket path "/run/***d/".

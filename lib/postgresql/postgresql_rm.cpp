@@ -18,8 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/adapter_keywords.h"
-#include "core/logging.h"
+#include "core/sql_adapter.h"
+#include "postgresql/postgresql_backend.h"
 #include "postgresql/postgresql_errors.h"
 
 namespace xatm::postgresql {
@@ -28,17 +28,8 @@ namespace {
 using postgresql_detail::failure_context;
 using postgresql_detail::pg_step;
 
-struct connection_closer {
-  void operator()(PGconn* conn) const noexcept { PQfinish(conn); }
-};
-struct result_clearer {
-  void operator()(PGresult* answer) const noexcept { PQclear(answer); }
-};
-struct conninfo_freer {
-  void operator()(PQconninfoOption* options) const noexcept { PQconninfoFree(options); }
-};
-using connection_ptr = std::unique_ptr<PGconn, connection_closer>;
-using result_ptr = std::unique_ptr<PGresult, result_clearer>;
+using connection_ptr = detail::c_handle<PGconn, &PQfinish>;
+using result_ptr = detail::c_handle<PGresult, &PQclear>;
 
 // The read-only probe sent at end: NULL while the transaction has no xid, i.e. wrote nothing.
 constexpr const char* read_only_probe = "SELECT pg_current_xact_id_if_assigned() IS NULL";
@@ -57,6 +48,33 @@ bool is_safe_gid(std::string_view gid) {
     if (!safe) return false;
   }
   return true;
+}
+
+// An answer as text, every value binary-safe (PQgetlength), SQL NULL as nullopt, with the
+// statement's row count.
+query_result read_rows(const PGresult* rows) {
+  query_result table;
+  for (int column = 0; column < PQnfields(rows); ++column) table.columns.emplace_back(PQfname(rows, column));
+  table.rows.reserve(static_cast<std::size_t>(PQntuples(rows)));
+  for (int row = 0; row < PQntuples(rows); ++row) {
+    auto& values = table.rows.emplace_back();
+    values.reserve(table.columns.size());
+    for (int column = 0; column < PQnfields(rows); ++column) {
+      if (PQgetisnull(rows, row, column) != 0) {
+        values.emplace_back(std::nullopt);
+      } else {
+        values.emplace_back(std::string(PQgetvalue(rows, row, column),
+                                        static_cast<std::size_t>(PQgetlength(rows, row, column))));
+      }
+    }
+  }
+  // PQcmdTuples: "" for statements without a row count; it takes a non-const result but only reads.
+  std::string_view count = PQcmdTuples(const_cast<PGresult*>(rows));
+  std::uint64_t affected = 0;
+  if (std::from_chars(count.data(), count.data() + count.size(), affected).ec == std::errc{}) {
+    table.affected_rows = affected;
+  }
+  return table;
 }
 
 // Server notices (WARNING: there is no transaction in progress, RAISE NOTICE, ...) would go to
@@ -83,45 +101,16 @@ bool wait_for_socket(int socket, short events, std::optional<std::chrono::steady
   }
 }
 
-class postgresql_rm final : public resource_manager {
+class postgresql_rm final : public detail::sql_adapter {
  public:
   postgresql_rm(std::string rm_name, connection_settings settings)
-      : resource_manager(std::move(rm_name)),
-        settings_(std::move(settings)),
-        password_(settings_.get("password").value_or("")) {}
+      : sql_adapter(std::move(rm_name), std::move(settings), detail::log_channel::pg) {}
 
-  ~postgresql_rm() override {
-    try {
-      if (conn_ && state() != branch_state::idle) {
-        XATM_LOG(pg, debug) << "[" << name() << "] closing the connection with branch "
-                            << (current_branch() ? current_branch()->to_string() : std::string("?")) << " "
-                            << branch_state_name(state())
-                            << (state() == branch_state::prepared ? ": it stays prepared on the server"
-                                                                  : ": the server rolls it back");
-      }
-    } catch (...) {  // NOLINT(bugprone-empty-catch): a failing log sink must not end the process
-    }
-  }
+  ~postgresql_rm() override { log_branch_left(conn_ != nullptr); }
 
   std::string_view dialect() const noexcept override { return "postgresql"; }
 
   PGconn* connection() noexcept { return conn_.get(); }
-
-  // connect()'s first connection; later ones come through reconnect().
-  result<void> open() { return do_connect(); }
-
- protected:
-  result<void> send(xa_verb verb, const xid& branch) override;
-  io_wait waiting_for() const noexcept override;
-  bool advance() override;
-  result<vote> outcome() override;
-  void cancel() noexcept override;
-  result<recovered_branches> do_recover() override;
-  result<query_result> do_exec(std::string_view sql) override;
-  void* do_native_handle() noexcept override { return conn_.get(); }
-  bool is_connected() const noexcept override { return conn_ && PQstatus(conn_.get()) == CONNECTION_OK; }
-  result<void> do_connect() override;
-  bool branch_wrote_nothing() const noexcept override { return read_only_; }
 
  private:
   // The verb in flight: one statement, sent with PQsendQuery, answered by one or more PGresults.
@@ -144,20 +133,33 @@ class postgresql_rm final : public resource_manager {
     }
   };
 
-  failure_context context(std::string_view what) const { return {name(), what, password_}; }
+  // The verbs, non-blocking (resource_manager's adapter half): one statement each, or none.
+  result<void> send(xa_verb verb, const xid& branch) override;
+  result<std::string> checked_gid(const xid& branch) const;
   result<void> send_statement(pending_call next_call);
+  io_wait waiting_for() const noexcept override;
+  bool advance() override;
+  void interpret_answer();
   void finish(result<vote> answer);
   void finish_lost(const PGresult* answer);
-  void interpret_answer();
-  result<result_ptr> exec_blocking(const std::string& sql, pg_step step, std::string_view what);
-  result<std::string> checked_gid(const xid& branch) const;
-  void close_connection(const char* why) noexcept;
+  result<vote> outcome() override { return take_outcome(call_); }
+  void cancel() noexcept override;
 
-  connection_settings settings_;
-  std::string password_;     // only to scrub it out of libpq's messages
+  // Blocking calls (recover, exec), bounded by the call deadline.
+  result<result_ptr> exec_blocking(const std::string& sql, pg_step step, std::string_view what);
+  result<recovered_branches> do_recover() override;
+  result<query_result> do_exec(std::string_view sql) override;
+
+  // The connection.
+  const detail::backend& sql_backend() const noexcept override { return detail::postgresql_backend(); }
+  void* do_native_handle() noexcept override { return conn_.get(); }
+  bool is_connected() const noexcept override { return conn_ && PQstatus(conn_.get()) == CONNECTION_OK; }
+  result<void> open_connection(const std::string& description) override;
+  void close_connection(const char* why) noexcept override;
+  failure_context context(std::string_view what) const { return {name(), what, password()}; }
+
   connection_ptr conn_;
   std::optional<pending_call> call_;
-  bool read_only_ = false;  // learned at end: the branch has no xid, it wrote nothing
 };
 
 result<std::string> postgresql_rm::checked_gid(const xid& branch) const {
@@ -186,7 +188,7 @@ result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
         return fail(xa_code::outside, what() + ": the connection is already inside a transaction that xatm did "
                                              "not start (BEGIN through exec() or the native handle?)");
       }
-      read_only_ = false;
+      set_read_only(false);
       next_call.step = pg_step::start;
       statement = "BEGIN";
       break;
@@ -197,7 +199,7 @@ result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
         // prepare or commit will answer ROLLBACK, which reports the branch as rolled back.
         XATM_LOG(pg, debug) << "[" << name() << "] " << what() << ": the transaction has failed, prepare will "
                             << "answer rollback";
-        read_only_ = false;
+        set_read_only(false);
         call_ = std::move(next_call);
         finish(vote::commit);
         return {};
@@ -225,7 +227,7 @@ result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
 
     case xa_verb::prepare:
       next_call.step = pg_step::prepare;
-      if (read_only_) {
+      if (read_only()) {
         // Nothing was written: commit it now and keep it out of phase two (XA_RDONLY).
         statement = "COMMIT";
       } else {
@@ -346,9 +348,9 @@ void postgresql_rm::interpret_answer() {
         finish(fail(xa_code::rm_error, call_->what() + ": unexpected answer to the read-only probe"));
         return;
       }
-      read_only_ = std::string_view(PQgetvalue(answer, 0, 0)) == "t";
+      set_read_only(std::string_view(PQgetvalue(answer, 0, 0)) == "t");
       XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what() << ": "
-                          << (read_only_ ? "read-only" : "wrote data");
+                          << (read_only() ? "read-only" : "wrote data");
       finish(vote::commit);
       return;
     }
@@ -358,24 +360,19 @@ void postgresql_rm::interpret_answer() {
         finish(postgresql_detail::rolled_back_instead(context(call_->what())));
         return;
       }
-      finish(call_->verb == xa_verb::prepare && read_only_ ? vote::read_only : vote::commit);
+      finish(call_->verb == xa_verb::prepare && read_only() ? vote::read_only : vote::commit);
       return;
     case xa_verb::start:
     case xa_verb::end_failed:
     case xa_verb::commit:
     case xa_verb::rollback:
-      finish(vote::commit);
-      return;
+      break;  // the answer carries nothing beyond "done"
   }
+  finish(vote::commit);
 }
 
 void postgresql_rm::finish(result<vote> answer) {
-  if (answer.ok()) {
-    XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what() << ": ok"
-                        << (answer.value() == vote::read_only ? " (read-only)" : "");
-  } else {
-    XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what() << ": " << answer.error().describe();
-  }
+  log_outcome([this] { return call_->what(); }, answer);
   call_->answer.reset();
   call_->outcome = std::move(answer);
 }
@@ -390,21 +387,7 @@ void postgresql_rm::finish_lost(const PGresult* answer) {
     return;
   }
   close_connection("connection lost");
-  if (call_->own_unprepared) {
-    // The server rolls back the open transaction of a session that ends: exactly what was asked.
-    XATM_LOG(pg, debug) << "[" << name() << "] " << call_->what() << ": connection lost, the server rolls the "
-                        << "unprepared branch back";
-    finish(vote::commit);
-    return;
-  }
-  finish(std::move(cause));
-}
-
-result<vote> postgresql_rm::outcome() {
-  if (!call_ || !call_->outcome) return fail(xa_code::protocol, "outcome() before the call finished");
-  result<vote> answer = std::move(*call_->outcome);
-  call_.reset();
-  return answer;
+  finish(answer_for_lost_session(call_->own_unprepared, [this] { return call_->what(); }, std::move(cause)));
 }
 
 void postgresql_rm::cancel() noexcept {
@@ -414,32 +397,21 @@ void postgresql_rm::cancel() noexcept {
 
 void postgresql_rm::close_connection(const char* why) noexcept {
   if (!conn_) return;
-  try {
-    XATM_LOG(pg, debug) << "[" << name() << "] closing the connection: " << why;
-  } catch (...) {  // NOLINT(bugprone-empty-catch): a failing log sink must not stop the close
-  }
+  log_closing(why);
   conn_.reset();
-  read_only_ = false;
+  set_read_only(false);
 }
 
-result<void> postgresql_rm::do_connect() {
-  close_connection("reconnecting");
-  std::string description = "connect to " + settings_.describe();
-
-  // libpq refuses unknown keywords with a generic message; say which one, before connecting.
-  if (auto known = detail::check_postgresql_keywords(settings_); !known) {
-    return fail(known.error().code, description + ": " + known.error().message);
-  }
-
+result<void> postgresql_rm::open_connection(const std::string& description) {
   // Keyword and value arrays straight from the parsed settings: no conninfo string is rebuilt,
   // so no value is ever re-quoted. expand_dbname = 0: a dbname is a name, never a conninfo.
   std::vector<const char*> keywords;
   std::vector<const char*> values;
-  for (const auto& [key, value] : settings_.values()) {
+  for (const auto& [key, value] : settings().values()) {
     keywords.push_back(key.c_str());
     values.push_back(value.c_str());
   }
-  if (!settings_.get("application_name") && !settings_.get("fallback_application_name")) {
+  if (!settings().get("application_name") && !settings().get("fallback_application_name")) {
     keywords.push_back("fallback_application_name");  // pg_stat_activity shows who holds the branch
     values.push_back("xatm");
   }
@@ -457,7 +429,7 @@ result<void> postgresql_rm::do_connect() {
   }
   PQsetNoticeProcessor(conn.get(), &log_notice, static_cast<resource_manager*>(this));
   conn_ = std::move(conn);
-  read_only_ = false;
+  set_read_only(false);
   XATM_LOG(pg, debug) << "[" << name() << "] connected, server version " << PQserverVersion(conn_.get());
   return {};
 }
@@ -587,63 +559,15 @@ result<query_result> postgresql_rm::do_exec(std::string_view sql) {
   // that (also for SQL run on the native handle), and end() reads it from there.
   auto answer = exec_blocking(std::string(sql), pg_step::exec, "exec");
   if (!answer) return std::move(answer).error();
-  const PGresult* rows = answer.value().get();
-  query_result table;
-  for (int column = 0; column < PQnfields(rows); ++column) table.columns.emplace_back(PQfname(rows, column));
-  table.rows.reserve(static_cast<std::size_t>(PQntuples(rows)));
-  for (int row = 0; row < PQntuples(rows); ++row) {
-    auto& values = table.rows.emplace_back();
-    values.reserve(table.columns.size());
-    for (int column = 0; column < PQnfields(rows); ++column) {
-      if (PQgetisnull(rows, row, column) != 0) {
-        values.emplace_back(std::nullopt);
-      } else {
-        values.emplace_back(std::string(PQgetvalue(rows, row, column),
-                                        static_cast<std::size_t>(PQgetlength(rows, row, column))));
-      }
-    }
-  }
-  // PQcmdTuples: "" for statements without a row count; it takes a non-const result but only reads.
-  std::string_view count = PQcmdTuples(const_cast<PGresult*>(rows));
-  std::uint64_t affected = 0;
-  if (std::from_chars(count.data(), count.data() + count.size(), affected).ec == std::errc{}) {
-    table.affected_rows = affected;
-  }
-  return table;
+  return read_rows(answer.value().get());
 }
 
 }  // namespace
 
 result<std::unique_ptr<resource_manager>> connect(std::string rm_name, const connection_settings& settings) {
-  if (auto valid = validate_rm_name(rm_name); !valid) return std::move(valid).error();
-  auto rm = std::make_unique<postgresql_rm>(std::move(rm_name), settings);
-  if (auto opened = rm->open(); !opened) return std::move(opened).error();
-  return std::unique_ptr<resource_manager>(std::move(rm));
+  return detail::open_adapter<postgresql_rm>(std::move(rm_name), settings);
 }
 
-pg_conn* handle(resource_manager& rm) noexcept {
-  auto* postgresql = dynamic_cast<postgresql_rm*>(&rm);
-  return postgresql == nullptr ? nullptr : postgresql->connection();
-}
+pg_conn* handle(resource_manager& rm) noexcept { return detail::native_connection<postgresql_rm>(rm); }
 
 }  // namespace xatm::postgresql
-
-namespace xatm::detail {
-
-result<void> check_postgresql_keywords(const connection_settings& settings) {
-  std::unique_ptr<PQconninfoOption, xatm::postgresql::conninfo_freer> known(PQconndefaults());
-  if (!known) return make_failure(xa_code::rm_error, "libpq is out of memory");
-  for (const auto& [key, value] : settings.values()) {
-    bool found = false;
-    for (const PQconninfoOption* option = known.get(); option->keyword != nullptr; ++option) {
-      if (key == option->keyword) found = true;
-    }
-    if (!found) {
-      return make_failure(xa_code::invalid, "unknown connection keyword '" + key +
-                                                "' (libpq's keywords: host, port, dbname, user, password, ...)");
-    }
-  }
-  return {};
-}
-
-}  // namespace xatm::detail

@@ -13,6 +13,7 @@
 #include "core/identity.h"
 #include "core/markers.h"
 #include "core/recovery.h"
+#include "postgresql/postgresql_backend.h"
 #include "sqlite/sqlite_decision_store.h"
 #include "support/servers.h"
 #include "support/temp_dir.h"
@@ -155,8 +156,8 @@ TEST_CASE("3PC: marker and identity tables created by a DBA work for a user that
   auto admin = postgresql::connect("pg", connection_settings::parse(test::servers().pg).value()).value();
   const std::string role = unique("p3dml");
   REQUIRE(admin->exec("CREATE TABLE IF NOT EXISTS p3_items (id varchar(80) PRIMARY KEY)").ok());
-  REQUIRE(admin->exec(detail::marker_table_ddl("postgresql")).ok());
-  REQUIRE(admin->exec(detail::identity_table_ddl("postgresql")).ok());
+  REQUIRE(admin->exec(detail::postgresql_backend().marker_table_ddl()).ok());
+  REQUIRE(admin->exec(detail::postgresql_backend().identity_table_ddl()).ok());
   REQUIRE(admin->exec("REVOKE CREATE ON SCHEMA public FROM PUBLIC").ok());
   REQUIRE(admin->exec("CREATE ROLE \"" + role + "\" LOGIN").ok());
   REQUIRE(admin->exec("GRANT SELECT, INSERT, DELETE ON xatm_marker TO \"" + role + "\"").ok());

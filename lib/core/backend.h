@@ -1,0 +1,141 @@
+// Internal: the seam between lib/core and the database backends (docs/design.md section 2). A
+// backend is what core needs to know about one SQL dialect: the connection keywords its driver
+// takes, how to open a connection, and the statements behind RM identities, incarnation leases,
+// three-phase markers and the durability preflight; core runs them, the backend only writes
+// and reads them. Each backend folder defines its objects, the wiring layer registers them
+// (lib/builtin_backends.cpp, asked by the registry before its first lookup), and core finds one
+// by dialect name (register_rm(), xatm-recover's --rm) or asks a connection for its own
+// (backend_of()). Backends are immutable objects that
+// live as long as the program: any thread may use one. The registry is thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "xatm/connection_settings.h"
+#include "xatm/resource_manager.h"
+#include "xatm/result.h"
+
+namespace xatm::detail {
+
+// What a durability verdict found unsafe; core words the refusal (preflight.h).
+struct unsafe_setting {
+  std::string setting;               // "fsync", "innodb_flush_log_at_trx_commit", ...
+  std::optional<std::string> value;  // as the server printed it; nullopt for NULL
+  std::string why;                   // loses_commits, or what else it breaks
+  std::string remedy;                // "set fsync = on"
+};
+
+// Why most unsafe settings are refused (unsafe_setting::why).
+inline constexpr std::string_view loses_commits = "can lose a committed XA transaction on a host crash";
+
+// A query of server settings: one row of `values` values.
+struct settings_query {
+  std::string_view sql;
+  std::size_t values = 0;
+};
+
+class backend {
+ public:
+  backend() = default;
+  backend(const backend&) = delete;
+  backend& operator=(const backend&) = delete;
+  virtual ~backend() = default;
+
+  // ---- choosing and connecting ----------------------------------------------------------------
+  // The dialect name the backend is registered and chosen by ("postgresql", "mariadb", "mysql").
+  [[nodiscard]] virtual std::string_view dialect() const noexcept = 0;
+  // Fails (xa_code::invalid) naming the first keyword of `settings` the driver does not know.
+  // Asked before anything connects; the message names the keyword, never a value.
+  [[nodiscard]] virtual result<void> check_keywords(const connection_settings& settings) const = 0;
+  // Opens a connection: the adapter's connect() (include/xatm/postgresql.h, mysql.h).
+  [[nodiscard]] virtual result<std::unique_ptr<resource_manager>> connect(
+      std::string rm_name, const connection_settings& settings) const = 0;
+  // True when `cause` says that a statement named a table that does not exist.
+  [[nodiscard]] virtual bool is_missing_table(const failure& cause) const noexcept = 0;
+
+  // ---- RM identity (identity.h) -----------------------------------------------------------------
+  // The identity table's DDL (also what `xatm-recover --install-schema` creates).
+  [[nodiscard]] virtual std::string identity_table_ddl() const = 0;
+  // The statement run right after that DDL created the table, or empty when there is none.
+  [[nodiscard]] virtual std::string identity_table_grant() const = 0;
+  // Inserts the identity row with `id_literal` (an SQL string literal core checked) unless the
+  // table has its row already: of two first meetings, one row wins.
+  [[nodiscard]] virtual std::string insert_identity_if_absent(std::string_view id_literal) const = 0;
+  // A query answering one value: the name of the database the session works in.
+  [[nodiscard]] virtual std::string_view current_database_query() const = 0;
+
+  // ---- incarnation leases (identity.h) ----------------------------------------------------------
+  // `lease_name` is made by core of [A-Za-z0-9_.-] and checked before it gets here.
+  // Tries to take the lease for the session of `rm`, without waiting: false when another session
+  // holds it. The server drops it when the session ends.
+  [[nodiscard]] virtual result<bool> try_take_lease(resource_manager& rm, std::string_view lease_name) const = 0;
+  // Whether some session other than rm's own holds the lease. Reads, never takes: trying it
+  // could make a TM's own attempt fail.
+  [[nodiscard]] virtual result<bool> lease_held(resource_manager& rm, std::string_view lease_name) const = 0;
+
+  // ---- three-phase markers (markers.h) ------------------------------------------------------------
+  // The marker table's DDL, documented for DBAs in docs/three-phase.md.
+  [[nodiscard]] virtual std::string marker_table_ddl() const = 0;
+  // Inserts `row` into (gtrid, state, branches) unless its gtrid has a row: the primary key
+  // decides between P and A. `row` is core's checked row value, `(<gtrid>, '<state>', <branches>)`.
+  [[nodiscard]] virtual std::string insert_marker_if_absent(std::string_view row) const = 0;
+  // A query listing every marker row: gtrid, state, branches, age in whole seconds.
+  [[nodiscard]] virtual std::string_view list_markers_query() const = 0;
+
+  // ---- durability preflight and the TM's own sessions (preflight.h, markers.h) ----------------
+  // The query of the server settings judge_durability() reads.
+  [[nodiscard]] virtual settings_query durability_query() const = 0;
+  // Judges the values of durability_query()'s row (core checked there are as many as it
+  // selects): nullopt when the server keeps what it acknowledges across a host crash.
+  [[nodiscard]] virtual std::optional<unsafe_setting> judge_durability(
+      std::span<const std::optional<std::string>> settings) const = 0;
+  // The statement a new three-phase control connection runs first, so that a marker row is
+  // committed and durable when its insert returns.
+  [[nodiscard]] virtual std::string_view control_session_statement() const = 0;
+  // The session settings forced on every connection the TM opens for itself.
+  [[nodiscard]] virtual std::string_view own_session_statement() const = 0;
+  // True when one exec() runs several statements separated by ';' and answers the last one's
+  // rows: the TM's own connections then get their settings and the durability check in one
+  // round trip.
+  [[nodiscard]] virtual bool runs_statement_lists() const noexcept = 0;
+};
+
+// Makes `chosen` findable by its dialect name; one registered before under that name is replaced
+// (the built-in ones are registered at the first lookup). `chosen` must outlive every use
+// (backends are static objects of their folders).
+void register_backend(const backend& chosen);
+// The backend registered under `dialect`, nullptr when none is.
+[[nodiscard]] const backend* find_backend(std::string_view dialect) noexcept;
+// The registered dialect names in registration order, for messages: "postgresql, mysql or
+// mariadb", each followed by `suffix` ("postgresql:, mysql: or mariadb:").
+[[nodiscard]] std::string dialect_list(std::string_view suffix = {});
+
+// The backend of a connection: an SQL adapter's own (sql_adapter::sql_backend()); for another
+// kind of RM, the one registered under the dialect it reports (an RM wrapping an adapter reports
+// the adapter's). nullptr for test doubles, whose connections then skip identity, leases, markers
+// and the durability check.
+[[nodiscard]] const backend* backend_of(const resource_manager& rm) noexcept;
+
+// The first value of the first row, if any (for queries answering one value).
+[[nodiscard]] std::optional<std::string> first_value(const query_result& rows);
+
+// For backends' check_keywords(): fails (xa_code::invalid) naming the first key of `settings`
+// for which `known` answers false, with `known_keywords` (a short list for the user) in the message.
+template <class keyword_check>
+[[nodiscard]] result<void> refuse_unknown_keywords(const connection_settings& settings, const keyword_check& known,
+                                                   std::string_view known_keywords) {
+  for (const auto& [key, value] : settings.values()) {
+    if (!known(key)) {
+      return make_failure(xa_code::invalid,
+                          "unknown connection keyword '" + key + "' (" + std::string(known_keywords) + ")");
+    }
+  }
+  return {};
+}
+
+}  // namespace xatm::detail

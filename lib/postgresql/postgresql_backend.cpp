@@ -1,0 +1,168 @@
+// The PostgreSQL backend (postgresql_backend.h): the SQL core runs on a PostgreSQL RM for itself.
+//
+// Durability (docs/design.md section 6, "durability preflight"), what is refused and why:
+//   fsync = off: no WAL flush reaches the disk (xlog.c issue_xlog_fsync() returns at once when
+//     !enableFsync), so PREPARE TRANSACTION and COMMIT PREPARED can both vanish.
+//   max_prepared_transactions = 0: every PREPARE TRANSACTION fails ("prepared transactions are
+//     disabled"); refused here so that connect() says so, not the first commit.
+// Not refused, after reading PostgreSQL 15's source (15.18, src/backend/access/transam):
+//   synchronous_commit. twophase.c EndPrepare() calls XLogFlush(gxact->prepare_end_lsn)
+//     unconditionally before the prepare is reported ("If we crash now, we have prepared: WAL
+//     replay will fix things"); RecordTransactionCommitPrepared() and
+//     RecordTransactionAbortPrepared() call XLogFlush(recptr) unconditionally ("nor is there any
+//     support for async commit of a prepared xact (the very idea is probably a contradiction)").
+//     Only xact.c RecordTransactionCommit(), the ordinary COMMIT, looks at it: with
+//     synchronous_commit = off it takes the XLogSetAsyncXactLSN() path and the flush happens
+//     later. synchronous_commit below `on` only skips SyncRepWaitForLSN() (SyncRepRequested():
+//     synchronous_commit > SYNCHRONOUS_COMMIT_LOCAL_FLUSH), i.e. waiting for standbys, never the
+//     local flush. So prepared branches are durable whatever it says. It does matter for
+//     (a) a one-phase COMMIT (one writing branch): that commit is exactly as durable as the
+//     application's own local commits on that server, and no other RM can disagree with it, so
+//     xatm leaves the application's choice alone; (b) the three-phase mode's marker rows, written
+//     in autocommit on xatm's own connections: xatm forces synchronous_commit = on there
+//     (own_session below, and control_session_statement()).
+//   full_page_writes: see core/preflight.cpp.
+#include "postgresql/postgresql_backend.h"
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "core/c_handle.h"
+#include "postgresql/postgresql_errors.h"
+#include "xatm/postgresql.h"
+
+namespace xatm::detail {
+namespace {
+
+// The PostgreSQL advisory lock key of a lease name: FNV-1a, 64 bits.
+std::uint64_t advisory_key(std::string_view name) {
+  std::uint64_t hash = 14695981039346656037ULL;
+  for (char c : name) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ULL;
+  }
+  return hash;
+}
+
+// Session settings of the TM's own connections (statements run in autocommit, resolutions,
+// marker rows), forced because a server default could break them. What was considered is in
+// docs/design.md section 8 ("Session settings"): synchronous_commit = on (marker rows must be
+// durable when the insert returns), default_transaction_read_only = off (marker
+// INSERT/DELETE/CREATE would fail; COMMIT PREPARED is allowed read-only),
+// default_transaction_isolation = read committed (under serializable a P/A insert race can fail
+// with 40001 instead of reading the winner), statement_timeout = 0 (tm_options::rm_call_timeout
+// bounds xatm's calls).
+constexpr std::string_view own_session =
+    "SET synchronous_commit = on; SET default_transaction_read_only = off; "
+    "SET default_transaction_isolation = 'read committed'; SET statement_timeout = 0";
+
+class postgresql_sql final : public backend {
+ public:
+  std::string_view dialect() const noexcept override { return "postgresql"; }
+
+  result<void> check_keywords(const connection_settings& settings) const override {
+    // libpq refuses unknown keywords with a generic message; its own list says which are known.
+    c_handle<PQconninfoOption, &PQconninfoFree> known(PQconndefaults());
+    if (!known) return make_failure(xa_code::rm_error, "libpq is out of memory");
+    auto libpq_knows = [&](std::string_view key) {
+      for (const PQconninfoOption* option = known.get(); option->keyword != nullptr; ++option) {
+        if (key == option->keyword) return true;
+      }
+      return false;
+    };
+    return refuse_unknown_keywords(settings, libpq_knows, "libpq's keywords: host, port, dbname, user, password, ...");
+  }
+
+  result<std::unique_ptr<resource_manager>> connect(std::string rm_name,
+                                                    const connection_settings& settings) const override {
+    return postgresql::connect(std::move(rm_name), settings);
+  }
+
+  bool is_missing_table(const failure& cause) const noexcept override {
+    return postgresql_detail::is_undefined_table(cause);
+  }
+
+  std::string identity_table_ddl() const override {
+    return "CREATE TABLE IF NOT EXISTS xatm_identity (singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), "
+           "database_id varchar(64) NOT NULL, created timestamptz NOT NULL DEFAULT now())";
+  }
+
+  // Every role xatm runs as on this database must read it, whichever created it; it holds
+  // nothing secret.
+  std::string identity_table_grant() const override { return "GRANT SELECT ON xatm_identity TO PUBLIC"; }
+
+  std::string insert_identity_if_absent(std::string_view id_literal) const override {
+    return "INSERT INTO xatm_identity (singleton, database_id) VALUES (true, " + std::string(id_literal) +
+           ") ON CONFLICT (singleton) DO NOTHING";
+  }
+
+  std::string_view current_database_query() const override { return "SELECT current_database()"; }
+
+  result<bool> try_take_lease(resource_manager& rm, std::string_view lease_name) const override {
+    auto key = static_cast<std::int64_t>(advisory_key(lease_name));
+    auto rows = rm.exec("SELECT pg_try_advisory_lock(" + std::to_string(key) + ")");
+    if (!rows) return std::move(rows).error();
+    return first_value(rows.value()) == std::optional<std::string>("t");
+  }
+
+  result<bool> lease_held(resource_manager& rm, std::string_view lease_name) const override {
+    // pg_locks shows a bigint advisory key as classid (high 32 bits), objid (low 32 bits),
+    // objsubid 1.
+    const std::uint64_t key = advisory_key(lease_name);
+    auto rows = rm.exec("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+                        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                        " AND classid::bigint = " + std::to_string(key >> 32) +
+                        " AND objid::bigint = " + std::to_string(key & 0xffffffffULL));
+    if (!rows) return std::move(rows).error();
+    return first_value(rows.value()).value_or("0") != "0";
+  }
+
+  std::string marker_table_ddl() const override {
+    return "CREATE TABLE IF NOT EXISTS xatm_marker (gtrid varchar(64) PRIMARY KEY, "
+           "state char(1) NOT NULL CHECK (state IN ('P', 'A')), branches varchar(1024) NOT NULL, "
+           "created timestamptz NOT NULL DEFAULT now())";
+  }
+
+  std::string insert_marker_if_absent(std::string_view row) const override {
+    return "INSERT INTO xatm_marker (gtrid, state, branches) VALUES " + std::string(row) +
+           " ON CONFLICT (gtrid) DO NOTHING";
+  }
+
+  std::string_view list_markers_query() const override {
+    return "SELECT gtrid, state, branches, CAST(EXTRACT(EPOCH FROM now() - created) AS bigint) FROM xatm_marker";
+  }
+
+  settings_query durability_query() const override {
+    return {"SELECT current_setting('fsync'), current_setting('max_prepared_transactions')", 2};
+  }
+
+  std::optional<unsafe_setting> judge_durability(std::span<const std::optional<std::string>> settings) const override {
+    if (settings[0] != "on") return unsafe_setting{"fsync", settings[0], std::string(loses_commits), "set fsync = on"};
+    const auto& max_prepared = settings[1];
+    if (!max_prepared || *max_prepared == "0") {
+      return unsafe_setting{"max_prepared_transactions", max_prepared, "makes every prepare fail",
+                            "set it > 0 in postgresql.conf and restart the server"};
+    }
+    return std::nullopt;
+  }
+
+  std::string_view control_session_statement() const override { return "SET synchronous_commit TO on"; }
+
+  std::string_view own_session_statement() const override { return own_session; }
+
+  // The simple query protocol runs a ';'-separated list and answers the last statement's rows.
+  bool runs_statement_lists() const noexcept override { return true; }
+};
+
+}  // namespace
+
+const backend& postgresql_backend() noexcept {
+  static const postgresql_sql the_backend;
+  return the_backend;
+}
+
+}  // namespace xatm::detail
