@@ -30,15 +30,17 @@ std::string required_env(const char* name) {
 // The CHECK constraint is what refuses an overdraft.
 void create_accounts(xatm::transaction_manager& tm) {
   auto pg = tm.connect("payments_pg");
-  pg->exec("DROP TABLE IF EXISTS ledger; DROP TABLE IF EXISTS accounts;"
-           "CREATE TABLE accounts (id text PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0));"
-           "CREATE TABLE ledger (token text PRIMARY KEY, account text NOT NULL, amount bigint NOT NULL);"
-           "INSERT INTO accounts VALUES ('alice', 100)")
+  pg->exec(
+        "DROP TABLE IF EXISTS ledger; DROP TABLE IF EXISTS accounts;"
+        "CREATE TABLE accounts (id text PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0));"
+        "CREATE TABLE ledger (token text PRIMARY KEY, account text NOT NULL, amount bigint NOT NULL);"
+        "INSERT INTO accounts VALUES ('alice', 100)")
       .value();
   auto maria = tm.connect("ledger_mariadb");
   for (const char* sql :
        {"DROP TABLE IF EXISTS ledger", "DROP TABLE IF EXISTS accounts",
-        "CREATE TABLE accounts (id varchar(32) PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0)) ENGINE=InnoDB",
+        "CREATE TABLE accounts (id varchar(32) PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0)) "
+        "ENGINE=InnoDB",
         "CREATE TABLE ledger (token varchar(64) PRIMARY KEY, account varchar(32) NOT NULL, amount bigint NOT NULL) "
         "ENGINE=InnoDB",
         "INSERT INTO accounts VALUES ('bob', 0)"}) {
@@ -104,7 +106,9 @@ int main(int argc, char** argv) {
   }
   // The protocol steps (end, prepare, decision durable, commit) show on stderr as they happen.
   const char* level = std::getenv("XATM_DEMO_LOG_LEVEL");
-  xatm::tools::install_console_log(level != nullptr ? level : mode == "show" ? "warning" : "info",
+  xatm::tools::install_console_log(level != nullptr ? level
+                                   : mode == "show" ? "warning"
+                                                    : "info",
                                    /*show_protocol=*/mode != "show");
   std::cout << std::unitbuf;  // keep the story and the log lines in order
   std::filesystem::path log_dir = argc > 2 ? argv[2] : std::filesystem::temp_directory_path() / "xatm-demo";
@@ -129,8 +133,8 @@ int main(int argc, char** argv) {
     print_state(tm);
     if (mode == "run") {
       auto stats = tm.statistics();
-      std::cout << "\ncommitted " << stats.committed << ", rolled back " << stats.rolled_back
-                << ", decisions logged " << stats.decisions_logged << " in " << stats.log_batches << " log batches\n";
+      std::cout << "\ncommitted " << stats.committed << ", rolled back " << stats.rolled_back << ", decisions logged "
+                << stats.decisions_logged << " in " << stats.log_batches << " log batches\n";
     }
   } catch (const std::exception& e) {
     std::cerr << "xatm-demo: " << e.what() << "\n";

@@ -17,11 +17,11 @@
 namespace {
 
 // Exit codes (also in --help and docs/recovery.md).
-constexpr int exit_clean = 0;       // nothing of ours left in doubt
-constexpr int exit_unresolved = 1;  // something could not be resolved now
-constexpr int exit_usage = 2;       // bad command line, configuration, or a log that cannot be used
-constexpr int exit_heuristic = 3;   // an RM did the opposite of the decision
-constexpr int exit_busy = 4;        // the log is in use: its TM is running and recovers by itself
+constexpr int exit_clean = 0;           // nothing of ours left in doubt
+constexpr int exit_unresolved = 1;      // something could not be resolved now
+constexpr int exit_usage = 2;           // bad command line, configuration, or a log that cannot be used
+constexpr int exit_heuristic = 3;       // an RM did the opposite of the decision
+constexpr int exit_busy = 4;            // the log is in use: its TM is running and recovers by itself
 constexpr int exit_wrong_database = 5;  // an RM reaches another database than its name was pinned to
 
 constexpr const char* help_text = R"(usage: xatm-recover --log PATH --rm NAME=DIALECT:CONNINFO [--rm ...]
@@ -103,12 +103,14 @@ std::string json_escape(std::string_view text) {
 }
 
 void print_json(const xatm::recovery_report& report, int exit_code) {
-  std::cout << "{\n  \"exit_code\": " << exit_code << ",\n  \"decisions_pending_before\": "
-            << report.decisions_pending_before << ",\n  \"decisions_completed\": " << report.completed.size()
+  std::cout << "{\n  \"exit_code\": " << exit_code
+            << ",\n  \"decisions_pending_before\": " << report.decisions_pending_before
+            << ",\n  \"decisions_completed\": " << report.completed.size()
             << ",\n  \"markers_deleted\": " << report.markers_deleted;
   auto list = [](const char* name, const std::vector<std::string>& values) {
     std::cout << ",\n  \"" << name << "\": [";
-    for (std::size_t i = 0; i < values.size(); ++i) std::cout << (i ? ", " : "") << '"' << json_escape(values[i]) << '"';
+    for (std::size_t i = 0; i < values.size(); ++i)
+      std::cout << (i ? ", " : "") << '"' << json_escape(values[i]) << '"';
     std::cout << "]";
   };
   list("unreachable_rms", report.unreachable_rms);
@@ -120,8 +122,8 @@ void print_json(const xatm::recovery_report& report, int exit_code) {
     std::cout << (i ? "," : "") << "\n    {\"rm\": \"" << json_escape(item.rm_name) << "\", \"xid\": \""
               << json_escape(item.xid) << "\", \"gtrid\": \"" << json_escape(item.gtrid) << "\", \"state\": \""
               << json_escape(item.state_found) << "\", \"decision\": \"" << json_escape(item.decision)
-              << "\", \"action\": \"" << item.action << "\", \"result\": \""
-              << xatm::recovery_result_name(item.result) << "\", \"detail\": \"" << json_escape(item.detail) << '"';
+              << "\", \"action\": \"" << item.action << "\", \"result\": \"" << xatm::recovery_result_name(item.result)
+              << "\", \"detail\": \"" << json_escape(item.detail) << '"';
     if (item.age_seconds) std::cout << ", \"age_seconds\": " << *item.age_seconds;
     std::cout << "}";
   }
@@ -241,7 +243,7 @@ int main(int argc, char** argv) {
 
   try {
     auto report = xatm::recover_offline(options);
-    int code = report.heuristic()                      ? exit_heuristic
+    int code = report.heuristic()                    ? exit_heuristic
                : !report.identity_mismatches.empty() ? exit_wrong_database
                : report.unresolved()                 ? exit_unresolved
                                                      : exit_clean;
@@ -249,11 +251,12 @@ int main(int argc, char** argv) {
       print_json(report, code);
     } else {
       print_table(report);
-      std::cout << (code == exit_clean       ? "result: nothing of this TM is left in doubt\n"
-                    : code == exit_heuristic ? "result: HEURISTIC outcome detected: see docs/recovery.md\n"
-                    : code == exit_wrong_database
-                        ? "result: WRONG DATABASE for an RM: nothing was done on it; check its --rm (docs/recovery.md)\n"
-                                             : "result: work left unresolved: run again later (docs/recovery.md)\n");
+      std::cout
+          << (code == exit_clean       ? "result: nothing of this TM is left in doubt\n"
+              : code == exit_heuristic ? "result: HEURISTIC outcome detected: see docs/recovery.md\n"
+              : code == exit_wrong_database
+                  ? "result: WRONG DATABASE for an RM: nothing was done on it; check its --rm (docs/recovery.md)\n"
+                  : "result: work left unresolved: run again later (docs/recovery.md)\n");
     }
     return code;
   } catch (const xatm::log_in_use_error& e) {

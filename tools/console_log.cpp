@@ -23,8 +23,8 @@ void install_console_log(std::string_view level, bool show_protocol) {
   logging::add_console_log(
       std::clog,
       logging::keywords::format =
-          (expr::stream << expr::format_date_time<boost::posix_time::ptime>("TimeStamp", "%H:%M:%S.%f")
-                        << ' ' << std::left << std::setw(7) << logging::trivial::severity << ' '
+          (expr::stream << expr::format_date_time<boost::posix_time::ptime>("TimeStamp", "%H:%M:%S.%f") << ' '
+                        << std::left << std::setw(7) << logging::trivial::severity << ' '
                         << expr::attr<std::string>("Channel") << "  " << expr::smessage),
       logging::keywords::filter =
           logging::trivial::severity >= threshold ||

@@ -353,11 +353,11 @@ int run(settings config) {
   auto wanted = [&](mode m) { return std::find(config.modes.begin(), config.modes.end(), m) != config.modes.end(); };
   std::unique_ptr<xatm::transaction_manager> tm_early;
   if (wanted(mode::xa_early)) {
-    tm_early = std::make_unique<xatm::transaction_manager>(xatm::tm_options{
-        .tm_id = "bench-early",
-        .log_path = (log_dir.path / "xatm-bench-early.db").string(),
-        .early_acknowledgement = true,
-        .allow_unsafe_durability = config.allow_unsafe_durability});
+    tm_early = std::make_unique<xatm::transaction_manager>(
+        xatm::tm_options{.tm_id = "bench-early",
+                         .log_path = (log_dir.path / "xatm-bench-early.db").string(),
+                         .early_acknowledgement = true,
+                         .allow_unsafe_durability = config.allow_unsafe_durability});
     register_all(*tm_early);
     tms[mode::xa_early] = tm_early.get();
   }
@@ -434,10 +434,13 @@ int run(settings config) {
 
   std::cout << "xatm-bench " << result.started_utc << ": " << config.seconds << " s per mode and clients value in "
             << config.rounds << " interleaved rounds, " << config.warmup << " s warm-up; log fsync "
-            << result.log_fsync_ms << " ms (median of " << result.log_fsync_samples << " samples through the run; batch medians "
-            << result.log_fsync_low_ms << " to " << result.log_fsync_high_ms << " ms); "
-            << (config.allow_unsafe_durability ? "durability check OFF (--allow-unsafe-durability)" : "durability check on");
-  for (const auto& [rm_name, ms] : result.round_trip_ms) std::cout << "; round trip to " << rm_name << " " << ms << " ms";
+            << result.log_fsync_ms << " ms (median of " << result.log_fsync_samples
+            << " samples through the run; batch medians " << result.log_fsync_low_ms << " to "
+            << result.log_fsync_high_ms << " ms); "
+            << (config.allow_unsafe_durability ? "durability check OFF (--allow-unsafe-durability)"
+                                               : "durability check on");
+  for (const auto& [rm_name, ms] : result.round_trip_ms)
+    std::cout << "; round trip to " << rm_name << " " << ms << " ms";
   std::cout << "\n";
   for (const std::string& note : result.notes) std::cout << "note: " << note << "\n";
   print_tables(std::cout, result);

@@ -3,7 +3,8 @@
 // Both backends take libpq's keyword form: `host=/run/db port=5432 user=app password='it''s'`.
 // Values may be single-quoted; inside quotes `\'` and `\\` are escapes (as in libpq). Keys are
 // [a-z_]+. Passwords are kept out of every string this type produces: describe() prints
-// `password=***` (and *** for any other key containing "password", e.g. sslpassword). Plain value type: use from any thread.
+// `password=***` (and *** for any other key containing "password", e.g. sslpassword). Plain value type: use from any
+// thread.
 #pragma once
 
 #include <map>

@@ -15,33 +15,32 @@
 #include <utility>
 #include <vector>
 
-
 namespace xatm {
 
 // What recovery did with one prepared branch (or one decision).
 enum class recovery_result : std::uint8_t {
-  committed,       // committed now, following a COMMIT decision
-  rolled_back,     // rolled back now: xatm's branch with no decision (presumed abort)
-  already_done,    // the RM no longer had it: an earlier run or the TM finished it
-  would_commit,    // dry run: would commit
-  would_roll_back, // dry run: would roll back
-  skipped_live,    // belongs to the running TM's current incarnation and is in flight
-  foreign,         // another formatID or another tm_id: listed, never touched
-  unresolved,      // could not be resolved now (RM unreachable, branch still attached, ...)
-  heuristic,       // the RM did the opposite of the decision
-  would_forget,    // dry run: a decision none of whose branches remain; the real run forgets it
+  committed,        // committed now, following a COMMIT decision
+  rolled_back,      // rolled back now: xatm's branch with no decision (presumed abort)
+  already_done,     // the RM no longer had it: an earlier run or the TM finished it
+  would_commit,     // dry run: would commit
+  would_roll_back,  // dry run: would roll back
+  skipped_live,     // belongs to the running TM's current incarnation and is in flight
+  foreign,          // another formatID or another tm_id: listed, never touched
+  unresolved,       // could not be resolved now (RM unreachable, branch still attached, ...)
+  heuristic,        // the RM did the opposite of the decision
+  would_forget,     // dry run: a decision none of whose branches remain; the real run forgets it
 };
 const char* recovery_result_name(recovery_result result) noexcept;
 
 struct recovery_item {
   std::string rm_name;
-  std::string xid;            // xid::to_string(), or the RM's raw text for undecodable XIDs
-  std::string gtrid;          // empty for undecodable XIDs
-  std::string state_found;    // "prepared", or "gone" for a decision none of whose branches remain
-  std::string decision;       // "commit", "none (presumed abort)", or "-" (foreign)
-  std::string action;         // "commit", "rollback", "none"
+  std::string xid;          // xid::to_string(), or the RM's raw text for undecodable XIDs
+  std::string gtrid;        // empty for undecodable XIDs
+  std::string state_found;  // "prepared", or "gone" for a decision none of whose branches remain
+  std::string decision;     // "commit", "none (presumed abort)", or "-" (foreign)
+  std::string action;       // "commit", "rollback", "none"
   recovery_result result = recovery_result::unresolved;
-  std::string detail;         // why, for unresolved / heuristic / foreign results
+  std::string detail;                       // why, for unresolved / heuristic / foreign results
   std::optional<std::int64_t> age_seconds;  // how long it has been prepared, when the RM says
 };
 
@@ -49,7 +48,7 @@ struct recovery_report {
   std::vector<recovery_item> items;
   std::vector<std::string> unreachable_rms;  // "name: why"
   std::size_t decisions_pending_before = 0;
-  std::vector<std::string> completed;        // decisions forgotten because every branch is done
+  std::vector<std::string> completed;  // decisions forgotten because every branch is done
   // RMs whose connection reaches another database than the one the log pinned for that name
   // (or that cannot be verified): nothing was done on them. "name: what differs, what to do".
   std::vector<std::string> identity_mismatches;
@@ -65,10 +64,10 @@ struct recovery_report {
 };
 
 struct offline_recovery_options {
-  std::string tm_id;       // the tm_id of the log's owner
-  std::string log_path;    // its decision log
+  std::string tm_id;                                     // the tm_id of the log's owner
+  std::string log_path;                                  // its decision log
   std::vector<std::pair<std::string, std::string>> rms;  // name -> "<dialect>:<conninfo>"
-  bool dry_run = false;    // report only; change nothing on any RM and in the log
+  bool dry_run = false;                                  // report only; change nothing on any RM and in the log
   // RM names to re-pin to the database their connection reaches now, after a deliberate move:
   // the decision log records the new identity before recovery runs.
   std::vector<std::string> repin;

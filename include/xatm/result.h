@@ -16,14 +16,14 @@ namespace xatm {
 
 // The X/Open XA return codes (xa.h), with their standard numeric values.
 enum class xa_code : std::int32_t {
-  ok = 0,              // XA_OK
-  read_only = 3,       // XA_RDONLY: the branch wrote nothing and is already finished
-  retry = 4,           // XA_RETRY
-  heuristic_mixed = 5,       // XA_HEURMIX
-  heuristic_rollback = 6,    // XA_HEURRB
-  heuristic_commit = 7,      // XA_HEURCOM
-  heuristic_hazard = 8,      // XA_HEURHAZ
-  rollback = 100,            // XA_RBROLLBACK: rolled back for an unspecified reason
+  ok = 0,                       // XA_OK
+  read_only = 3,                // XA_RDONLY: the branch wrote nothing and is already finished
+  retry = 4,                    // XA_RETRY
+  heuristic_mixed = 5,          // XA_HEURMIX
+  heuristic_rollback = 6,       // XA_HEURRB
+  heuristic_commit = 7,         // XA_HEURCOM
+  heuristic_hazard = 8,         // XA_HEURHAZ
+  rollback = 100,               // XA_RBROLLBACK: rolled back for an unspecified reason
   rollback_comm_failure = 101,  // XA_RBCOMMFAIL
   rollback_deadlock = 102,      // XA_RBDEADLOCK
   rollback_integrity = 103,     // XA_RBINTEGRITY
@@ -31,13 +31,13 @@ enum class xa_code : std::int32_t {
   rollback_protocol = 105,      // XA_RBPROTO
   rollback_timeout = 106,       // XA_RBTIMEOUT
   rollback_transient = 107,     // XA_RBTRANSIENT
-  rm_error = -3,        // XAER_RMERR: an error in the RM; the branch may be gone
-  not_found = -4,       // XAER_NOTA: the RM does not know this XID
-  invalid = -5,         // XAER_INVAL: invalid arguments
-  protocol = -6,        // XAER_PROTO: the call is illegal in the branch's current state
-  rm_failure = -7,      // XAER_RMFAIL: the RM is unavailable (connection lost, server down)
-  duplicate_id = -8,    // XAER_DUPID: the XID already exists
-  outside = -9,         // XAER_OUTSIDE: the connection is doing work outside any branch
+  rm_error = -3,                // XAER_RMERR: an error in the RM; the branch may be gone
+  not_found = -4,               // XAER_NOTA: the RM does not know this XID
+  invalid = -5,                 // XAER_INVAL: invalid arguments
+  protocol = -6,                // XAER_PROTO: the call is illegal in the branch's current state
+  rm_failure = -7,              // XAER_RMFAIL: the RM is unavailable (connection lost, server down)
+  duplicate_id = -8,            // XAER_DUPID: the XID already exists
+  outside = -9,                 // XAER_OUTSIDE: the connection is doing work outside any branch
 };
 
 // The XA name of a code ("XAER_NOTA", "XA_RBDEADLOCK", ...), for messages.
@@ -52,10 +52,10 @@ constexpr bool is_rollback_code(xa_code code) noexcept {
 // Why a call failed. Carries everything an operator needs and never a password.
 struct failure {
   xa_code code = xa_code::rm_error;
-  int native_code = 0;      // server or driver error number (MariaDB errno), 0 if none
-  std::string sqlstate;     // five-character SQLSTATE when the RM gave one
-  std::string rm_name;      // the registered RM that answered, empty for local checks
-  std::string message;      // human-readable cause
+  int native_code = 0;   // server or driver error number (MariaDB errno), 0 if none
+  std::string sqlstate;  // five-character SQLSTATE when the RM gave one
+  std::string rm_name;   // the registered RM that answered, empty for local checks
+  std::string message;   // human-readable cause
 
   // One line: "[rm] XAER_NOTA (native 1397, SQLSTATE XAE04): message".
   std::string describe() const;
@@ -71,7 +71,7 @@ failure make_failure(xa_code code, std::string message, std::string rm_name = {}
 template <class T>
 class [[nodiscard]] result {
  public:
-  result(T value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
+  result(T value) : state_(std::in_place_index<0>, std::move(value)) {}        // NOLINT: implicit by design
   result(failure cause) : state_(std::in_place_index<1>, std::move(cause)) {}  // NOLINT
 
   bool ok() const noexcept { return state_.index() == 0; }

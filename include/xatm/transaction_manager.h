@@ -73,8 +73,8 @@ struct tm_options {
 };
 
 struct tm_statistics {
-  std::uint64_t committed = 0;           // two-phase and one-phase commits reported committed
-  std::uint64_t one_phase = 0;           // of which needed no prepare and no log record
+  std::uint64_t committed = 0;  // two-phase and one-phase commits reported committed
+  std::uint64_t one_phase = 0;  // of which needed no prepare and no log record
   std::uint64_t rolled_back = 0;
   std::uint64_t completion_pending = 0;  // decisions left to recovery
   std::uint64_t decisions_logged = 0;    // COMMIT records made durable

@@ -48,8 +48,8 @@ class xid {
   // Parses the `data` column of MariaDB's `XA RECOVER FORMAT='SQL'` (the literal above).
   static result<xid> from_mysql_sql_literal(std::string_view data);
   // Parses a row of MySQL 8's `XA RECOVER CONVERT XID`: data is `0x<hex of gtrid then bqual>`.
-  static result<xid> from_mysql_hex(std::int32_t format_id, std::size_t gtrid_length,
-                                    std::size_t bqual_length, std::string_view data);
+  static result<xid> from_mysql_hex(std::int32_t format_id, std::size_t gtrid_length, std::size_t bqual_length,
+                                    std::string_view data);
 
   friend bool operator==(const xid&, const xid&) = default;
   friend auto operator<=>(const xid&, const xid&) = default;

@@ -17,7 +17,7 @@
 #include <string_view>
 
 #include "xatm/connection_settings.h"
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 #include "xatm/result.h"
 
 namespace xatm::detail {

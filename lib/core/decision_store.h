@@ -33,8 +33,8 @@ struct decision_record {
 // The identity of the database an RM name reached when the store first met it (core/identity.h).
 struct pinned_identity {
   std::string rm_name;
-  std::string identity;     // the database's own identity row (core/identity.h)
-  std::string description;  // for messages: server and database name as seen then
+  std::string identity;             // the database's own identity row (core/identity.h)
+  std::string description;          // for messages: server and database name as seen then
   std::int64_t pinned_unix_ms = 0;  // 0: now
 };
 

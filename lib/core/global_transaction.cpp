@@ -50,12 +50,16 @@ connection& global_transaction::enlist(connection& application_side) {
   resource_manager& rm = resource_manager::of(application_side);
   if (finished_) throw protocol_error(make_failure(xa_code::protocol, "enlist in finished transaction " + gtrid_));
   if (!core_->is_registered(rm.name())) {
-    throw configuration_error(make_failure(xa_code::invalid, "RM '" + rm.name() + "' is not registered with the "
-                                           "transaction manager: recovery could not reconnect to it", rm.name()));
+    throw configuration_error(make_failure(xa_code::invalid,
+                                           "RM '" + rm.name() +
+                                               "' is not registered with the "
+                                               "transaction manager: recovery could not reconnect to it",
+                                           rm.name()));
   }
   for (const branch& b : branches_) {
     if (b.rm == &rm) {
-      throw protocol_error(make_failure(xa_code::protocol, "this connection is already enlisted in " + gtrid_, rm.name()));
+      throw protocol_error(
+          make_failure(xa_code::protocol, "this connection is already enlisted in " + gtrid_, rm.name()));
     }
   }
   // Three-phase bquals name the arbiter (branch 1's RM), so that a terminator with no log knows
@@ -98,7 +102,8 @@ void global_transaction::rollback_branches() noexcept {
     if (b.rm->current_branch() != b.id) continue;
     auto done = call_until(*b.rm, xa_verb::rollback, b.id, clock::now() + core_->options.rm_call_timeout);
     if (!done) {
-      XATM_LOG(tm, warning) << gtrid_ << ": rollback of branch " << b.id.bqual() << " failed: " << done.error().describe();
+      XATM_LOG(tm, warning) << gtrid_ << ": rollback of branch " << b.id.bqual()
+                            << " failed: " << done.error().describe();
     }
   }
   core_->rolled_back.fetch_add(1);

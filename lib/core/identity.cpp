@@ -118,32 +118,36 @@ result<identity_verdict> verify_identity(resource_manager& rm, decision_store& l
         (description ? description.value() : std::string("a database")) +
         (now ? " with identity " + now->id : std::string(" with no xatm identity (no xatm_identity row)"));
     return identity_verdict{
-        false, "RM '" + rm.name() + "' reaches " + reached + ", but the decision log pinned identity " +
-                   pin->identity + " (" + pin->description + ") for that name: wrong database or server? Nothing "
+        false, "RM '" + rm.name() + "' reaches " + reached + ", but the decision log pinned identity " + pin->identity +
+                   " (" + pin->description +
+                   ") for that name: wrong database or server? Nothing "
                    "was done on it. Check the connection string; if the database really moved (a copy that is "
-                   "not a replica or a backup of it), re-pin it with xatm-recover --repin " + rm.name()};
+                   "not a replica or a backup of it), re-pin it with xatm-recover --repin " +
+                   rm.name()};
   }
   switch (rule) {
     case unpinned_rule::pin: {
       // ensure_identity() above made sure there is one, and described it.
       pinned_identity identity{rm.name(), now->id, now->description, 0};
       if (auto pinned = log.pin(identity); !pinned) return std::move(pinned).error();
-      XATM_LOG(recovery, info) << "RM " << rm.name() << " pinned to identity " << now->id << " ("
-                               << now->description << ")";
+      XATM_LOG(recovery, info) << "RM " << rm.name() << " pinned to identity " << now->id << " (" << now->description
+                               << ")";
       return identity_verdict{true, {}};
     }
     case unpinned_rule::report_only: return identity_verdict{true, {}};
     case unpinned_rule::refuse: break;
   }
-  return identity_verdict{false, "RM '" + rm.name() + "': the decision log holds decisions with branches on it but "
-                                 "pinned no database identity for it (a log written before identities were "
-                                 "kept), so nothing proves this connection reaches the database the TM used. "
-                                 "Nothing was done on it. If it is the right database, pin it with "
-                                 "xatm-recover --repin " + rm.name()};
+  return identity_verdict{false, "RM '" + rm.name() +
+                                     "': the decision log holds decisions with branches on it but "
+                                     "pinned no database identity for it (a log written before identities were "
+                                     "kept), so nothing proves this connection reaches the database the TM used. "
+                                     "Nothing was done on it. If it is the right database, pin it with "
+                                     "xatm-recover --repin " +
+                                     rm.name()};
 }
 
 result<std::pair<std::optional<pinned_identity>, pinned_identity>> repin_identity(resource_manager& rm,
-                                                                                    decision_store& log) {
+                                                                                  decision_store& log) {
   auto old = log.pinned(rm.name());
   auto now = ensure_identity(rm);
   if (!now) return std::move(now).error();
@@ -163,9 +167,10 @@ result<void> take_lease(resource_manager& rm, std::string_view gtrid_prefix) {
   auto taken = sql->try_take_lease(rm, name);
   if (!taken) return std::move(taken).error();
   if (!taken.value()) {
-    return make_failure(xa_code::rm_error, "the lease of incarnation " + std::string(gtrid_prefix) +
-                                               " is held by another session (two TMs with one log?)",
-                        rm.name());
+    return make_failure(
+        xa_code::rm_error,
+        "the lease of incarnation " + std::string(gtrid_prefix) + " is held by another session (two TMs with one log?)",
+        rm.name());
   }
   return {};
 }

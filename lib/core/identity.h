@@ -44,9 +44,9 @@ inline constexpr std::size_t arbiter_tag_size = 12;
 
 // How verify_identity() may treat an RM name the log has no pin for.
 enum class unpinned_rule : std::uint8_t {
-  pin,             // pin what the connection reaches (the TM; the tool for names no decision uses)
-  refuse,          // a decision names it but nothing was pinned: the operator must re-pin
-  report_only,     // dry run: change nothing, count it as verified
+  pin,          // pin what the connection reaches (the TM; the tool for names no decision uses)
+  refuse,       // a decision names it but nothing was pinned: the operator must re-pin
+  report_only,  // dry run: change nothing, count it as verified
 };
 
 // What verify_identity() concluded. `problem` is for the operator: which RM, what differs, what
@@ -63,7 +63,7 @@ result<identity_verdict> verify_identity(resource_manager& rm, decision_store& l
 // Re-pins an RM name to the database `rm` reaches now (an operator's deliberate move), creating
 // its identity row when missing. Answers the old and new identities for the report.
 result<std::pair<std::optional<pinned_identity>, pinned_identity>> repin_identity(resource_manager& rm,
-                                                                                    decision_store& log);
+                                                                                  decision_store& log);
 
 // Takes the lease of incarnation `gtrid_prefix` (`<tm_id>.<incarnation>`) on `rm`, held for as
 // long as the connection's session lives.

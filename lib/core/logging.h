@@ -13,8 +13,7 @@ namespace xatm::detail {
 enum class log_channel { tm, log, recovery, pg, mysql };
 
 // Not the _mt variant: each thread has its own loggers (logging.cpp), so none needs a lock.
-using channel_logger =
-    boost::log::sources::severity_channel_logger<boost::log::trivial::severity_level, std::string>;
+using channel_logger = boost::log::sources::severity_channel_logger<boost::log::trivial::severity_level, std::string>;
 
 // The calling thread's logger of a channel ("xatm.tm", "xatm.log", "xatm.recovery", "xatm.pg",
 // "xatm.mysql").

@@ -21,8 +21,9 @@
 namespace xatm::detail {
 namespace {
 
-constexpr const char* opt_out = " (or, on a throwaway server for tests, tm_options::allow_unsafe_durability / "
-                                "xatm-recover --allow-unsafe-durability)";
+constexpr const char* opt_out =
+    " (or, on a throwaway server for tests, tm_options::allow_unsafe_durability / "
+    "xatm-recover --allow-unsafe-durability)";
 
 // A value as the server printed it, shortened: it goes into a message.
 std::string shown(const std::optional<std::string>& value) {

@@ -107,9 +107,8 @@ std::unique_ptr<resource_manager> open_verified(const recovery_context& context,
   }
   if (context.log == nullptr) return std::move(connection).value();  // a terminator with no log: nothing pinned
   // The tool must not take a mistyped connection's word for a database that decisions name.
-  const bool may_pin =
-      context.pin_unpinned ? !context.never_pin.contains(name) : !named_by_decisions.contains(name);
-  const unpinned_rule rule = !may_pin ? unpinned_rule::refuse
+  const bool may_pin = context.pin_unpinned ? !context.never_pin.contains(name) : !named_by_decisions.contains(name);
+  const unpinned_rule rule = !may_pin          ? unpinned_rule::refuse
                              : context.dry_run ? unpinned_rule::report_only
                                                : unpinned_rule::pin;
   auto verdict = verify_identity(*connection.value(), *context.log, rule);
@@ -208,8 +207,10 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
       found = identity.error();
     } else if (!identity.value() || identity.value()->id.size() < 3 ||
                identity.value()->id.compare(3, arbiter_tag.size(), arbiter_tag) != 0) {
-      found = make_failure(xa_code::invalid, "the RM named " + arbiter + " here is not the coordinator's arbiter "
-                                             "database (identity db-" + arbiter_tag + "...): it cannot decide");
+      found = make_failure(xa_code::invalid, "the RM named " + arbiter +
+                                                 " here is not the coordinator's arbiter "
+                                                 "database (identity db-" +
+                                                 arbiter_tag + "...): it cannot decide");
     }
   }
   if (found) {
@@ -349,13 +350,20 @@ recovery_report run_recovery(const recovery_context& context) {
   bool first_action = true;
   for (auto& rm : scanned) {
     for (const auto& other : rm.found.foreign) {
-      recovery_item item{rm.name, other.id ? other.id->to_string() : other.raw, "", "prepared", "-", "none",
-                         recovery_result::foreign, "another formatID or encoding", other.age_seconds};
+      recovery_item item{rm.name,
+                         other.id ? other.id->to_string() : other.raw,
+                         "",
+                         "prepared",
+                         "-",
+                         "none",
+                         recovery_result::foreign,
+                         "another formatID or encoding",
+                         other.age_seconds};
       report.items.push_back(std::move(item));
     }
     for (const xid& branch : rm.found.ours) {
-      recovery_item item{rm.name, branch.to_string(), branch.gtrid(), "prepared", "-", "none",
-                         recovery_result::foreign, "", std::nullopt};
+      recovery_item item{rm.name, branch.to_string(), branch.gtrid(), "prepared", "-", "none", recovery_result::foreign,
+                         "",      std::nullopt};
       auto parts = parse_gtrid(branch.gtrid());
       bool same_tm_id = parts && parts.value().tm_id == context.tm_id;
       bool own = same_tm_id && context.log != nullptr && context.log->is_own_incarnation(parts.value().incarnation);
@@ -395,9 +403,8 @@ recovery_report run_recovery(const recovery_context& context) {
       } else if (three_phase && !own && !seen_long_enough(rm.name, branch)) {
         item.result = recovery_result::unresolved;
         item.detail = "another TM's three-phase branch: terminated if still prepared after precommit_timeout";
-      } else if (auto holder = !commit && own && parts.value().incarnation != context.live_incarnation
-                                   ? lease_holder()
-                                   : std::nullopt) {
+      } else if (auto holder = !commit && own && parts.value().incarnation != context.live_incarnation ? lease_holder()
+                                                                                                       : std::nullopt) {
         item.result = recovery_result::unresolved;
         item.detail = *holder;
       } else if (three_phase && !commit) {
@@ -445,10 +452,9 @@ recovery_report run_recovery(const recovery_context& context) {
       }
     }
     if (!missing.empty()) {
-      report.items.push_back({missing, "-", gtrid, "unknown", "commit", "none", recovery_result::unresolved,
-                              "the decision's RMs could not be scanned or verified: " + missing +
-                                  "; the decision is kept",
-                              std::nullopt});
+      report.items.push_back(
+          {missing, "-", gtrid, "unknown", "commit", "none", recovery_result::unresolved,
+           "the decision's RMs could not be scanned or verified: " + missing + "; the decision is kept", std::nullopt});
       continue;
     }
     bool acted_here = false;
@@ -486,8 +492,8 @@ recovery_report run_recovery(const recovery_context& context) {
       bool all_scanned = std::all_of(marker.branch_rms.begin(), marker.branch_rms.end(), [&](const std::string& entry) {
         const auto equals = entry.find('=');
         const std::string_view name = std::string_view(entry).substr(0, equals);
-        auto found = std::find_if(scanned.begin(), scanned.end(),
-                                  [&](const scanned_rm& other) { return other.name == name; });
+        auto found =
+            std::find_if(scanned.begin(), scanned.end(), [&](const scanned_rm& other) { return other.name == name; });
         if (found == scanned.end()) return false;
         // A plain name means what this log means by it only in this log's own rows.
         if (equals == std::string::npos) {
@@ -532,8 +538,12 @@ std::map<std::string, rm_connector, std::less<>> connectors_for(
     auto colon = spec.find(':');
     std::string dialect = colon == std::string::npos ? std::string() : spec.substr(0, colon);
     if (detail::find_backend(dialect) == nullptr) {
-      throw configuration_error(make_failure(xa_code::invalid, "RM '" + name + "': the connection string must start "
-                                             "with its dialect: " + detail::dialect_list(":"), name));
+      throw configuration_error(make_failure(xa_code::invalid,
+                                             "RM '" + name +
+                                                 "': the connection string must start "
+                                                 "with its dialect: " +
+                                                 detail::dialect_list(":"),
+                                             name));
     }
     auto settings = connection_settings::parse(std::string_view(spec).substr(colon + 1));
     if (!settings) {
@@ -596,17 +606,18 @@ recovery_report recover_offline(const offline_recovery_options& options) {
     return terminate_twice(context, options.precommit_timeout);
   }
   if (no_log) {
-    throw configuration_error(make_failure(xa_code::invalid, "no decision log at " + options.log_path +
-                                           ": give the path the TM was configured with"));
+    throw configuration_error(make_failure(
+        xa_code::invalid, "no decision log at " + options.log_path + ": give the path the TM was configured with"));
   }
   std::string tm_id = options.tm_id;
   if (tm_id.empty()) {
     // Held by somebody: say busy now, before reading a file its owner may be writing.
     auto holder = detail::decision_log_holder(options.log_path);
     if (holder && holder.value()) {
-      throw log_in_use_error(make_failure(xa_code::invalid, "decision log " + options.log_path +
-                                          " is in use by process " + std::to_string(*holder.value()) +
-                                          ": only one TM or recovery tool may use a log at a time"));
+      throw log_in_use_error(
+          make_failure(xa_code::invalid, "decision log " + options.log_path + " is in use by process " +
+                                             std::to_string(*holder.value()) +
+                                             ": only one TM or recovery tool may use a log at a time"));
     }
     auto stored = detail::stored_tm_id(options.log_path);
     if (!stored) throw log_failure_error(stored.error());

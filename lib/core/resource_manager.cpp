@@ -109,12 +109,8 @@ void resource_manager::apply_outcome(const call& finished, const result<vote>& a
         current_ = finished.branch;
       }
       return;
-    case xa_verb::end:
-      state_ = answer.ok() ? branch_state::ended : branch_state::rollback_only;
-      return;
-    case xa_verb::end_failed:
-      state_ = branch_state::rollback_only;
-      return;
+    case xa_verb::end: state_ = answer.ok() ? branch_state::ended : branch_state::rollback_only; return;
+    case xa_verb::end_failed: state_ = branch_state::rollback_only; return;
     case xa_verb::prepare:
       if (answer.ok() && answer.value() == vote::commit) {
         state_ = branch_state::prepared;
@@ -271,7 +267,8 @@ result<recovered_branches> resource_manager::recover() {
   if (in_flight_ || state_ == branch_state::active || state_ == branch_state::ended ||
       state_ == branch_state::rollback_only) {
     return fail(xa_code::protocol, std::string("recover is illegal while the connection carries an unfinished "
-                                               "branch (state: ") + branch_state_name(state_) + ")");
+                                               "branch (state: ") +
+                                       branch_state_name(state_) + ")");
   }
   if (!is_connected()) return fail(xa_code::rm_failure, "not connected (call reconnect())");
   return do_recover();
@@ -343,7 +340,8 @@ std::vector<resource_manager*> drive_calls(std::span<resource_manager* const> rm
       auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
       past_deadline = left.count() <= 0;
       if (past_deadline && ++looks_past_deadline > max_looks_past_deadline) return pending;
-      timeout_ms = past_deadline ? 0 : static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 1 << 30));
+      timeout_ms =
+          past_deadline ? 0 : static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 1 << 30));
     }
     int ready = ::poll(fds.data(), fds.size(), timeout_ms);
     if (ready < 0 && errno != EINTR) {

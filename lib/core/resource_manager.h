@@ -44,11 +44,11 @@ const char* branch_state_name(branch_state state) noexcept;
 // The verbs that have a non-blocking form.
 enum class xa_verb : std::uint8_t {
   start,
-  end,          // end with success (TMSUCCESS)
-  end_failed,   // end with failure (TMFAIL): the branch becomes rollback-only
+  end,         // end with success (TMSUCCESS)
+  end_failed,  // end with failure (TMFAIL): the branch becomes rollback-only
   prepare,
-  commit,             // second phase of a prepared branch
-  commit_one_phase,   // commit an ended branch without prepare
+  commit,            // second phase of a prepared branch
+  commit_one_phase,  // commit an ended branch without prepare
   rollback,
 };
 const char* xa_verb_name(xa_verb verb) noexcept;
@@ -62,8 +62,8 @@ struct io_wait {
 
 // A prepared branch as the RM lists it.
 struct prepared_branch {
-  std::string raw;                        // the RM's own text: the gid, or the XA RECOVER data
-  std::optional<xid> id;                  // parsed when the encoding is understood
+  std::string raw;                          // the RM's own text: the gid, or the XA RECOVER data
+  std::optional<xid> id;                    // parsed when the encoding is understood
   std::optional<std::int64_t> age_seconds;  // how long it has been prepared, when the RM says
 };
 
@@ -188,8 +188,7 @@ class resource_manager : public connection {
   virtual bool branch_wrote_nothing() const noexcept { return false; }
 
   // For adapters: a failure already tagged with this RM's name.
-  failure fail(xa_code code, std::string message, int native_code = 0,
-               std::string sqlstate = {}) const;
+  failure fail(xa_code code, std::string message, int native_code = 0, std::string sqlstate = {}) const;
 
  private:
   struct call {
@@ -212,8 +211,9 @@ class resource_manager : public connection {
 
 // Drives every call in flight on `rms` with one poll() loop until each has finished or the
 // deadline passes (answers already in their sockets by then still count). Answers the ones that
-// did not finish (left in flight: abandon or keep waiting). Calls finished meanwhile are ready for finish_call(). `on_answer`, if given, is
-// called for each RM the moment its answer is complete, while the others may still be waiting.
+// did not finish (left in flight: abandon or keep waiting). Calls finished meanwhile are ready for finish_call().
+// `on_answer`, if given, is called for each RM the moment its answer is complete, while the others may still be
+// waiting.
 std::vector<resource_manager*> drive_calls(std::span<resource_manager* const> rms,
                                            std::optional<std::chrono::steady_clock::time_point> deadline,
                                            const std::function<void(resource_manager&)>& on_answer = {});

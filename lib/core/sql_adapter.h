@@ -15,7 +15,7 @@
 #include "core/c_handle.h"
 #include "core/logging.h"
 #include "xatm/connection_settings.h"
-#include "xatm/resource_manager.h"
+#include "core/resource_manager.h"
 
 namespace xatm::detail {
 

@@ -57,8 +57,8 @@ void tm_core::hold_leases() noexcept {
       held.reset();
       auto connection = connect(name);
       if (!connection) {
-        XATM_LOG(recovery, warning) << "RM " << name << ": no incarnation lease (cannot connect): "
-                                    << connection.error().describe();
+        XATM_LOG(recovery, warning) << "RM " << name
+                                    << ": no incarnation lease (cannot connect): " << connection.error().describe();
         continue;
       }
       if (auto taken = take_lease(*connection.value(), prefix); !taken) {
@@ -222,8 +222,8 @@ recovery_report tm_core::recover() {
     std::lock_guard handed_lock(handed_over_mutex);
     for (const auto& [gtrid, since] : handed) {
       bool left = std::any_of(report.items.begin(), report.items.end(), [&](const recovery_item& item) {
-        return item.gtrid == gtrid && (item.result == recovery_result::unresolved ||
-                                       item.result == recovery_result::skipped_live);
+        return item.gtrid == gtrid &&
+               (item.result == recovery_result::unresolved || item.result == recovery_result::skipped_live);
       });
       bool completed = std::find(report.completed.begin(), report.completed.end(), gtrid) != report.completed.end();
       bool had_decision = std::any_of(report.items.begin(), report.items.end(), [&](const recovery_item& item) {
@@ -293,8 +293,8 @@ transaction_manager::transaction_manager(tm_options options, const detail::tm_wi
   } else {
     throw log_failure_error(pending.error());
   }
-  XATM_LOG(tm, info) << "transaction manager " << core_->options.tm_id << " incarnation "
-                     << core_->log->incarnation() << " opened log " << core_->options.log_path;
+  XATM_LOG(tm, info) << "transaction manager " << core_->options.tm_id << " incarnation " << core_->log->incarnation()
+                     << " opened log " << core_->options.log_path;
 }
 
 transaction_manager::~transaction_manager() { core_->stop_background_recovery(); }

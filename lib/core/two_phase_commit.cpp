@@ -31,8 +31,9 @@ result<vote> call_until(resource_manager& rm, xa_verb verb, const xid& branch, c
   resource_manager* self = &rm;
   if (drive_calls(std::span(&self, 1), deadline).empty()) return rm.finish_call();
   rm.abandon_call();
-  return make_failure(xa_code::rm_failure, std::string("no answer to ") + xa_verb_name(verb) + " of " +
-                                               branch.to_string() + " in time; the connection was closed",
+  return make_failure(xa_code::rm_failure,
+                      std::string("no answer to ") + xa_verb_name(verb) + " of " + branch.to_string() +
+                          " in time; the connection was closed",
                       rm.name());
 }
 
@@ -51,8 +52,8 @@ class two_phase_commit {
  public:
   using branch = enlisted_branch;
 
-  two_phase_commit(tm_core& core, const std::string& gtrid, clock::time_point started,
-                   std::vector<branch>& branches, bool three_phase)
+  two_phase_commit(tm_core& core, const std::string& gtrid, clock::time_point started, std::vector<branch>& branches,
+                   bool three_phase)
       : core_(core),
         gtrid_(gtrid),
         started_(started),
@@ -63,11 +64,15 @@ class two_phase_commit {
   commit_outcome run() {
     // 1. A transaction older than its timeout is rolled back, whatever it did.
     if (clock::now() - started_ > core_.options.transaction_timeout) {
-      abort<timeout_error>(make_failure(xa_code::rollback_timeout, "transaction " + gtrid_ + " is older than its "
-                                        "timeout (" + std::to_string(core_.options.transaction_timeout.count()) + " ms)"));
+      abort<timeout_error>(make_failure(xa_code::rollback_timeout,
+                                        "transaction " + gtrid_ +
+                                            " is older than its "
+                                            "timeout (" +
+                                            std::to_string(core_.options.transaction_timeout.count()) + " ms)"));
     }
     if (core_.log->failed()) {
-      abort<log_failure_error>(make_failure(xa_code::rm_error, "the decision log failed earlier; this transaction "
+      abort<log_failure_error>(make_failure(xa_code::rm_error,
+                                            "the decision log failed earlier; this transaction "
                                             "manager refuses commits until it is restarted and recovered"));
     }
     // 2. End every branch.
@@ -117,7 +122,8 @@ class two_phase_commit {
     in_flight.reserve(which.size());
     for (std::size_t k = 0; k < which.size(); ++k) {
       const branch& b = branches_[which[k]];
-      XATM_LOG(tm, debug) << gtrid_ << ": " << xa_verb_name(verb) << " branch " << b.id.bqual() << " on " << b.rm->name();
+      XATM_LOG(tm, debug) << gtrid_ << ": " << xa_verb_name(verb) << " branch " << b.id.bqual() << " on "
+                          << b.rm->name();
       if (auto sent = b.rm->begin_call(verb, b.id); !sent) {
         answers[k] = std::move(sent).error();
       } else {
@@ -141,8 +147,8 @@ class two_phase_commit {
       if (std::find(in_flight.begin(), in_flight.end(), rm) == in_flight.end()) continue;
       if (std::find(unanswered.begin(), unanswered.end(), rm) != unanswered.end()) {
         rm->abandon_call();
-        failure cause = make_failure(xa_code::rm_failure, std::string("no answer to ") + xa_verb_name(verb) +
-                                     " within the timeout", rm->name());
+        failure cause = make_failure(
+            xa_code::rm_failure, std::string("no answer to ") + xa_verb_name(verb) + " within the timeout", rm->name());
         timed_out_ = true;
         answers[k] = std::move(cause);
       } else {
@@ -208,7 +214,8 @@ class two_phase_commit {
       if (!answers[k].ok()) abort_for(answers[k].error(), "prepare");
       if (answers[k].value() != vote::read_only) {
         abort_for(make_failure(xa_code::rollback_other, "a branch reported read-only voted to commit",
-                               branches_[readers[k]].rm->name()), "prepare");
+                               branches_[readers[k]].rm->name()),
+                  "prepare");
       }
     }
     if (writers.empty()) {
@@ -250,9 +257,9 @@ class two_phase_commit {
       }
       const failure& cause = answers[k].error();
       // An XA_RB* answer means the RM rolled it back; a lost or late answer may hide a prepare.
-      fates_[i] = is_rollback_code(cause.code) ? branch_fate::finished
+      fates_[i] = is_rollback_code(cause.code)                           ? branch_fate::finished
                   : branches_[i].rm->current_branch() == branches_[i].id ? branch_fate::live
-                                                                          : branch_fate::maybe_prepared;
+                                                                         : branch_fate::maybe_prepared;
       // A refusal for configuration is reported before any other no-vote: it is the one that
       // will fail every writing transaction on that RM until an operator changes the setting.
       if (!no_vote || (refuses_for_configuration(cause) && !refuses_for_configuration(*no_vote))) no_vote = cause;
@@ -322,8 +329,7 @@ class two_phase_commit {
     for (int attempt = 0; attempt < 2 && !winner; ++attempt) {
       // The second attempt must not take another pooled connection that may be just as stale.
       auto control = attempt == 0 ? core_.lease_control(arbiter) : core_.fresh_control(arbiter);
-      auto inserted = control ? insert_marker(*control.value(), gtrid_, marker_state::precommitted,
-                                                      rm_list)
+      auto inserted = control ? insert_marker(*control.value(), gtrid_, marker_state::precommitted, rm_list)
                               : result<marker_state>(control.error());
       if (inserted) {
         winner = inserted.value();
@@ -335,16 +341,21 @@ class two_phase_commit {
     if (!winner) {
       // Prepared everywhere, decision unknown: the arbiter's row decides, through termination.
       failure cause = last_failure;
-      cause.message = gtrid_ + " is in doubt: the pre-commit marker could not be written or read at the arbiter; "
-                      "termination decides from the arbiter's row: " + cause.message;
+      cause.message = gtrid_ +
+                      " is in doubt: the pre-commit marker could not be written or read at the arbiter; "
+                      "termination decides from the arbiter's row: " +
+                      cause.message;
       XATM_LOG(tm, error) << cause.describe();
       core_.hand_over(gtrid_);
       throw in_doubt_error(std::move(cause));
     }
     if (*winner == marker_state::aborted) {
-      abort<rolled_back_error>(make_failure(xa_code::rollback, gtrid_ + " rolled back: another xatm instance "
-                                            "terminated it while this coordinator was stalled (marker A at the "
-                                            "arbiter)", arbiter));
+      abort<rolled_back_error>(make_failure(xa_code::rollback,
+                                            gtrid_ +
+                                                " rolled back: another xatm instance "
+                                                "terminated it while this coordinator was stalled (marker A at the "
+                                                "arbiter)",
+                                            arbiter));
     }
     XATM_LOG(tm, debug) << gtrid_ << ": pre-committed at the arbiter " << arbiter;
     XATM_CRASH_POINT("after_arbiter_precommit");
@@ -390,8 +401,10 @@ class two_phase_commit {
     std::vector<resource_manager*> sent;
     for (std::size_t i = 0; i < branches_.size(); ++i) {
       if (fates_[i] != branch_fate::prepared) continue;
-      if (branches_[i].rm->begin_call(xa_verb::commit, branches_[i].id)) sent.push_back(branches_[i].rm);
-      else state->failed = true;  // recovery commits it
+      if (branches_[i].rm->begin_call(xa_verb::commit, branches_[i].id))
+        sent.push_back(branches_[i].rm);
+      else
+        state->failed = true;  // recovery commits it
     }
     state->left = sent.size();
     for (resource_manager* rm : sent) {
@@ -454,8 +467,7 @@ class two_phase_commit {
   // "Does not exist" after a commit decision means already committed. No attempt starts after
   // the window closed, and each one (its connect included) ends within about rm_call_timeout, so a
   // silent RM holds commit() at most that long past the window.
-  void retry_commits(std::vector<std::size_t>& retry, std::optional<failure>& heuristic,
-                     clock::time_point window_end) {
+  void retry_commits(std::vector<std::size_t>& retry, std::optional<failure>& heuristic, clock::time_point window_end) {
     auto backoff = std::chrono::milliseconds(10);
     while (!retry.empty() && clock::now() < window_end) {
       std::this_thread::sleep_for(backoff);

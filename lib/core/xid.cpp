@@ -15,8 +15,7 @@
 namespace xatm {
 namespace {
 
-constexpr std::string_view base64_alphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr std::string_view base64_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 constexpr std::string_view hex_digits = "0123456789abcdef";
 
 failure invalid(std::string message) { return make_failure(xa_code::invalid, std::move(message)); }
@@ -242,9 +241,7 @@ result<xid> xid::from_mysql_hex(std::int32_t format_id, std::size_t gtrid_length
 
 result<void> validate_tm_id(std::string_view tm_id) { return validate_name("tm_id", tm_id, max_tm_id_size); }
 
-result<void> validate_rm_name(std::string_view rm_name) {
-  return validate_name("RM name", rm_name, max_rm_name_size);
-}
+result<void> validate_rm_name(std::string_view rm_name) { return validate_name("RM name", rm_name, max_rm_name_size); }
 
 bool is_incarnation_id(std::string_view text) noexcept {
   auto base32 = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '2' && c <= '7'); };

@@ -36,11 +36,10 @@ namespace xatm::mysql {
 // off commits (lock_wait_timeout). For a branch left prepared behind a connection this process
 // closed or lost, it also answers retry until InnoDB has let go of the ended session's
 // transaction (docs/design.md section 6), read from SHOW ENGINE INNODB STATUS: give the user the
-// PROCESS privilege, or each such branch waits a further second after its session ended. A deadlock in the branch's SQL (exec() or handle()) makes the
-// branch rollback-only, and so does a lock wait timeout answered to exec(): end() then answers
-// XA_RBDEADLOCK / XA_RBTIMEOUT (XA_RBROLLBACK for a deadlock only the handle saw).
-result<std::unique_ptr<resource_manager>> connect(std::string rm_name,
-                                                  const connection_settings& settings);
+// PROCESS privilege, or each such branch waits a further second after its session ended. A deadlock in the branch's SQL
+// (exec() or handle()) makes the branch rollback-only, and so does a lock wait timeout answered to exec(): end() then
+// answers XA_RBDEADLOCK / XA_RBTIMEOUT (XA_RBROLLBACK for a deadlock only the handle saw).
+result<std::unique_ptr<resource_manager>> connect(std::string rm_name, const connection_settings& settings);
 
 // The MYSQL* of a MariaDB/MySQL resource manager (nullptr for another kind or when disconnected).
 st_mysql* handle(resource_manager& rm) noexcept;

@@ -19,15 +19,15 @@
 #include <utility>
 
 #include "mysql/mysql_errors.h"
-#include "xatm/mysql.h"
+#include "mysql/mysql.h"
 
 namespace xatm::detail {
 namespace {
 
 // The connection-string keywords the adapter understands (mysql.h).
 constexpr std::array<std::string_view, 10> known_keywords = {
-    "host", "port", "user", "password", "dbname", "database", "unix_socket",
-    "connect_timeout", "read_timeout", "write_timeout"};
+    "host",         "port",         "user", "password", "dbname", "database", "unix_socket", "connect_timeout",
+    "read_timeout", "write_timeout"};
 
 bool is_on(const std::optional<std::string>& value) {
   return value && (*value == "1" || *value == "ON" || *value == "on");
@@ -121,8 +121,7 @@ class mysql_sql final : public backend {
       return unsafe_setting{"innodb_flush_log_at_trx_commit", flush, std::string(loses_commits), "set it to 1"};
     }
     if (is_on(log_bin) && sync_binlog != "1") {
-      return unsafe_setting{"sync_binlog", sync_binlog, "with log_bin ON " + std::string(loses_commits),
-                            "set it to 1"};
+      return unsafe_setting{"sync_binlog", sync_binlog, "with log_bin ON " + std::string(loses_commits), "set it to 1"};
     }
     return std::nullopt;
   }

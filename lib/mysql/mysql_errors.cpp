@@ -74,10 +74,8 @@ xa_code code_for(const native_error& error, mysql_step step) {
     case ER_DBACCESS_DENIED_ERROR:
     case ER_ACCESS_DENIED_ERROR:
     case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:
-    case ER_BAD_DB_ERROR:
-      return step == mysql_step::connect ? xa_code::rm_failure : xa_code::rm_error;
-    case ER_UNKNOWN_SYSTEM_VARIABLE:
-      return step == mysql_step::connect ? xa_code::invalid : xa_code::rm_error;
+    case ER_BAD_DB_ERROR: return step == mysql_step::connect ? xa_code::rm_failure : xa_code::rm_error;
+    case ER_UNKNOWN_SYSTEM_VARIABLE: return step == mysql_step::connect ? xa_code::invalid : xa_code::rm_error;
     case ER_XAER_NOTA: return xa_code::not_found;
     case ER_XAER_INVAL: return step == mysql_step::prepare ? xa_code::rm_error : xa_code::invalid;
     case ER_XAER_RMFAIL: return says_rolled_back(error) ? xa_code::rollback : xa_code::protocol;
@@ -128,10 +126,8 @@ bool is_connection_lost(unsigned int number) noexcept {
     case ER_ABORTING_CONNECTION:
     case ER_NEW_ABORTING_CONNECTION:
     case ER_CONNECTION_KILLED:
-    case mysql_client_interaction_timeout:
-      return true;
-    default:
-      return false;
+    case mysql_client_interaction_timeout: return true;
+    default: return false;
   }
 }
 
@@ -161,12 +157,9 @@ bool says_rolled_back(const native_error& error) noexcept {
   switch (error.number) {
     case ER_XA_RBROLLBACK:
     case ER_XA_RBTIMEOUT:
-    case ER_XA_RBDEADLOCK:
-      return true;
-    case ER_XAER_RMFAIL:
-      return contains(error.message, "ROLLBACK ONLY");
-    default:
-      return false;
+    case ER_XA_RBDEADLOCK: return true;
+    case ER_XAER_RMFAIL: return contains(error.message, "ROLLBACK ONLY");
+    default: return false;
   }
 }
 

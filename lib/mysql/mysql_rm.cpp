@@ -258,19 +258,19 @@ class mysql_rm final : public detail::sql_adapter {
 
     xa_verb verb;
     xid branch;
-    bool resolving = false;       // commit/rollback of a prepared XID this connection does not carry
-    std::vector<stage> stages;    // what is left to send after the current statement
+    bool resolving = false;     // commit/rollback of a prepared XID this connection does not carry
+    std::vector<stage> stages;  // what is left to send after the current statement
     stage current = stage::xa_start;
-    std::string statement;        // the current statement's text
-    int wait_status = 0;          // MYSQL_WAIT_* the driver waits for; 0 when it does not
+    std::string statement;                        // the current statement's text
+    int wait_status = 0;                          // MYSQL_WAIT_* the driver waits for; 0 when it does not
     std::optional<clock::time_point> timeout_at;  // when MYSQL_WAIT_TIMEOUT is due
-    bool fetching = false;        // in mysql_store_result_start/_cont rather than the query
-    int query_error = 0;          // mysql_real_query_start/_cont's answer
-    MYSQL_RES* fetched = nullptr; // mysql_store_result_start/_cont's answer
+    bool fetching = false;                        // in mysql_store_result_start/_cont rather than the query
+    int query_error = 0;                          // mysql_real_query_start/_cont's answer
+    MYSQL_RES* fetched = nullptr;                 // mysql_store_result_start/_cont's answer
     std::uint64_t reports_before_probe = 0;
-    bool ended_again = false;     // rollback already re-sent XA END after "still ACTIVE"
-    std::optional<failure> not_found;  // the XAER_NOTA that the XA RECOVER check is about
-    unsigned long ended_session = 0;   // innodb_check: the server session that held the branch
+    bool ended_again = false;             // rollback already re-sent XA END after "still ACTIVE"
+    std::optional<failure> not_found;     // the XAER_NOTA that the XA RECOVER check is about
+    unsigned long ended_session = 0;      // innodb_check: the server session that held the branch
     std::optional<result<vote>> outcome;  // set once the verb has finished
 
     // "commit of <xid>", for messages and enabled log records: built only when one is written.
@@ -425,9 +425,7 @@ result<void> mysql_rm::send(xa_verb verb, const xid& branch) {
       // nothing is discarded by MariaDB when its session ends (see mysql_errors.h).
       plan = {read_only() ? stage::xa_commit_one_phase : stage::xa_prepare};
       break;
-    case xa_verb::commit_one_phase:
-      plan = {stage::xa_commit_one_phase};
-      break;
+    case xa_verb::commit_one_phase: plan = {stage::xa_commit_one_phase}; break;
     case xa_verb::commit:
       next_call.resolving = !own;
       plan = {stage::xa_commit};
@@ -466,8 +464,7 @@ void mysql_rm::run_stage(stage next) {
     finish_lost(mysql_detail::connection_closed());
     return;
   }
-  settle(mysql_real_query_start(&call_->query_error, conn_.get(), call_->statement.data(),
-                                call_->statement.size()));
+  settle(mysql_real_query_start(&call_->query_error, conn_.get(), call_->statement.data(), call_->statement.size()));
 }
 
 // Called with the status of every _start/_cont: 0 means the operation completed.
@@ -507,9 +504,10 @@ void mysql_rm::on_operation_done() {
     for (const auto& ours : listed.ours) still_prepared = still_prepared || ours == call_->branch;
     for (const auto& other : listed.foreign) still_prepared = still_prepared || other.id == call_->branch;
     if (still_prepared) {
-      finish(fail(xa_code::retry, call_->what() + ": the branch is prepared but still attached to the live session "
-                                                "that prepared it (MariaDB answers XAER_NOTA to other sessions "
-                                                "until that session ends); try again later",
+      finish(fail(xa_code::retry,
+                  call_->what() + ": the branch is prepared but still attached to the live session "
+                                  "that prepared it (MariaDB answers XAER_NOTA to other sessions "
+                                  "until that session ends); try again later",
                   call_->not_found->native_code, call_->not_found->sqlstate));
     } else {
       finish(std::move(*call_->not_found));
@@ -610,18 +608,14 @@ void mysql_rm::on_success() {
       }
       run_next_stage_or(vote::commit);
       return;
-    case stage::xa_commit_one_phase:
-      finish(call_->verb == xa_verb::prepare ? vote::read_only : vote::commit);
-      return;
+    case stage::xa_commit_one_phase: finish(call_->verb == xa_verb::prepare ? vote::read_only : vote::commit); return;
     case stage::xa_start:
     case stage::xa_prepare:
     case stage::xa_commit:
     case stage::xa_rollback:
     case stage::recover_check:
     case stage::innodb_check:
-    case stage::processlist_check:
-      run_next_stage_or(vote::commit);
-      return;
+    case stage::processlist_check: run_next_stage_or(vote::commit); return;
   }
 }
 
@@ -680,8 +674,8 @@ void mysql_rm::on_error(const native_error& error) {
       return;
     case stage::xa_rollback:
       if (mysql_detail::says_rolled_back(error)) {
-        XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what() << ": already rolled back by the server: "
-                               << cause.describe();
+        XATM_LOG(mysql, debug) << "[" << name() << "] " << call_->what()
+                               << ": already rolled back by the server: " << cause.describe();
         finish(vote::commit);
         return;
       }
@@ -702,9 +696,7 @@ void mysql_rm::on_error(const native_error& error) {
     case stage::xa_prepare:
     case stage::xa_commit_one_phase:
     case stage::recover_check:
-    case stage::processlist_check:
-      finish(std::move(cause));
-      return;
+    case stage::processlist_check: finish(std::move(cause)); return;
   }
 }
 
@@ -733,7 +725,8 @@ void mysql_rm::finish_lost(const native_error& error) {
   cause.code = xa_code::rm_failure;
   close_connection("connection lost");
   bool own_unprepared = call_->verb == xa_verb::rollback && !call_->resolving && state() != branch_state::prepared;
-  finish(answer_for_lost_session(own_unprepared, [this] { return call_->what(); }, std::move(cause)));
+  finish(answer_for_lost_session(
+      own_unprepared, [this] { return call_->what(); }, std::move(cause)));
 }
 
 int mysql_rm::ready_flags() const {
@@ -825,9 +818,9 @@ result<void> mysql_rm::open_connection(const std::string& description) {
   // Never reconnect silently: a new session would have lost the branch without anyone knowing.
   my_bool reconnect = 0;
   (void)mysql_options(conn.get(), MYSQL_OPT_RECONNECT, &reconnect);  // ignored: 0 is the default anyway
-  for (auto [key, option] : {std::pair{"connect_timeout", MYSQL_OPT_CONNECT_TIMEOUT},
-                             std::pair{"read_timeout", MYSQL_OPT_READ_TIMEOUT},
-                             std::pair{"write_timeout", MYSQL_OPT_WRITE_TIMEOUT}}) {
+  for (auto [key, option] :
+       {std::pair{"connect_timeout", MYSQL_OPT_CONNECT_TIMEOUT}, std::pair{"read_timeout", MYSQL_OPT_READ_TIMEOUT},
+        std::pair{"write_timeout", MYSQL_OPT_WRITE_TIMEOUT}}) {
     auto text = settings().get(key);
     if (!text) continue;
     auto seconds = parse_number<unsigned int>(*text);
@@ -863,9 +856,9 @@ result<void> mysql_rm::open_connection(const std::string& description) {
   if (seconds && *seconds > 0) {
     setup_timeout = std::chrono::seconds(*seconds);
   }
-  if (auto tracking = run_query(track_state_setup, mysql_step::connect,
-                                description + " (session setup: session_track_transaction_info, autocommit)",
-                                setup_timeout);
+  if (auto tracking =
+          run_query(track_state_setup, mysql_step::connect,
+                    description + " (session setup: session_track_transaction_info, autocommit)", setup_timeout);
       !tracking) {
     close_connection("session setup failed");
     return std::move(tracking).error();

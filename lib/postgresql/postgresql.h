@@ -21,8 +21,7 @@ namespace xatm::postgresql {
 // rm_failure (server unreachable, authentication refused, a value libpq rejects); messages name
 // the settings with the password redacted. `dbname` is taken as a name, never expanded as a URI.
 // Without application_name, the session shows up as "xatm" in pg_stat_activity.
-result<std::unique_ptr<resource_manager>> connect(std::string rm_name,
-                                                  const connection_settings& settings);
+result<std::unique_ptr<resource_manager>> connect(std::string rm_name, const connection_settings& settings);
 
 // The PGconn* of a PostgreSQL resource manager (nullptr for another kind or when disconnected).
 // The connection is in libpq's non-blocking mode: PQexec works as usual; code that uses

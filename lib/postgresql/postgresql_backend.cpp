@@ -33,7 +33,7 @@
 
 #include "core/c_handle.h"
 #include "postgresql/postgresql_errors.h"
-#include "xatm/postgresql.h"
+#include "postgresql/postgresql.h"
 
 namespace xatm::detail {
 namespace {
@@ -113,10 +113,11 @@ class postgresql_sql final : public backend {
     // pg_locks shows a bigint advisory key as classid (high 32 bits), objid (low 32 bits),
     // objsubid 1.
     const std::uint64_t key = advisory_key(lease_name);
-    auto rows = rm.exec("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
-                        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                        " AND classid::bigint = " + std::to_string(key >> 32) +
-                        " AND objid::bigint = " + std::to_string(key & 0xffffffffULL));
+    auto rows = rm.exec(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid::bigint = " +
+        std::to_string(key >> 32) + " AND objid::bigint = " + std::to_string(key & 0xffffffffULL));
     if (!rows) return std::move(rows).error();
     return first_value(rows.value()).value_or("0") != "0";
   }

@@ -58,10 +58,10 @@ std::string server_message(const PGresult* answer, const PGconn* conn) {
 xa_code rollback_code(std::string_view sqlstate) {
   if (starts_with(sqlstate, "23") || sqlstate == "40002") return xa_code::rollback_integrity;
   if (sqlstate == "40P01") return xa_code::rollback_deadlock;
-  if (sqlstate == "40001") return xa_code::rollback_transient;  // serialization failure: retry
+  if (sqlstate == "40001") return xa_code::rollback_transient;          // serialization failure: retry
   if (starts_with(sqlstate, "53")) return xa_code::rollback_transient;  // out of memory, disk, slots
-  if (sqlstate == "57014") return xa_code::rollback_timeout;  // statement_timeout (or a cancel)
-  if (sqlstate == "42710") return xa_code::rollback_other;    // the gid is already prepared
+  if (sqlstate == "57014") return xa_code::rollback_timeout;            // statement_timeout (or a cancel)
+  if (sqlstate == "42710") return xa_code::rollback_other;              // the gid is already prepared
   return xa_code::rollback;
 }
 
@@ -89,20 +89,16 @@ failure make(xa_code code, std::string sqlstate, std::string message, const fail
 // What a lost session means for the branch at this step: said in the message for the operator.
 const char* lost_consequence(pg_step step) {
   switch (step) {
-    case pg_step::prepare:
-      return " (the branch may or may not be prepared: recovery resolves it)";
-    case pg_step::commit_one_phase:
-      return " (the outcome of the one-phase commit is unknown: in doubt)";
+    case pg_step::prepare: return " (the branch may or may not be prepared: recovery resolves it)";
+    case pg_step::commit_one_phase: return " (the outcome of the one-phase commit is unknown: in doubt)";
     case pg_step::resolve:
       return " (the prepared branch may or may not be finished: retry, or let recovery resolve it)";
     case pg_step::start:
     case pg_step::end:
     case pg_step::rollback:
-    case pg_step::exec:
-      return " (the server rolls back an unprepared branch of a lost session)";
+    case pg_step::exec: return " (the server rolls back an unprepared branch of a lost session)";
     case pg_step::connect:
-    case pg_step::recover:
-      return "";
+    case pg_step::recover: return "";
   }
   return "";
 }
@@ -114,10 +110,8 @@ bool is_error_result(const PGresult* answer) noexcept {
   switch (PQresultStatus(answer)) {
     case PGRES_BAD_RESPONSE:
     case PGRES_NONFATAL_ERROR:
-    case PGRES_FATAL_ERROR:
-      return true;
-    default:
-      return false;
+    case PGRES_FATAL_ERROR: return true;
+    default: return false;
   }
 }
 
@@ -137,8 +131,7 @@ bool is_connection_lost(const PGresult* answer, const PGconn* conn) noexcept {
 
 bool is_undefined_table(const failure& cause) noexcept { return cause.sqlstate == "42P01"; }
 
-failure statement_failure(const PGresult* answer, const PGconn* conn, pg_step step,
-                          const failure_context& context) {
+failure statement_failure(const PGresult* answer, const PGconn* conn, pg_step step, const failure_context& context) {
   std::string sqlstate = field(answer, PG_DIAG_SQLSTATE);
   std::string message = std::string(context.what) + " failed: " + server_message(answer, conn);
 
@@ -151,12 +144,12 @@ failure statement_failure(const PGresult* answer, const PGconn* conn, pg_step st
       if (is_prepared_transactions_disabled(answer, sqlstate)) {
         return make(xa_code::invalid, std::move(sqlstate),
                     "PostgreSQL's max_prepared_transactions is 0: set it > 0 in postgresql.conf and restart "
-                    "the server (the branch was rolled back). " + message,
+                    "the server (the branch was rolled back). " +
+                        message,
                     context);
       }
       [[fallthrough]];
-    case pg_step::commit_one_phase:
-    {
+    case pg_step::commit_one_phase: {
       // An ERROR while the transaction block ends aborts the whole transaction: the branch is gone.
       // (The code is read before `sqlstate` is moved into the failure.)
       xa_code code = rollback_code(sqlstate);
@@ -170,8 +163,9 @@ failure statement_failure(const PGresult* answer, const PGconn* conn, pg_step st
       }
       if (sqlstate == "0A000") {
         return make(xa_code::rm_error, std::move(sqlstate),
-                    message + " (the prepared transaction belongs to another database: connect to the database "
-                              "where it was prepared to finish it)",
+                    message +
+                        " (the prepared transaction belongs to another database: connect to the database "
+                        "where it was prepared to finish it)",
                     context);
       }
       return make(xa_code::rm_error, std::move(sqlstate), message, context);
@@ -180,8 +174,7 @@ failure statement_failure(const PGresult* answer, const PGconn* conn, pg_step st
     case pg_step::end:
     case pg_step::rollback:
     case pg_step::recover:
-    case pg_step::exec:
-      return make(xa_code::rm_error, std::move(sqlstate), message, context);
+    case pg_step::exec: return make(xa_code::rm_error, std::move(sqlstate), message, context);
   }
   return make(xa_code::rm_error, std::move(sqlstate), message, context);
 }

@@ -44,8 +44,7 @@ bool is_connection_lost(const PGresult* answer, const PGconn* conn) noexcept;
 // The failure for an error result of `step`. Lost connections are xa_code::rm_failure; the
 // rest depends on the step (see the .cpp for the table). Carries SQLSTATE and the server's
 // message, detail and hint.
-failure statement_failure(const PGresult* answer, const PGconn* conn, pg_step step,
-                          const failure_context& context);
+failure statement_failure(const PGresult* answer, const PGconn* conn, pg_step step, const failure_context& context);
 
 // The failure when libpq itself failed (PQsendQuery, PQflush or PQconsumeInput answered an
 // error, or PQexec returned no result), with PQerrorMessage: xa_code::rm_failure when the

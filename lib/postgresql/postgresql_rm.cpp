@@ -43,8 +43,8 @@ constexpr const char* recover_query =
 bool is_safe_gid(std::string_view gid) {
   if (gid.empty() || gid.size() >= 200) return false;  // PostgreSQL's GIDSIZE is 200 with the NUL
   for (char c : gid) {
-    bool safe = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '+' ||
-                c == '/' || c == '=' || c == '_' || c == '-';
+    bool safe = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '+' || c == '/' ||
+                c == '=' || c == '_' || c == '-';
     if (!safe) return false;
   }
   return true;
@@ -63,8 +63,8 @@ query_result read_rows(const PGresult* rows) {
       if (PQgetisnull(rows, row, column) != 0) {
         values.emplace_back(std::nullopt);
       } else {
-        values.emplace_back(std::string(PQgetvalue(rows, row, column),
-                                        static_cast<std::size_t>(PQgetlength(rows, row, column))));
+        values.emplace_back(
+            std::string(PQgetvalue(rows, row, column), static_cast<std::size_t>(PQgetlength(rows, row, column))));
       }
     }
   }
@@ -117,11 +117,11 @@ class postgresql_rm final : public detail::sql_adapter {
   struct pending_call {
     xa_verb verb;
     pg_step step;
-    xid branch;                    // the verb's XID
-    std::string statement;         // what was sent; empty when the verb sends nothing
-    bool own_unprepared = false;   // ROLLBACK of this connection's own, never prepared, branch
-    bool flushing = false;         // PQflush still has bytes to send
-    result_ptr answer;             // the first error result, else the last result
+    xid branch;                           // the verb's XID
+    std::string statement;                // what was sent; empty when the verb sends nothing
+    bool own_unprepared = false;          // ROLLBACK of this connection's own, never prepared, branch
+    bool flushing = false;                // PQflush still has bytes to send
+    result_ptr answer;                    // the first error result, else the last result
     std::optional<result<vote>> outcome;  // set once the verb has finished
 
     // "prepare of <xid> (PREPARE TRANSACTION '<gid>')", for messages and enabled log records:
@@ -178,15 +178,20 @@ result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
   // Only failures below need the text; a verb that goes out builds none.
   auto what = [&] { return std::string(xa_verb_name(verb)) + " of " + branch.to_string(); };
   PGTransactionStatusType transaction = PQtransactionStatus(conn);
-  pending_call next_call{.verb = verb, .step = pg_step::start, .branch = branch, .statement = {},
-                         .answer = nullptr, .outcome = std::nullopt};
+  pending_call next_call{.verb = verb,
+                         .step = pg_step::start,
+                         .branch = branch,
+                         .statement = {},
+                         .answer = nullptr,
+                         .outcome = std::nullopt};
   std::string& statement = next_call.statement;
 
   switch (verb) {
     case xa_verb::start:
       if (transaction != PQTRANS_IDLE) {
-        return fail(xa_code::outside, what() + ": the connection is already inside a transaction that xatm did "
-                                             "not start (BEGIN through exec() or the native handle?)");
+        return fail(xa_code::outside, what() +
+                                          ": the connection is already inside a transaction that xatm did "
+                                          "not start (BEGIN through exec() or the native handle?)");
       }
       set_read_only(false);
       next_call.step = pg_step::start;
@@ -205,9 +210,10 @@ result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
         return {};
       }
       if (transaction == PQTRANS_IDLE) {
-        return fail(xa_code::rm_error, what() + ": the branch's transaction is no longer open on the connection "
-                                              "(COMMIT or ROLLBACK through exec() or the native handle?); "
-                                              "xatm cannot know its outcome");
+        return fail(xa_code::rm_error, what() +
+                                           ": the branch's transaction is no longer open on the connection "
+                                           "(COMMIT or ROLLBACK through exec() or the native handle?); "
+                                           "xatm cannot know its outcome");
       }
       if (transaction != PQTRANS_INTRANS) {
         return fail(xa_code::rm_error, what() + ": a command sent through the native handle is still running");
@@ -254,14 +260,15 @@ result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
       }
       // COMMIT/ROLLBACK PREPARED refuse to run inside a transaction block (SQLSTATE 25001).
       if (transaction != PQTRANS_IDLE) {
-        return fail(xa_code::outside, what() + ": the connection is inside a transaction that xatm did not "
-                                             "start; COMMIT/ROLLBACK PREPARED cannot run there");
+        return fail(xa_code::outside, what() +
+                                          ": the connection is inside a transaction that xatm did not "
+                                          "start; COMMIT/ROLLBACK PREPARED cannot run there");
       }
       auto gid = checked_gid(branch);
       if (!gid) return std::move(gid).error();
       next_call.step = pg_step::resolve;
-      statement = std::string(verb == xa_verb::commit ? "COMMIT PREPARED '" : "ROLLBACK PREPARED '") + gid.value() +
-                  "'";
+      statement =
+          std::string(verb == xa_verb::commit ? "COMMIT PREPARED '" : "ROLLBACK PREPARED '") + gid.value() + "'";
       break;
     }
   }
@@ -365,8 +372,7 @@ void postgresql_rm::interpret_answer() {
     case xa_verb::start:
     case xa_verb::end_failed:
     case xa_verb::commit:
-    case xa_verb::rollback:
-      break;  // the answer carries nothing beyond "done"
+    case xa_verb::rollback: break;  // the answer carries nothing beyond "done"
   }
   finish(vote::commit);
 }
@@ -387,7 +393,8 @@ void postgresql_rm::finish_lost(const PGresult* answer) {
     return;
   }
   close_connection("connection lost");
-  finish(answer_for_lost_session(call_->own_unprepared, [this] { return call_->what(); }, std::move(cause)));
+  finish(answer_for_lost_session(
+      call_->own_unprepared, [this] { return call_->what(); }, std::move(cause)));
 }
 
 void postgresql_rm::cancel() noexcept {

@@ -185,7 +185,8 @@ void group_commit::lead(std::unique_lock<std::mutex>& lock, writer& leader) {
           batch_failure ? std::move(*batch_failure)
                         : write_result(write_outcome::unknown, make_failure(xa_code::rm_error,
                                                                             "unexpected exception while writing "
-                                                                            "to decision log " + log_name_));
+                                                                            "to decision log " +
+                                                                                log_name_));
       const write_result answer(written.outcome(), fail_for_good(std::move(written).error()));
       for (batched_decision* entry : batch_) entry->outcome = answer;
     }
@@ -252,8 +253,9 @@ void group_commit::run_background() noexcept {
 }
 
 failure group_commit::fail_for_good(failure cause) {
-  cause.message += ". The decision log is failed for good and accepts no more decisions; decisions not "
-                   "acknowledged as durable may or may not be: ";
+  cause.message +=
+      ". The decision log is failed for good and accepts no more decisions; decisions not "
+      "acknowledged as durable may or may not be: ";
   cause.message += restart_advice;
   XATM_LOG(log, error) << cause.message;
   failure_ = cause;
@@ -265,8 +267,8 @@ failure group_commit::fail_for_good(failure cause) {
 
 failure group_commit::failed_log_failure() const {
   failure cause = *failure_;
-  cause.message = "decision log " + log_name_ + " failed earlier and accepts no more decisions (" +
-                  failure_->message + ")";
+  cause.message =
+      "decision log " + log_name_ + " failed earlier and accepts no more decisions (" + failure_->message + ")";
   return cause;
 }
 

@@ -92,27 +92,27 @@ class group_commit {
   [[nodiscard]] result<void> run_exclusive(std::unique_lock<std::mutex>& lock,
                                            const std::function<result<void>()>& work);
   void run_background() noexcept;
-  failure fail_for_good(failure cause);                // under mutex_; what the failed batch is told
-  failure failed_log_failure() const;                  // under mutex_: the answer after a failure
+  failure fail_for_good(failure cause);                  // under mutex_; what the failed batch is told
+  failure failed_log_failure() const;                    // under mutex_: the answer after a failure
   [[nodiscard]] std::optional<failure> refusal() const;  // under mutex_: why no writer may join now
 
   sink& sink_;
   const std::string log_name_;
 
   mutable std::mutex mutex_;
-  std::deque<writer*> writers_;            // the queue; its front is the leader; guarded by mutex_
-  std::size_t queued_decisions_ = 0;       // decision writers in writers_; guarded by mutex_
-  std::size_t gather_target_ = 1;          // see lead(); guarded by mutex_
+  std::deque<writer*> writers_;               // the queue; its front is the leader; guarded by mutex_
+  std::size_t queued_decisions_ = 0;          // decision writers in writers_; guarded by mutex_
+  std::size_t gather_target_ = 1;             // see lead(); guarded by mutex_
   std::chrono::nanoseconds gather_limit_{0};  // see lead(); guarded by mutex_
-  bool gathering_ = false;                 // the front waits for gather_target_; guarded by mutex_
-  std::string queued_completions_;         // gtrids joined by '\n'; guarded by mutex_
-  std::size_t queued_completion_count_ = 0;  // guarded by mutex_
-  bool checkpoint_wanted_ = false;         // guarded by mutex_
-  bool background_idle_ = false;           // waiting for work, to be woken; guarded by mutex_
-  bool stopping_ = false;                  // guarded by mutex_
-  std::optional<failure> failure_;         // the first write failure; guarded by mutex_
-  std::condition_variable background_wake_;  // waited on under mutex_ by the background thread
-  std::atomic<bool> failed_{false};        // failure_.has_value(), readable without mutex_
+  bool gathering_ = false;                    // the front waits for gather_target_; guarded by mutex_
+  std::string queued_completions_;            // gtrids joined by '\n'; guarded by mutex_
+  std::size_t queued_completion_count_ = 0;   // guarded by mutex_
+  bool checkpoint_wanted_ = false;            // guarded by mutex_
+  bool background_idle_ = false;              // waiting for work, to be woken; guarded by mutex_
+  bool stopping_ = false;                     // guarded by mutex_
+  std::optional<failure> failure_;            // the first write failure; guarded by mutex_
+  std::condition_variable background_wake_;   // waited on under mutex_ by the background thread
+  std::atomic<bool> failed_{false};           // failure_.has_value(), readable without mutex_
 
   // The leader's: used only by the writer at the front of writers_, outside mutex_ while it
   // writes (the queue hands them from leader to leader under mutex_).

@@ -77,17 +77,18 @@ std::optional<store_refusal> check_file_mode(const std::string& path) {
                          make_failure(xa_code::invalid, path + " is not a regular file; " + never_recreate_advice)};
   }
   if ((status.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    return store_refusal{open_refusal::misconfigured,
-                         make_failure(xa_code::invalid, path + " is writable by group or others (mode " +
-                                                            mode_text(status.st_mode) +
-                                                            "): it may have been tampered with; check it, then "
-                                                            "chmod 0600 it")};
+    return store_refusal{
+        open_refusal::misconfigured,
+        make_failure(xa_code::invalid, path + " is writable by group or others (mode " + mode_text(status.st_mode) +
+                                           "): it may have been tampered with; check it, then "
+                                           "chmod 0600 it")};
   }
   if ((status.st_mode & 0077) != 0) {
     if (::chmod(path.c_str(), 0600) != 0) {
       const int error = errno;
-      return store_refusal{open_refusal::unusable, io_failure(xa_code::rm_error, "cannot chmod 0600 " + path + ": " +
-                                                                         errno_text(error), error)};
+      return store_refusal{
+          open_refusal::unusable,
+          io_failure(xa_code::rm_error, "cannot chmod 0600 " + path + ": " + errno_text(error), error)};
     }
     XATM_LOG(log, info) << "tightened the mode of " << path << " from " << mode_text(status.st_mode) << " to 0600";
   }
@@ -146,7 +147,8 @@ std::optional<store_refusal> check_directory(const std::string& directory) {
                                "decision log directory " + directory + " is writable by group or others (mode " +
                                    mode_text(status.st_mode) +
                                    "): another user could delete or replace the log; use a directory only the TM's "
-                                   "user can write (chmod go-w " + directory + ")"));
+                                   "user can write (chmod go-w " +
+                                   directory + ")"));
   }
   return std::nullopt;
 }
@@ -163,15 +165,14 @@ result<void> verify_file_modes(const std::string& path) {
     struct stat status {};
     const std::string file = path + suffix;
     if (::stat(file.c_str(), &status) == 0 && (status.st_mode & 0077) != 0) {
-      return make_failure(xa_code::rm_error, file + " has mode " + mode_text(status.st_mode) +
-                                                 " instead of 0600; chmod 0600 it");
+      return make_failure(xa_code::rm_error,
+                          file + " has mode " + mode_text(status.st_mode) + " instead of 0600; chmod 0600 it");
     }
   }
   return {};
 }
 
-result<void> create_by_rename(const std::string& path,
-                              const std::function<result<void>(const std::string&)>& build) {
+result<void> create_by_rename(const std::string& path, const std::function<result<void>(const std::string&)>& build) {
   const std::string building = path + ".new";
   // Leftovers of a creation that crashed; they never held a decision (only `path` ever does).
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
@@ -261,8 +262,8 @@ open_result<log_lock> log_lock::acquire(const std::string& path) {
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
     const int error = errno;
     ::close(fd);
-    return {open_refusal::unusable, io_failure(xa_code::rm_error, "cannot write the pid into " + lock_path + ": " +
-                                                                      errno_text(error), error)};
+    return {open_refusal::unusable,
+            io_failure(xa_code::rm_error, "cannot write the pid into " + lock_path + ": " + errno_text(error), error)};
   }
   return log_lock(fd);
 }

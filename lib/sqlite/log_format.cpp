@@ -35,8 +35,7 @@ constexpr const char* version_2_tables[] = {
 constexpr int application_id = xatm_format_id;
 
 // Runs one statement with text parameters ?1, ?2, ... bound; `what` describes a failure.
-result<void> run(sqlite3* db, const char* sql, std::initializer_list<std::string_view> texts,
-                 const std::string& what) {
+result<void> run(sqlite3* db, const char* sql, std::initializer_list<std::string_view> texts, const std::string& what) {
   auto statement = prepare(db, sql);
   if (!statement) return std::move(statement).error();
   int index = 0;
@@ -64,9 +63,8 @@ result<std::string> read_meta(sqlite3* db, const std::string& path, const char* 
   auto value = query_text(db, "SELECT value FROM meta WHERE key = ?1", key);
   if (!value) return std::move(value).error();
   if (!value.value()) {
-    return make_failure(xa_code::rm_error,
-                        "decision log " + path + " has no '" + key + "' in its meta table: it is damaged; " +
-                            never_recreate_advice);
+    return make_failure(xa_code::rm_error, "decision log " + path + " has no '" + key +
+                                               "' in its meta table: it is damaged; " + never_recreate_advice);
   }
   return std::move(*value.value());
 }
@@ -148,15 +146,17 @@ open_result<bool> check_identity(sqlite3* db, const std::string& path, const std
   if (auto checked = quick_check(db, path); !checked) {
     failure cause = std::move(checked).error();
     if (is_damage(cause)) {
-      cause.message = "decision log " + path + " is damaged (" + cause.message + "): refusing to use it; " +
-                      never_recreate_advice;
+      cause.message =
+          "decision log " + path + " is damaged (" + cause.message + "): refusing to use it; " + never_recreate_advice;
     }
     return unusable(std::move(cause));
   }
   if (app_id.value().value_or("") != std::to_string(application_id)) {
-    return misconfigured(make_failure(xa_code::invalid, path + " is an SQLite database but not an xatm decision log "
-                                                        "(application_id " + app_id.value().value_or("?") +
-                                                        "); point the TM at its own log file"));
+    return misconfigured(make_failure(xa_code::invalid, path +
+                                                            " is an SQLite database but not an xatm decision log "
+                                                            "(application_id " +
+                                                            app_id.value().value_or("?") +
+                                                            "); point the TM at its own log file"));
   }
   auto version = read_meta(db, path, "schema_version");
   if (!version) return unusable(std::move(version).error());
@@ -172,9 +172,10 @@ open_result<bool> check_identity(sqlite3* db, const std::string& path, const std
   if (stored_tm_id.value() != tm_id) {
     return misconfigured(make_failure(xa_code::invalid, "decision log " + path + " belongs to tm_id '" +
                                                             stored_tm_id.value() + "', not to the configured tm_id '" +
-                                                            tm_id + "': each TM instance needs its own log; configure "
-                                                            "tm_id '" + stored_tm_id.value() +
-                                                            "' or use another path"));
+                                                            tm_id +
+                                                            "': each TM instance needs its own log; configure "
+                                                            "tm_id '" +
+                                                            stored_tm_id.value() + "' or use another path"));
   }
   return upgrade;
 }
@@ -280,12 +281,14 @@ result<void> write_new_log(const std::string& building, const std::string& tm_id
     if (auto done = exec(raw, sql); !done) return done;
   }
   // incarnation 0: the open that follows makes it 1. clean_shutdown 1: closed, nothing in a WAL.
-  const std::pair<const char*, std::string_view> rows[] = {
-      {"schema_version", schema_version}, {"tm_id", tm_id}, {"incarnation", "0"}, {"clean_shutdown", "1"},
-      {"legacy_incarnations", "0"}};
+  const std::pair<const char*, std::string_view> rows[] = {{"schema_version", schema_version},
+                                                           {"tm_id", tm_id},
+                                                           {"incarnation", "0"},
+                                                           {"clean_shutdown", "1"},
+                                                           {"legacy_incarnations", "0"}};
   for (const auto& [key, value] : rows) {
-    if (auto done = run(raw, "INSERT INTO meta(key, value) VALUES (?1, ?2)", {key, value},
-                        "cannot initialise " + building);
+    if (auto done =
+            run(raw, "INSERT INTO meta(key, value) VALUES (?1, ?2)", {key, value}, "cannot initialise " + building);
         !done) {
       return done;
     }

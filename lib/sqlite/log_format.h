@@ -62,8 +62,8 @@ inline constexpr const char* mark_clean = "UPDATE meta SET value = '1' WHERE key
 
 // What an open learned from the file and took for itself. Written at open only.
 struct log_state {
-  std::uint64_t incarnation = 0;  // this open's: one more than the file held
-  std::string incarnation_id;     // this open's, drawn at random
+  std::uint64_t incarnation = 0;                        // this open's: one more than the file held
+  std::string incarnation_id;                           // this open's, drawn at random
   std::set<std::string, std::less<>> own_incarnations;  // every id this log issued, this one's included
   std::uint64_t legacy_incarnations = 0;                // numbered incarnations 1..N of a version 1 log
   std::map<std::string, pinned_identity, std::less<>> pins;
@@ -87,7 +87,6 @@ struct log_state {
 
 // The decisions in the file, oldest first, through a read-only connection of its own (WAL
 // readers never block the writer).
-[[nodiscard]] result<std::vector<decision_record>> read_decisions(const std::string& path,
-                                                                  const std::string& vfs_name);
+[[nodiscard]] result<std::vector<decision_record>> read_decisions(const std::string& path, const std::string& vfs_name);
 
 }  // namespace xatm::detail

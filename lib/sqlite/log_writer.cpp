@@ -95,10 +95,10 @@ write_result log_writer::write_batch(std::span<batched_decision* const> decision
     if (is_primary_key_clash(code)) {
       // A statement-level error: the transaction and the rest of the batch go on. Not written,
       // but the decision already there is the one recovery acts on: unknown.
-      entry->outcome = write_result(write_outcome::unknown,
-                                    make_failure(xa_code::duplicate_id, "decision log " + path_ +
-                                                                            " already holds a decision for " +
-                                                                            decision.gtrid));
+      entry->outcome =
+          write_result(write_outcome::unknown,
+                       make_failure(xa_code::duplicate_id,
+                                    "decision log " + path_ + " already holds a decision for " + decision.gtrid));
       continue;
     }
     return failed_write(db, code, "writing decisions to decision log " + path_ + " failed");

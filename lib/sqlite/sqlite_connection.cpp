@@ -53,8 +53,8 @@ result<void> close_connection(sqlite_handle db, bool checkpoint, const std::stri
 
 result<sqlite_statement> prepare(sqlite3* db, std::string_view sql) {
   sqlite3_stmt* raw = nullptr;
-  const int code = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
-                                      &raw, nullptr);
+  const int code =
+      sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
   sqlite_statement statement(raw);
   if (code != SQLITE_OK) return sqlite_failure(db, code, "cannot prepare \"" + std::string(sql) + "\"");
   return statement;

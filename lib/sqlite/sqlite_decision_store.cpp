@@ -58,9 +58,9 @@ open_result<std::pair<log_state, sqlite_handle>> sqlite_decision_store::open_dat
   if (!found) return unusable(std::move(found).error());
   if (!exists.value()) {
     if (found.value().wal_existed()) {
-      return unusable(make_failure(xa_code::rm_error, path + "-wal exists but " + path +
-                                                          " does not: the log was moved or deleted; " +
-                                                          never_recreate_advice));
+      return unusable(make_failure(
+          xa_code::rm_error,
+          path + "-wal exists but " + path + " does not: the log was moved or deleted; " + never_recreate_advice));
     }
     auto created = create_by_rename(path, [&options](const std::string& building) {
       return write_new_log(building, options.tm_id, options.vfs_name);
@@ -116,8 +116,8 @@ sqlite_decision_store::~sqlite_decision_store() {
 write_result sqlite_decision_store::record(const decision_record& decision) {
   // A malformed record is a programming error; nothing of it is written.
   if (!is_gtrid_of(decision.gtrid, tm_id_)) {
-    return {write_outcome::not_written, make_failure(xa_code::invalid, "decision log: '" + decision.gtrid +
-                                                                           "' is not a gtrid of tm_id " + tm_id_)};
+    return {write_outcome::not_written,
+            make_failure(xa_code::invalid, "decision log: '" + decision.gtrid + "' is not a gtrid of tm_id " + tm_id_)};
   }
   if (decision.branch_rms.empty()) {
     return {write_outcome::not_written,

@@ -53,8 +53,7 @@ result<vote> fake_rm::simulate(xa_verb verb, const xid& branch) {
         server_->rolled_back.insert(branch);
       }
       break;
-    default:
-      break;
+    default: break;
   }
   if (!answer.ok() && answer.error().code == xa_code::rm_failure) connected_ = false;
   return answer;

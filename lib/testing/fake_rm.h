@@ -21,8 +21,8 @@ namespace xatm::testing {
 // A simulated server: the branches it holds prepared outlive any one fake_rm "connection".
 struct fake_server {
   std::set<xid> prepared;
-  std::set<xid> committed;    // every branch that committed here (one-phase or two-phase)
-  std::set<xid> rolled_back;  // every branch rolled back here
+  std::set<xid> committed;               // every branch that committed here (one-phase or two-phase)
+  std::set<xid> rolled_back;             // every branch rolled back here
   std::vector<prepared_branch> foreign;  // foreign branches to list in recover()
 };
 

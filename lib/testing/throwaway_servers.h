@@ -15,13 +15,13 @@ namespace xatm::testing {
 
 // Connection strings in libpq's keyword form (`key=value`, values in single quotes where needed).
 struct server_env {
-  std::string dir;         // the servers' temp dir (holds both unix sockets)
-  std::string pg;          // PostgreSQL, database xatm_test, role xatm (superuser, trust auth)
-  std::string pg2;         // PostgreSQL, database xatm_test2: a second RM on the same server
-  std::string pg_pw;       // PostgreSQL, database xatm_test, role xatm_pw whose password is really
-                           // checked; empty when servers.sh predates that role
-  std::string mysql;       // MariaDB, database xatm_test, user xatm (with a password)
-  std::string mysql_root;  // MariaDB as root (no password), database xatm_test
+  std::string dir;           // the servers' temp dir (holds both unix sockets)
+  std::string pg;            // PostgreSQL, database xatm_test, role xatm (superuser, trust auth)
+  std::string pg2;           // PostgreSQL, database xatm_test2: a second RM on the same server
+  std::string pg_pw;         // PostgreSQL, database xatm_test, role xatm_pw whose password is really
+                             // checked; empty when servers.sh predates that role
+  std::string mysql;         // MariaDB, database xatm_test, user xatm (with a password)
+  std::string mysql_root;    // MariaDB as root (no password), database xatm_test
   std::string mysql_socket;  // dir + "/mysql.sock", for code that talks to libmysqlclient directly
 };
 

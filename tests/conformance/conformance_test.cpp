@@ -44,16 +44,18 @@ const backend& current_backend() {
       b.create_table = "CREATE TABLE IF NOT EXISTS conformance (id varchar(200) PRIMARY KEY)";
       b.prepare_foreign = [](const std::string& tag) {
         // One gid in no known encoding, one in pgjdbc's encoding with another formatID.
-        return std::vector<std::string>{
-            "BEGIN; INSERT INTO conformance VALUES ('foreign-a-" + tag + "'); PREPARE TRANSACTION 'foreign-" + tag + "'",
-            "BEGIN; INSERT INTO conformance VALUES ('foreign-b-" + tag + "'); PREPARE TRANSACTION '" +
-                xid(4660, "other-tm." + tag, "1").postgresql_gid() + "'"};
+        return std::vector<std::string>{"BEGIN; INSERT INTO conformance VALUES ('foreign-a-" + tag +
+                                            "'); PREPARE TRANSACTION 'foreign-" + tag + "'",
+                                        "BEGIN; INSERT INTO conformance VALUES ('foreign-b-" + tag +
+                                            "'); PREPARE TRANSACTION '" +
+                                            xid(4660, "other-tm." + tag, "1").postgresql_gid() + "'"};
       };
       b.remove_foreign = [](const std::string& tag) {
         // Separate statements: PostgreSQL runs a multi-statement string as one transaction block,
         // and ROLLBACK PREPARED refuses to run inside one.
-        return std::vector<std::string>{"ROLLBACK PREPARED 'foreign-" + tag + "'",
-                                        "ROLLBACK PREPARED '" + xid(4660, "other-tm." + tag, "1").postgresql_gid() + "'"};
+        return std::vector<std::string>{
+            "ROLLBACK PREPARED 'foreign-" + tag + "'",
+            "ROLLBACK PREPARED '" + xid(4660, "other-tm." + tag, "1").postgresql_gid() + "'"};
       };
       b.crash_and_restart = [] {
         test::stop_pg_immediate();
@@ -349,10 +351,11 @@ TEST_CASE("conformance: bad connection strings give clear errors without the pas
   auto settings = connection_settings::parse("host=/nonexistent/dir port=1 user=x password='" + secret +
                                              "' unix_socket=/nonexistent/sock dbname=x")
                       .value();
-  if (current_backend().dialect == "postgresql") settings = connection_settings::parse(
-      "host=/nonexistent/dir port=1 user=x password='" + secret + "' dbname=x").value();
+  if (current_backend().dialect == "postgresql")
+    settings =
+        connection_settings::parse("host=/nonexistent/dir port=1 user=x password='" + secret + "' dbname=x").value();
   auto unreachable = current_backend().dialect == "postgresql" ? postgresql::connect("bad", settings)
-                                                              : mysql::connect("bad", settings);
+                                                               : mysql::connect("bad", settings);
   REQUIRE_FALSE(unreachable.ok());
   CHECK(unreachable.error().code == xa_code::rm_failure);
   CHECK(unreachable.error().rm_name == "bad");
@@ -360,13 +363,13 @@ TEST_CASE("conformance: bad connection strings give clear errors without the pas
 
   auto unknown_key = connection_settings::parse("colour=blue password='" + secret + "'").value();
   auto refused = current_backend().dialect == "postgresql" ? postgresql::connect("bad", unknown_key)
-                                                          : mysql::connect("bad", unknown_key);
+                                                           : mysql::connect("bad", unknown_key);
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().code == xa_code::invalid);
   CHECK(refused.error().describe().find("colour") != std::string::npos);
   CHECK(refused.error().describe().find(secret) == std::string::npos);
 
   auto bad_name = current_backend().dialect == "postgresql" ? postgresql::connect("bad name';", settings)
-                                                           : mysql::connect("bad name';", settings);
+                                                            : mysql::connect("bad name';", settings);
   CHECK(bad_name.error().code == xa_code::invalid);
 }

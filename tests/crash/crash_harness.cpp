@@ -95,20 +95,31 @@ workload::workload(scenario& s, const workload_options& options)
     : ack_path_(s.next_file("acks")),
       process_(
           [&] {
-            std::vector<std::string> argv{XATM_CRASH_WORKLOAD_BIN,
-                                          "--tm-id", s.tm_id(),
-                                          "--log", s.log_path().string(),
-                                          "--ack", ack_path_.string(),
-                                          "--tables", s.bank().suffix,
-                                          "--accounts", std::to_string(options.first_account) + "-" +
-                                              std::to_string(options.last_account == 0 ? s.bank().accounts
-                                                                                       : options.last_account),
-                                          "--threads", std::to_string(options.threads),
-                                          "--transfers", std::to_string(options.transfers),
-                                          "--token-prefix", "w" + ack_path_.extension().string().substr(1),
-                                          "--doom-every", std::to_string(options.doom_every),
-                                          "--commit-retry-ms", std::to_string(options.commit_retry_window.count()),
-                                          "--prepare-timeout-ms", std::to_string(options.prepare_timeout.count())};
+            std::vector<std::string> argv{
+                XATM_CRASH_WORKLOAD_BIN,
+                "--tm-id",
+                s.tm_id(),
+                "--log",
+                s.log_path().string(),
+                "--ack",
+                ack_path_.string(),
+                "--tables",
+                s.bank().suffix,
+                "--accounts",
+                std::to_string(options.first_account) + "-" +
+                    std::to_string(options.last_account == 0 ? s.bank().accounts : options.last_account),
+                "--threads",
+                std::to_string(options.threads),
+                "--transfers",
+                std::to_string(options.transfers),
+                "--token-prefix",
+                "w" + ack_path_.extension().string().substr(1),
+                "--doom-every",
+                std::to_string(options.doom_every),
+                "--commit-retry-ms",
+                std::to_string(options.commit_retry_window.count()),
+                "--prepare-timeout-ms",
+                std::to_string(options.prepare_timeout.count())};
             if (options.skip_startup_recovery) argv.emplace_back("--skip-startup-recovery");
             return argv;
           }(),
@@ -211,8 +222,8 @@ leftovers leave_prepared_work(scenario& s) {
 // ---- xatm-recover ------------------------------------------------------------------------------
 
 tool_process::tool_process(scenario& s, const std::string& crash_at)
-    : process_({XATM_RECOVER_BIN, "--log", s.log_path().string(), "--rm", "pg=postgresql:" + test::servers().pg,
-                "--rm", "maria=mariadb:" + test::servers().mysql, "--json"},
+    : process_({XATM_RECOVER_BIN, "--log", s.log_path().string(), "--rm", "pg=postgresql:" + test::servers().pg, "--rm",
+                "maria=mariadb:" + test::servers().mysql, "--json"},
                crash_at.empty() ? std::vector<std::string>{} : std::vector<std::string>{"XATM_CRASH_AT=" + crash_at},
                s.next_file("tool-out"), s.next_file("tool-err")) {}
 
@@ -303,7 +314,8 @@ recovery_summary recover_with_tool(scenario& s) {
     summary.lines.insert(summary.lines.end(), lines.begin(), lines.end());
     if (status.exited && status.code == 0) break;
     REQUIRE_MESSAGE((status.exited && status.code == 1 && clock::now() < deadline),
-                    s.name() << ": xatm-recover " << status.describe() << "\n" << tool.out() << tool.err());
+                    s.name() << ": xatm-recover " << status.describe() << "\n"
+                             << tool.out() << tool.err());
     std::this_thread::sleep_for(100ms);
   }
   return summary;
@@ -314,7 +326,8 @@ recovery_summary recover(scenario& s, recovery_path path) {
 }
 
 bool ledger_has(const test::transfer_bank& bank, const std::string& token) {
-  auto rows = connect_observer(true)->exec("SELECT count(*) FROM " + bank.ledger_table() + " WHERE token = '" + token + "'");
+  auto rows =
+      connect_observer(true)->exec("SELECT count(*) FROM " + bank.ledger_table() + " WHERE token = '" + token + "'");
   if (!rows) throw std::runtime_error("reading the ledger: " + rows.error().describe());
   return rows.value().rows.at(0).at(0).value_or("0") != "0";
 }

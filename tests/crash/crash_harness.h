@@ -65,13 +65,13 @@ void check_invariants(const scenario& s, const std::string& when);
 
 struct workload_options {
   int threads = 1;
-  long transfers = 20;          // per thread; 0: until killed
-  std::string crash_at;         // XATM_CRASH_AT for the child; empty: none
-  int doom_every = 0;           // every K-th transfer is refused at prepare (0: none)
+  long transfers = 20;   // per thread; 0: until killed
+  std::string crash_at;  // XATM_CRASH_AT for the child; empty: none
+  int doom_every = 0;    // every K-th transfer is refused at prepare (0: none)
   // The accounts it uses (default: all of the bank's). Runs with disjoint ranges never wait for
   // each other's locks, which branches left prepared hold until they are resolved.
   int first_account = 1;
-  int last_account = 0;         // 0: the bank's last
+  int last_account = 0;  // 0: the bank's last
   bool skip_startup_recovery = false;
   std::chrono::milliseconds commit_retry_window = 1000ms;
   std::chrono::milliseconds prepare_timeout = 5000ms;

@@ -266,7 +266,7 @@ struct crash_case {
 constexpr crash_case crash_cases[] = {
     {"", false, "closed", false, leftover::all_committed},  // the control run
     {"after_start", true, "begun", false, leftover::nothing},
-    {"after_start:2", true, "enlisted pg", false, leftover::nothing},  // dies in the second enlist
+    {"after_start:2", true, "enlisted pg", false, leftover::nothing},    // dies in the second enlist
     {"after_start:3", false, "closed", false, leftover::all_committed},  // never passes a third time
     {"before_prepare", true, "sql done", false, leftover::nothing},
     {"after_first_prepare", true, "sql done", false, leftover::some_prepared},
@@ -369,8 +369,8 @@ TEST_CASE("a crash at every point of the two-phase protocol leaves a state the d
     CHECK_FALSE(maria_after.prepared);
     CHECK(pg_after.committed == committed);
     CHECK(maria_after.committed == committed);
-    const std::string balance = std::string("SELECT balance FROM ") + accounts + " WHERE id = " +
-                                std::to_string(plan.account);
+    const std::string balance =
+        std::string("SELECT balance FROM ") + accounts + " WHERE id = " + std::to_string(plan.account);
     CHECK(std::stol(single_value(*pg, balance)) == initial_balance - (committed ? amount : 0));
     CHECK(std::stol(single_value(*maria, balance)) == initial_balance + (committed ? amount : 0));
   }

@@ -66,11 +66,14 @@ options parse(int argc, char** argv) {
       if (dash == std::string::npos) usage("--accounts needs FIRST-LAST");
       parsed.first_account = std::stoi(range.substr(0, dash));
       parsed.last_account = std::stoi(range.substr(dash + 1));
-    }
-    else if (arg == "--skip-startup-recovery") parsed.skip_startup_recovery = true;
-    else if (arg == "--commit-retry-ms") parsed.commit_retry_ms = std::stol(next());
-    else if (arg == "--prepare-timeout-ms") parsed.prepare_timeout_ms = std::stol(next());
-    else return false;
+    } else if (arg == "--skip-startup-recovery")
+      parsed.skip_startup_recovery = true;
+    else if (arg == "--commit-retry-ms")
+      parsed.commit_retry_ms = std::stol(next());
+    else if (arg == "--prepare-timeout-ms")
+      parsed.prepare_timeout_ms = std::stol(next());
+    else
+      return false;
     return true;
   });
   return parsed;
@@ -164,13 +167,15 @@ int main(int argc, char** argv) {
     auto gate_closed = std::make_shared<std::atomic<bool>>(opts.skip_startup_recovery);
     for (const auto& [name, postgres] : {std::pair{"pg", true}, std::pair{"maria", false}}) {
       auto settings = xatm::connection_settings::parse(required_env(postgres ? "XATM_CRASH_PG" : "XATM_CRASH_MARIA"));
-      xatm::detail::tm_access::register_rm(*tm, name, [name = std::string(name), is_pg = postgres, s = settings.value(), gate_closed]()
-                                -> xatm::result<std::unique_ptr<xatm::resource_manager>> {
-        if (gate_closed->load()) {
-          return xatm::make_failure(xatm::xa_code::rm_failure, "held unreachable (--skip-startup-recovery)", name);
-        }
-        return is_pg ? xatm::postgresql::connect(name, s) : xatm::mysql::connect(name, s);
-      });
+      xatm::detail::tm_access::register_rm(
+          *tm, name,
+          [name = std::string(name), is_pg = postgres, s = settings.value(),
+           gate_closed]() -> xatm::result<std::unique_ptr<xatm::resource_manager>> {
+            if (gate_closed->load()) {
+              return xatm::make_failure(xatm::xa_code::rm_failure, "held unreachable (--skip-startup-recovery)", name);
+            }
+            return is_pg ? xatm::postgresql::connect(name, s) : xatm::mysql::connect(name, s);
+          });
     }
     // The first begin() runs the startup recovery (where recovery's own crash points are).
     tm->begin().rollback();

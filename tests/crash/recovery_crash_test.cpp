@@ -57,7 +57,7 @@ TEST_CASE("a crash at every point of the two-phase protocol is recovered by the 
       CAPTURE(via);
       scenario s("point_" + point + "_" + via);
       workload w(s, {.crash_at = point + ":3"});
-      const leftover in_flight = in_flight_of(w);  // dead by SIGKILL at the point
+      const leftover in_flight = in_flight_of(w);                    // dead by SIGKILL at the point
       CHECK(w.acks().count(xatm::test::ack_state::committed) >= 1);  // after some finished work
 
       const auto summary = recover(s, path);

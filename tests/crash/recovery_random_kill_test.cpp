@@ -68,8 +68,8 @@ TEST_CASE("8 threads killed at random instants: every round recovers and keeps e
     const auto check = s.check();
     if (!check.ok()) {
       ++violations;
-      FAIL_CHECK("round " << round << " (seed " << seed << ", recovered by the " << recovery_path_name(path)
-                          << "):\n" << check.describe());
+      FAIL_CHECK("round " << round << " (seed " << seed << ", recovered by the " << recovery_path_name(path) << "):\n"
+                          << check.describe());
     }
   }
   const auto acks = s.acks();

@@ -107,7 +107,8 @@ TEST_CASE("a server crashes under 4 threads of transfers: the TM goes on after i
     // What the outage cut off, from the workload's log: prepares that failed (phase 1) and
     // commits that had to be retried after the decision (phase 2).
     const std::string log = w.err();
-    const auto failed_prepares = occurrences(log, std::string("prepare failed on ") + (victim == server::mariadb ? "maria" : "pg"));
+    const auto failed_prepares =
+        occurrences(log, std::string("prepare failed on ") + (victim == server::mariadb ? "maria" : "pg"));
     const auto retried_commits = occurrences(log, "failed, retrying");
     MESSAGE(name << " crashed under transfers: " << acks.count(ack_state::committed) << " committed ("
                  << acks.count(ack_state::committed) - at_restart.count(ack_state::committed) << " after the restart), "

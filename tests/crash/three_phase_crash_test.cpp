@@ -100,8 +100,8 @@ std::vector<std::string> markers_on(bool postgres, const std::string& gtrid) {
 }
 
 bool token_on(bool postgres, const test::transfer_bank& bank, const std::string& token) {
-  return column(*observe(postgres), "SELECT count(*) FROM " + bank.ledger_table() + " WHERE token = '" + token +
-                                        "'").at(0) == "1";
+  return column(*observe(postgres), "SELECT count(*) FROM " + bank.ledger_table() + " WHERE token = '" + token + "'")
+             .at(0) == "1";
 }
 
 // Waits until MariaDB has noticed that a dead coordinator's sessions ended: until then their
@@ -126,7 +126,7 @@ struct workload_plan {
   int first_account = 1;
   int accounts = 16;
   int threads = 1;
-  long transfers = 0;    // per thread; 0: until killed
+  long transfers = 0;  // per thread; 0: until killed
   int doom_every = 0;
   std::string token_prefix;
 };
@@ -149,14 +149,28 @@ coordinator start_coordinator(const fs::path& parent, const std::string& tm_id, 
   coordinator c{tm_id, dir / "coordinator.db", dir / "acks", nullptr};
   std::vector<std::string> env{"XATM_CRASH_PG=" + test::servers().pg, "XATM_CRASH_MARIA=" + test::servers().mysql};
   if (!plan.crash_at.empty()) env.push_back("XATM_CRASH_AT=" + plan.crash_at);
-  c.process = std::make_unique<child_process>(
-      std::vector<std::string>{XATM_3PC_WORKLOAD_BIN, "--tm-id", tm_id, "--log", c.log.string(), "--ack",
-                               c.acks.string(), "--tables", bank.suffix, "--first-account",
-                               std::to_string(plan.first_account), "--accounts", std::to_string(plan.accounts),
-                               "--threads", std::to_string(plan.threads), "--transfers",
-                               std::to_string(plan.transfers), "--doom-every", std::to_string(plan.doom_every),
-                               "--token-prefix", plan.token_prefix},
-      env, dir / "out", dir / "err");
+  c.process = std::make_unique<child_process>(std::vector<std::string>{XATM_3PC_WORKLOAD_BIN,
+                                                                       "--tm-id",
+                                                                       tm_id,
+                                                                       "--log",
+                                                                       c.log.string(),
+                                                                       "--ack",
+                                                                       c.acks.string(),
+                                                                       "--tables",
+                                                                       bank.suffix,
+                                                                       "--first-account",
+                                                                       std::to_string(plan.first_account),
+                                                                       "--accounts",
+                                                                       std::to_string(plan.accounts),
+                                                                       "--threads",
+                                                                       std::to_string(plan.threads),
+                                                                       "--transfers",
+                                                                       std::to_string(plan.transfers),
+                                                                       "--doom-every",
+                                                                       std::to_string(plan.doom_every),
+                                                                       "--token-prefix",
+                                                                       plan.token_prefix},
+                                              env, dir / "out", dir / "err");
   return c;
 }
 
@@ -335,8 +349,8 @@ TEST_CASE("3PC: a crash at every point, then termination without the coordinator
     ++run;
     CAPTURE(c.crash_at);
     const std::string tm_id = unique_id("p3pt" + std::to_string(run) + "-");
-    const workload_plan plan{.crash_at = c.crash_at, .transfers = 4, .doom_every = 4,
-                             .token_prefix = "pt" + std::to_string(run)};
+    const workload_plan plan{
+        .crash_at = c.crash_at, .transfers = 4, .doom_every = 4, .token_prefix = "pt" + std::to_string(run)};
     const coordinator coordinator = start_coordinator(dir.path, tm_id, bank, plan);
     const exit_status died = coordinator.process->wait(seconds(60));
     INFO("coordinator: " << died.describe() << "\n" << coordinator.output());
@@ -389,8 +403,8 @@ struct frozen_coordinator {
 
 frozen_coordinator freeze_at(const fs::path& dir, const test::transfer_bank& bank, const std::string& tm_id,
                              const std::string& point) {
-  const workload_plan plan{.crash_at = point + ":stop", .accounts = bank.accounts, .transfers = 1,
-                           .token_prefix = "stall"};
+  const workload_plan plan{
+      .crash_at = point + ":stop", .accounts = bank.accounts, .transfers = 1, .token_prefix = "stall"};
   frozen_coordinator frozen{start_coordinator(dir, tm_id, bank, plan), {}, {}};
   REQUIRE_MESSAGE(wait_until_stopped(*frozen.c.process, seconds(60)),
                   "not frozen at " << point << ": " << frozen.c.output());
@@ -522,7 +536,9 @@ TEST_CASE("3PC: two terminators racing on the same transactions: one outcome eac
     for (int k = 0; k < 6; ++k) {
       commits.push_back(k % 2 == 1);
       const workload_plan plan{.crash_at = commits.back() ? "after_arbiter_precommit:2" : "after_all_prepared:2",
-                               .first_account = 2 * k + 1, .accounts = 2, .transfers = 3,
+                               .first_account = 2 * k + 1,
+                               .accounts = 2,
+                               .transfers = 3,
                                .token_prefix = "race" + std::to_string(round) + "-" + std::to_string(k)};
       const std::string tm_id = unique_id("p3race" + std::to_string(round) + std::to_string(k) + "-");
       coordinators.push_back(start_coordinator(dir.path, tm_id, bank, plan));
@@ -599,8 +615,8 @@ TEST_CASE("3PC: random kills under load, then termination without the log: zero 
   for (int round = 1; round <= rounds; ++round) {
     CAPTURE(round);
     const std::string tm_id = unique_id("p3r" + std::to_string(round) + "-");
-    const workload_plan plan{.crash_at = "", .threads = 4, .doom_every = 7,
-                             .token_prefix = "r" + std::to_string(round)};
+    const workload_plan plan{
+        .crash_at = "", .threads = 4, .doom_every = 7, .token_prefix = "r" + std::to_string(round)};
     const coordinator c = start_coordinator(dir.path, tm_id, bank, plan);
     const auto ready_by = clock::now() + seconds(30);
     while (!c.read_acks().ready) {
@@ -626,11 +642,12 @@ TEST_CASE("3PC: random kills under load, then termination without the log: zero 
     const auto prepared_pg = test::prepared_gtrids(*observe(true), tm_id);
     const auto prepared_maria = test::prepared_gtrids(*observe(false), tm_id);
     for (const bool postgres : {true, false}) {
-      for (const auto& gtrid : column(*observe(postgres), "SELECT gtrid FROM xatm_marker WHERE state = 'P' AND gtrid LIKE '" +
-                                                              tm_id + ".%'")) {
+      for (const auto& gtrid :
+           column(*observe(postgres),
+                  "SELECT gtrid FROM xatm_marker WHERE state = 'P' AND gtrid LIKE '" + tm_id + ".%'")) {
         const bool unfinished = prepared_pg.contains(gtrid) || prepared_maria.contains(gtrid);
-        CHECK_MESSAGE(unfinished, "P marker of a finished transaction left on " << (postgres ? "pg" : "maria") << ": "
-                                                                                  << gtrid);
+        CHECK_MESSAGE(unfinished,
+                      "P marker of a finished transaction left on " << (postgres ? "pg" : "maria") << ": " << gtrid);
         leftover_markers += unfinished ? 0 : 1;
       }
     }
@@ -638,8 +655,8 @@ TEST_CASE("3PC: random kills under load, then termination without the log: zero 
     in_flight += acks.in_flight().size();
     if (!check.ok()) test::roll_back_prepared_of(tm_id);
   }
-  MESSAGE("random kills (seed " << seed << "): " << rounds << " rounds, " << acknowledged
-                                << " outcomes acknowledged, " << in_flight << " transfers in flight at the kills, "
+  MESSAGE("random kills (seed " << seed << "): " << rounds << " rounds, " << acknowledged << " outcomes acknowledged, "
+                                << in_flight << " transfers in flight at the kills, "
                                 << finished_by_terminators["committed"] << " branches committed and "
                                 << finished_by_terminators["rolled back"] << " rolled back by terminators, "
                                 << violations << " violations, " << leftover_markers

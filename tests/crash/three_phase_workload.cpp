@@ -50,9 +50,12 @@ struct options : xatm::workload::common_options {
 options parse(int argc, char** argv) {
   options parsed;
   xatm::workload::parse_arguments(argc, argv, parsed, [&](const std::string& arg, const auto& next) {
-    if (arg == "--first-account") parsed.first_account = std::stoi(next());
-    else if (arg == "--accounts") parsed.accounts = std::stoi(next());
-    else return false;
+    if (arg == "--first-account")
+      parsed.first_account = std::stoi(next());
+    else if (arg == "--accounts")
+      parsed.accounts = std::stoi(next());
+    else
+      return false;
     return true;
   });
   return parsed;
@@ -60,9 +63,8 @@ options parse(int argc, char** argv) {
 
 // One transfer: debit on PostgreSQL, credit on MariaDB, the same ledger token on both. The
 // arbiter is branch 1's RM, so PostgreSQL is enlisted first.
-void transfer(xatm::transaction_manager& tm, xatm::connection& pg, xatm::connection& maria,
-              const options& opts, const ack_file& acks, const std::string& token, int from, int to, long amount,
-              bool doomed) {
+void transfer(xatm::transaction_manager& tm, xatm::connection& pg, xatm::connection& maria, const options& opts,
+              const ack_file& acks, const std::string& token, int from, int to, long amount, bool doomed) {
   const xatm::workload::transfer_sql bank(opts.tables);
   auto tx = tm.begin(xatm::commit_protocol::three_phase);
   const std::string gtrid = tx.gtrid();

@@ -46,15 +46,24 @@ void parse_arguments(int argc, char** argv, common_options& parsed, const extra_
       if (i + 1 >= argc) usage(arg + " needs a value");
       return argv[++i];
     };
-    if (arg == "--tm-id") parsed.tm_id = next();
-    else if (arg == "--log") parsed.log_path = next();
-    else if (arg == "--ack") parsed.ack_path = next();
-    else if (arg == "--tables") parsed.tables = next();
-    else if (arg == "--threads") parsed.threads = std::stoi(next());
-    else if (arg == "--transfers") parsed.transfers = std::stol(next());
-    else if (arg == "--token-prefix") parsed.token_prefix = next();
-    else if (arg == "--doom-every") parsed.doom_every = std::stoi(next());
-    else if (!extra || !extra(arg, next)) usage("unknown argument " + arg);
+    if (arg == "--tm-id")
+      parsed.tm_id = next();
+    else if (arg == "--log")
+      parsed.log_path = next();
+    else if (arg == "--ack")
+      parsed.ack_path = next();
+    else if (arg == "--tables")
+      parsed.tables = next();
+    else if (arg == "--threads")
+      parsed.threads = std::stoi(next());
+    else if (arg == "--transfers")
+      parsed.transfers = std::stol(next());
+    else if (arg == "--token-prefix")
+      parsed.token_prefix = next();
+    else if (arg == "--doom-every")
+      parsed.doom_every = std::stoi(next());
+    else if (!extra || !extra(arg, next))
+      usage("unknown argument " + arg);
   }
   if (parsed.tm_id.empty() || parsed.log_path.empty() || parsed.ack_path.empty() || parsed.tables.empty()) {
     usage("--tm-id, --log, --ack and --tables are required");

@@ -36,9 +36,9 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-using testing::fault_proxy;
 using test::observe_maria;
 using test::observe_pg;
+using testing::fault_proxy;
 using fault = testing::fault_proxy::fault;
 
 // "Does not hang": far above what any case needs, far below the CTest timeout.
@@ -51,10 +51,10 @@ const char* rm_name_of(faulty_rm rm) { return rm == faulty_rm::postgresql ? "pg"
 
 // What each adapter sends for the verbs (lib/postgresql/postgresql_rm.cpp, lib/mysql/mysql_rm.cpp).
 struct verbs {
-  const char* end;         // PostgreSQL has no XA END: its end is the read-only probe
+  const char* end;  // PostgreSQL has no XA END: its end is the read-only probe
   const char* prepare;
-  const char* commit;      // phase 2
-  const char* one_phase;   // commit of the only writing branch
+  const char* commit;     // phase 2
+  const char* one_phase;  // commit of the only writing branch
 };
 verbs verbs_of(faulty_rm rm) {
   if (rm == faulty_rm::postgresql) {
@@ -85,8 +85,8 @@ void roll_back_leftovers(const std::string& tm_id) noexcept {
   try {
     for (int attempt = 0; attempt < 30; ++attempt) {
       bool left = false;
-      for (auto [connect, conninfo] : {std::pair{&postgresql::connect, test::servers().pg},
-                                       std::pair{&mysql::connect, test::servers().mysql}}) {
+      for (auto [connect, conninfo] :
+           {std::pair{&postgresql::connect, test::servers().pg}, std::pair{&mysql::connect, test::servers().mysql}}) {
         auto rm = connect("cleanup", connection_settings::parse(conninfo).value());
         if (!rm) continue;
         auto listed = rm.value()->recover();
@@ -390,8 +390,9 @@ TEST_CASE("an RM that goes silent at prepare: commit() times out and rolls back,
   check_rolled_back(t, b, "prepare-silent", rm, answer, "timeout_error");
 }
 
-TEST_CASE("an RM that goes silent at the phase-2 commit: completion pending, recovery reports it "
-          "unresolved while silent and commits it once the RM answers") {
+TEST_CASE(
+    "an RM that goes silent at the phase-2 commit: completion pending, recovery reports it "
+    "unresolved while silent and commits it once the RM answers") {
   faulty_rm rm = pick_faulty_rm();
   bank b;
   proxied_tm t(for_black_holes);

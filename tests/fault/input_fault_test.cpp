@@ -54,8 +54,8 @@ using namespace std::chrono_literals;
 using test::log_capture;
 using test::run;
 using test::single_value;
-using test::thrown_by;
 using test::temp_dir;
+using test::thrown_by;
 
 bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
 
@@ -89,10 +89,12 @@ tm_options options_for(const temp_dir& dir, std::string tm_id) {
 // Names that no tm_id or RM name may have: empty, one byte too long, 65 bytes, SQL and shell
 // metacharacters, a NUL, a newline (log injection), a dot (the gtrid separator), non-ASCII.
 std::vector<std::string> hostile_names(std::size_t max_size) {
-  return {std::string(),          std::string(max_size + 1, 'a'), std::string(65, 'a'),
-          "quote'd",              "double\"quoted",               std::string("nul\0byte", 8),
-          "';DROP TABLE x;--",    "new\nline",                    "dotted.name",
-          "spaced name",          "percent%27",                   "back\\slash",
+  return {std::string(),        std::string(max_size + 1, 'a'),
+          std::string(65, 'a'), "quote'd",
+          "double\"quoted",     std::string("nul\0byte", 8),
+          "';DROP TABLE x;--",  "new\nline",
+          "dotted.name",        "spaced name",
+          "percent%27",         "back\\slash",
           "caf\xc3\xa9"};
 }
 
@@ -137,12 +139,8 @@ std::string url_encoded(std::string_view text, const char* hex_format = "%%%02X"
 std::vector<std::string> spellings_of(std::string_view password, std::string_view fragment) {
   std::string sql;
   for (char c : password) sql += c == '\'' ? std::string("''") : std::string(1, c);
-  return {std::string(password),
-          conninfo_escaped(password),
-          sql,
-          url_encoded(password),
-          url_encoded(password, "%%%02x"),
-          url_encoded(password, "%%%02X", true),
+  return {std::string(password), conninfo_escaped(password),      sql,
+          url_encoded(password), url_encoded(password, "%%%02x"), url_encoded(password, "%%%02X", true),
           std::string(fragment)};
 }
 
@@ -169,8 +167,9 @@ std::string with_password(const std::string& conninfo, std::string_view password
 // PostgreSQL's conninfo with the role whose password is checked, or a failed test saying why not.
 const std::string& pg_with_password() {
   const std::string& conninfo = test::servers().pg_pw;
-  REQUIRE_MESSAGE(!conninfo.empty(), "the servers' env has no XATM_TEST_PG_PW: they were started by an older "
-                                     "servers.sh; stop them (ctest -R servers_stop) and run again");
+  REQUIRE_MESSAGE(!conninfo.empty(),
+                  "the servers' env has no XATM_TEST_PG_PW: they were started by an older "
+                  "servers.sh; stop them (ctest -R servers_stop) and run again");
   return conninfo;
 }
 
@@ -307,7 +306,8 @@ TEST_CASE("a hostile RM name is refused by register_rm and connect before anythi
   CHECK(contains(logs.text(), "registered RM listener-pg"));
 }
 
-TEST_CASE("a malformed connection string or dialect is refused by register_rm, naming the problem, never the password") {
+TEST_CASE(
+    "a malformed connection string or dialect is refused by register_rm, naming the problem, never the password") {
   const std::string password(test::pg_password);
   const std::string quoted = "'" + conninfo_escaped(password) + "'";
   struct malformed {
@@ -368,7 +368,8 @@ TEST_CASE("passwords with quotes, percent, backslashes and spaces reach both ser
 
   // Both servers do check: one character more and each refuses.
   tm.register_rm("pg-wrong", "postgresql", with_password(pg_conninfo, std::string(test::pg_password) + "!"));
-  tm.register_rm("maria-wrong", "mariadb", with_password(test::servers().mysql, std::string(test::mysql_password) + "!"));
+  tm.register_rm("maria-wrong", "mariadb",
+                 with_password(test::servers().mysql, std::string(test::mysql_password) + "!"));
   auto pg_refused = thrown_by<rm_error>([&] { (void)tm.connect("pg-wrong"); });
   CHECK(contains(pg_refused.what(), "password authentication failed"));
   // The same class of error on both: the RM cannot be connected to (XAER_RMFAIL, rm_error).
@@ -500,7 +501,8 @@ TEST_CASE("a commit and a recovery with hostile passwords leave them in no log l
       auto report = tm.recover_now();
       CHECK(report.unreachable_rms.empty());
       for (const auto& item : report.items) {
-        if (item.gtrid == orphan_gtrid && item.result == recovery_result::rolled_back) rolled_back_on.insert(item.rm_name);
+        if (item.gtrid == orphan_gtrid && item.result == recovery_result::rolled_back)
+          rolled_back_on.insert(item.rm_name);
         check_no_password("the recovery report", item.detail + " " + item.xid);
       }
       if (rolled_back_on.size() < 2) std::this_thread::sleep_for(200ms);
@@ -537,8 +539,8 @@ TEST_CASE("xatm-recover given hostile passwords on its command line prints them 
   { transaction_manager tm(options_for(dir, tm_id)); }  // a log of its own, nothing in doubt
   const std::string log = dir.file("decisions.db");
 
-  auto clean = run_xatm_recover(dir, {"--verbose", "--log", log, "--rm", "pg=postgresql:" + pg_conninfo,
-                                      "--rm", "maria=mariadb:" + maria_conninfo});
+  auto clean = run_xatm_recover(dir, {"--verbose", "--log", log, "--rm", "pg=postgresql:" + pg_conninfo, "--rm",
+                                      "maria=mariadb:" + maria_conninfo});
   INFO(clean.output());
   CHECK(clean.exit_code() == 0);
   CHECK(contains(clean.output(), "password=***"));  // --verbose logged the connection settings

@@ -115,16 +115,16 @@ void close_log_cleanly(const scenario& s) {
 // One transfer of `amount` from PostgreSQL account `account` to the MariaDB account of the same
 // number, with ledger rows for `token`, written in `tx` on the given connections; commit() is up
 // to the test.
-void write_transfer(global_transaction& tx, connection& pg, connection& maria,
-                    const test::transfer_bank& bank, const std::string& token, int account, long amount) {
+void write_transfer(global_transaction& tx, connection& pg, connection& maria, const test::transfer_bank& bank,
+                    const std::string& token, int account, long amount) {
   const xatm::workload::transfer_sql sql(bank.suffix);
   tx.enlist(pg);
   tx.enlist(maria);
-  for (auto& [rm, statement] : std::vector<std::pair<connection*, std::string>>{
-           {&pg, sql.debit(account, amount)},
-           {&pg, sql.ledger_row(token, account, -amount)},
-           {&maria, sql.credit(account, amount)},
-           {&maria, sql.ledger_row(token, account, amount)}}) {
+  for (auto& [rm, statement] :
+       std::vector<std::pair<connection*, std::string>>{{&pg, sql.debit(account, amount)},
+                                                        {&pg, sql.ledger_row(token, account, -amount)},
+                                                        {&maria, sql.credit(account, amount)},
+                                                        {&maria, sql.ledger_row(token, account, amount)}}) {
     auto done = rm->exec(statement);
     REQUIRE_MESSAGE(done.ok(), statement << ": " << done.error().describe());
   }
@@ -163,8 +163,13 @@ std::string commit_under_fault(global_transaction& tx, void (*set_fault)(bool)) 
 // xatm-recover on `log` with both servers (and `extra` arguments); its output goes to files in
 // `output_dir`.
 tool_run run_xatm_recover(const fs::path& log, const fs::path& output_dir, const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> argv{XATM_RECOVER_BIN, "--log", log.string(), "--rm", "pg=postgresql:" + test::servers().pg,
-                                "--rm", "maria=mariadb:" + test::servers().mysql};
+  std::vector<std::string> argv{XATM_RECOVER_BIN,
+                                "--log",
+                                log.string(),
+                                "--rm",
+                                "pg=postgresql:" + test::servers().pg,
+                                "--rm",
+                                "maria=mariadb:" + test::servers().mysql};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return test::run_tool(argv, output_dir, std::chrono::seconds(30));  // "does not hang", nothing finer
 }
@@ -197,8 +202,9 @@ std::string tm_refusal(const tm_options& options, const detail::tm_wiring& wirin
 
 // ---- row 1: the decision log's fsync fails (EIO) ------------------------------------------------
 
-TEST_CASE("a failed fsync of the decision: commit() throws log_failure_error, never committed; the TM refuses "
-          "later commits; restart and recovery make both servers agree") {
+TEST_CASE(
+    "a failed fsync of the decision: commit() throws log_failure_error, never committed; the TM refuses "
+    "later commits; restart and recovery make both servers agree") {
   scenario s("log_fsync");
   auto tm = open_faulty_tm(s);
   tm->register_rm("maria", "mariadb", test::servers().mysql);
@@ -257,8 +263,9 @@ TEST_CASE("a failed fsync of the decision: commit() throws log_failure_error, ne
 
 // ---- row 2: the log's disk is full --------------------------------------------------------------
 
-TEST_CASE("a full disk under the decision log: commit() rolls back with log_failure_error saying the log is full; "
-          "a decision made before is not lost") {
+TEST_CASE(
+    "a full disk under the decision log: commit() rolls back with log_failure_error saying the log is full; "
+    "a decision made before is not lost") {
   scenario s("log_full");
   // A decision made before the fault that is still needed: the TM process that made it died at
   // once, and MariaDB is unreachable when the TM restarts, so its start-up recovery commits the
@@ -270,10 +277,12 @@ TEST_CASE("a full disk under the decision log: commit() rolls back with log_fail
   test::transfer_bank bank{.suffix = "log_full_new", .accounts = 2, .initial_balance = 1000};
   bank.create();
   auto tm = open_faulty_tm(s);
-  detail::tm_access::register_rm(*tm, "maria", [&maria_reachable, maria_settings]() -> result<std::unique_ptr<resource_manager>> {
-    if (!maria_reachable.load()) return make_failure(xa_code::rm_failure, "unreachable (the test says so)", "maria");
-    return mysql::connect("maria", maria_settings);
-  });
+  detail::tm_access::register_rm(
+      *tm, "maria", [&maria_reachable, maria_settings]() -> result<std::unique_ptr<resource_manager>> {
+        if (!maria_reachable.load())
+          return make_failure(xa_code::rm_failure, "unreachable (the test says so)", "maria");
+        return mysql::connect("maria", maria_settings);
+      });
   tm->begin().rollback();  // the start-up recovery
   REQUIRE(test::decisions_in_log_file(s.log_path()) == std::vector<std::string>{earlier.gtrid});
   REQUIRE(test::prepared_branches_of(s.tm_id()) == std::vector<std::string>{earlier.gtrid});  // MariaDB's
@@ -316,13 +325,14 @@ TEST_CASE("a full disk under the decision log: commit() rolls back with log_fail
 
 // ---- row 3: a corrupt or truncated log, a missing -wal -----------------------------------------
 
-TEST_CASE("a damaged decision log stops the TM and xatm-recover; nobody presumes abort, and the restored log "
-          "commits what it decided") {
+TEST_CASE(
+    "a damaged decision log stops the TM and xatm-recover; nobody presumes abort, and the restored log "
+    "commits what it decided") {
   scenario s("log_damage");
   const leftover decided = leave_durable_decision(s);
   const fs::path log = s.log_path();
   const fs::path wal = log.string() + "-wal";
-  std::string why;               // what both refusals must say
+  std::string why;                // what both refusals must say
   std::function<void()> restore;  // what the operator does: put the saved copy back
 
   SUBCASE("bytes overwritten in the middle of the main file") {
@@ -433,8 +443,9 @@ TEST_CASE("two TMs' logs swapped: each TM and xatm-recover --tm-id refuse the ot
 
 // ---- row 14: file permissions -------------------------------------------------------------------
 
-TEST_CASE("the log and its -wal and -shm are 0600 even under umask 0; a log directory or file others can write "
-          "is refused by the TM and by xatm-recover") {
+TEST_CASE(
+    "the log and its -wal and -shm are 0600 even under umask 0; a log directory or file others can write "
+    "is refused by the TM and by xatm-recover") {
   scenario s("log_mode");
   const fs::path log = s.log_path();
   const fs::path dir = log.parent_path();
@@ -450,7 +461,7 @@ TEST_CASE("the log and its -wal and -shm are 0600 even under umask 0; a log dire
     write_transfer(tx, *pg, *maria, s.bank(), "mode-1", 1, 100);
     REQUIRE(tx.commit() == commit_outcome::committed);
     acks.ack("mode-1", test::ack_state::committed, tx.gtrid());
-    REQUIRE(tm.statistics().decisions_logged == 1);  // a two-phase commit: it wrote the log
+    REQUIRE(tm.statistics().decisions_logged == 1);                         // a two-phase commit: it wrote the log
     CHECK(read_file(log).find(test::mysql_password) == std::string::npos);  // RM names only, no credentials
     for (const char* suffix : {"", "-wal", "-shm"}) {
       const fs::path file = log.string() + suffix;
@@ -490,6 +501,8 @@ TEST_CASE("the log and its -wal and -shm are 0600 even under umask 0; a log dire
 TEST_CASE("a log VFS (tm_wiring::log_vfs) naming no registered SQLite VFS is a configuration_error") {
   test::temp_dir dir("xatm-log-fault");
   tm_options options = options_for("logfault-vfs", dir.path / "decisions.db");
-  CHECK(tm_refusal<configuration_error>(options, {.log_vfs = "no-such-vfs"}).find("no SQLite VFS named 'no-such-vfs'") != std::string::npos);
+  CHECK(
+      tm_refusal<configuration_error>(options, {.log_vfs = "no-such-vfs"}).find("no SQLite VFS named 'no-such-vfs'") !=
+      std::string::npos);
   CHECK_FALSE(fs::exists(dir.path / "decisions.db"));
 }

@@ -122,8 +122,7 @@ bool terminate_pg_session(const std::string& pid) {
 bool kill_maria_session(const std::string& id) {
   auto root = maria_root();
   auto killed = root->exec("KILL CONNECTION " + id);
-  return killed.ok() &&
-         wait_until_zero(*root, "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = " + id);
+  return killed.ok() && wait_until_zero(*root, "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = " + id);
 }
 
 // A real adapter connection behind the resource_manager interface, with one hook that runs once,
@@ -165,8 +164,8 @@ void register_interposed(transaction_manager& tm, const std::string& name, const
   detail::tm_access::register_rm(tm, name, [name, dialect, conninfo]() -> result<std::unique_ptr<resource_manager>> {
     auto settings = connection_settings::parse(conninfo);
     if (!settings) return std::move(settings).error();
-    auto real = dialect == "postgresql" ? postgresql::connect(name, settings.value())
-                                        : mysql::connect(name, settings.value());
+    auto real =
+        dialect == "postgresql" ? postgresql::connect(name, settings.value()) : mysql::connect(name, settings.value());
     if (!real) return std::move(real).error();
     return std::unique_ptr<resource_manager>(std::make_unique<interposed_rm>(std::move(real).value()));
   });
@@ -178,8 +177,8 @@ interposed_rm& interposed(std::unique_ptr<connection>& rm) { return dynamic_cast
 // output in files of the TM's dir. Fails the test if it has not ended within 60 s, or did not
 // exit by itself.
 tool_run recover_with_tool(const tm_under_test& t, const std::vector<std::pair<std::string, std::string>>& rms = {
-                               {"pg", "postgresql:" + test::servers().pg},
-                               {"maria", "mariadb:" + test::servers().mysql}}) {
+                                                       {"pg", "postgresql:" + test::servers().pg},
+                                                       {"maria", "mariadb:" + test::servers().mysql}}) {
   std::vector<std::string> argv{XATM_RECOVER_BIN, "--log", t.log_path.string(), "--json"};
   for (const auto& [name, spec] : rms) {
     argv.push_back("--rm");
@@ -196,8 +195,9 @@ tool_run recover_with_tool(const tm_under_test& t, const std::vector<std::pair<s
 
 // ---- row 7: PostgreSQL with max_prepared_transactions = 0 ------------------------------------
 
-TEST_CASE("max_prepared_transactions = 0: connect() throws configuration_error naming the RM and the "
-          "setting; opted out, commit() does and the MariaDB branch is rolled back") {
+TEST_CASE(
+    "max_prepared_transactions = 0: connect() throws configuration_error naming the RM and the "
+    "setting; opted out, commit() does and the MariaDB branch is rolled back") {
   test::throwaway_postgresql no_2pc("-c max_prepared_transactions=0");
   run(*observe_pg(no_2pc.conninfo()), "CREATE TABLE srvfault_config (id int PRIMARY KEY)");
   fresh_tables("srvfault_config", "id int PRIMARY KEY");
@@ -209,8 +209,9 @@ TEST_CASE("max_prepared_transactions = 0: connect() throws configuration_error n
     INFO(refused.what());
     CHECK(refused.rm_name() == "pg_no2pc");
     CHECK(refused.code() == xa_code::invalid);
-    CHECK(contains(refused.what(), "RM 'pg_no2pc': max_prepared_transactions = 0 makes every prepare fail: set "
-                                   "it > 0 in postgresql.conf and restart the server"));
+    CHECK(contains(refused.what(),
+                   "RM 'pg_no2pc': max_prepared_transactions = 0 makes every prepare fail: set "
+                   "it > 0 in postgresql.conf and restart the server"));
   }
   // Opted out (allow_unsafe_durability), the first prepare says the same.
   tm_options opted_out;
@@ -233,8 +234,9 @@ TEST_CASE("max_prepared_transactions = 0: connect() throws configuration_error n
       CHECK(e.code() == xa_code::invalid);
       CHECK(contains(e.what(), "[pg_no2pc]"));
       CHECK(contains(e.cause().message, gtrid + " rolled back: pg_no2pc refuses to prepare as configured"));
-      CHECK(contains(e.cause().message, "max_prepared_transactions is 0: set it > 0 in postgresql.conf and "
-                                        "restart the server"));
+      CHECK(contains(e.cause().message,
+                     "max_prepared_transactions is 0: set it > 0 in postgresql.conf and "
+                     "restart the server"));
     }
     // Both connections are free for the next transaction.
     CHECK(resource_manager::of(*both.pg).state() == branch_state::idle);
@@ -274,8 +276,9 @@ TEST_CASE("max_prepared_transactions = 0: connect() throws configuration_error n
 
 // ---- row 8: a lock wait timeout inside a MariaDB branch ----------------------------------------
 
-TEST_CASE("a lock wait timeout in a MariaDB branch rolls the whole transaction back with the cause, and "
-          "the lock holder still commits") {
+TEST_CASE(
+    "a lock wait timeout in a MariaDB branch rolls the whole transaction back with the cause, and "
+    "the lock holder still commits") {
   fresh_tables("srvfault_lock", "id int PRIMARY KEY, amount int NOT NULL");
   run(*observe_maria(), "INSERT INTO srvfault_lock VALUES (1, 0)");
   tm_under_test t;
@@ -325,8 +328,9 @@ TEST_CASE("a lock wait timeout in a MariaDB branch rolls the whole transaction b
 
 // ---- row 9: duplicate and late phase-2 calls --------------------------------------------------
 
-TEST_CASE("phase-2 verbs replayed by hand after a commit answer not found, change nothing, and leave "
-          "recovery nothing to do") {
+TEST_CASE(
+    "phase-2 verbs replayed by hand after a commit answer not found, change nothing, and leave "
+    "recovery nothing to do") {
   fresh_tables("srvfault_replay", "id int PRIMARY KEY");
   tm_under_test t;
   t.register_pg_and_maria();
@@ -371,9 +375,9 @@ TEST_CASE("phase-2 verbs replayed by hand after a commit answer not found, chang
 namespace {
 
 enum class committed_elsewhere {
-  pg_before_tm,       // another session commits PostgreSQL's branch; the TM's COMMIT PREPARED comes second
-  pg_after_lost,      // the TM's PostgreSQL session is terminated; another session commits; the TM retries
-  maria_after_kill,   // the TM's MariaDB session is killed; another session commits; the TM retries
+  pg_before_tm,      // another session commits PostgreSQL's branch; the TM's COMMIT PREPARED comes second
+  pg_after_lost,     // the TM's PostgreSQL session is terminated; another session commits; the TM retries
+  maria_after_kill,  // the TM's MariaDB session is killed; another session commits; the TM retries
 };
 
 void check_commit_raced(committed_elsewhere how) {
@@ -415,8 +419,8 @@ void check_commit_raced(committed_elsewhere how) {
       case committed_elsewhere::maria_after_kill:
         interposed(both.maria).before_commit([&](const xid& branch) {
           hook_ran = true;
-          hook_ok = kill_maria_session(maria_session) &&
-                    commit_by_hand(*maria_root(), "XA COMMIT " + branch.mysql_literal());
+          hook_ok =
+              kill_maria_session(maria_session) && commit_by_hand(*maria_root(), "XA COMMIT " + branch.mysql_literal());
         });
         break;
     }
@@ -449,8 +453,9 @@ void check_commit_raced(committed_elsewhere how) {
 
 }  // namespace
 
-TEST_CASE("a branch committed by someone else during the TM's phase 2 still ends in committed, never "
-          "heuristic_error") {
+TEST_CASE(
+    "a branch committed by someone else during the TM's phase 2 still ends in committed, never "
+    "heuristic_error") {
   SUBCASE("PostgreSQL, before the TM's own COMMIT PREPARED") { check_commit_raced(committed_elsewhere::pg_before_tm); }
   SUBCASE("PostgreSQL, the TM's session lost: its retry finds the branch done") {
     check_commit_raced(committed_elsewhere::pg_after_lost);
@@ -482,8 +487,9 @@ struct foreign_branches {
 
   foreign_branches() {
     fresh_tables("srvfault_foreign", "id int PRIMARY KEY");
-    run(*observe_pg(test::servers().pg2), "DROP TABLE IF EXISTS srvfault_foreign; "
-                                          "CREATE TABLE srvfault_foreign (id int PRIMARY KEY)");
+    run(*observe_pg(test::servers().pg2),
+        "DROP TABLE IF EXISTS srvfault_foreign; "
+        "CREATE TABLE srvfault_foreign (id int PRIMARY KEY)");
     prepare_on_pg(test::servers().pg, pg_plain_gid, 1);
     prepare_on_pg(test::servers().pg, pg_other_tm.postgresql_gid(), 2);
     prepare_on_pg(test::servers().pg2, pg2_other_tm.postgresql_gid(), 3);
@@ -530,7 +536,8 @@ struct foreign_branches {
   // The rows of srvfault_foreign that everybody sees: a foreign branch committed by mistake
   // would add its row (a rolled-back one shows in the prepared counts above).
   long rows_visible() const {
-    return count_rows(*observe_pg(), "srvfault_foreign") + count_rows(*observe_pg(test::servers().pg2), "srvfault_foreign") +
+    return count_rows(*observe_pg(), "srvfault_foreign") +
+           count_rows(*observe_pg(test::servers().pg2), "srvfault_foreign") +
            count_rows(*observe_maria(), "srvfault_foreign");
   }
 
@@ -552,15 +559,16 @@ struct foreign_branches {
     run(*session, "XA END " + literal);
     run(*session, "XA PREPARE " + literal);
     session.reset();
-    REQUIRE(wait_until_zero(*maria_root(), "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = " +
-                                               session_id));
+    REQUIRE(
+        wait_until_zero(*maria_root(), "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = " + session_id));
   }
 };
 
 }  // namespace
 
-TEST_CASE("foreign prepared branches (other formatID, other tm_id, other database) are listed by "
-          "recover_now() and xatm-recover and never touched") {
+TEST_CASE(
+    "foreign prepared branches (other formatID, other tm_id, other database) are listed by "
+    "recover_now() and xatm-recover and never touched") {
   foreign_branches foreign;
   REQUIRE(foreign.pg_prepared_count() == 3);
   REQUIRE(foreign.maria_prepared_count() == 2);
@@ -614,8 +622,9 @@ TEST_CASE("foreign prepared branches (other formatID, other tm_id, other databas
   CHECK(foreign.rows_visible() == 2);  // this TM's own two rows (id 100); none of theirs
 }
 
-TEST_CASE("a branch prepared in another database is invisible to the RM of this one and never touched, "
-          "even with this TM's tm_id") {
+TEST_CASE(
+    "a branch prepared in another database is invisible to the RM of this one and never touched, "
+    "even with this TM's tm_id") {
   // The gtrid of an earlier incarnation of this very TM, without a decision: recovery would roll
   // it back (presumed abort) if an RM of this TM could see it. But it was prepared in xatm_test2,
   // which no RM of this TM names.

@@ -63,10 +63,12 @@ void require_faketime() {
   std::ifstream maps_file("/proc/self/maps");
   const std::string maps{std::istreambuf_iterator<char>(maps_file), std::istreambuf_iterator<char>()};
   REQUIRE_MESSAGE(contains(maps, "libfaketime"),
-                  "libfaketime is not loaded (LD_PRELOAD='" << environment("LD_PRELOAD") << "', expected "
-                      << XATM_LIBFAKETIME << "): install the Debian package faketime (apt-get install faketime), "
+                  "libfaketime is not loaded (LD_PRELOAD='"
+                      << environment("LD_PRELOAD") << "', expected " << XATM_LIBFAKETIME
+                      << "): install the Debian package faketime (apt-get install faketime), "
                       << "reconfigure, and run this test through ctest, which sets LD_PRELOAD and FAKETIME_*");
-  REQUIRE_MESSAGE(!environment("FAKETIME_TIMESTAMP_FILE").empty(), "FAKETIME_TIMESTAMP_FILE is not set: run through ctest");
+  REQUIRE_MESSAGE(!environment("FAKETIME_TIMESTAMP_FILE").empty(),
+                  "FAKETIME_TIMESTAMP_FILE is not set: run through ctest");
   REQUIRE_MESSAGE(environment("FAKETIME_DONT_FAKE_MONOTONIC") == "1", "the monotonic clock must stay real");
   REQUIRE_MESSAGE(environment("FAKETIME_NO_CACHE") == "1", "libfaketime must read the timestamp file at every call");
 }
@@ -93,7 +95,8 @@ class wall_clock {
     const auto steady_moved = steady_clock::now() - steady_before;
     const auto expected = std::chrono::hours(hours - offset_hours_);
     const auto jumped = std::chrono::duration_cast<std::chrono::seconds>(wall_moved - steady_moved);
-    INFO("the wall clock jumped " << jumped.count() << " s, expected " << std::chrono::seconds(expected).count() << " s");
+    INFO("the wall clock jumped " << jumped.count() << " s, expected " << std::chrono::seconds(expected).count()
+                                  << " s");
     REQUIRE(jumped > expected - 1min);
     REQUIRE(jumped < expected + 1min);
     REQUIRE(steady_moved < 30s);
@@ -136,7 +139,8 @@ struct tm_under_test : test::tm_fixture {
   tm_under_test(const std::string& tag, tm_options settings)
       : tm_fixture("clock-" + tag, test::without_background_recovery(std::move(settings))) {
     run(*observe_pg(), "CREATE TABLE IF NOT EXISTS " + rows_table + " (id bigint PRIMARY KEY, note text)");
-    run(*observe_maria(), "CREATE TABLE IF NOT EXISTS " + rows_table + " (id bigint PRIMARY KEY, note text) ENGINE=InnoDB");
+    run(*observe_maria(),
+        "CREATE TABLE IF NOT EXISTS " + rows_table + " (id bigint PRIMARY KEY, note text) ENGINE=InnoDB");
     pg = tm->connect("pg");
     maria = tm->connect("maria");
   }
@@ -194,7 +198,7 @@ TEST_CASE("a transaction with a 1 s timeout still times out although the wall cl
   const auto id = test::next_row_id();
   {
     auto tx = t.begin_writing(id);
-    clock.jump(-2);  // by the wall clock the transaction starts in two hours
+    clock.jump(-2);                       // by the wall clock the transaction starts in two hours
     std::this_thread::sleep_for(1500ms);  // real time past its timeout
     const auto committing = steady_clock::now();
     auto expired = thrown_by<timeout_error>([&] { (void)tx.commit(); });
@@ -212,12 +216,13 @@ TEST_CASE("a 1 s prepare timeout still fires when the wall clock goes back 2 h d
   // PostgreSQL's prepare runs the deferred trigger: it sleeps 5 s, then votes no. Cut off by the
   // prepare timeout the commit throws timeout_error; had the deadline missed the jump, the no-vote
   // would have arrived after 5 s as rolled_back_error.
-  run(*observe_pg(), "DROP TABLE IF EXISTS wall_clock_slow_vote;"
-                     "CREATE TABLE wall_clock_slow_vote (id bigint PRIMARY KEY);"
-                     "CREATE OR REPLACE FUNCTION wall_clock_slow_no() RETURNS trigger LANGUAGE plpgsql AS "
-                     "$$BEGIN PERFORM pg_sleep(5); RAISE EXCEPTION 'slow no-vote'; END$$;"
-                     "CREATE CONSTRAINT TRIGGER slow_no AFTER INSERT ON wall_clock_slow_vote "
-                     "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wall_clock_slow_no()");
+  run(*observe_pg(),
+      "DROP TABLE IF EXISTS wall_clock_slow_vote;"
+      "CREATE TABLE wall_clock_slow_vote (id bigint PRIMARY KEY);"
+      "CREATE OR REPLACE FUNCTION wall_clock_slow_no() RETURNS trigger LANGUAGE plpgsql AS "
+      "$$BEGIN PERFORM pg_sleep(5); RAISE EXCEPTION 'slow no-vote'; END$$;"
+      "CREATE CONSTRAINT TRIGGER slow_no AFTER INSERT ON wall_clock_slow_vote "
+      "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wall_clock_slow_no()");
   wall_clock clock;
   tm_under_test t("prepare", with_timeouts(60s, 1s));
   const auto id = test::next_row_id();

@@ -68,10 +68,10 @@ bool listed(resource_manager& rm, const xid& branch) {
 }
 
 tally hammer(ending how, resolution what) {
-  test::query_with(&mysql::connect,
-                   std::string("CREATE TABLE IF NOT EXISTS ") + table +
-                       " (id BIGINT PRIMARY KEY, note VARCHAR(64)) ENGINE=InnoDB",
-                   test::servers().mysql);
+  test::query_with(
+      &mysql::connect,
+      std::string("CREATE TABLE IF NOT EXISTS ") + table + " (id BIGINT PRIMARY KEY, note VARCHAR(64)) ENGINE=InnoDB",
+      test::servers().mysql);
   auto resolver = open_rm("resolver");
   auto checker = open_rm("checker");
   std::unique_ptr<resource_manager> admin;
@@ -120,8 +120,8 @@ tally hammer(ending how, resolution what) {
 
 void report_and_check(const char* name, const tally& seen) {
   MESSAGE(std::string(name) << ": " << seen.rounds << " rounds, " << seen.retries << " XA_RETRY answers, "
-               << seen.wrong_outcome << " wrong outcomes, " << seen.still_locked << " rows still locked, "
-               << seen.still_listed << " branches still listed");
+                            << seen.wrong_outcome << " wrong outcomes, " << seen.still_locked << " rows still locked, "
+                            << seen.still_listed << " branches still listed");
   CHECK(seen.rounds == rounds());
   CHECK(seen.wrong_outcome == 0);
   CHECK(seen.still_locked == 0);
@@ -148,9 +148,10 @@ TEST_CASE("InnoDB's transaction list says whether a session still holds a transa
       "---TRANSACTION 2425, ACTIVE (PREPARED) 49 sec recovered trx\n"
       "2 lock struct(s), heap size 1128, 1 row lock(s), undo log entries 1\n"
       "---TRANSACTION (0x7f), not started\n0 lock struct(s), heap size 1128, 0 row lock(s)\n";
-  const std::string tail = "--------\nFILE I/O\n--------\nI/O thread 0 state: waiting\n"
-                           "----------------------------\nEND OF INNODB MONITOR OUTPUT\n"
-                           "============================\n";
+  const std::string tail =
+      "--------\nFILE I/O\n--------\nI/O thread 0 state: waiting\n"
+      "----------------------------\nEND OF INNODB MONITOR OUTPUT\n"
+      "============================\n";
   std::string whole = head + list_header + attached_57 + detached + tail;
 
   CHECK(innodb_transaction_of(whole, 57) == session_transaction::attached);

@@ -97,7 +97,8 @@ class canned_rm final : public resource_manager {
 std::unique_ptr<resource_manager> connect_quietly(bool postgresql, const std::string& conninfo) {
   auto settings = connection_settings::parse(conninfo);
   if (!settings) return nullptr;
-  auto connected = postgresql ? postgresql::connect("admin", settings.value()) : mysql::connect("admin", settings.value());
+  auto connected =
+      postgresql ? postgresql::connect("admin", settings.value()) : mysql::connect("admin", settings.value());
   return connected ? std::move(connected).value() : nullptr;
 }
 
@@ -149,8 +150,10 @@ class pg_system_setting {
   }
   ~pg_system_setting() {
     auto admin = connect_quietly(true, test::servers().pg);
-    bool reset = admin && admin->exec("ALTER SYSTEM RESET " + name_).ok() && admin->exec("SELECT pg_reload_conf()").ok();
-    if (!reset || !pg_setting_reaches(name_, old_)) MESSAGE("could not restore PostgreSQL's " << name_ << " to " << old_);
+    bool reset =
+        admin && admin->exec("ALTER SYSTEM RESET " + name_).ok() && admin->exec("SELECT pg_reload_conf()").ok();
+    if (!reset || !pg_setting_reaches(name_, old_))
+      MESSAGE("could not restore PostgreSQL's " << name_ << " to " << old_);
   }
   pg_system_setting(const pg_system_setting&) = delete;
   pg_system_setting& operator=(const pg_system_setting&) = delete;
@@ -315,21 +318,27 @@ TEST_CASE("check_durability: one query per dialect; what each setting must be, a
       {"mariadb", {"1", "0", "0"}, ""},
       {"mariadb", {"3", "0", "0"}, ""},  // MariaDB's 3 flushes at prepare and at commit
       {"mysql", {"3", "0", "0"}, "innodb_flush_log_at_trx_commit = 3 can lose"},
-      {"mariadb", {"2", "0", "1"}, "innodb_flush_log_at_trx_commit = 2 can lose a committed XA transaction on a "
-                                   "host crash: set it to 1 (or, on a throwaway server for tests, "
-                                   "tm_options::allow_unsafe_durability"},
+      {"mariadb",
+       {"2", "0", "1"},
+       "innodb_flush_log_at_trx_commit = 2 can lose a committed XA transaction on a "
+       "host crash: set it to 1 (or, on a throwaway server for tests, "
+       "tm_options::allow_unsafe_durability"},
       {"mariadb", {"0", "0", "1"}, "innodb_flush_log_at_trx_commit = 0 can lose"},
       {"mysql", {"2", "1", "1"}, "innodb_flush_log_at_trx_commit = 2 can lose"},
       {"mariadb", {"1", "1", "1"}, ""},
       {"mysql", {"1", "1", "1"}, ""},
-      {"mariadb", {"1", "1", "0"}, "sync_binlog = 0 with log_bin ON can lose a committed XA transaction on a host "
-                                   "crash: set it to 1"},
+      {"mariadb",
+       {"1", "1", "0"},
+       "sync_binlog = 0 with log_bin ON can lose a committed XA transaction on a host "
+       "crash: set it to 1"},
       {"mysql", {"1", "1", "100"}, "sync_binlog = 100 with log_bin ON can lose"},
       {"mariadb", {"1", "0", "100"}, ""},  // no binary log: sync_binlog does not matter
       {"postgresql", {"on", "64"}, ""},
       {"postgresql", {"off", "64"}, "fsync = off can lose a committed XA transaction on a host crash: set fsync = on"},
-      {"postgresql", {"on", "0"}, "max_prepared_transactions = 0 makes every prepare fail: set it > 0 in "
-                                  "postgresql.conf and restart the server"},
+      {"postgresql",
+       {"on", "0"},
+       "max_prepared_transactions = 0 makes every prepare fail: set it > 0 in "
+       "postgresql.conf and restart the server"},
   };
   for (const auto& expected : cases) {
     CAPTURE(expected.dialect);
@@ -379,8 +388,9 @@ TEST_CASE("check_durability: one query per dialect; what each setting must be, a
 
 // ---- MariaDB: innodb_flush_log_at_trx_commit = 2 --------------------------------------------------
 
-TEST_CASE("MariaDB innodb_flush_log_at_trx_commit = 2: connect() and recovery refuse, naming the RM and the "
-          "setting, and keep the decision; allow_unsafe_durability works") {
+TEST_CASE(
+    "MariaDB innodb_flush_log_at_trx_commit = 2: connect() and recovery refuse, naming the RM and the "
+    "setting, and keep the decision; allow_unsafe_durability works") {
   fresh_tables("fence_flush");
   tm_under_test t;
   const std::string gtrid = leave_maria_branch_prepared(t, "fence_flush", 1);
@@ -392,8 +402,9 @@ TEST_CASE("MariaDB innodb_flush_log_at_trx_commit = 2: connect() and recovery re
   INFO(refused.what());
   CHECK(refused.rm_name() == "maria");
   CHECK(refused.code() == xa_code::invalid);
-  CHECK(contains(refused.what(), "RM 'maria': innodb_flush_log_at_trx_commit = 2 can lose a committed XA "
-                                 "transaction on a host crash: set it to 1"));
+  CHECK(contains(refused.what(),
+                 "RM 'maria': innodb_flush_log_at_trx_commit = 2 can lose a committed XA "
+                 "transaction on a host crash: set it to 1"));
   CHECK(contains(refused.what(), "allow_unsafe_durability"));
   CHECK_FALSE(contains(refused.what(), std::string(test::mysql_password)));
   CHECK(t.tm->connect("pg") != nullptr);  // the other RM is fine
@@ -451,14 +462,15 @@ TEST_CASE("MariaDB innodb_flush_log_at_trx_commit = 2: connect() and recovery re
   CHECK(count_rows(*observe_maria(), "fence_flush", "id = 2") == 1);
 }
 
-TEST_CASE("the application's first connection to an RM is checked, later ones are not; the TM's own "
-          "connections always are") {
+TEST_CASE(
+    "the application's first connection to an RM is checked, later ones are not; the TM's own "
+    "connections always are") {
   tm_under_test t;
   t.register_pg_and_maria();
   auto first = t.tm->connect("maria");  // checked: the server is safe
   maria_global unsafe("innodb_flush_log_at_trx_commit", "0");
   CHECK(t.tm->connect("maria") != nullptr);  // this TM checked "maria" already
-  auto report = t.tm->recover_now();          // recovery's own connections are checked every time
+  auto report = t.tm->recover_now();         // recovery's own connections are checked every time
   REQUIRE(report.unreachable_rms.size() == 1);
   CHECK(contains(report.unreachable_rms[0], "RM 'maria': innodb_flush_log_at_trx_commit = 0"));
 
@@ -470,8 +482,9 @@ TEST_CASE("the application's first connection to an RM is checked, later ones ar
 
 // ---- PostgreSQL: fsync = off ----------------------------------------------------------------------
 
-TEST_CASE("PostgreSQL fsync = off: connect(), recovery and xatm-recover refuse, naming fsync; "
-          "allow_unsafe_durability works") {
+TEST_CASE(
+    "PostgreSQL fsync = off: connect(), recovery and xatm-recover refuse, naming fsync; "
+    "allow_unsafe_durability works") {
   fresh_tables("fence_fsync");
   {
     pg_system_setting fsync_off("fsync", "off");
@@ -480,8 +493,9 @@ TEST_CASE("PostgreSQL fsync = off: connect(), recovery and xatm-recover refuse, 
     auto refused = test::thrown_by<configuration_error>([&] { (void)t.tm->connect("pg"); });
     INFO(refused.what());
     CHECK(refused.rm_name() == "pg");
-    CHECK(contains(refused.what(), "RM 'pg': fsync = off can lose a committed XA transaction on a host crash: "
-                                   "set fsync = on"));
+    CHECK(contains(refused.what(),
+                   "RM 'pg': fsync = off can lose a committed XA transaction on a host crash: "
+                   "set fsync = on"));
     auto report = t.tm->recover_now();
     REQUIRE(report.unreachable_rms.size() == 1);
     CHECK(report.unreachable_rms[0].rfind("pg: ", 0) == 0);
@@ -518,8 +532,9 @@ TEST_CASE("PostgreSQL fsync = off: connect(), recovery and xatm-recover refuse, 
 
 // ---- MariaDB: global autocommit = 0 ---------------------------------------------------------------
 
-TEST_CASE("MariaDB with global autocommit = 0: recovery and xatm-recover resolve a branch a crash left "
-          "prepared, and a three-phase transaction's markers are deleted") {
+TEST_CASE(
+    "MariaDB with global autocommit = 0: recovery and xatm-recover resolve a branch a crash left "
+    "prepared, and a three-phase transaction's markers are deleted") {
   fresh_tables("fence_autocommit");
   tm_under_test by_library;
   const std::string library_gtrid = leave_maria_branch_prepared(by_library, "fence_autocommit", 1);

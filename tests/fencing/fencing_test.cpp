@@ -70,7 +70,9 @@ std::string typo_database() {
   return conninfo;
 }
 
-void create_rows_table(resource_manager& rm) { run(rm, "CREATE TABLE IF NOT EXISTS fence_rows (id varchar(80) PRIMARY KEY)"); }
+void create_rows_table(resource_manager& rm) {
+  run(rm, "CREATE TABLE IF NOT EXISTS fence_rows (id varchar(80) PRIMARY KEY)");
+}
 
 // Prepares, on a connection that then goes away (a crashed TM), a branch that inserts `row`.
 void prepare_by_hand(resource_manager& rm, const xid& branch, const std::string& row) {
@@ -151,8 +153,9 @@ std::string gtrid_of(const std::string& tm_id, const std::string& incarnation, s
 
 // ---- RM identity --------------------------------------------------------------------------
 
-TEST_CASE("a mistyped database for one RM: nothing is done on it, its decision is kept, the tool exits 5; "
-          "the right database then finishes the commit") {
+TEST_CASE(
+    "a mistyped database for one RM: nothing is done on it, its decision is kept, the tool exits 5; "
+    "the right database then finishes the commit") {
   const std::string typo = typo_database();
   fenced_tm t;
   t.tm->register_rm("pg_a", "postgresql", test::servers().pg);
@@ -179,14 +182,15 @@ TEST_CASE("a mistyped database for one RM: nothing is done on it, its decision i
   CHECK(wrong.exit_code() == 5);
   CHECK(contains(wrong.out, "WRONG DATABASE RM 'pg_b'"));
   CHECK(contains(wrong.out, "xatm_fence_typo"));
-  CHECK(row_visible(*observe_pg(), gtrid));  // pg_a follows the decision
+  CHECK(row_visible(*observe_pg(), gtrid));                                           // pg_a follows the decision
   CHECK(prepared_gtrids(*observe_pg(test::servers().pg2), t.tm_id).contains(gtrid));  // pg_b untouched
-  CHECK(pending_gtrids(t.log_path, t.tm_id).contains(gtrid));                          // not forgotten
+  CHECK(pending_gtrids(t.log_path, t.tm_id).contains(gtrid));                         // not forgotten
   // The wrong database was only read: it did not get an identity of its own.
   CHECK(single_value(*observe_pg(typo), "SELECT count(*) FROM pg_tables WHERE tablename = 'xatm_identity'") == "0");
 
-  auto right = recover_with_tool(t.log_path, t.dir.path,
-                                 {{"pg_a", "postgresql:" + test::servers().pg}, {"pg_b", "postgresql:" + test::servers().pg2}});
+  auto right =
+      recover_with_tool(t.log_path, t.dir.path,
+                        {{"pg_a", "postgresql:" + test::servers().pg}, {"pg_b", "postgresql:" + test::servers().pg2}});
   CHECK(right.exit_code() == 0);
   CHECK(row_visible(*observe_pg(test::servers().pg2), gtrid));
   CHECK_FALSE(pending_gtrids(t.log_path, t.tm_id).contains(gtrid));
@@ -207,8 +211,8 @@ TEST_CASE("an RM name pointed at another database is refused by the TM until xat
   t.close();
 
   // The operator moved it on purpose: re-pin, and the TM accepts it.
-  auto repinned = recover_with_tool(t.log_path, t.dir.path, {{"pg", "postgresql:" + test::servers().pg2}},
-                                    {"--repin", "pg"});
+  auto repinned =
+      recover_with_tool(t.log_path, t.dir.path, {{"pg", "postgresql:" + test::servers().pg2}}, {"--repin", "pg"});
   CHECK(repinned.exit_code() == 0);
   CHECK(contains(repinned.out, "RE-PINNED pg"));
   t.tm = std::make_unique<transaction_manager>(t.options);
@@ -332,8 +336,9 @@ TEST_CASE("xatm-recover on a copy of a running TM's log, or with its lock file d
 
 // ---- three-phase markers ------------------------------------------------------------------
 
-TEST_CASE("the dry run of a three-phase branch with a P marker says commit, as the real run does; the markers "
-          "then go") {
+TEST_CASE(
+    "the dry run of a three-phase branch with a P marker says commit, as the real run does; the markers "
+    "then go") {
   fenced_tm t;
   t.tm->register_rm("pg", "postgresql", test::servers().pg);
   t.tm->register_rm("maria", "mariadb", test::servers().mysql);
@@ -381,10 +386,10 @@ TEST_CASE("any recovery deletes the marker rows of finished transactions, whoeve
   t.tm->register_rm("pg", "postgresql", test::servers().pg);
   t.tm->register_rm("maria", "mariadb", test::servers().mysql);
   const std::string other = test::unique_tm_id("gone");
-  const std::string finished = gtrid_of(other, "abcdefghijkl", 1, true);   // every branch committed
-  const std::string elsewhere = gtrid_of(other, "abcdefghijkl", 2, true);  // a branch on an RM not here
-  const std::string aborted = gtrid_of(other, "abcdefghijkl", 3, true);    // A: kept while young
-  const std::string unfinished = gtrid_of(other, "abcdefghijkl", 4, true); // still prepared on pg
+  const std::string finished = gtrid_of(other, "abcdefghijkl", 1, true);    // every branch committed
+  const std::string elsewhere = gtrid_of(other, "abcdefghijkl", 2, true);   // a branch on an RM not here
+  const std::string aborted = gtrid_of(other, "abcdefghijkl", 3, true);     // A: kept while young
+  const std::string unfinished = gtrid_of(other, "abcdefghijkl", 4, true);  // still prepared on pg
   prepare_on_pg(test::servers().pg, xid(xatm_format_id, unfinished, "1@pg"), unfinished);
   auto pg = observe_pg();
   auto maria = observe_maria();
@@ -415,7 +420,7 @@ TEST_CASE("any recovery deletes the marker rows of finished transactions, whoeve
   CHECK(rows_of(*pg, elsewhere) == "1");   // faraway was not scanned
   CHECK(rows_of(*pg, unfinished) == "1");  // its branch is still prepared
   CHECK(rows_of(*maria, unfinished) == "1");
-  CHECK(rows_of(*pg, aborted) == "1");     // an A row stays while a stalled coordinator could wake
+  CHECK(rows_of(*pg, aborted) == "1");  // an A row stays while a stalled coordinator could wake
   CHECK(rows_of(*pg, plain) == "1");
 
   // Past the retention, a finished A row goes too.
@@ -441,8 +446,9 @@ TEST_CASE("any recovery deletes the marker rows of finished transactions, whoeve
 
 // ---- found by review ----------------------------------------------------------------------
 
-TEST_CASE("a marker row names its databases by identity: a recovery whose name reaches another database, or "
-          "that has no log to verify names, never deletes it") {
+TEST_CASE(
+    "a marker row names its databases by identity: a recovery whose name reaches another database, or "
+    "that has no log to verify names, never deletes it") {
   fenced_tm t;
   t.tm->register_rm("pg", "postgresql", test::servers().pg);
   t.tm->register_rm("b", "postgresql", test::servers().pg2);
@@ -492,21 +498,24 @@ TEST_CASE("a running TM's lease on any one RM protects its branches on all of th
   const std::string gtrid = gtrid_of(t.tm_id, t.tm->incarnation_id(), 1);
   prepare_on_pg(test::servers().pg, xid(xatm_format_id, gtrid, "1"), gtrid);
   // PostgreSQL restarted under the TM (here: its lease session ended): only MariaDB's lease is left.
-  run(*observe_pg(), "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> "
-                     "pg_backend_pid()");
+  run(*observe_pg(),
+      "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> "
+      "pg_backend_pid()");
   const fs::path copy_dir = t.dir.path / "copy";
   fs::create_directory(copy_dir);
   copy_log(t.log_path, copy_dir / "decisions.db");
-  auto on_copy = recover_with_tool(copy_dir / "decisions.db", copy_dir,
-                                   {{"pg", "postgresql:" + test::servers().pg}, {"maria", "mariadb:" + test::servers().mysql}});
+  auto on_copy =
+      recover_with_tool(copy_dir / "decisions.db", copy_dir,
+                        {{"pg", "postgresql:" + test::servers().pg}, {"maria", "mariadb:" + test::servers().mysql}});
   CHECK(on_copy.exit_code() == 1);
   CHECK(contains(on_copy.out, "holds its lease on maria"));
   CHECK(prepared_gtrids(*observe_pg(), t.tm_id).contains(gtrid));
   REQUIRE_OK(observe_pg()->rollback(xid(xatm_format_id, gtrid, "1")));
 }
 
-TEST_CASE("decisions pending in a log that pinned no identities (written before they existed): the TM does not "
-          "pin their RMs on its own word") {
+TEST_CASE(
+    "decisions pending in a log that pinned no identities (written before they existed): the TM does not "
+    "pin their RMs on its own word") {
   const std::string typo = typo_database();
   fenced_tm t;
   const std::string incarnation = t.tm->incarnation_id();
@@ -526,8 +535,9 @@ TEST_CASE("decisions pending in a log that pinned no identities (written before 
   CHECK(pending_gtrids(t.log_path, t.tm_id).contains(gtrid));
 }
 
-TEST_CASE("two TMs on one MariaDB server whose arbiters share a name: one never terminates the other's "
-          "three-phase branch against its own database") {
+TEST_CASE(
+    "two TMs on one MariaDB server whose arbiters share a name: one never terminates the other's "
+    "three-phase branch against its own database") {
   // MariaDB's XA RECOVER lists every database's prepared branches, so the second TM's scan of its
   // "orders" sees the first TM's branch; its "orders" is another database, with its own markers.
   run(*observe_maria(), "CREATE DATABASE IF NOT EXISTS xatm_fence_b");

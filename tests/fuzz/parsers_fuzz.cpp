@@ -42,8 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_xid(xatm::xid::from_postgresql_gid(text));
   check_xid(xatm::xid::from_mysql_sql_literal(text));
   if (size >= 2) {
-    check_xid(xatm::xid::from_mysql_hex(static_cast<std::int32_t>(data[0]) - 1, data[0] % 70, data[1] % 70,
-                                        text.substr(2)));
+    check_xid(
+        xatm::xid::from_mysql_hex(static_cast<std::int32_t>(data[0]) - 1, data[0] % 70, data[1] % 70, text.substr(2)));
   }
 
   if (auto parts = xatm::parse_gtrid(text); parts) {

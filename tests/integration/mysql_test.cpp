@@ -82,9 +82,7 @@ std::int64_t next_id() { return test::next_row_id(); }
 
 std::string insert_sql(std::int64_t id) { return test::insert_row_sql(items_table, id); }
 
-std::string select_sql(std::int64_t id) {
-  return "SELECT note FROM mysqltest_items WHERE id = " + std::to_string(id);
-}
+std::string select_sql(std::int64_t id) { return "SELECT note FROM mysqltest_items WHERE id = " + std::to_string(id); }
 
 bool row_exists(std::int64_t id) {
   return single_value("SELECT count(*) FROM mysqltest_items WHERE id = " + std::to_string(id)) == "1";
@@ -158,8 +156,8 @@ class raw_connection {
  public:
   raw_connection() : conn_(mysql_init(nullptr)) {
     REQUIRE(conn_ != nullptr);
-    if (mysql_real_connect(conn_, nullptr, "root", nullptr, "xatm_test", 0, test::servers().mysql_socket.c_str(),
-                           0) == nullptr) {
+    if (mysql_real_connect(conn_, nullptr, "root", nullptr, "xatm_test", 0, test::servers().mysql_socket.c_str(), 0) ==
+        nullptr) {
       FAIL("raw connect: " << mysql_error(conn_));
     }
   }
@@ -860,9 +858,7 @@ TEST_CASE("bad connection settings fail clearly and never show the password") {
     REQUIRE_OK(rm);
     CHECK(*rm.value()->exec("SELECT DATABASE()").value().rows.at(0).at(0) == *dbname);
   }
-  SUBCASE("bad RM name") {
-    CHECK_FAILS_WITH(mysql::connect("not a name!", settings), xa_code::invalid);
-  }
+  SUBCASE("bad RM name") { CHECK_FAILS_WITH(mysql::connect("not a name!", settings), xa_code::invalid); }
 }
 
 TEST_CASE("the password never reaches the log, whatever happens") {

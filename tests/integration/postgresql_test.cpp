@@ -53,9 +53,7 @@ bool is_prepared(const xid& branch, const std::string& conninfo = test::servers(
 }
 
 // The test table; ids are unique per run (next_id) so parallel runs do not collide.
-void ensure_table() {
-  query("CREATE TABLE IF NOT EXISTS pgtest_items (id bigint PRIMARY KEY, note text)");
-}
+void ensure_table() { query("CREATE TABLE IF NOT EXISTS pgtest_items (id bigint PRIMARY KEY, note text)"); }
 
 constexpr const char* items_table = "pgtest_items";
 
@@ -300,12 +298,12 @@ TEST_CASE("illegal transitions answer protocol and send nothing") {
   CHECK_FAILS_WITH(rm->end(branch), xa_code::protocol);      // nothing started
   CHECK_FAILS_WITH(rm->prepare(branch), xa_code::protocol);  // nothing started
   REQUIRE_OK(rm->start(branch));
-  CHECK_FAILS_WITH(rm->start(branch), xa_code::protocol);           // started twice
-  CHECK_FAILS_WITH(rm->start(next_xid()), xa_code::protocol);       // one branch per connection
-  CHECK_FAILS_WITH(rm->prepare(branch), xa_code::protocol);         // not ended
-  CHECK_FAILS_WITH(rm->commit(branch, false), xa_code::protocol);   // commit before prepare
-  CHECK_FAILS_WITH(rm->commit(branch, true), xa_code::protocol);    // not ended
-  CHECK_FAILS_WITH(rm->recover(), xa_code::protocol);               // a branch is active
+  CHECK_FAILS_WITH(rm->start(branch), xa_code::protocol);              // started twice
+  CHECK_FAILS_WITH(rm->start(next_xid()), xa_code::protocol);          // one branch per connection
+  CHECK_FAILS_WITH(rm->prepare(branch), xa_code::protocol);            // not ended
+  CHECK_FAILS_WITH(rm->commit(branch, false), xa_code::protocol);      // commit before prepare
+  CHECK_FAILS_WITH(rm->commit(branch, true), xa_code::protocol);       // not ended
+  CHECK_FAILS_WITH(rm->recover(), xa_code::protocol);                  // a branch is active
   CHECK_FAILS_WITH(rm->commit(next_xid(), false), xa_code::protocol);  // carries another branch
   CHECK(rm->state() == branch_state::active);
   auto id = next_id();
@@ -365,8 +363,9 @@ TEST_CASE("a failed statement dooms the branch: prepare and one-phase commit ans
 }
 
 TEST_CASE("a deferred constraint that fails at prepare answers rollback_integrity") {
-  query("CREATE TABLE IF NOT EXISTS pgtest_deferred "
-        "(id bigint, CONSTRAINT pgtest_deferred_unique UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)");
+  query(
+      "CREATE TABLE IF NOT EXISTS pgtest_deferred "
+      "(id bigint, CONSTRAINT pgtest_deferred_unique UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)");
   auto rm = open_rm();
   auto branch = next_xid();
   auto id = std::to_string(next_id());

@@ -141,7 +141,7 @@ TEST_CASE("3PC: recovery forgets its sightings of branches that are no longer pr
   context.precommit_timeout = std::chrono::hours(1);  // never acts here: it only watches
   context.first_seen = &sightings;
   const std::string sighting = "pg " + on_pg.to_string();  // other tests' leftovers may be sighted too
-  (void)detail::run_recovery(context);  // the report is not what this test is about
+  (void)detail::run_recovery(context);                     // the report is not what this test is about
   CHECK(sightings.contains(sighting));
   REQUIRE(pg->rollback(on_pg).ok());  // its coordinator finished it
   (void)detail::run_recovery(context);

@@ -58,9 +58,7 @@ struct tm_under_test : test::tm_fixture {
 std::vector<std::string> decisions_in_log(const std::filesystem::path& log) { return test::decisions_in_log_file(log); }
 
 std::set<std::string> prepared_on_pg(const std::string& tm_id) { return prepared_gtrids(*observe_pg(), tm_id); }
-std::set<std::string> prepared_on_maria(const std::string& tm_id) {
-  return prepared_gtrids(*observe_maria(), tm_id);
-}
+std::set<std::string> prepared_on_maria(const std::string& tm_id) { return prepared_gtrids(*observe_maria(), tm_id); }
 
 // The bank of examples/transfer.cpp, with numbered accounts: accounts(id, balance CHECK >= 0)
 // and ledger(token PRIMARY KEY, account, amount) on both databases, table names suffixed per
@@ -73,7 +71,9 @@ struct bank {
   long initial;
 
   bank(const std::string& suffix, int accounts_count, long initial_balance, bool deferred_pg_ledger = false)
-      : accounts("tm_accounts_" + suffix), ledger("tm_ledger_" + suffix), size(accounts_count),
+      : accounts("tm_accounts_" + suffix),
+        ledger("tm_ledger_" + suffix),
+        size(accounts_count),
         initial(initial_balance) {
     test::create_bank_tables(*observe_pg(), *observe_maria(), accounts, ledger, size, initial, deferred_pg_ledger);
   }
@@ -439,8 +439,7 @@ bool is_check_violation(const xatm::error& e) {
 // `count` random transfers between random accounts, half of them each way; an overdraft on
 // either side is refused by the CHECK constraint, so rollbacks are mixed in all along. Runs in a
 // thread with a pair of connections of its own: no doctest assertions, everything is recorded.
-void run_transfers(transaction_manager& tm, const bank& b, int thread, int count, std::latch& start,
-                   committer& out) {
+void run_transfers(transaction_manager& tm, const bank& b, int thread, int count, std::latch& start, committer& out) {
   std::mt19937 random(static_cast<std::mt19937::result_type>(7919 * (thread + 1)));
   std::uniform_int_distribution<int> account(1, b.size);
   std::uniform_int_distribution<long> amount(1, b.initial / 2);
@@ -640,9 +639,9 @@ TEST_CASE("latency: a 2-branch commit next to two local commits (measured, not a
   }
   const double xa_median = median(xa_microseconds);
   const double local_median = median(local_microseconds);
-  MESSAGE("median over " << runs << " runs: 2-branch xatm commit (PostgreSQL + MariaDB, one UPDATE each) "
-                         << xa_median << " us; the same UPDATEs as two local commits " << local_median
-                         << " us; ratio " << xa_median / local_median);
+  MESSAGE("median over " << runs << " runs: 2-branch xatm commit (PostgreSQL + MariaDB, one UPDATE each) " << xa_median
+                         << " us; the same UPDATEs as two local commits " << local_median << " us; ratio "
+                         << xa_median / local_median);
   CHECK(xa_updated == 2u * (warmup + runs));
   CHECK(local_updated == 2u * (warmup + runs));
   CHECK(b.pg_balance(1) == warmup + runs);

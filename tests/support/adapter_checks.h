@@ -1,6 +1,6 @@
 // support/adapter_checks.h: what the tests that talk to the servers directly (the adapter tests
-// integration/postgresql_test.cpp and mysql_test.cpp, and others) do alike against their live server: connect a resource manager,
-// look at the data from a connection of its own, make fresh xids and row ids, write a row in a
+// integration/postgresql_test.cpp and mysql_test.cpp, and others) do alike against their live server: connect a
+// resource manager, look at the data from a connection of its own, make fresh xids and row ids, write a row in a
 // branch. What differs per adapter (the connect function, the conninfo, the table) is a
 // parameter; each test keeps thin wrappers with its own defaults. Use from the test's thread.
 #pragma once
@@ -25,7 +25,7 @@ namespace xatm::test {
 
 // An adapter's connect(): postgresql::connect or mysql::connect.
 using rm_connect_fn = result<std::unique_ptr<resource_manager>> (*)(std::string rm_name,
-                                                                     const connection_settings& settings);
+                                                                    const connection_settings& settings);
 
 inline connection_settings settings_of(const std::string& conninfo) {
   return connection_settings::parse(conninfo).value();
@@ -62,9 +62,7 @@ inline std::string single_value_of(const query_result& rows) {
 }
 
 // The one value `sql` answers on `rm` (one row of one non-null column).
-inline std::string single_value(connection& rm, const std::string& sql) {
-  return single_value_of(run(rm, sql));
-}
+inline std::string single_value(connection& rm, const std::string& sql) { return single_value_of(run(rm, sql)); }
 
 // A fresh xatm xid whose gtrid names `tm_id`: the pid and the start time keep runs and parallel
 // test processes apart.

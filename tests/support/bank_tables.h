@@ -19,16 +19,20 @@ inline void create_bank_tables(connection& pg, connection& maria, const std::str
   for (int id = 1; id <= count; ++id) {
     values += (id == 1 ? "(" : ", (") + std::to_string(id) + ", " + std::to_string(initial) + ")";
   }
-  run(pg, "DROP TABLE IF EXISTS " + ledger + "; DROP TABLE IF EXISTS " + accounts + ";"
-          "CREATE TABLE " + accounts + " (id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0));"
-          "CREATE TABLE " + ledger + " (token text PRIMARY KEY" +
-          (deferred_pg_ledger ? " DEFERRABLE INITIALLY DEFERRED" : "") +
-          ", account int NOT NULL, amount bigint NOT NULL);"
-          "INSERT INTO " + accounts + " VALUES " + values);
+  run(pg, "DROP TABLE IF EXISTS " + ledger + "; DROP TABLE IF EXISTS " + accounts +
+              ";"
+              "CREATE TABLE " +
+              accounts +
+              " (id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0));"
+              "CREATE TABLE " +
+              ledger + " (token text PRIMARY KEY" + (deferred_pg_ledger ? " DEFERRABLE INITIALLY DEFERRED" : "") +
+              ", account int NOT NULL, amount bigint NOT NULL);"
+              "INSERT INTO " +
+              accounts + " VALUES " + values);
   run(maria, "DROP TABLE IF EXISTS " + ledger);
   run(maria, "DROP TABLE IF EXISTS " + accounts);
-  run(maria, "CREATE TABLE " + accounts +
-                 " (id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0)) ENGINE=InnoDB");
+  run(maria,
+      "CREATE TABLE " + accounts + " (id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0)) ENGINE=InnoDB");
   run(maria, "CREATE TABLE " + ledger +
                  " (token varchar(64) PRIMARY KEY, account int NOT NULL, amount bigint NOT NULL) ENGINE=InnoDB");
   run(maria, "INSERT INTO " + accounts + " VALUES " + values);

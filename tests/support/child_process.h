@@ -16,7 +16,7 @@ namespace xatm::test {
 
 // How a child process ended.
 struct exit_status {
-  bool exited = false;     // exited by itself, with `code`
+  bool exited = false;  // exited by itself, with `code`
   int code = 0;
   int signal = 0;          // killed by this signal
   bool timed_out = false;  // did not end in time: the harness killed it
@@ -32,8 +32,8 @@ class child_process {
   // argv[0] is the program's path. env: "NAME=value" entries set on top of this process's
   // environment, from which XATM_CRASH_AT is always removed first (a crash point is armed only
   // by asking for it). Throws std::runtime_error when the program cannot be started.
-  child_process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                std::filesystem::path out, std::filesystem::path err);
+  child_process(const std::vector<std::string>& argv, const std::vector<std::string>& env, std::filesystem::path out,
+                std::filesystem::path err);
   ~child_process();
   child_process(const child_process&) = delete;
   child_process& operator=(const child_process&) = delete;

@@ -85,8 +85,8 @@ void transfer_bank::create() const {
                accounts_table() + "; CREATE TABLE " + accounts_table() +
                " (id int PRIMARY KEY, balance bigint NOT NULL); CREATE TABLE " + ledger_table() +
                " (token text PRIMARY KEY, account int NOT NULL REFERENCES " + accounts_table() +
-               " DEFERRABLE INITIALLY DEFERRED, amount bigint NOT NULL); INSERT INTO " + accounts_table() +
-               " VALUES " + values);
+               " DEFERRABLE INITIALLY DEFERRED, amount bigint NOT NULL); INSERT INTO " + accounts_table() + " VALUES " +
+               values);
   auto maria = observe(false);
   run(*maria, "SET SESSION lock_wait_timeout = 10");
   run(*maria, "DROP TABLE IF EXISTS " + ledger_table() + ", " + accounts_table());
@@ -102,7 +102,7 @@ void transfer_bank::drop() const noexcept {
     (void)pg->exec("SET lock_timeout = '5s'; DROP TABLE IF EXISTS " + ledger_table() + "; DROP TABLE IF EXISTS " +
                    accounts_table());  // best effort: a leftover table harms nobody
     auto maria = observe(false);
-    (void)maria->exec("SET SESSION lock_wait_timeout = 5");  // best effort, as above
+    (void)maria->exec("SET SESSION lock_wait_timeout = 5");                                 // best effort, as above
     (void)maria->exec("DROP TABLE IF EXISTS " + ledger_table() + ", " + accounts_table());  // best effort
   } catch (const std::exception&) {
     // A server that is down at cleanup leaves the tables behind: the next create() drops them.
@@ -205,11 +205,8 @@ invariant_check check_invariants(const transfer_bank& bank, const std::string& t
         ++check.acknowledged;
         if (present) resurrected.push_back(token + " (" + ack_state_name(state) + ")");
         break;
-      case ack_state::heuristic:
-        heuristics.push_back(token);
-        break;
-      case ack_state::begun:
-        break;  // in flight at the crash: either outcome, as long as it is the same on both sides
+      case ack_state::heuristic: heuristics.push_back(token); break;
+      case ack_state::begun: break;  // in flight at the crash: either outcome, as long as it is the same on both sides
       case ack_state::in_doubt:
       case ack_state::log_failure:
       case ack_state::unknown:
@@ -225,8 +222,8 @@ invariant_check check_invariants(const transfer_bank& bank, const std::string& t
   const long pg_total = single_number(*pg, "SELECT COALESCE(SUM(balance), 0) FROM " + bank.accounts_table());
   const long maria_total = single_number(*maria, "SELECT COALESCE(SUM(balance), 0) FROM " + bank.accounts_table());
   if (pg_total + maria_total != bank.initial_total()) {
-    violation("total balance " + std::to_string(pg_total + maria_total) + " != " +
-              std::to_string(bank.initial_total()));
+    violation("total balance " + std::to_string(pg_total + maria_total) +
+              " != " + std::to_string(bank.initial_total()));
   }
   long pg_moved = 0;
   for (const auto& entry : pg_ledger) pg_moved += entry.second;

@@ -53,12 +53,12 @@ enum class ack_state {
   unknown,      // commit() threw something else
 };
 
-inline constexpr const char* ack_state_names[] = {"begun",     "committed", "pending",     "rolled_back", "aborted",
-                                                  "in_doubt",  "heuristic", "log_failure", "unknown"};
+inline constexpr const char* ack_state_names[] = {"begun",    "committed", "pending",     "rolled_back", "aborted",
+                                                  "in_doubt", "heuristic", "log_failure", "unknown"};
 inline const char* ack_state_name(ack_state state) { return ack_state_names[static_cast<int>(state)]; }
 
 struct ack_log {
-  std::map<std::string, ack_state> tokens;  // the last state written for each token
+  std::map<std::string, ack_state> tokens;    // the last state written for each token
   std::map<std::string, std::string> gtrids;  // token -> gtrid
   std::vector<long> maria_connections;        // CONNECTION_ID() of each MariaDB session opened
   std::vector<long> pg_connections;           // pg_backend_pid() of each PostgreSQL session opened

@@ -29,8 +29,7 @@ throwaway_postgresql::throwaway_postgresql(const std::string& server_options) {
     }
     as_user_ = "runuser -u nobody -- ";
   }
-  run("initdb -D " + dir_ + "/data -U xatm --auth=trust -E UTF8 --locale=C --no-sync --no-instructions",
-      "initdb.log");
+  run("initdb -D " + dir_ + "/data -U xatm --auth=trust -E UTF8 --locale=C --no-sync --no-instructions", "initdb.log");
   run("pg_ctl -D " + dir_ + "/data -l " + dir_ + "/log -w -t 60 -o \"-c listen_addresses='' " +
           "-c unix_socket_directories=" + dir_ + " " + server_options + "\" start",
       "pg_ctl.log");

@@ -8,7 +8,8 @@
 using namespace xatm;
 
 TEST_CASE("connection_settings: keywords, quotes and escapes") {
-  auto parsed = connection_settings::parse(R"(host=/tmp/x  port = 5432 user='app user' password='it\'s 50%\\' dbname=shop)");
+  auto parsed =
+      connection_settings::parse(R"(host=/tmp/x  port = 5432 user='app user' password='it\'s 50%\\' dbname=shop)");
   REQUIRE(parsed.ok());
   const auto& settings = parsed.value();
   CHECK(settings.get("host") == "/tmp/x");
@@ -32,7 +33,7 @@ TEST_CASE("connection_settings: to_conninfo round-trips, describe redacts") {
 
 TEST_CASE("connection_settings: malformed strings give clear errors without the secret") {
   const std::string secret = "s3cr3t%pw";
-  const std::string malformed[] = {"password='" + secret, "host", "host=a host=b", "=x", "Host=x",
+  const std::string malformed[] = {"password='" + secret,          "host",           "host=a host=b", "=x", "Host=x",
                                    "password=" + secret + " user", "user=a password"};
   for (const std::string& bad : malformed) {
     CAPTURE(bad);
@@ -49,8 +50,8 @@ TEST_CASE("connection_settings: malformed strings give clear errors without the 
 TEST_CASE("connection_settings: a refusal never quotes the word after an unquoted password") {
   // `password=my secret`: "secret" is the rest of a password with a space, not a keyword (a
   // fuzzer property: tests/fuzz/parsers_fuzz.cpp).
-  for (const std::string bad : {"password=pw0 s3cr3t", "password=pw0 s3cr3t user=x", "password=pw0 s3cr3t='x",
-                                "user=x password=pw0 user=y"}) {
+  for (const std::string bad :
+       {"password=pw0 s3cr3t", "password=pw0 s3cr3t user=x", "password=pw0 s3cr3t='x", "user=x password=pw0 user=y"}) {
     CAPTURE(bad);
     auto parsed = connection_settings::parse(bad);
     REQUIRE_FALSE(parsed.ok());

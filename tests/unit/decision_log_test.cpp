@@ -172,10 +172,10 @@ TEST_CASE("decision log: a schema version 1 log is upgraded; its numbered incarn
     // Turn it into what an xatm without incarnation ids wrote: version 1, no id tables.
     sqlite3* db = nullptr;
     REQUIRE(sqlite3_open(dir.file("decisions.db").c_str(), &db) == SQLITE_OK);
-    for (const char* sql : {"DROP TABLE incarnations", "DROP TABLE rm_identities",
-                            "DELETE FROM meta WHERE key = 'legacy_incarnations'",
-                            "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
-                            "UPDATE meta SET value = '2' WHERE key = 'incarnation'"}) {
+    for (const char* sql :
+         {"DROP TABLE incarnations", "DROP TABLE rm_identities", "DELETE FROM meta WHERE key = 'legacy_incarnations'",
+          "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+          "UPDATE meta SET value = '2' WHERE key = 'incarnation'"}) {
       CHECK(sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
     }
     sqlite3_close(db);
@@ -228,8 +228,9 @@ TEST_CASE("decision log: a new log starts at incarnation 1 and every open increm
 TEST_CASE("decision log: a recorded decision is pending after close and reopen") {
   temp_dir dir;
   const auto options = options_for(dir.file("decisions.db"));
-  const auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto before =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   {
     auto log = open_ok(options);
     record_ok(*log, decision("tm1.1.1", {"pg", "maria", "pg_2"}));

@@ -39,9 +39,7 @@ pg_connection connect_pg(const std::string& conninfo) {
   return connection;
 }
 
-bool pg_connected(const pg_connection& connection) {
-  return PQstatus(connection.get()) == CONNECTION_OK;
-}
+bool pg_connected(const pg_connection& connection) { return PQstatus(connection.get()) == CONNECTION_OK; }
 
 // The first column of the first row, or a failure naming the server's message.
 std::string pg_query_value(const pg_connection& connection, const char* sql) {
@@ -117,9 +115,7 @@ TEST_CASE("harness: PostgreSQL answers, with prepared transactions enabled") {
   CHECK(pg_query_value(second, "SELECT current_database()") == "xatm_test2");
 }
 
-TEST_CASE("harness: MariaDB answers the xatm user with the hostile password") {
-  check_mysql_answers();
-}
+TEST_CASE("harness: MariaDB answers the xatm user with the hostile password") { check_mysql_answers(); }
 
 TEST_CASE("harness: PostgreSQL comes back after an immediate stop") {
   xatm::test::stop_pg_immediate();

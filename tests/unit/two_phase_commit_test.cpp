@@ -295,9 +295,7 @@ TEST_CASE("2PC: timeouts") {
 
 TEST_CASE("2PC: destroying an unfinished transaction rolls it back") {
   bench b(2);
-  {
-    auto tx = b.begin_all();
-  }
+  { auto tx = b.begin_all(); }
   CHECK(b.calls_of("rm1") == "start rollback");
   CHECK(b.calls_of("rm2") == "start rollback");
   auto tx = b.tm->begin();
@@ -332,7 +330,9 @@ TEST_CASE("2PC: a decision queued behind a failed log write is rolled back at on
   // may be on disk). T2's record is then refused unwritten, so presumed abort is certain for it:
   // it must be rolled back now, not left prepared with its locks until a restart.
   testing::register_faulty_vfs();
-  bench b(4, {}, {.log_vfs = testing::faulty_vfs_name});  // T1 on rm1 + rm2, T2 on rm3 + rm4: no fake server is shared by the threads
+  bench b(4, {},
+          {.log_vfs =
+               testing::faulty_vfs_name});  // T1 on rm1 + rm2, T2 on rm3 + rm4: no fake server is shared by the threads
   std::mutex mutex;
   std::condition_variable changed;
   bool t2_preparing = false;

@@ -47,9 +47,9 @@ TEST_CASE("xid: PostgreSQL gid is pgjdbc's encoding and round-trips") {
 }
 
 TEST_CASE("xid: foreign or malformed gids are rejected, not guessed") {
-  for (const char* gid : {"", "foreign-1", "1_2", "1_Zw==_Yg==_x", "x_Zw==_Yg==", "01_Zw==_Yg==", "1_Zw=_Yg==",
-                          "1_Zw==_", "1__Yg==", "1_Z===_Yg==", "1_Zx==_Yg==", "99999999999_Zw==_Yg==",
-                          "1_Zw==_Yg==\n", "+1_Zw==_Yg==", "1_Zw==_Y*=="}) {
+  for (const char* gid :
+       {"", "foreign-1", "1_2", "1_Zw==_Yg==_x", "x_Zw==_Yg==", "01_Zw==_Yg==", "1_Zw=_Yg==", "1_Zw==_", "1__Yg==",
+        "1_Z===_Yg==", "1_Zx==_Yg==", "99999999999_Zw==_Yg==", "1_Zw==_Yg==\n", "+1_Zw==_Yg==", "1_Zw==_Y*=="}) {
     CAPTURE(gid);
     CHECK(xid::from_postgresql_gid(gid).error().code == xa_code::invalid);
   }
@@ -62,7 +62,10 @@ TEST_CASE("xid: MySQL literal and both XA RECOVER shapes round-trip") {
   CHECK(branch.mysql_literal() == "X'61622763',X'00013b',2019652657");
   CHECK(xid::from_mysql_sql_literal(branch.mysql_literal()).value() == branch);
   CHECK(xid::from_mysql_sql_literal("X'61622763',X'00013B',2019652657").value() == branch);
-  CHECK(xid::from_mysql_hex(xatm_format_id, 4, 3, "0x61622763" "00013b").value() == branch);
+  CHECK(xid::from_mysql_hex(xatm_format_id, 4, 3,
+                            "0x61622763"
+                            "00013b")
+            .value() == branch);
 
   xid wide(1, all_bytes(64), all_bytes(64, 3));
   CHECK(xid::from_mysql_sql_literal(wide.mysql_literal()).value() == wide);
@@ -98,10 +101,10 @@ TEST_CASE("gtrid: <tm_id>.<incarnation id>.<seq>[.p3], and legacy numeric incarn
   CHECK(parse_gtrid(longest.value()).value().tm_id == std::string(32, 'x'));
   CHECK_FALSE(format_gtrid({std::string(32, 'x'), "abcdefghijkl", 1'000'000'000'000'000, true}).ok());
 
-  for (const char* bad : {"", "tm", "tm.1", ".1.2", "tm..2", "tm.1.", "tm.01.2", "tm.1.2.p4", "t m.1.2",
-                          "tm';DROP.1.2", "tm.1.2.p3.p3", "tm.-1.2", "tm.1.99999999999999999999999",
-                          "tm.abcdefghijk.2", "tm.abcdefghijklm.2", "tm.2bcdefghijkl.2", "tm.Abcdefghijkl.2",
-                          "tm.abcdefghijk1.2", "tm.abcdefghijk8.2"}) {
+  for (const char* bad :
+       {"", "tm", "tm.1", ".1.2", "tm..2", "tm.1.", "tm.01.2", "tm.1.2.p4", "t m.1.2", "tm';DROP.1.2", "tm.1.2.p3.p3",
+        "tm.-1.2", "tm.1.99999999999999999999999", "tm.abcdefghijk.2", "tm.abcdefghijklm.2", "tm.2bcdefghijkl.2",
+        "tm.Abcdefghijkl.2", "tm.abcdefghijk1.2", "tm.abcdefghijk8.2"}) {
     CAPTURE(bad);
     CHECK_FALSE(parse_gtrid(bad).ok());
   }

@@ -39,9 +39,7 @@ std::optional<workload_kind> parse_workload(std::string_view name) {
   return std::nullopt;
 }
 
-std::string clients_text(int clients) {
-  return std::to_string(clients) + (clients == 1 ? " client" : " clients");
-}
+std::string clients_text(int clients) { return std::to_string(clients) + (clients == 1 ? " client" : " clients"); }
 
 void measurement::finish() { std::sort(latencies_us.begin(), latencies_us.end()); }
 

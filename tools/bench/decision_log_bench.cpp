@@ -27,8 +27,8 @@
 
 namespace {
 
-using xatm::detail::sqlite_decision_store;
 using xatm::detail::decision_record;
+using xatm::detail::sqlite_decision_store;
 
 struct bench_log {
   std::filesystem::path dir;
@@ -71,7 +71,8 @@ void run_committers(benchmark::State& state, bench_log& target) {
     }
     log.mark_complete(decision.gtrid);
   }
-  state.counters["decisions/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["decisions/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   // Every thread has passed the loop's end barrier: the delta is this run's, all threads included.
   if (state.thread_index() == 0) {
     const auto after = log.stats();
@@ -114,7 +115,9 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   const char* chosen = std::getenv("XATM_BENCH_DIR");
   const char* tmp = std::getenv("TMPDIR");
-  const std::string parent = chosen != nullptr && *chosen != '\0' ? chosen : tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  const std::string parent = chosen != nullptr && *chosen != '\0' ? chosen
+                             : tmp != nullptr && *tmp != '\0'     ? tmp
+                                                                  : "/tmp";
   disk_log = open_log(parent);
   const bool have_tmpfs = std::filesystem::is_directory("/dev/shm");
   if (!have_tmpfs) std::cerr << "no /dev/shm: the _tmpfs variants use " << parent << " too\n";

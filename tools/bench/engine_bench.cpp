@@ -42,8 +42,8 @@ using xatm::testing::fake_server;
 std::filesystem::path make_dir() {
   const char* tmp = std::getenv("TMPDIR");
   const std::string parent = std::filesystem::is_directory("/dev/shm") ? "/dev/shm"
-                             : tmp != nullptr && *tmp != '\0'         ? tmp
-                                                                      : "/tmp";
+                             : tmp != nullptr && *tmp != '\0'          ? tmp
+                                                                       : "/tmp";
   std::string pattern = parent + "/xatm-engine-bench.XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) {
     std::cerr << "cannot create a temp dir in " << parent << "\n";
@@ -69,9 +69,10 @@ struct engine {
                                                           .log_path = (dir / "decisions.db").string(),
                                                           .recovery_interval = std::chrono::milliseconds(0)});
     for (auto [name, server] : {std::pair{"rm1", server1}, std::pair{"rm2", server2}}) {
-      detail::tm_access::register_rm(*tm, name, [this, name = std::string(name), server = server]() -> result<std::unique_ptr<resource_manager>> {
-        return std::unique_ptr<resource_manager>(std::make_unique<fake_rm>(name, server, journal));
-      });
+      detail::tm_access::register_rm(
+          *tm, name, [this, name = std::string(name), server = server]() -> result<std::unique_ptr<resource_manager>> {
+            return std::unique_ptr<resource_manager>(std::make_unique<fake_rm>(name, server, journal));
+          });
     }
     rm1 = std::make_unique<fake_rm>("rm1", server1, journal);
     rm2 = std::make_unique<fake_rm>("rm2", server2, journal);

@@ -114,8 +114,8 @@ std::optional<double> throughput_ratio(const run_result& run, const measurement&
 void print_tables(std::ostream& out, const run_result& run) {
   for (workload_kind kind : workloads_in(run)) {
     out << "\n== " << workload_name(kind) << "\n";
-    out << format("%-8s %7s %9s %8s %8s %8s %8s %9s %10s %10s %10s %7s\n", "mode", "clients", "tx/s", "p50 ms", "p95 ms",
-                  "p99 ms", "x local", "x raw-xa", "fsyncs/tx", "usr us/tx", "sys us/tx", "failed");
+    out << format("%-8s %7s %9s %8s %8s %8s %8s %9s %10s %10s %10s %7s\n", "mode", "clients", "tx/s", "p50 ms",
+                  "p95 ms", "p99 ms", "x local", "x raw-xa", "fsyncs/tx", "usr us/tx", "sys us/tx", "failed");
     std::vector<const measurement*> cells;
     for (const measurement& cell : run.cells) {
       if (cell.workload == kind) cells.push_back(&cell);
@@ -125,8 +125,8 @@ void print_tables(std::ostream& out, const run_result& run) {
     });
     for (const measurement* cell : cells) {
       const auto fsyncs = cell->log_fsyncs_per_tx();
-      out << format("%-8s %7d %9.1f %8.2f %8.2f %8.2f %8s %9s %10s %10.0f %10.0f %7llu\n", mode_name(cell->m), cell->clients,
-                    cell->throughput(), cell->percentile_ms(0.50), cell->percentile_ms(0.95),
+      out << format("%-8s %7d %9.1f %8.2f %8.2f %8.2f %8s %9s %10s %10.0f %10.0f %7llu\n", mode_name(cell->m),
+                    cell->clients, cell->throughput(), cell->percentile_ms(0.50), cell->percentile_ms(0.95),
                     cell->percentile_ms(0.99), ratio_text(throughput_ratio(run, *cell, mode::local)).c_str(),
                     ratio_text(throughput_ratio(run, *cell, mode::raw_xa)).c_str(),
                     fsyncs ? format("%.3f", *fsyncs).c_str() : "-", cell->user_us_per_tx(), cell->system_us_per_tx(),
@@ -146,7 +146,8 @@ std::vector<target_check> evaluate_targets(const run_result& run) {
       check.value = xa->throughput() / other->throughput();
       check.met = check.value >= check.limit;
       check.detail = format("xa %.1f tx/s, %s %.1f tx/s", xa->throughput(), mode_name(base), other->throughput());
-      if (!check.met) check.detail += format(": missed by %.1f%% of %s", (check.limit - check.value) * 100, mode_name(base));
+      if (!check.met)
+        check.detail += format(": missed by %.1f%% of %s", (check.limit - check.value) * 100, mode_name(base));
     } else {
       check.detail = "not measured in this run";
     }
@@ -163,9 +164,9 @@ std::vector<target_check> evaluate_targets(const run_result& run) {
       check.value = xa->percentile_ms(0.5);
       check.limit = raw->percentile_ms(0.5) + 1.2 * run.log_fsync_ms;
       check.met = check.value <= check.limit;
-      check.detail = format("xa p50 %.3f ms; raw-xa p50 %.3f ms + 1.2 x %.3f ms fsync = %.3f ms; xa adds %.3f ms",
-                            check.value, raw->percentile_ms(0.5), run.log_fsync_ms, check.limit,
-                            check.value - raw->percentile_ms(0.5));
+      check.detail =
+          format("xa p50 %.3f ms; raw-xa p50 %.3f ms + 1.2 x %.3f ms fsync = %.3f ms; xa adds %.3f ms", check.value,
+                 raw->percentile_ms(0.5), run.log_fsync_ms, check.limit, check.value - raw->percentile_ms(0.5));
       if (!check.met) check.detail += format(": missed by %.3f ms", check.value - check.limit);
     } else {
       check.detail = "not measured in this run";
@@ -174,7 +175,8 @@ std::vector<target_check> evaluate_targets(const run_result& run) {
   }
 
   throughput_target(workload_kind::read_write, 1, mode::local, "read-write, 1 client: xa throughput >= 0.95 x local");
-  throughput_target(workload_kind::read_write, 16, mode::local, "read-write, 16 clients: xa throughput >= 0.95 x local");
+  throughput_target(workload_kind::read_write, 16, mode::local,
+                    "read-write, 16 clients: xa throughput >= 0.95 x local");
 
   {
     target_check check{"transfer, 16 clients: decision-log fsyncs per decision < 0.1", false, false, 0, 0.1, {}};
@@ -183,10 +185,10 @@ std::vector<target_check> evaluate_targets(const run_result& run) {
       check.measured = true;
       check.value = static_cast<double>(xa->log_batches) / static_cast<double>(xa->decisions_logged);
       check.met = check.value < check.limit;
-      check.detail = format("%llu decisions in %llu SQLite transactions (%.1f decisions per fsync)",
-                            static_cast<unsigned long long>(xa->decisions_logged),
-                            static_cast<unsigned long long>(xa->log_batches),
-                            xa->log_batches > 0 ? static_cast<double>(xa->decisions_logged) / static_cast<double>(xa->log_batches) : 0.0);
+      check.detail = format(
+          "%llu decisions in %llu SQLite transactions (%.1f decisions per fsync)",
+          static_cast<unsigned long long>(xa->decisions_logged), static_cast<unsigned long long>(xa->log_batches),
+          xa->log_batches > 0 ? static_cast<double>(xa->decisions_logged) / static_cast<double>(xa->log_batches) : 0.0);
       if (!check.met) check.detail += format(": missed by %.3f", check.value - check.limit);
     } else {
       check.detail = "not measured in this run";
@@ -219,8 +221,9 @@ std::string to_json(const run_result& run, const std::vector<target_check>& targ
   for (std::size_t i = 0; i < s.workloads.size(); ++i) {
     out << (i ? ", " : "") << json_string(workload_name(s.workloads[i]));
   }
-  out << "]},\n  \"log_fsync_ms\": " << json_number(run.log_fsync_ms) << ", \"log_fsync_low_ms\": "
-      << json_number(run.log_fsync_low_ms) << ", \"log_fsync_high_ms\": " << json_number(run.log_fsync_high_ms)
+  out << "]},\n  \"log_fsync_ms\": " << json_number(run.log_fsync_ms)
+      << ", \"log_fsync_low_ms\": " << json_number(run.log_fsync_low_ms)
+      << ", \"log_fsync_high_ms\": " << json_number(run.log_fsync_high_ms)
       << ", \"log_fsync_samples\": " << run.log_fsync_samples << ",\n  \"round_trip_ms\": {";
   bool first = true;
   for (const auto& [rm_name, ms] : run.round_trip_ms) {
@@ -232,18 +235,20 @@ std::string to_json(const run_result& run, const std::vector<target_check>& targ
   out << "],\n  \"results\": [\n";
   for (std::size_t i = 0; i < run.cells.size(); ++i) {
     const measurement& c = run.cells[i];
-    out << "    {\"workload\": " << json_string(workload_name(c.workload)) << ", \"mode\": " << json_string(mode_name(c.m))
-        << ", \"clients\": " << c.clients << ", \"committed\": " << c.committed << ", \"failed\": " << c.failed
+    out << "    {\"workload\": " << json_string(workload_name(c.workload))
+        << ", \"mode\": " << json_string(mode_name(c.m)) << ", \"clients\": " << c.clients
+        << ", \"committed\": " << c.committed << ", \"failed\": " << c.failed
         << ", \"seconds\": " << json_number(c.seconds) << ", \"throughput\": " << json_number(c.throughput())
-        << ", \"p50_ms\": " << json_number(c.percentile_ms(0.5)) << ", \"p95_ms\": " << json_number(c.percentile_ms(0.95))
+        << ", \"p50_ms\": " << json_number(c.percentile_ms(0.5))
+        << ", \"p95_ms\": " << json_number(c.percentile_ms(0.95))
         << ", \"p99_ms\": " << json_number(c.percentile_ms(0.99))
         << ", \"ratio_to_local\": " << json_optional(throughput_ratio(run, c, mode::local))
         << ", \"ratio_to_raw_xa\": " << json_optional(throughput_ratio(run, c, mode::raw_xa))
         << ", \"log_fsyncs_per_tx\": " << json_optional(c.log_fsyncs_per_tx())
         << ", \"decisions_logged\": " << c.decisions_logged << ", \"log_batches\": " << c.log_batches
         << ", \"user_cpu_us_per_tx\": " << json_number(c.user_us_per_tx())
-        << ", \"system_cpu_us_per_tx\": " << json_number(c.system_us_per_tx()) << "}" << (i + 1 < run.cells.size() ? "," : "")
-        << "\n";
+        << ", \"system_cpu_us_per_tx\": " << json_number(c.system_us_per_tx()) << "}"
+        << (i + 1 < run.cells.size() ? "," : "") << "\n";
   }
   out << "  ],\n  \"targets\": [\n";
   for (std::size_t i = 0; i < targets.size(); ++i) {
@@ -268,14 +273,16 @@ std::string to_csv(const run_result& run) {
   std::ostringstream out;
   out << "workload,mode,clients,committed,failed,seconds,throughput,p50_ms,p95_ms,p99_ms,ratio_to_local,"
          "ratio_to_raw_xa,log_fsyncs_per_tx,user_cpu_us_per_tx,system_cpu_us_per_tx\n";
-  auto optional_cell = [](const std::optional<double>& value) { return value ? format("%.4f", *value) : std::string(); };
+  auto optional_cell = [](const std::optional<double>& value) {
+    return value ? format("%.4f", *value) : std::string();
+  };
   for (const measurement& c : run.cells) {
     out << workload_name(c.workload) << ',' << mode_name(c.m) << ',' << c.clients << ',' << c.committed << ','
         << c.failed << ',' << format("%.3f", c.seconds) << ',' << format("%.2f", c.throughput()) << ','
         << format("%.3f", c.percentile_ms(0.5)) << ',' << format("%.3f", c.percentile_ms(0.95)) << ','
         << format("%.3f", c.percentile_ms(0.99)) << ',' << optional_cell(throughput_ratio(run, c, mode::local)) << ','
-        << optional_cell(throughput_ratio(run, c, mode::raw_xa)) << ',' << optional_cell(c.log_fsyncs_per_tx())
-        << ',' << format("%.1f", c.user_us_per_tx()) << ',' << format("%.1f", c.system_us_per_tx()) << '\n';
+        << optional_cell(throughput_ratio(run, c, mode::raw_xa)) << ',' << optional_cell(c.log_fsyncs_per_tx()) << ','
+        << format("%.1f", c.user_us_per_tx()) << ',' << format("%.1f", c.system_us_per_tx()) << '\n';
   }
   return out.str();
 }
@@ -295,13 +302,15 @@ std::string to_svg(const run_result& run) {
   const double height = top + row_height * static_cast<double>(kinds.size()) + 10;
 
   std::ostringstream svg;
-  svg << format("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
-                "font-family=\"sans-serif\" font-size=\"12\">\n",
-                width, height, width, height);
+  svg << format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n",
+      width, height, width, height);
   svg << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  svg << format("<text x=\"%.0f\" y=\"22\" font-size=\"15\" font-weight=\"bold\">xatm-bench: throughput and p99 "
-                "latency by clients (%s; log fsync %.3f ms)</text>\n",
-                left, xml_escape(run.started_utc).c_str(), run.log_fsync_ms);
+  svg << format(
+      "<text x=\"%.0f\" y=\"22\" font-size=\"15\" font-weight=\"bold\">xatm-bench: throughput and p99 "
+      "latency by clients (%s; log fsync %.3f ms)</text>\n",
+      left, xml_escape(run.started_utc).c_str(), run.log_fsync_ms);
   double legend_x = left;
   for (mode m : modes) {
     svg << format("<line x1=\"%.0f\" y1=\"44\" x2=\"%.0f\" y2=\"44\" stroke=\"%s\" stroke-width=\"3\"/>", legend_x,
@@ -348,8 +357,8 @@ std::string to_svg(const run_result& run) {
         svg << format("<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%d</text>\n", x,
                       panel_top + panel_height + 16, c);
       }
-      svg << format("<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">clients</text>\n",
-                    panel_left + panel_width / 2, panel_top + panel_height + 34);
+      svg << format("<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">clients</text>\n", panel_left + panel_width / 2,
+                    panel_top + panel_height + 34);
       for (mode m : modes) {
         std::string points;
         std::string dots;
@@ -360,9 +369,10 @@ std::string to_svg(const run_result& run) {
           const double x = x_of(panel_left, c);
           const double y = y_of(value);
           points += format("%.1f,%.1f ", x, y);
-          dots += format("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>%s, %d clients: %.2f</title>"
-                         "</circle>",
-                         x, y, mode_color(m), mode_name(m), c, value);
+          dots += format(
+              "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>%s, %d clients: %.2f</title>"
+              "</circle>",
+              x, y, mode_color(m), mode_name(m), c, value);
         }
         if (points.empty()) continue;
         svg << format("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", mode_color(m)) << points

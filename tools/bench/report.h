@@ -13,12 +13,12 @@ namespace xatm::bench {
 
 // One performance target of issue 5, as this run measured it.
 struct target_check {
-  std::string name;      // "transfer, 16 clients: xa throughput >= 0.95 x raw-xa"
-  bool measured = false; // false when the run did not include the cells it needs
+  std::string name;       // "transfer, 16 clients: xa throughput >= 0.95 x raw-xa"
+  bool measured = false;  // false when the run did not include the cells it needs
   bool met = false;
-  double value = 0;      // the measured ratio or time
-  double limit = 0;      // what it must be (>= or <=, see name)
-  std::string detail;    // the numbers behind it, and by how much it is missed
+  double value = 0;    // the measured ratio or time
+  double limit = 0;    // what it must be (>= or <=, see name)
+  std::string detail;  // the numbers behind it, and by how much it is missed
 };
 
 std::vector<target_check> evaluate_targets(const run_result& run);

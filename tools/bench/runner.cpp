@@ -53,7 +53,7 @@ struct mode_stats {
   std::uint64_t committed = 0;  // measured rounds only
   std::uint64_t failed = 0;     // measured rounds only
   std::vector<std::uint32_t> latencies_us;
-  acknowledged ack;             // every round, warm-up included
+  acknowledged ack;  // every round, warm-up included
 };
 
 // Makes a connection usable for the next transaction after a failure, whatever state it is in.
@@ -194,8 +194,8 @@ std::vector<measurement> runner::run(const std::function<void(const round_report
         return outcome::committed;
       }
       case mode::raw_xa: {
-        const std::string gtrid = "xatm-bench-raw." + nonce + "." + std::to_string(c.index) + "." +
-                                  std::to_string(c.sequence);
+        const std::string gtrid =
+            "xatm-bench-raw." + nonce + "." + std::to_string(c.index) + "." + std::to_string(c.sequence);
         const xid xa(raw_xa_format_id, gtrid, "1");
         const xid xb(raw_xa_format_id, gtrid, "2");
         resource_manager* both[] = {&a, &b};
@@ -208,7 +208,8 @@ std::vector<measurement> runner::run(const std::function<void(const round_report
           work_.run_b(b, in);
           // The engine's steps 2-7 without the TM: end all, skip read-only branches, one writer
           // commits in one phase, else prepare all and commit all. No decision log.
-          if (!all_ok(call_all(both, ids, xa_verb::end, clock::now() + prepare_timeout))) throw std::runtime_error("end");
+          if (!all_ok(call_all(both, ids, xa_verb::end, clock::now() + prepare_timeout)))
+            throw std::runtime_error("end");
           std::vector<resource_manager*> readers;
           std::vector<const xid*> reader_ids;
           std::vector<resource_manager*> writers;
@@ -417,7 +418,9 @@ std::vector<measurement> runner::run(const std::function<void(const round_report
         cell.decisions_logged += after.decisions_logged - tm_before.decisions_logged;
       }
     }
-    if (progress) progress(round_report{m, round, rounds, static_cast<int>(modes.size()), elapsed > 0 ? static_cast<double>(committed) / elapsed : 0});
+    if (progress)
+      progress(round_report{m, round, rounds, static_cast<int>(modes.size()),
+                            elapsed > 0 ? static_cast<double>(committed) / elapsed : 0});
   };
 
   const int rounds = std::max(1, config_.rounds);

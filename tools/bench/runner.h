@@ -20,9 +20,9 @@ extern std::atomic<bool> stop_requested;
 
 struct round_report {
   mode m;
-  int round;   // 0-based measured round, -1 for warm-up
+  int round;  // 0-based measured round, -1 for warm-up
   int rounds;
-  int modes;   // how many modes take turns: a round is complete after this many reports
+  int modes;          // how many modes take turns: a round is complete after this many reports
   double throughput;  // committed tx/s in this round
 };
 

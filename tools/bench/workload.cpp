@@ -9,7 +9,7 @@ namespace xatm::bench {
 namespace {
 
 constexpr std::int64_t initial_balance = 1'000'000;  // per account, and the stock per item
-constexpr int insert_chunk = 1000;                    // rows per INSERT when filling MariaDB
+constexpr int insert_chunk = 1000;                   // rows per INSERT when filling MariaDB
 
 bool is_postgresql(const connection& rm) { return rm.dialect() == "postgresql"; }
 
@@ -46,8 +46,7 @@ std::map<std::string, mode_totals> totals_by_mode(connection& rm, const std::str
 }
 
 // Creates accounts (id, balance) or items (id, stock) with `rows` rows of initial_balance.
-void create_numbered_table(connection& rm, const std::string& table, const std::string& value_column,
-                           int rows) {
+void create_numbered_table(connection& rm, const std::string& table, const std::string& value_column, int rows) {
   const std::string initial = std::to_string(initial_balance);
   if (is_postgresql(rm)) {
     rm.exec("CREATE TABLE " + table + " (id integer PRIMARY KEY, " + value_column + " bigint NOT NULL);" +
@@ -70,9 +69,10 @@ void create_numbered_table(connection& rm, const std::string& table, const std::
 
 void create_transfer_tables(connection& rm, int accounts) {
   if (is_postgresql(rm)) {
-    rm.exec("DROP TABLE IF EXISTS xatm_bench_ledger, xatm_bench_accounts;"
-            "CREATE TABLE xatm_bench_ledger (token text PRIMARY KEY, mode text NOT NULL, account integer NOT NULL,"
-            " amount bigint NOT NULL)")
+    rm.exec(
+          "DROP TABLE IF EXISTS xatm_bench_ledger, xatm_bench_accounts;"
+          "CREATE TABLE xatm_bench_ledger (token text PRIMARY KEY, mode text NOT NULL, account integer NOT NULL,"
+          " amount bigint NOT NULL)")
         .value();
   } else {
     exec_all(rm, {"DROP TABLE IF EXISTS xatm_bench_ledger", "DROP TABLE IF EXISTS xatm_bench_accounts",
@@ -115,9 +115,7 @@ const char* local_begin_statement(const connection& rm) noexcept {
 
 workload::workload(workload_kind kind, int accounts) : kind_(kind), accounts_(accounts) {}
 
-const char* workload::rm_a() const noexcept {
-  return kind_ == workload_kind::read_write ? "maria" : "pg";
-}
+const char* workload::rm_a() const noexcept { return kind_ == workload_kind::read_write ? "maria" : "pg"; }
 
 const char* workload::rm_b() const noexcept {
   switch (kind_) {
@@ -150,9 +148,10 @@ void workload::create_schema(connection& a, connection& b) const {
   // a: MariaDB items; b: PostgreSQL orders.
   a.exec("DROP TABLE IF EXISTS xatm_bench_items").value();
   create_numbered_table(a, "xatm_bench_items", "stock", accounts_);
-  b.exec("DROP TABLE IF EXISTS xatm_bench_orders;"
-         "CREATE TABLE xatm_bench_orders (token text PRIMARY KEY, mode text NOT NULL, item integer NOT NULL,"
-         " quantity bigint NOT NULL, stock_seen bigint NOT NULL)")
+  b.exec(
+       "DROP TABLE IF EXISTS xatm_bench_orders;"
+       "CREATE TABLE xatm_bench_orders (token text PRIMARY KEY, mode text NOT NULL, item integer NOT NULL,"
+       " quantity bigint NOT NULL, stock_seen bigint NOT NULL)")
       .value();
 }
 
@@ -204,8 +203,9 @@ verification workload::verify(connection& a, connection& b, const std::map<mode,
     const auto high = low + static_cast<std::int64_t>(ack.uncertain);
     const std::int64_t low_amount = ack.amount + (with_half ? ack.half_amount : 0);
     if (found < low || found > high || (ack.uncertain == 0 && found_amount != low_amount)) {
-      problem(where + ": " + std::to_string(found) + " " + mode_label + " rows (amount " + std::to_string(found_amount) +
-              ") but " + std::to_string(low) + " acknowledged (amount " + std::to_string(low_amount) + ")" +
+      problem(where + ": " + std::to_string(found) + " " + mode_label + " rows (amount " +
+              std::to_string(found_amount) + ") but " + std::to_string(low) + " acknowledged (amount " +
+              std::to_string(low_amount) + ")" +
               (ack.uncertain > 0 ? " and " + std::to_string(ack.uncertain) + " in doubt" : ""));
     }
   };
@@ -216,8 +216,8 @@ verification workload::verify(connection& a, connection& b, const std::map<mode,
     if (stock != expected_stock) {
       problem("MariaDB stock changed: " + std::to_string(stock) + " != " + std::to_string(expected_stock));
     }
-    const std::int64_t wrong_reads = query_int(b, "SELECT count(*) FROM xatm_bench_orders WHERE stock_seen <> " +
-                                                      std::to_string(initial_balance));
+    const std::int64_t wrong_reads =
+        query_int(b, "SELECT count(*) FROM xatm_bench_orders WHERE stock_seen <> " + std::to_string(initial_balance));
     if (wrong_reads != 0) problem(std::to_string(wrong_reads) + " orders saw a wrong stock");
     auto orders = totals_by_mode(b, "xatm_bench_orders", "quantity");
     std::int64_t total = 0;

@@ -60,8 +60,7 @@ class workload {
 
   // Checks the invariants: money conserved, both ledgers identical per mode, and exactly the
   // acknowledged commits present (read-write: orders per mode, stock untouched).
-  verification verify(connection& a, connection& b, const std::map<mode, acknowledged>& acks,
-                      int clients) const;
+  verification verify(connection& a, connection& b, const std::map<mode, acknowledged>& acks, int clients) const;
 
  private:
   workload_kind kind_;
