@@ -1,5 +1,5 @@
 // xatm-bench: xatm's two-phase commit against native local transactions and against the same XA
-// statements sent by hand (DESIGN.md section 11). For every workload and number of clients it
+// statements sent by hand (docs/design.md section 11). For every workload and number of clients it
 // runs the modes interleaved in short rounds, prints a table of throughput, latency percentiles
 // and ratios, checks that no money was lost, and writes JSON, CSV and an SVG chart on request.
 // The machinery lives in tools/bench/; docs/performance.md explains the numbers.

@@ -19,7 +19,7 @@
 namespace xatm {
 
 enum class commit_protocol : std::uint8_t {
-  two_phase,    // presumed-abort 2PC (DESIGN.md section 4)
+  two_phase,    // presumed-abort 2PC (docs/design.md section 4)
   three_phase,  // 2PC plus a pre-commit marker on the RMs (docs/three-phase.md): another xatm
                 // instance can finish the transaction without this TM or its log
 };
@@ -55,7 +55,7 @@ class global_transaction {
   // rm_error (the RM refused; the transaction itself is unharmed).
   connection& enlist(connection& rm);
 
-  // Commits atomically across the enlisted branches (DESIGN.md section 4).
+  // Commits atomically across the enlisted branches (docs/design.md section 4).
   //  - returns committed: every branch committed;
   //  - returns completion_pending: committed (the decision is durable); some branch will be
   //    committed by recovery;

@@ -1,4 +1,4 @@
-// xatm/recovery.h: resolving the prepared branches a crash left behind (DESIGN.md section 6).
+// xatm/recovery.h: resolving the prepared branches a crash left behind (docs/design.md section 6).
 //
 // One algorithm serves the transaction manager (at start, periodically, and recover_now()) and
 // the xatm-recover tool (recover_offline()). It lists every registered RM's prepared branches,
@@ -71,7 +71,7 @@ struct offline_recovery_options {
   // RM names to re-pin to the database their connection reaches now, after a deliberate move:
   // the decision log records the new identity before recovery runs.
   std::vector<std::string> repin;
-  // Also terminate OTHER TMs' three-phase branches (DESIGN.md section 7): scan, wait
+  // Also terminate OTHER TMs' three-phase branches (docs/design.md section 7): scan, wait
   // precommit_timeout, scan again, and resolve what stayed prepared by the marker rule.
   bool terminate = false;
   std::chrono::milliseconds precommit_timeout{std::chrono::seconds(30)};

@@ -114,7 +114,7 @@ class transaction_manager {
   global_transaction begin();
   global_transaction begin(commit_protocol protocol);
 
-  // Runs recovery now (DESIGN.md section 6) and reports what it found and did. Branches of
+  // Runs recovery now (docs/design.md section 6) and reports what it found and did. Branches of
   // transactions in flight in this process are left alone. Safe from any thread; one run at a
   // time.
   recovery_report recover_now();

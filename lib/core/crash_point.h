@@ -1,4 +1,4 @@
-// Internal: named crash points for crash tests (DESIGN.md section 4). In a build with
+// Internal: named crash points for crash tests (docs/design.md section 4). In a build with
 // XATM_CRASH_POINTS, `XATM_CRASH_AT=<name>[:<nth>]` makes the process SIGKILL itself the nth
 // time (default: first) it passes the point with that name; `XATM_CRASH_AT=<name>[:<nth>]:stop`
 // freezes it with SIGSTOP instead (a stalled process, woken by SIGCONT). Without the option they compile to

@@ -1,4 +1,4 @@
-// Internal: the three-phase mode's marker table (DESIGN.md section 7), one per RM:
+// Internal: the three-phase mode's marker table (docs/design.md section 7), one per RM:
 //
 //   xatm_marker(gtrid PRIMARY KEY, state 'P' | 'A', branches, created)
 //

@@ -1,4 +1,4 @@
-// The recovery algorithm: DESIGN.md section 6's table, top to bottom.
+// The recovery algorithm: docs/design.md section 6's table, top to bottom.
 //
 //   1. read the pending decisions from the log;
 //   2. connect to every registered RM and verify it reaches the database the log pinned for its
@@ -156,7 +156,7 @@ void act(const recovery_context& context, resource_manager& rm, const xid& branc
   resolve(rm, branch, commit, item);
 }
 
-// The three-phase termination rule (DESIGN.md section 7) for one prepared `.p3` branch: a local
+// The three-phase termination rule (docs/design.md section 7) for one prepared `.p3` branch: a local
 // P -> commit; else the arbiter's row: P -> commit, A -> roll back, none -> insert A (the primary
 // key lets exactly one of P and A win) and follow the winner. A dry run reads the same rows and
 // says what the real run would do; where no row exists it would insert A and roll back.

@@ -1,4 +1,4 @@
-// Internal: the recovery algorithm (DESIGN.md section 6), shared by the TM and xatm-recover.
+// Internal: the recovery algorithm (docs/design.md section 6), shared by the TM and xatm-recover.
 // Not thread-safe by itself: callers serialize runs (the TM holds its recovery mutex, the tool
 // holds the log's lock).
 #pragma once

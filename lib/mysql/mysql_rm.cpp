@@ -1,9 +1,9 @@
-// The MariaDB/MySQL adapter: the XA verbs as XA statements over Connector/C (DESIGN.md section 4).
+// The MariaDB/MySQL adapter: the XA verbs as XA statements over Connector/C (docs/design.md section 4).
 // Verbs go out with the non-blocking API (mysql_real_query_start/_cont) so that drive_calls() can
 // overlap several RMs; recover() and exec() block, until the connection's call deadline if it has
 // one (run_query, through the same non-blocking API).
 //
-// Read-only detection (DESIGN.md section 3). The session runs with
+// Read-only detection (docs/design.md section 4). The session runs with
 // session_track_transaction_info=STATE, so the server reports the transaction's state
 // (`T___W___` once the branch took a write lock on a transactional table) in the OK packet of
 // the statement that changed it. Connector/C's status callback hands every report to this

@@ -1,4 +1,4 @@
-// The PostgreSQL adapter: the XA verbs as plain SQL over libpq (DESIGN.md section 4). PostgreSQL
+// The PostgreSQL adapter: the XA verbs as plain SQL over libpq (docs/design.md section 4). PostgreSQL
 // has no XA START or END: a branch is an ordinary transaction block until PREPARE TRANSACTION
 // names it with the pgjdbc-encoded gid. Verbs go out with PQsendQuery on a non-blocking
 // connection so that drive_calls() can overlap several RMs; recover() and exec() block, until the

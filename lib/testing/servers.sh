@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Throwaway PostgreSQL 15 and MariaDB 10.11 servers for xatm's tests (DESIGN.md section 10).
+# Throwaway PostgreSQL 15 and MariaDB 10.11 servers for xatm's tests (docs/design.md section 10).
 #
 # Both servers live in one temp dir under /tmp and listen on unix sockets only; system instances
 # are never touched. $XATM_SERVERS_STATE names a small file that holds the temp dir's path, so

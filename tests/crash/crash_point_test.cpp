@@ -1,4 +1,4 @@
-// Every crash point of the two-phase protocol (DESIGN.md section 4), against the real servers.
+// Every crash point of the two-phase protocol (docs/design.md section 4), against the real servers.
 // A forked child opens a transaction manager on a fresh log, sets XATM_CRASH_AT, and runs one
 // transfer from PostgreSQL to MariaDB; it SIGKILLs itself at the named point. The parent checks
 // how the child died, what the decision log file holds (the decision iff the crash came after it

@@ -17,7 +17,7 @@ using namespace xatm::crash_test;  // NOLINT(google-build-using-namespace): test
 
 namespace {
 
-// What recovery must do with the transfer in flight at each crash point (DESIGN.md section 4).
+// What recovery must do with the transfer in flight at each crash point (docs/design.md section 4).
 struct crash_point_case {
   const char* point;
   const char* outcome;      // recovery_summary::outcome_of() of the in-flight transaction

@@ -1,5 +1,5 @@
 // Three-phase mode under crashes, stalls and races, against the real servers (docs/three-phase.md,
-// DESIGN.md section 7). The coordinator is xatm-3pc-workload (three_phase_workload.cpp): it runs
+// docs/design.md section 7). The coordinator is xatm-3pc-workload (three_phase_workload.cpp): it runs
 // three-phase transfers from PostgreSQL (branch 1, so the arbiter) to MariaDB and acknowledges
 // every outcome in a file. The test kills it at every crash point or at random instants, freezes
 // it with SIGSTOP, or leaves several of them dead at once; then it throws the coordinator's log

@@ -1,5 +1,5 @@
 // support/invariants.h: the transfer bank of the crash tests and the one invariant checker they
-// all use (DESIGN.md section 10).
+// all use (docs/design.md section 10).
 //
 // A transfer moves money from an account in PostgreSQL to an account in MariaDB and writes a
 // ledger row with the same unique token on both sides. The workload process acknowledges the

@@ -12,7 +12,7 @@
 
 namespace xatm::bench {
 
-// How one global unit of work reaches the two databases (DESIGN.md section 11).
+// How one global unit of work reaches the two databases (docs/design.md section 11).
 enum class mode : std::uint8_t {
   local,        // two native local transactions one after the other: not atomic
   raw_xa,       // the XA verbs sent by hand, as the engine sends them: no TM, no decision log
@@ -100,7 +100,7 @@ struct run_result {
   double log_fsync_high_ms = 0;
   std::size_t log_fsync_samples = 0;
   // Median round trip of `SELECT 1` through xatm's exec(), per RM name ("pg", "maria"): the R of
-  // DESIGN.md section 11's bounds.
+  // docs/design.md section 11's bounds.
   std::map<std::string, double> round_trip_ms;
   std::vector<measurement> cells;
   std::vector<verification> checks;

@@ -1,5 +1,5 @@
 // Micro-benchmark: xatm's decision log alone (lib/sqlite/sqlite_decision_store.h), with 1, 16 and
-// 64 threads committing decisions at once, as a TM's committers do at step 6 of DESIGN.md section 4:
+// 64 threads committing decisions at once, as a TM's committers do at step 6 of docs/design.md section 4:
 // record() (forced, group-committed) then mark_complete() (not forced). Reports decisions per
 // second and SQLite transactions (= WAL fsyncs) per decision; BM_fsync_4k is the device's floor
 // (one 4 KiB overwrite + fsync in the same dir).

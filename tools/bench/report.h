@@ -11,7 +11,7 @@
 
 namespace xatm::bench {
 
-// One performance target of issue 5, as this run measured it.
+// One performance target (docs/performance.md), as this run measured it.
 struct target_check {
   std::string name;       // "transfer, 16 clients: xa throughput >= 0.95 x raw-xa"
   bool measured = false;  // false when the run did not include the cells it needs
