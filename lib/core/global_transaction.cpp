@@ -70,13 +70,13 @@ connection& global_transaction::enlist(connection& application_side) {
   if (protocol_ == commit_protocol::three_phase) {
     const std::string& arbiter = branches_.empty() ? rm.name() : branches_.front().rm->name();
     bqual += "@" + arbiter;
-    if (auto pin = core_->log->pinned(arbiter); pin && pin->identity.size() > 3) {
+    if (auto pin = core_->store().pinned(arbiter); pin && pin->identity.size() > 3) {
       std::string tag = "@" + pin->identity.substr(3, detail::arbiter_tag_size);
       if (bqual.size() + tag.size() <= max_bqual_size) bqual += tag;
     }
   }
   xid id = xid::make(xatm_format_id, gtrid_, bqual).value();
-  if (auto started = call_until(rm, xa_verb::start, id, clock::now() + core_->options.rm_call_timeout); !started) {
+  if (auto started = call_until(rm, xa_verb::start, id, clock::now() + core_->options().rm_call_timeout); !started) {
     throw_failure(started.error());
   }
   branches_.push_back(branch{&rm, std::move(id)});
@@ -100,13 +100,13 @@ void global_transaction::rollback_branches() noexcept {
   if (branches_.empty()) return;
   for (const branch& b : branches_) {
     if (b.rm->current_branch() != b.id) continue;
-    auto done = call_until(*b.rm, xa_verb::rollback, b.id, clock::now() + core_->options.rm_call_timeout);
+    auto done = call_until(*b.rm, xa_verb::rollback, b.id, clock::now() + core_->options().rm_call_timeout);
     if (!done) {
       XATM_LOG(tm, warning) << gtrid_ << ": rollback of branch " << b.id.bqual()
                             << " failed: " << done.error().describe();
     }
   }
-  core_->rolled_back.fetch_add(1);
+  core_->count(detail::counted::rolled_back);
 }
 
 }  // namespace xatm

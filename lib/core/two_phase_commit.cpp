@@ -16,7 +16,7 @@
 #include "core/crash_point.h"
 #include "core/logging.h"
 #include "core/identity.h"
-#include "core/markers.h"
+#include "core/three_phase.h"
 #include "core/tm_core.h"
 #include "core/two_phase_commit.h"
 #include "xatm/error.h"
@@ -63,14 +63,14 @@ class two_phase_commit {
 
   commit_outcome run() {
     // 1. A transaction older than its timeout is rolled back, whatever it did.
-    if (clock::now() - started_ > core_.options.transaction_timeout) {
+    if (clock::now() - started_ > core_.options().transaction_timeout) {
       abort<timeout_error>(make_failure(xa_code::rollback_timeout,
                                         "transaction " + gtrid_ +
                                             " is older than its "
                                             "timeout (" +
-                                            std::to_string(core_.options.transaction_timeout.count()) + " ms)"));
+                                            std::to_string(core_.options().transaction_timeout.count()) + " ms)"));
     }
-    if (core_.log->failed()) {
+    if (core_.store().failed()) {
       abort<log_failure_error>(make_failure(xa_code::rm_error,
                                             "the decision log failed earlier; this transaction "
                                             "manager refuses commits until it is restarted and recovered"));
@@ -94,19 +94,19 @@ class two_phase_commit {
       XATM_CRASH_POINT("after_decision_durable");
     }
     // 7. Commit every prepared branch, retrying failures within the retry window.
-    if (core_.options.early_acknowledgement) return commit_in_background();
+    if (core_.options().early_acknowledgement) return commit_in_background();
     bool complete = commit_all();
     // 8. Forget the decision once every branch confirmed (not forced).
     if (!complete) {
       core_.hand_over(gtrid_);  // recovery (background or recover_now()) finishes it
-      core_.completion_pending.fetch_add(1);
+      core_.count(counted::completion_pending);
       XATM_LOG(tm, warning) << gtrid_ << ": committed, completion pending: recovery will finish it";
       return commit_outcome::completion_pending;
     }
     XATM_CRASH_POINT("before_complete_mark");
-    core_.log->mark_complete(gtrid_);
-    if (three_phase_) core_.delete_markers_later(gtrid_, distinct_rm_names());
-    core_.committed.fetch_add(1);
+    core_.store().mark_complete(gtrid_);
+    if (three_phase_) core_.three_phase().delete_markers_later(gtrid_, distinct_rm_names());
+    core_.count(counted::committed);
     XATM_LOG(tm, debug) << gtrid_ << ": committed on " << branches_.size() << " branches";
     return commit_outcome::committed;
   }
@@ -166,8 +166,8 @@ class two_phase_commit {
     return which;
   }
 
-  clock::time_point prepare_deadline() const { return clock::now() + core_.options.prepare_timeout; }
-  clock::time_point call_deadline() const { return clock::now() + core_.options.rm_call_timeout; }
+  clock::time_point prepare_deadline() const { return clock::now() + core_.options().prepare_timeout; }
+  clock::time_point call_deadline() const { return clock::now() + core_.options().rm_call_timeout; }
 
   // An adapter answers XAER_INVAL to prepare for one thing only: the RM is set up so that it
   // cannot prepare at all (PostgreSQL with max_prepared_transactions = 0); the branch is rolled
@@ -219,8 +219,8 @@ class two_phase_commit {
       }
     }
     if (writers.empty()) {
-      core_.committed.fetch_add(1);
-      core_.one_phase.fetch_add(1);
+      core_.count(counted::committed);
+      core_.count(counted::one_phase);
       return commit_outcome::committed;
     }
     std::size_t writer = writers.front();
@@ -228,14 +228,14 @@ class two_phase_commit {
     auto answer = call_all({writer}, xa_verb::commit_one_phase, call_deadline()).front();
     fates_[writer] = branch_fate::finished;
     if (answer.ok()) {
-      core_.committed.fetch_add(1);
-      core_.one_phase.fetch_add(1);
+      core_.count(counted::committed);
+      core_.count(counted::one_phase);
       XATM_LOG(tm, debug) << gtrid_ << ": committed in one phase on " << branches_[writer].rm->name();
       return commit_outcome::committed;
     }
     failure cause = std::move(answer).error();
     if (is_rollback_code(cause.code)) {
-      core_.rolled_back.fetch_add(1);
+      core_.count(counted::rolled_back);
       cause.message = gtrid_ + " rolled back: one-phase commit refused: " + cause.message;
       throw rolled_back_error(std::move(cause));
     }
@@ -280,7 +280,7 @@ class two_phase_commit {
     decision.state = decision_state::commit;
     decision.branch_rms.reserve(branches_.size());
     for (const branch& b : branches_) decision.branch_rms.push_back(b.rm->name());
-    auto written = core_.log->record(decision);
+    auto written = core_.store().record(decision);
     if (written) {
       XATM_LOG(tm, debug) << gtrid_ << ": commit decision durable";
       return;
@@ -308,10 +308,9 @@ class two_phase_commit {
     return names;
   }
 
-  // Three-phase PreCommit. Inserting P for the gtrid at the arbiter (branch 1's RM) is the commit
-  // point: from then on any terminator commits too. If a terminator got there first with A, the
-  // transaction is aborted. An insert whose reply was lost is retried on a fresh connection (the
-  // insert-if-absent is idempotent) and never assumed either way.
+  // Three-phase PreCommit (three_phase_unit::precommit): P at the arbiter (branch 1's RM) is the
+  // commit point. If a terminator got there first with A, the transaction is aborted; if the
+  // marker could be neither written nor read, it is in doubt and the arbiter's row decides.
   void precommit() {
     // Every RM once, with the identity the log pinned for it: a recovery elsewhere deletes the
     // markers only once it scanned those very databases (docs/design.md section 7).
@@ -320,27 +319,14 @@ class two_phase_commit {
     for (const auto& name : distinct_rm_names()) {
       rm_list += (rm_list.empty() ? "" : ",") + name;
       plain_list += (plain_list.empty() ? "" : ",") + name;
-      if (auto pin = core_.log->pinned(name)) rm_list += "=" + pin->identity;
+      if (auto pin = core_.store().pinned(name)) rm_list += "=" + pin->identity;
     }
     if (rm_list.size() >= 1000) rm_list = std::move(plain_list);
     const std::string& arbiter = branches_.front().rm->name();
-    std::optional<marker_state> winner;
-    failure last_failure = make_failure(xa_code::rm_failure, "no attempt", arbiter);
-    for (int attempt = 0; attempt < 2 && !winner; ++attempt) {
-      // The second attempt must not take another pooled connection that may be just as stale.
-      auto control = attempt == 0 ? core_.lease_control(arbiter) : core_.fresh_control(arbiter);
-      auto inserted = control ? insert_marker(*control.value(), gtrid_, marker_state::precommitted, rm_list)
-                              : result<marker_state>(control.error());
-      if (inserted) {
-        winner = inserted.value();
-        core_.release_control(std::move(control).value());
-      } else {
-        last_failure = inserted.error();
-      }
-    }
-    if (!winner) {
+    precommit_result outcome = core_.three_phase().precommit(gtrid_, arbiter, distinct_rm_names(), rm_list);
+    if (outcome.verdict == precommit_verdict::in_doubt) {
       // Prepared everywhere, decision unknown: the arbiter's row decides, through termination.
-      failure cause = last_failure;
+      failure cause = std::move(outcome.cause);
       cause.message = gtrid_ +
                       " is in doubt: the pre-commit marker could not be written or read at the arbiter; "
                       "termination decides from the arbiter's row: " +
@@ -349,7 +335,7 @@ class two_phase_commit {
       core_.hand_over(gtrid_);
       throw in_doubt_error(std::move(cause));
     }
-    if (*winner == marker_state::aborted) {
+    if (outcome.verdict == precommit_verdict::aborted) {
       abort<rolled_back_error>(make_failure(xa_code::rollback,
                                             gtrid_ +
                                                 " rolled back: another xatm instance "
@@ -357,22 +343,11 @@ class two_phase_commit {
                                                 "arbiter)",
                                             arbiter));
     }
-    XATM_LOG(tm, debug) << gtrid_ << ": pre-committed at the arbiter " << arbiter;
-    XATM_CRASH_POINT("after_arbiter_precommit");
-    // P on every other RM: lets a terminator that reaches only that RM commit at once. Hints
-    // only: the arbiter's row already decided, so a failure here changes nothing.
-    for (const auto& rm_name : distinct_rm_names()) {
-      if (rm_name == arbiter) continue;
-      auto control = core_.lease_control(rm_name);
-      if (!control) continue;
-      (void)insert_marker(*control.value(), gtrid_, marker_state::precommitted, rm_list);  // a hint
-      core_.release_control(std::move(control).value());
-    }
     decision_record note;
     note.gtrid = gtrid_;
     note.state = decision_state::precommit;
     for (const branch& b : branches_) note.branch_rms.push_back(b.rm->name());
-    if (auto noted = core_.log->record(note); !noted) {
+    if (auto noted = core_.store().record(note); !noted) {
       // Committed anyway (the arbiter decided); without the note only the markers remember it.
       XATM_LOG(tm, error) << gtrid_ << ": pre-commit note not logged: " << noted.error().describe();
     }
@@ -411,12 +386,12 @@ class two_phase_commit {
       rm->detach_call([state](const result<vote>& answer) {
         if (!answer.ok() && answer.error().code != xa_code::not_found) state->failed = true;
         if (state->left.fetch_sub(1) != 1 || state->failed) return;
-        state->core->log->mark_complete(state->gtrid);
-        if (state->three_phase) state->core->delete_markers_later(state->gtrid, state->rm_names);
+        state->core->store().mark_complete(state->gtrid);
+        if (state->three_phase) state->core->three_phase().delete_markers_later(state->gtrid, state->rm_names);
         state->core->take_back(state->gtrid);
       });
     }
-    core_.committed.fetch_add(1);
+    core_.count(counted::committed);
     return commit_outcome::committed;
   }
 
@@ -427,7 +402,7 @@ class two_phase_commit {
       if (fates_[i] == branch_fate::prepared) which.push_back(i);
     }
     // One window for the first attempt and the retries: commit() returns soon after it closes.
-    auto window_end = clock::now() + core_.options.commit_retry_window;
+    auto window_end = clock::now() + core_.options().commit_retry_window;
     auto answers = call_all(which, xa_verb::commit, window_end);
     std::vector<std::size_t> retry;
     std::optional<failure> heuristic;
@@ -447,7 +422,7 @@ class two_phase_commit {
     if (heuristic) {
       // Nothing is left to commit (unless a retry is pending: then recovery still needs the record).
       if (retry.empty()) {
-        core_.log->mark_complete(gtrid_);
+        core_.store().mark_complete(gtrid_);
       } else {
         core_.hand_over(gtrid_);
       }
@@ -503,7 +478,7 @@ class two_phase_commit {
   template <class E>
   [[noreturn]] void abort(failure cause) {
     roll_back_all();
-    core_.rolled_back.fetch_add(1);
+    core_.count(counted::rolled_back);
     XATM_LOG(tm, info) << gtrid_ << ": rolled back: " << cause.describe();
     throw E(std::move(cause));
   }
