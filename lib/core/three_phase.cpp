@@ -8,8 +8,7 @@
 namespace xatm::detail {
 
 precommit_result three_phase_unit::precommit(const std::string& gtrid, const std::string& arbiter,
-                                             const std::vector<std::string>& rm_names,
-                                             const std::string& marker_rms) {
+                                             const std::vector<std::string>& rm_names, const std::string& marker_rms) {
   precommit_result outcome;
   outcome.cause = make_failure(xa_code::rm_failure, "no attempt", arbiter);
   bool decided = false;
