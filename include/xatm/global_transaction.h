@@ -35,7 +35,7 @@ enum class commit_outcome : std::uint8_t {
 
 class transaction_manager;
 namespace detail {
-struct tm_core;  // the transaction manager's shared state (lib/core/tm_core.h)
+class tm_core;  // the transaction manager's shared state (lib/core/tm_core.h)
 struct enlisted_branch {
   resource_manager* rm;  // xatm's side of the application's connection carrying the branch
   xid id;                // (xatm formatID, gtrid, branch number)

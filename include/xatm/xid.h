@@ -35,21 +35,8 @@ class xid {
   const std::string& gtrid() const noexcept { return gtrid_; }
   const std::string& bqual() const noexcept { return bqual_; }
 
-  // PostgreSQL GID, pgjdbc's encoding: `<formatID>_<base64(gtrid)>_<base64(bqual)>` (< 200 bytes).
-  std::string postgresql_gid() const;
-  // MariaDB/MySQL XID literal for XA statements: `X'<hex gtrid>',X'<hex bqual>',<formatID>`.
-  std::string mysql_literal() const;
   // For logs and tool output: printable bytes as is, others as \xNN: `2019914801:gtrid:bqual`.
   std::string to_string() const;
-
-  // Parses a gid from pg_prepared_xacts. A gid not in pgjdbc's encoding fails with
-  // xa_code::invalid (it belongs to somebody else).
-  static result<xid> from_postgresql_gid(std::string_view gid);
-  // Parses the `data` column of MariaDB's `XA RECOVER FORMAT='SQL'` (the literal above).
-  static result<xid> from_mysql_sql_literal(std::string_view data);
-  // Parses a row of MySQL 8's `XA RECOVER CONVERT XID`: data is `0x<hex of gtrid then bqual>`.
-  static result<xid> from_mysql_hex(std::int32_t format_id, std::size_t gtrid_length, std::size_t bqual_length,
-                                    std::string_view data);
 
   friend bool operator==(const xid&, const xid&) = default;
   friend auto operator<=>(const xid&, const xid&) = default;

@@ -18,9 +18,11 @@ struct registry {
   std::vector<const backend*> backends;  // in registration order: dialect_list() keeps it
 };
 
+// Never destroyed: a TM with static storage duration may still run recovery (and look up
+// backends) while other statics are destroyed at exit.
 registry& backends() {
-  static registry all;
-  return all;
+  static registry* const all = new registry;  // NOLINT: immortal on purpose
+  return *all;
 }
 
 }  // namespace

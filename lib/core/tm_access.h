@@ -11,7 +11,7 @@
 
 namespace xatm::detail {
 
-struct tm_core;
+class tm_core;
 
 // How a transaction_manager is built underneath; the defaults are the product's.
 struct tm_wiring {

@@ -11,7 +11,7 @@
 
 namespace xatm::detail {
 
-struct tm_core;
+class tm_core;
 
 // One verb on one connection, waiting for the answer until `deadline` at the latest. An RM that
 // has not answered by then is abandoned (its connection closed: an unprepared branch dies with

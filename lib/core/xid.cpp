@@ -1,7 +1,5 @@
-// XIDs and their two SQL encodings. Every parser here reads text that came from a database
-// server (pg_prepared_xacts, XA RECOVER), which may have been written by any other program, so
-// each one is strict: anything not exactly in the expected shape is reported as foreign
-// (xa_code::invalid), never guessed at.
+// XIDs and xatm's gtrids. How each database spells an XID is its backend's (lib/postgresql/
+// postgresql_xid.h, lib/mysql/mysql_xid.h); the strict text codecs they share are core/codec.h.
 #include "xatm/xid.h"
 
 #include <algorithm>
@@ -15,105 +13,9 @@
 namespace xatm {
 namespace {
 
-constexpr std::string_view base64_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 constexpr std::string_view hex_digits = "0123456789abcdef";
 
 failure invalid(std::string message) { return make_failure(xa_code::invalid, std::move(message)); }
-
-std::string base64_encode(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    auto chunk = std::uint32_t(std::uint8_t(bytes[i])) << 16 | std::uint32_t(std::uint8_t(bytes[i + 1])) << 8 |
-                 std::uint32_t(std::uint8_t(bytes[i + 2]));
-    out += base64_alphabet[chunk >> 18 & 63];
-    out += base64_alphabet[chunk >> 12 & 63];
-    out += base64_alphabet[chunk >> 6 & 63];
-    out += base64_alphabet[chunk & 63];
-  }
-  if (std::size_t rest = bytes.size() - i; rest > 0) {
-    std::uint32_t chunk = std::uint32_t(std::uint8_t(bytes[i])) << 16;
-    if (rest == 2) chunk |= std::uint32_t(std::uint8_t(bytes[i + 1])) << 8;
-    out += base64_alphabet[chunk >> 18 & 63];
-    out += base64_alphabet[chunk >> 12 & 63];
-    out += rest == 2 ? base64_alphabet[chunk >> 6 & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-// Strict: padded, canonical (unused bits zero), so that decode(encode(x)) is the only way in.
-std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.empty() || text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    std::array<std::uint32_t, 4> sextets{};
-    int padding = 0;
-    for (std::size_t k = 0; k < 4; ++k) {
-      char c = text[i + k];
-      if (c == '=') {
-        // '=' only in the last group, only at its end.
-        if (i + 4 != text.size() || k < 2) return std::nullopt;
-        ++padding;
-        continue;
-      }
-      if (padding > 0) return std::nullopt;
-      auto pos = base64_alphabet.find(c);
-      if (pos == std::string_view::npos) return std::nullopt;
-      sextets[k] = std::uint32_t(pos);
-    }
-    std::uint32_t chunk = sextets[0] << 18 | sextets[1] << 12 | sextets[2] << 6 | sextets[3];
-    out += char(chunk >> 16 & 0xff);
-    if (padding < 2) out += char(chunk >> 8 & 0xff);
-    if (padding < 1) out += char(chunk & 0xff);
-    if ((padding == 1 && (chunk & 0xff) != 0) || (padding == 2 && (chunk & 0xffff) != 0)) return std::nullopt;
-  }
-  return out;
-}
-
-std::string hex_encode(std::string_view bytes) {
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (char c : bytes) {
-    auto byte = std::uint8_t(c);
-    out += hex_digits[byte >> 4];
-    out += hex_digits[byte & 15];
-  }
-  return out;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::optional<std::string> hex_decode(std::string_view text) {
-  if (text.size() % 2 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 2);
-  for (std::size_t i = 0; i < text.size(); i += 2) {
-    int high = hex_value(text[i]);
-    int low = hex_value(text[i + 1]);
-    if (high < 0 || low < 0) return std::nullopt;
-    out += char(high << 4 | low);
-  }
-  return out;
-}
-
-// A decimal int32 as the servers print it: optional '-', digits, no leading zeros.
-std::optional<std::int32_t> parse_int32(std::string_view text) {
-  std::int32_t value = 0;
-  if (text.empty() || text.front() == '+') return std::nullopt;
-  auto digits = text.front() == '-' ? text.substr(1) : text;
-  if (digits.empty() || (digits.size() > 1 && digits.front() == '0')) return std::nullopt;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
 
 // A canonical unsigned decimal: digits only, no leading zeros, fits 64 bits.
 std::optional<std::uint64_t> parse_uint64(std::string_view text) {
@@ -142,16 +44,6 @@ result<void> validate_name(std::string_view what, std::string_view name, std::si
   return {};
 }
 
-// Reads `X'<hex>'` at the front of `text` and removes it.
-std::optional<std::string> take_hex_literal(std::string_view& text) {
-  if (text.size() < 3 || (text[0] != 'X' && text[0] != 'x') || text[1] != '\'') return std::nullopt;
-  auto close = text.find('\'', 2);
-  if (close == std::string_view::npos) return std::nullopt;
-  auto bytes = hex_decode(text.substr(2, close - 2));
-  text.remove_prefix(close + 1);
-  return bytes;
-}
-
 }  // namespace
 
 xid::xid(std::int32_t format_id, std::string_view gtrid, std::string_view bqual) {
@@ -174,14 +66,6 @@ result<xid> xid::make(std::int32_t format_id, std::string_view gtrid, std::strin
   return made;
 }
 
-std::string xid::postgresql_gid() const {
-  return std::to_string(format_id_) + "_" + base64_encode(gtrid_) + "_" + base64_encode(bqual_);
-}
-
-std::string xid::mysql_literal() const {
-  return "X'" + hex_encode(gtrid_) + "',X'" + hex_encode(bqual_) + "'," + std::to_string(format_id_);
-}
-
 std::string xid::to_string() const {
   auto printable = [](const std::string& bytes) {
     std::string out;
@@ -198,45 +82,6 @@ std::string xid::to_string() const {
     return out;
   };
   return std::to_string(format_id_) + ":" + printable(gtrid_) + ":" + printable(bqual_);
-}
-
-result<xid> xid::from_postgresql_gid(std::string_view gid) {
-  auto first = gid.find('_');
-  auto second = first == std::string_view::npos ? first : gid.find('_', first + 1);
-  if (second == std::string_view::npos || gid.find('_', second + 1) != std::string_view::npos) {
-    return invalid("not a pgjdbc-style gid (<formatID>_<base64>_<base64>)");
-  }
-  auto format_id = parse_int32(gid.substr(0, first));
-  auto gtrid = base64_decode(gid.substr(first + 1, second - first - 1));
-  auto bqual = base64_decode(gid.substr(second + 1));
-  if (!format_id || !gtrid || !bqual) return invalid("not a pgjdbc-style gid (<formatID>_<base64>_<base64>)");
-  return make(*format_id, *gtrid, *bqual);
-}
-
-result<xid> xid::from_mysql_sql_literal(std::string_view data) {
-  auto rest = data;
-  auto gtrid = take_hex_literal(rest);
-  if (!gtrid || rest.empty() || rest.front() != ',') return invalid("not an XA RECOVER FORMAT='SQL' literal");
-  rest.remove_prefix(1);
-  auto bqual = take_hex_literal(rest);
-  if (!bqual || rest.empty() || rest.front() != ',') return invalid("not an XA RECOVER FORMAT='SQL' literal");
-  rest.remove_prefix(1);
-  auto format_id = parse_int32(rest);
-  if (!format_id) return invalid("not an XA RECOVER FORMAT='SQL' literal");
-  return make(*format_id, *gtrid, *bqual);
-}
-
-result<xid> xid::from_mysql_hex(std::int32_t format_id, std::size_t gtrid_length, std::size_t bqual_length,
-                                std::string_view data) {
-  if (data.size() < 2 || data[0] != '0' || (data[1] != 'x' && data[1] != 'X')) {
-    return invalid("not an XA RECOVER CONVERT XID value (0x...)");
-  }
-  auto bytes = hex_decode(data.substr(2));
-  if (!bytes || bytes->size() != gtrid_length + bqual_length) {
-    return invalid("XA RECOVER CONVERT XID value does not match gtrid_length + bqual_length");
-  }
-  return make(format_id, std::string_view(*bytes).substr(0, gtrid_length),
-              std::string_view(*bytes).substr(gtrid_length));
 }
 
 result<void> validate_tm_id(std::string_view tm_id) { return validate_name("tm_id", tm_id, max_tm_id_size); }

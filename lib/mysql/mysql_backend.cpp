@@ -143,13 +143,16 @@ class mysql_sql final : public backend {
 }  // namespace
 
 const backend& mariadb_backend() noexcept {
-  static const mysql_sql the_backend("mariadb", true, "SET SESSION tx_read_only = 0, max_statement_time = 0");
-  return the_backend;
+  // Immortal, as the registry (core/backend.cpp): used by recovery threads until the very end.
+  static const auto* const the_backend =
+      new mysql_sql("mariadb", true, "SET SESSION tx_read_only = 0, max_statement_time = 0");  // NOLINT
+  return *the_backend;
 }
 
 const backend& mysql_backend() noexcept {
-  static const mysql_sql the_backend("mysql", false, "SET SESSION transaction_read_only = 0");
-  return the_backend;
+  static const auto* const the_backend =
+      new mysql_sql("mysql", false, "SET SESSION transaction_read_only = 0");  // NOLINT
+  return *the_backend;
 }
 
 }  // namespace xatm::detail

@@ -43,6 +43,7 @@
 #include "mysql/innodb_status.h"
 #include "mysql/mysql_backend.h"
 #include "mysql/mysql_errors.h"
+#include "mysql/mysql_xid.h"
 
 namespace xatm::mysql {
 namespace {
@@ -308,7 +309,7 @@ class mysql_rm final : public detail::sql_adapter {
   // Runs SQL and waits for its answer, at most `timeout` (nullopt: as long as it takes).
   result<query_result> run_query(std::string_view sql, mysql_step step, std::string_view what,
                                  std::optional<std::chrono::milliseconds> timeout);
-  // MariaDB lists XIDs as SQL literals, MySQL 8 as 0x<hex> (mysql_literal() is accepted by both).
+  // MariaDB lists XIDs as SQL literals, MySQL 8 as 0x<hex> (xid_literal() is accepted by both).
   const char* recover_statement() const {
     return dialect_ == "mysql" ? "XA RECOVER CONVERT XID" : "XA RECOVER FORMAT='SQL'";
   }
@@ -361,15 +362,15 @@ void mysql_rm::note_transaction_state(const char* text, std::size_t length) noex
 }
 
 std::string mysql_rm::statement_for(stage step, const xid& branch) const {
-  // mysql_literal() is X'<hex>',X'<hex>',<formatID>: nothing in it can break out of the SQL.
+  // xid_literal() is X'<hex>',X'<hex>',<formatID>: nothing in it can break out of the SQL.
   switch (step) {
-    case stage::xa_start: return "XA START " + branch.mysql_literal();
+    case stage::xa_start: return "XA START " + mysql::xid_literal(branch);
     case stage::probe: return read_only_probe;
-    case stage::xa_end: return "XA END " + branch.mysql_literal();
-    case stage::xa_prepare: return "XA PREPARE " + branch.mysql_literal();
-    case stage::xa_commit_one_phase: return "XA COMMIT " + branch.mysql_literal() + " ONE PHASE";
-    case stage::xa_commit: return "XA COMMIT " + branch.mysql_literal();
-    case stage::xa_rollback: return "XA ROLLBACK " + branch.mysql_literal();
+    case stage::xa_end: return "XA END " + mysql::xid_literal(branch);
+    case stage::xa_prepare: return "XA PREPARE " + mysql::xid_literal(branch);
+    case stage::xa_commit_one_phase: return "XA COMMIT " + mysql::xid_literal(branch) + " ONE PHASE";
+    case stage::xa_commit: return "XA COMMIT " + mysql::xid_literal(branch);
+    case stage::xa_rollback: return "XA ROLLBACK " + mysql::xid_literal(branch);
     case stage::recover_check: return recover_statement();
     case stage::innodb_check: return "SHOW ENGINE INNODB STATUS";
     case stage::processlist_check:
@@ -941,11 +942,11 @@ recovered_branches mysql_rm::parse_recovered(const query_result& table) const {
       auto gtrid_length = row[1] ? parse_number<std::size_t>(*row[1]) : std::nullopt;
       auto bqual_length = row[2] ? parse_number<std::size_t>(*row[2]) : std::nullopt;
       if (format_id && gtrid_length && bqual_length) {
-        if (auto parsed = xid::from_mysql_hex(*format_id, *gtrid_length, *bqual_length, data)) {
+        if (auto parsed = mysql::parse_hex(*format_id, *gtrid_length, *bqual_length, data)) {
           id = std::move(parsed).value();
         }
       }
-    } else if (auto parsed = xid::from_mysql_sql_literal(data)) {
+    } else if (auto parsed = mysql::parse_sql_literal(data)) {
       id = std::move(parsed).value();
     }
     if (id && id->format_id() == xatm_format_id) {

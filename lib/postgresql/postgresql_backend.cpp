@@ -162,8 +162,8 @@ class postgresql_sql final : public backend {
 }  // namespace
 
 const backend& postgresql_backend() noexcept {
-  static const postgresql_sql the_backend;
-  return the_backend;
+  static const auto* const the_backend = new postgresql_sql;  // NOLINT: immortal, as the registry (backend.cpp)
+  return *the_backend;
 }
 
 }  // namespace xatm::detail

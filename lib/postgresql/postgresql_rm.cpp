@@ -21,6 +21,7 @@
 #include "core/sql_adapter.h"
 #include "postgresql/postgresql_backend.h"
 #include "postgresql/postgresql_errors.h"
+#include "postgresql/postgresql_xid.h"
 
 namespace xatm::postgresql {
 namespace {
@@ -163,7 +164,7 @@ class postgresql_rm final : public detail::sql_adapter {
 };
 
 result<std::string> postgresql_rm::checked_gid(const xid& branch) const {
-  std::string gid = branch.postgresql_gid();
+  std::string gid = postgresql::gid_of(branch);
   if (!is_safe_gid(gid)) {
     // Not XAER_INVAL: at prepare that means "the RM is configured so it cannot prepare" to the
     // engine (configuration_error). Unreachable with xatm's own XIDs, whose gids are base64.
@@ -545,7 +546,7 @@ result<recovered_branches> postgresql_rm::do_recover() {
       std::int64_t seconds = 0;
       if (std::from_chars(text.data(), text.data() + text.size(), seconds).ec == std::errc{}) age = seconds;
     }
-    auto parsed = xid::from_postgresql_gid(gid);
+    auto parsed = postgresql::parse_gid(gid);
     if (parsed && parsed.value().format_id() == xatm_format_id) {
       XATM_LOG(pg, debug) << "[" << name() << "] recover: ours " << parsed.value().to_string() << " gid " << gid;
       found.ours.push_back(std::move(parsed).value());

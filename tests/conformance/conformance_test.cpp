@@ -16,6 +16,7 @@
 #include "mysql/mysql.h"
 #include "postgresql/postgresql.h"
 #include "core/resource_manager.h"
+#include "postgresql/postgresql_xid.h"
 
 #include <mysql.h>
 
@@ -48,14 +49,14 @@ const backend& current_backend() {
                                             "'); PREPARE TRANSACTION 'foreign-" + tag + "'",
                                         "BEGIN; INSERT INTO conformance VALUES ('foreign-b-" + tag +
                                             "'); PREPARE TRANSACTION '" +
-                                            xid(4660, "other-tm." + tag, "1").postgresql_gid() + "'"};
+                                            postgresql::gid_of(xid(4660, "other-tm." + tag, "1")) + "'"};
       };
       b.remove_foreign = [](const std::string& tag) {
         // Separate statements: PostgreSQL runs a multi-statement string as one transaction block,
         // and ROLLBACK PREPARED refuses to run inside one.
         return std::vector<std::string>{
             "ROLLBACK PREPARED 'foreign-" + tag + "'",
-            "ROLLBACK PREPARED '" + xid(4660, "other-tm." + tag, "1").postgresql_gid() + "'"};
+            "ROLLBACK PREPARED '" + postgresql::gid_of(xid(4660, "other-tm." + tag, "1")) + "'"};
       };
       b.crash_and_restart = [] {
         test::stop_pg_immediate();

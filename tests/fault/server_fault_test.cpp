@@ -38,6 +38,8 @@
 #include "mysql/mysql.h"
 #include "postgresql/postgresql.h"
 #include "xatm/transaction_manager.h"
+#include "postgresql/postgresql_xid.h"
+#include "mysql/mysql_xid.h"
 
 #ifndef XATM_RECOVER_BIN
 #error "XATM_RECOVER_BIN must name the xatm-recover binary (set by tests/CMakeLists.txt)"
@@ -406,21 +408,21 @@ void check_commit_raced(committed_elsewhere how) {
       case committed_elsewhere::pg_before_tm:
         interposed(both.pg).before_commit([&](const xid& branch) {
           hook_ran = true;
-          hook_ok = commit_by_hand(*observe_pg(), "COMMIT PREPARED '" + branch.postgresql_gid() + "'");
+          hook_ok = commit_by_hand(*observe_pg(), "COMMIT PREPARED '" + postgresql::gid_of(branch) + "'");
         });
         break;
       case committed_elsewhere::pg_after_lost:
         interposed(both.pg).before_commit([&](const xid& branch) {
           hook_ran = true;
           hook_ok = terminate_pg_session(pg_pid) &&
-                    commit_by_hand(*observe_pg(), "COMMIT PREPARED '" + branch.postgresql_gid() + "'");
+                    commit_by_hand(*observe_pg(), "COMMIT PREPARED '" + postgresql::gid_of(branch) + "'");
         });
         break;
       case committed_elsewhere::maria_after_kill:
         interposed(both.maria).before_commit([&](const xid& branch) {
           hook_ran = true;
-          hook_ok =
-              kill_maria_session(maria_session) && commit_by_hand(*maria_root(), "XA COMMIT " + branch.mysql_literal());
+          hook_ok = kill_maria_session(maria_session) &&
+                    commit_by_hand(*maria_root(), "XA COMMIT " + mysql::xid_literal(branch));
         });
         break;
     }
@@ -491,19 +493,19 @@ struct foreign_branches {
         "DROP TABLE IF EXISTS srvfault_foreign; "
         "CREATE TABLE srvfault_foreign (id int PRIMARY KEY)");
     prepare_on_pg(test::servers().pg, pg_plain_gid, 1);
-    prepare_on_pg(test::servers().pg, pg_other_tm.postgresql_gid(), 2);
-    prepare_on_pg(test::servers().pg2, pg2_other_tm.postgresql_gid(), 3);
+    prepare_on_pg(test::servers().pg, postgresql::gid_of(pg_other_tm), 2);
+    prepare_on_pg(test::servers().pg2, postgresql::gid_of(pg2_other_tm), 3);
     prepare_on_maria(maria_plain_literal, 4);
-    prepare_on_maria(maria_other_tm.mysql_literal(), 5);
+    prepare_on_maria(mysql::xid_literal(maria_other_tm), 5);
   }
   ~foreign_branches() {
     // Best effort, results ignored: after a passing test every one of them is still prepared.
     try {
       (void)observe_pg()->exec("ROLLBACK PREPARED '" + pg_plain_gid + "'");
-      (void)observe_pg()->exec("ROLLBACK PREPARED '" + pg_other_tm.postgresql_gid() + "'");
-      (void)observe_pg(test::servers().pg2)->exec("ROLLBACK PREPARED '" + pg2_other_tm.postgresql_gid() + "'");
+      (void)observe_pg()->exec("ROLLBACK PREPARED '" + postgresql::gid_of(pg_other_tm) + "'");
+      (void)observe_pg(test::servers().pg2)->exec("ROLLBACK PREPARED '" + postgresql::gid_of(pg2_other_tm) + "'");
       (void)maria_root()->exec("XA ROLLBACK " + maria_plain_literal);
-      (void)maria_root()->exec("XA ROLLBACK " + maria_other_tm.mysql_literal());
+      (void)maria_root()->exec("XA ROLLBACK " + mysql::xid_literal(maria_other_tm));
     } catch (...) {  // NOLINT(bugprone-empty-catch): a failed cleanup was already reported by the test
     }
   }
@@ -522,8 +524,8 @@ struct foreign_branches {
   long pg_prepared_count() const {
     // pg_prepared_xacts lists every database's prepared transactions.
     return std::stol(single_value(*observe_pg(), "SELECT count(*) FROM pg_prepared_xacts WHERE gid IN ('" +
-                                                     pg_plain_gid + "', '" + pg_other_tm.postgresql_gid() + "', '" +
-                                                     pg2_other_tm.postgresql_gid() + "')"));
+                                                     pg_plain_gid + "', '" + postgresql::gid_of(pg_other_tm) + "', '" +
+                                                     postgresql::gid_of(pg2_other_tm) + "')"));
   }
   long maria_prepared_count() const {
     long found = 0;
@@ -633,10 +635,10 @@ TEST_CASE(
   const xid elsewhere(xatm_format_id, t.tm_id + ".0.1", "1");
   auto session = observe_pg(test::servers().pg2);
   run(*session, "BEGIN");
-  run(*session, "PREPARE TRANSACTION '" + elsewhere.postgresql_gid() + "'");
+  run(*session, "PREPARE TRANSACTION '" + postgresql::gid_of(elsewhere) + "'");
   auto still_prepared = [&] {
     return single_value(*observe_pg(), "SELECT count(*) FROM pg_prepared_xacts WHERE gid = '" +
-                                           elsewhere.postgresql_gid() + "' AND database = 'xatm_test2'") == "1";
+                                           postgresql::gid_of(elsewhere) + "' AND database = 'xatm_test2'") == "1";
   };
   REQUIRE(still_prepared());
 

@@ -10,6 +10,8 @@
 
 #include "xatm/connection_settings.h"
 #include "xatm/xid.h"
+#include "postgresql/postgresql_xid.h"
+#include "mysql/mysql_xid.h"
 
 namespace {
 
@@ -30,20 +32,20 @@ void check_xid(const xatm::result<xatm::xid>& parsed) {
   const xatm::xid& id = parsed.value();
   require(!id.gtrid().empty() && id.gtrid().size() <= xatm::max_gtrid_size);
   require(!id.bqual().empty() && id.bqual().size() <= xatm::max_bqual_size);
-  require(xatm::xid::from_postgresql_gid(id.postgresql_gid()).value() == id);
-  require(xatm::xid::from_mysql_sql_literal(id.mysql_literal()).value() == id);
-  require(id.postgresql_gid().size() < 200);
+  require(xatm::postgresql::parse_gid(xatm::postgresql::gid_of(id)).value() == id);
+  require(xatm::mysql::parse_sql_literal(xatm::mysql::xid_literal(id)).value() == id);
+  require(xatm::postgresql::gid_of(id).size() < 200);
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  check_xid(xatm::xid::from_postgresql_gid(text));
-  check_xid(xatm::xid::from_mysql_sql_literal(text));
+  check_xid(xatm::postgresql::parse_gid(text));
+  check_xid(xatm::mysql::parse_sql_literal(text));
   if (size >= 2) {
     check_xid(
-        xatm::xid::from_mysql_hex(static_cast<std::int32_t>(data[0]) - 1, data[0] % 70, data[1] % 70, text.substr(2)));
+        xatm::mysql::parse_hex(static_cast<std::int32_t>(data[0]) - 1, data[0] % 70, data[1] % 70, text.substr(2)));
   }
 
   if (auto parts = xatm::parse_gtrid(text); parts) {

@@ -19,8 +19,9 @@ printf 'shop_eu-1' >"$work/corpus/name"
 
 clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
   -I"$repo/include" -I"$repo/lib" \
-  "$repo/tests/fuzz/parsers_fuzz.cpp" "$repo/lib/core/xid.cpp" "$repo/lib/core/connection_settings.cpp" \
-  "$repo/lib/core/result.cpp" -o "$work/parsers_fuzz"
+  "$repo/tests/fuzz/parsers_fuzz.cpp" "$repo/lib/core/xid.cpp" "$repo/lib/core/codec.cpp" \
+  "$repo/lib/postgresql/postgresql_xid.cpp" "$repo/lib/mysql/mysql_xid.cpp" \
+  "$repo/lib/core/connection_settings.cpp" "$repo/lib/core/result.cpp" -o "$work/parsers_fuzz"
 
 cd "$work"
 status=0

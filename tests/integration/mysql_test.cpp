@@ -30,6 +30,7 @@
 #include "mysql/mysql.h"
 #include "core/resource_manager.h"
 #include "xatm/xid.h"
+#include "mysql/mysql_xid.h"
 
 using namespace xatm;  // NOLINT(google-build-using-namespace): test file
 
@@ -400,7 +401,7 @@ TEST_CASE("a prepared branch still attached to its session answers retry, never 
   // session that prepared the branch is connected, although XA RECOVER lists the branch.
   ensure_table();
   auto branch = next_xid();
-  prepared_cleanup cleanup{{branch.mysql_literal()}};
+  prepared_cleanup cleanup{{mysql::xid_literal(branch)}};
   auto owner = open_rm();
   auto id = write_and_end(*owner, branch);
   REQUIRE_OK(owner->prepare(branch));
@@ -532,7 +533,7 @@ TEST_CASE("64-byte binary gtrid and bqual with quotes and NUL bytes round-trip t
   bqual.replace(bqual.size() - nasty.size(), nasty.size(), nasty);
   gtrid.replace(20, 4, std::to_string(1000 + ::getpid() % 9000));  // four digits: runs apart
   xid branch(xatm_format_id, gtrid, bqual);
-  prepared_cleanup cleanup{{branch.mysql_literal()}};
+  prepared_cleanup cleanup{{mysql::xid_literal(branch)}};
   auto rm = open_rm();
   auto id = write_and_end(*rm, branch);
   REQUIRE_OK(rm->prepare(branch));
@@ -637,7 +638,7 @@ TEST_CASE("a lock wait timeout inside a branch makes it rollback-only with XA_RB
 TEST_CASE("XA COMMIT blocked by FLUSH TABLES WITH READ LOCK answers retry, and commits later") {
   ensure_table();
   auto branch = next_xid();
-  prepared_cleanup cleanup{{branch.mysql_literal()}};
+  prepared_cleanup cleanup{{mysql::xid_literal(branch)}};
   auto rm = open_rm();
   REQUIRE_OK(rm->exec("SET SESSION lock_wait_timeout = 1"));
   auto locker = open_rm(test::servers().mysql_root, "locker");
@@ -773,7 +774,7 @@ TEST_CASE("non-blocking verbs on several connections progress together") {
 TEST_CASE("abandoning a call that waits closes the connection") {
   ensure_table();
   auto branch = next_xid();
-  prepared_cleanup cleanup{{branch.mysql_literal()}};
+  prepared_cleanup cleanup{{mysql::xid_literal(branch)}};
   {
     auto preparer = open_rm();
     write_and_end(*preparer, branch);

@@ -24,6 +24,7 @@
 #include "postgresql/postgresql.h"
 #include "core/resource_manager.h"
 #include "xatm/xid.h"
+#include "postgresql/postgresql_xid.h"
 
 using namespace xatm;  // NOLINT(google-build-using-namespace): test file
 
@@ -48,7 +49,7 @@ std::string single_value(const std::string& sql, const std::string& conninfo = t
 xid next_xid(const std::string& bqual = "1") { return test::next_test_xid("pgtest", bqual); }
 
 bool is_prepared(const xid& branch, const std::string& conninfo = test::servers().pg) {
-  return single_value("SELECT count(*) FROM pg_prepared_xacts WHERE gid = '" + branch.postgresql_gid() + "'",
+  return single_value("SELECT count(*) FROM pg_prepared_xacts WHERE gid = '" + postgresql::gid_of(branch) + "'",
                       conninfo) == "1";
 }
 
@@ -386,14 +387,14 @@ TEST_CASE("foreign prepared transactions are listed as foreign and never touched
   // parallel runs apart.
   const std::string plain_gid = "foreign-1." + std::to_string(::getpid());
   auto jta = xid(0x1234, "jta-gtrid." + std::to_string(::getpid()), "b1");
-  prepared_cleanup cleanup{{plain_gid, jta.postgresql_gid()}};
+  prepared_cleanup cleanup{{plain_gid, postgresql::gid_of(jta)}};
   {
     auto by_hand = open_rm();
     REQUIRE_OK(by_hand->exec("BEGIN"));
     REQUIRE_OK(by_hand->exec("PREPARE TRANSACTION '" + plain_gid + "'"));
     REQUIRE_OK(by_hand->exec("BEGIN"));
     REQUIRE_OK(by_hand->exec(insert_sql(next_id())));
-    REQUIRE_OK(by_hand->exec("PREPARE TRANSACTION '" + jta.postgresql_gid() + "'"));
+    REQUIRE_OK(by_hand->exec("PREPARE TRANSACTION '" + postgresql::gid_of(jta) + "'"));
   }
   auto rm = open_rm();
   // One of ours prepared next to them, and a full commit cycle while they sit there.
@@ -406,7 +407,7 @@ TEST_CASE("foreign prepared transactions are listed as foreign and never touched
   const prepared_branch* pgjdbc = nullptr;
   for (const auto& foreign : found.value().foreign) {
     if (foreign.raw == plain_gid) plain = &foreign;
-    if (foreign.raw == jta.postgresql_gid()) pgjdbc = &foreign;
+    if (foreign.raw == postgresql::gid_of(jta)) pgjdbc = &foreign;
   }
   REQUIRE(plain != nullptr);
   CHECK_FALSE(plain->id.has_value());
@@ -423,7 +424,7 @@ TEST_CASE("foreign prepared transactions are listed as foreign and never touched
     ours_listed = ours_listed || ours == branch;
   }
   CHECK(ours_listed);
-  for (const auto& foreign : found.value().foreign) CHECK(foreign.raw != branch.postgresql_gid());
+  for (const auto& foreign : found.value().foreign) CHECK(foreign.raw != postgresql::gid_of(branch));
 
   REQUIRE_OK(rm->commit(branch, false));
   REQUIRE_OK(rm->recover());
@@ -432,7 +433,7 @@ TEST_CASE("foreign prepared transactions are listed as foreign and never touched
   CHECK(is_prepared(jta));
   // Clean up here (the guard only catches failures), and check it worked.
   REQUIRE_OK(rm->exec("ROLLBACK PREPARED '" + plain_gid + "'"));
-  REQUIRE_OK(rm->exec("ROLLBACK PREPARED '" + jta.postgresql_gid() + "'"));
+  REQUIRE_OK(rm->exec("ROLLBACK PREPARED '" + postgresql::gid_of(jta) + "'"));
   CHECK_FALSE(is_prepared(jta));
 }
 
@@ -448,7 +449,7 @@ TEST_CASE("64-byte binary gtrid and bqual with quotes and NUL bytes round-trip t
   xid branch(xatm_format_id, gtrid, bqual);
   REQUIRE(branch.gtrid().size() == 64);
   REQUIRE(branch.bqual().size() == 64);
-  prepared_cleanup cleanup{{branch.postgresql_gid()}};
+  prepared_cleanup cleanup{{postgresql::gid_of(branch)}};
 
   auto rm = open_rm();
   auto id = write_and_end(*rm, branch);

@@ -6,6 +6,8 @@
 
 #include "xatm/error.h"
 #include "xatm/xid.h"
+#include "postgresql/postgresql_xid.h"
+#include "mysql/mysql_xid.h"
 
 using namespace xatm;
 
@@ -31,19 +33,19 @@ TEST_CASE("xid: sizes are validated") {
 
 TEST_CASE("xid: PostgreSQL gid is pgjdbc's encoding and round-trips") {
   xid simple(xatm_format_id, "tm1.1.1", "1");
-  CHECK(simple.postgresql_gid() == "2019652657_dG0xLjEuMQ==_MQ==");
+  CHECK(postgresql::gid_of(simple) == "2019652657_dG0xLjEuMQ==_MQ==");
   for (std::size_t size : {1u, 2u, 3u, 4u, 63u, 64u}) {
     CAPTURE(size);
     xid branch(xatm_format_id, all_bytes(size), all_bytes(size, 7));
-    auto gid = branch.postgresql_gid();
+    auto gid = postgresql::gid_of(branch);
     CHECK(gid.size() < 200);
     CHECK(gid.find('\'') == std::string::npos);
-    auto parsed = xid::from_postgresql_gid(gid);
+    auto parsed = postgresql::parse_gid(gid);
     REQUIRE(parsed.ok());
     CHECK(parsed.value() == branch);
   }
   xid negative(-7, "g", "b");
-  CHECK(xid::from_postgresql_gid(negative.postgresql_gid()).value() == negative);
+  CHECK(postgresql::parse_gid(postgresql::gid_of(negative)).value() == negative);
 }
 
 TEST_CASE("xid: foreign or malformed gids are rejected, not guessed") {
@@ -51,33 +53,33 @@ TEST_CASE("xid: foreign or malformed gids are rejected, not guessed") {
        {"", "foreign-1", "1_2", "1_Zw==_Yg==_x", "x_Zw==_Yg==", "01_Zw==_Yg==", "1_Zw=_Yg==", "1_Zw==_", "1__Yg==",
         "1_Z===_Yg==", "1_Zx==_Yg==", "99999999999_Zw==_Yg==", "1_Zw==_Yg==\n", "+1_Zw==_Yg==", "1_Zw==_Y*=="}) {
     CAPTURE(gid);
-    CHECK(xid::from_postgresql_gid(gid).error().code == xa_code::invalid);
+    CHECK(postgresql::parse_gid(gid).error().code == xa_code::invalid);
   }
   // 65 bytes of gtrid is well-formed base64 but not a valid XID.
-  CHECK(xid::from_postgresql_gid("1_" + std::string(88, 'A') + "_Yg==").error().code == xa_code::invalid);
+  CHECK(postgresql::parse_gid("1_" + std::string(88, 'A') + "_Yg==").error().code == xa_code::invalid);
 }
 
 TEST_CASE("xid: MySQL literal and both XA RECOVER shapes round-trip") {
   xid branch(xatm_format_id, "ab'c", std::string("\0\x01;", 3));
-  CHECK(branch.mysql_literal() == "X'61622763',X'00013b',2019652657");
-  CHECK(xid::from_mysql_sql_literal(branch.mysql_literal()).value() == branch);
-  CHECK(xid::from_mysql_sql_literal("X'61622763',X'00013B',2019652657").value() == branch);
-  CHECK(xid::from_mysql_hex(xatm_format_id, 4, 3,
-                            "0x61622763"
-                            "00013b")
+  CHECK(mysql::xid_literal(branch) == "X'61622763',X'00013b',2019652657");
+  CHECK(mysql::parse_sql_literal(mysql::xid_literal(branch)).value() == branch);
+  CHECK(mysql::parse_sql_literal("X'61622763',X'00013B',2019652657").value() == branch);
+  CHECK(mysql::parse_hex(xatm_format_id, 4, 3,
+                         "0x61622763"
+                         "00013b")
             .value() == branch);
 
   xid wide(1, all_bytes(64), all_bytes(64, 3));
-  CHECK(xid::from_mysql_sql_literal(wide.mysql_literal()).value() == wide);
+  CHECK(mysql::parse_sql_literal(mysql::xid_literal(wide)).value() == wide);
 
   for (const char* data : {"", "X'6162',X'',1", "'ab','c',1", "X'6',X'62',1", "X'61',X'62'", "X'61',X'62',",
                            "X'61',X'62',1 ", "X'61';X'62',1", "X'zz',X'62',1", "X'61',X'62',1;DROP"}) {
     CAPTURE(data);
-    CHECK_FALSE(xid::from_mysql_sql_literal(data).ok());
+    CHECK_FALSE(mysql::parse_sql_literal(data).ok());
   }
-  CHECK_FALSE(xid::from_mysql_hex(1, 2, 2, "0x616263").ok());
-  CHECK_FALSE(xid::from_mysql_hex(1, 1, 1, "6162").ok());
-  CHECK_FALSE(xid::from_mysql_hex(1, 1, 0, "0x61").ok());
+  CHECK_FALSE(mysql::parse_hex(1, 2, 2, "0x616263").ok());
+  CHECK_FALSE(mysql::parse_hex(1, 1, 1, "6162").ok());
+  CHECK_FALSE(mysql::parse_hex(1, 1, 0, "0x61").ok());
 }
 
 TEST_CASE("xid: to_string escapes what a terminal should not see") {
