@@ -1,6 +1,6 @@
 // Micro-benchmark: the protocol engine's own CPU cost per global transaction, over the test
 // testing library's scripted RM (lib/testing/fake_rm.h) with zero latency, so that no I/O but the
-// decision log's is left. Issue 5's target: <= 10 us of CPU per 2-branch commit.
+// decision log's is left. The target (docs/performance.md): <= 10 us of CPU per 2-branch commit.
 //
 //   BM_fake_verbs        the same verbs driven by hand, no TM (begin_call/drive_calls as the engine
 //                        does): what the fake RM and the state machine cost by themselves

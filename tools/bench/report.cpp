@@ -199,7 +199,7 @@ std::vector<target_check> evaluate_targets(const run_result& run) {
 }
 
 void print_targets(std::ostream& out, const std::vector<target_check>& targets) {
-  out << "\n== issue-5 targets, from this run\n";
+  out << "\n== performance targets, from this run\n";
   for (const target_check& t : targets) {
     const char* verdict = !t.measured ? "n/a   " : t.met ? "met   " : "MISSED";
     out << verdict << "  " << t.name;

@@ -1,5 +1,6 @@
-// xatm-bench's outputs: the table per workload, the issue-5 targets evaluated from this run, and
-// the JSON, CSV and SVG files. Pure functions of a run_result; main thread.
+// xatm-bench's outputs: the table per workload, the performance targets (docs/performance.md)
+// evaluated from this run, and the JSON, CSV and SVG files. Pure functions of a run_result; main
+// thread.
 #pragma once
 
 #include <iosfwd>
