@@ -1,6 +1,6 @@
 // Internal: what tests and tools wire underneath a transaction_manager, outside the product's
 // headers: RMs reached through any connector (scripted test RMs, interposers), a decision log
-// opened through another SQLite VFS (fault injection), and the core behind a TM.
+// opened through another SQLite VFS (fault injection).
 #pragma once
 
 #include <memory>
@@ -26,7 +26,6 @@ struct tm_access {
   static std::unique_ptr<transaction_manager> open(tm_options options, const tm_wiring& wiring);
   // Registers an RM reached through `connector` (checked as register_rm() checks a name).
   static void register_rm(transaction_manager& tm, std::string name, rm_connector connector);
-  static tm_core& core(transaction_manager& tm) noexcept;
 };
 
 }  // namespace xatm::detail

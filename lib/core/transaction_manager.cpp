@@ -85,8 +85,6 @@ void tm_access::register_rm(transaction_manager& tm, std::string name, rm_connec
   tm.core_->register_rm(std::move(name), std::move(connector));
 }
 
-tm_core& tm_access::core(transaction_manager& tm) noexcept { return *tm.core_; }
-
 }  // namespace detail
 
 }  // namespace xatm

@@ -15,7 +15,6 @@
 
 #include "core/crash_point.h"
 #include "core/logging.h"
-#include "core/identity.h"
 #include "core/three_phase.h"
 #include "core/tm_core.h"
 #include "core/two_phase_commit.h"
@@ -316,14 +315,15 @@ class two_phase_commit {
     // markers only once it scanned those very databases (docs/design.md section 7).
     std::string rm_list;
     std::string plain_list;  // the names alone, when the identities would not fit the column
-    for (const auto& name : distinct_rm_names()) {
+    const std::vector<std::string> rm_names = distinct_rm_names();
+    for (const auto& name : rm_names) {
       rm_list += (rm_list.empty() ? "" : ",") + name;
       plain_list += (plain_list.empty() ? "" : ",") + name;
       if (auto pin = core_.store().pinned(name)) rm_list += "=" + pin->identity;
     }
     if (rm_list.size() >= 1000) rm_list = std::move(plain_list);
     const std::string& arbiter = branches_.front().rm->name();
-    precommit_result outcome = core_.three_phase().precommit(gtrid_, arbiter, distinct_rm_names(), rm_list);
+    precommit_result outcome = core_.three_phase().precommit(gtrid_, arbiter, rm_names, rm_list);
     if (outcome.verdict == precommit_verdict::in_doubt) {
       // Prepared everywhere, decision unknown: the arbiter's row decides, through termination.
       failure cause = std::move(outcome.cause);

@@ -31,6 +31,13 @@ result<vote> fake_rm::simulate(xa_verb verb, const xid& branch) {
     }
   }
   bool own = current_branch() && *current_branch() == branch;
+  // Commit or rollback of a prepared branch: this connection's own, or any the server holds.
+  auto resolve_into = [&](std::set<xid>& outcome) -> result<vote> {
+    if (!own && !server_->prepared.contains(branch)) return fail(xa_code::not_found, "no such prepared branch");
+    server_->prepared.erase(branch);
+    outcome.insert(branch);
+    return answer;
+  };
   switch (verb) {
     case xa_verb::prepare:
       if (answer.ok() && answer.value() == vote::commit) server_->prepared.insert(branch);
@@ -40,18 +47,10 @@ result<vote> fake_rm::simulate(xa_verb verb, const xid& branch) {
       if (answer.ok()) server_->committed.insert(branch);
       break;
     case xa_verb::commit:
-      if (answer.ok()) {
-        if (!own && !server_->prepared.contains(branch)) return fail(xa_code::not_found, "no such prepared branch");
-        server_->prepared.erase(branch);
-        server_->committed.insert(branch);
-      }
+      if (answer.ok()) return resolve_into(server_->committed);
       break;
     case xa_verb::rollback:
-      if (answer.ok()) {
-        if (!own && !server_->prepared.contains(branch)) return fail(xa_code::not_found, "no such prepared branch");
-        server_->prepared.erase(branch);
-        server_->rolled_back.insert(branch);
-      }
+      if (answer.ok()) return resolve_into(server_->rolled_back);
       break;
     default: break;
   }
