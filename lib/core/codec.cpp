@@ -110,4 +110,15 @@ std::optional<std::int32_t> parse_int32(std::string_view text) {
   return value;
 }
 
+std::optional<std::uint64_t> parse_uint64(std::string_view text) {
+  std::uint64_t value = 0;
+  if (text.empty() || (text.size() > 1 && text.front() == '0')) return std::nullopt;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
 }  // namespace xatm::detail

@@ -23,5 +23,7 @@ std::optional<std::string> hex_decode(std::string_view text);
 
 // A decimal int32 as the servers print it: optional '-', digits, no leading zeros.
 std::optional<std::int32_t> parse_int32(std::string_view text);
+// A canonical unsigned decimal: digits only, no leading zeros, fits 64 bits.
+std::optional<std::uint64_t> parse_uint64(std::string_view text);
 
 }  // namespace xatm::detail

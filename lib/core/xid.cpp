@@ -10,24 +10,16 @@
 #include <optional>
 #include <string>
 
+#include "core/codec.h"
+
 namespace xatm {
+
+using detail::parse_uint64;
 namespace {
 
 constexpr std::string_view hex_digits = "0123456789abcdef";
 
 failure invalid(std::string message) { return make_failure(xa_code::invalid, std::move(message)); }
-
-// A canonical unsigned decimal: digits only, no leading zeros, fits 64 bits.
-std::optional<std::uint64_t> parse_uint64(std::string_view text) {
-  std::uint64_t value = 0;
-  if (text.empty() || (text.size() > 1 && text.front() == '0')) return std::nullopt;
-  for (char c : text) {
-    if (c < '0' || c > '9') return std::nullopt;
-  }
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
 
 bool is_name_char(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';

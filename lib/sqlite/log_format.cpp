@@ -9,6 +9,7 @@
 #include <random>
 #include <utility>
 
+#include "core/codec.h"
 #include "core/logging.h"
 #include "sqlite/log_file.h"
 #include "sqlite/sqlite_connection.h"
@@ -100,14 +101,6 @@ result<void> quick_check(sqlite3* db, const std::string& path) {
                                                problems + "): refusing to use it; " + never_recreate_advice);
   }
   return {};
-}
-
-bool all_digits(std::string_view text) {
-  if (text.empty()) return false;
-  for (const char c : text) {
-    if (c < '0' || c > '9') return false;
-  }
-  return true;
 }
 
 // 12 characters: a letter, then 11 of base32's [a-z2-7], from the kernel's random source.
@@ -243,16 +236,15 @@ bool is_gtrid_of(std::string_view gtrid, std::string_view tm_id) noexcept {
   if (rest.ends_with(".p3")) rest.remove_suffix(3);
   const auto dot = rest.find('.');
   if (dot == std::string_view::npos) return false;
+  // The same rules as parse_gtrid (xatm/xid.h): canonical numbers, so the log stores nothing that
+  // recovery would not call this TM's.
   const std::string_view incarnation = rest.substr(0, dot);
-  return (all_digits(incarnation) || is_incarnation_id(incarnation)) && all_digits(rest.substr(dot + 1));
+  return (is_legacy_incarnation(incarnation) || is_incarnation_id(incarnation)) &&
+         detail::parse_uint64(rest.substr(dot + 1)).has_value();
 }
 
 bool log_state::is_own_incarnation(std::string_view part) const {
-  if (is_legacy_incarnation(part)) {
-    std::uint64_t number = 0;
-    std::from_chars(part.data(), part.data() + part.size(), number);
-    return number >= 1 && number <= legacy_incarnations;
-  }
+  if (auto number = detail::parse_uint64(part)) return *number >= 1 && *number <= legacy_incarnations;
   return own_incarnations.find(part) != own_incarnations.end();
 }
 

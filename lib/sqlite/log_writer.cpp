@@ -55,7 +55,7 @@ result<void> log_writer::prepare_statements() {
       {&delete_, log_sql::delete_decision},
   };
   for (const auto& [target, sql] : statements) {
-    auto statement = prepare(db_.get(), sql);
+    auto statement = prepare(db_.get(), sql, /*persistent=*/true);
     if (!statement) return std::move(statement).error();
     *target = std::move(statement.value());
   }

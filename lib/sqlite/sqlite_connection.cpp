@@ -51,10 +51,10 @@ result<void> close_connection(sqlite_handle db, bool checkpoint, const std::stri
   return {};
 }
 
-result<sqlite_statement> prepare(sqlite3* db, std::string_view sql) {
+result<sqlite_statement> prepare(sqlite3* db, std::string_view sql, bool persistent) {
   sqlite3_stmt* raw = nullptr;
-  const int code =
-      sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+  const unsigned int flags = persistent ? SQLITE_PREPARE_PERSISTENT : 0;
+  const int code = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), flags, &raw, nullptr);
   sqlite_statement statement(raw);
   if (code != SQLITE_OK) return sqlite_failure(db, code, "cannot prepare \"" + std::string(sql) + "\"");
   return statement;

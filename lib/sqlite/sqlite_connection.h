@@ -42,7 +42,9 @@ using sqlite_statement = std::unique_ptr<sqlite3_stmt, sqlite_statement_finalize
 // statement that held it open is finalized).
 [[nodiscard]] result<void> close_connection(sqlite_handle db, bool checkpoint, const std::string& what);
 
-[[nodiscard]] result<sqlite_statement> prepare(sqlite3* db, std::string_view sql);
+// `persistent`: the statement is kept and reused for the life of the connection (the writer's),
+// which SQLite is told so that it allocates it accordingly.
+[[nodiscard]] result<sqlite_statement> prepare(sqlite3* db, std::string_view sql, bool persistent = false);
 [[nodiscard]] result<void> exec(sqlite3* db, const char* sql);
 
 // The first column of the first row, as text; nullopt when there is no row. `parameter`, when

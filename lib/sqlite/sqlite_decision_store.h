@@ -68,7 +68,6 @@ class sqlite_decision_store final : public decision_store {
   // decision_store::pin(): written by the writer queue as a writer of its own.
   [[nodiscard]] result<void> pin(const pinned_identity& identity) override;
   const std::string& tm_id() const noexcept override { return tm_id_; }
-  const std::string& path() const noexcept { return path_; }
 
   // decision_store::record(), group-committed: it shares one SQLite transaction and one fsync
   // with the decisions queued with it. not_written: the write failed with SQLITE_FULL, or the
