@@ -232,6 +232,24 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
   } else if (context.dry_run) {
     item.decision = "no marker at arbiter " + arbiter + ": the real run inserts A (unless the coordinator's P wins)";
   } else {
+    // No marker: a P is deleted only once every branch is final, so if this branch is still
+    // prepared now, after the read, nobody decided and its P (if it ever comes) cannot have been
+    // deleted. If it is gone, the transaction finished meanwhile (another recovery committed it
+    // and deleted its P after this run's scan): write no A for a transaction that is over.
+    auto listed = rm.connection->recover();
+    if (!listed) {
+      item.result = recovery_result::unresolved;
+      item.detail = "could not list the prepared branches again: " + listed.error().describe();
+      return;
+    }
+    const auto& ours = listed.value().ours;
+    if (std::find(ours.begin(), ours.end(), branch) == ours.end()) {
+      item.decision = "no marker at arbiter " + arbiter;
+      item.action = "none";
+      item.result = recovery_result::already_done;
+      item.detail = "no longer prepared: finished meanwhile";
+      return;
+    }
     // Nobody decided: abort it. If the coordinator's P got there first, follow the P.
     auto inserted = insert_marker(*control.value(), branch.gtrid(), marker_state::aborted,
                                   rm.identity.empty() ? rm.name : rm.name + "=" + rm.identity);
