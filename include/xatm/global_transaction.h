@@ -18,12 +18,6 @@
 
 namespace xatm {
 
-enum class commit_protocol : std::uint8_t {
-  two_phase,    // presumed-abort 2PC (docs/design.md section 4)
-  three_phase,  // 2PC plus a pre-commit marker on the RMs (docs/three-phase.md): another xatm
-                // instance can finish the transaction without this TM or its log
-};
-
 enum class commit_outcome : std::uint8_t {
   // Every branch committed.
   committed,
@@ -88,12 +82,19 @@ class global_transaction {
   using branch = detail::enlisted_branch;
   global_transaction(std::shared_ptr<detail::tm_core> core, std::string gtrid, commit_protocol protocol);
   void rollback_branches() noexcept;
+  // The bqual's tail naming the RM that decides (three-phase: the arbiter; commit-marker: the
+  // decision RM) and the start of its identity.
+  std::string three_phase_suffix(const std::string& arbiter) const;
+  std::string commit_marker_suffix(const std::string& decision_rm, std::size_t number_size) const;
 
   std::shared_ptr<detail::tm_core> core_;
   std::string gtrid_;
   std::chrono::steady_clock::time_point started_;
   std::vector<branch> branches_;
   commit_protocol protocol_ = commit_protocol::two_phase;
+  // Commit-marker protocol: the RM whose branch carries the decision row, fixed at the first
+  // enlist (every bqual names it).
+  std::string decision_rm_;
   bool finished_ = false;
 };
 

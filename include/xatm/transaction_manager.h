@@ -48,13 +48,18 @@ struct tm_options {
   bool early_acknowledgement = false;
   // The default protocol of begin(); begin(protocol) overrides it per transaction.
   commit_protocol protocol = commit_protocol::two_phase;
-  // Three-phase mode: a three-phase branch that any xatm instance's recovery sees prepared in two
-  // scans at least this far apart is terminated by the marker rule (docs/three-phase.md).
-  // Timeouts decide when to act, never what.
+  // Commit-marker protocol: the RM whose branch carries the decision row and commits in one phase
+  // (docs/commit-marker.md). Empty: the RM of each transaction's first enlisted branch. A
+  // transaction with no branch on this RM writes the row on a connection of the TM's own there.
+  std::string decision_rm{};
+  // Three-phase and commit-marker protocols: a branch of theirs that any xatm instance's recovery
+  // sees prepared in two scans at least this far apart is terminated by the marker rule
+  // (docs/three-phase.md, docs/commit-marker.md). Timeouts decide when to act, never what.
   std::chrono::milliseconds precommit_timeout{std::chrono::seconds(30)};
-  // Whether this TM's recovery terminates OTHER TMs' three-phase branches. Default: when its
-  // protocol is three_phase. It relies on every instance giving each RM name the same
-  // database (the bqual names the arbiter by RM name; docs/three-phase.md).
+  // Whether this TM's recovery terminates OTHER TMs' branches decided by markers (three-phase
+  // and commit-marker). Default: when its protocol is one of those. It relies on every instance
+  // giving each RM name the same database (the bqual names the deciding RM by name and by the
+  // start of its identity; docs/three-phase.md).
   std::optional<bool> terminate_others{};
   // How often the background thread runs recovery (0: never; recover_now() still works).
   // Recovery also runs once before the first begin() returns.

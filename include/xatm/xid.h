@@ -1,7 +1,7 @@
 // xatm/xid.h: the XA transaction identifier and its encodings for PostgreSQL and MariaDB/MySQL.
 //
 // An xid is (formatID, gtrid, bqual): gtrid and bqual are 1..64 arbitrary bytes. xatm's own
-// XIDs use formatID 0x78617431 ("xat1") and gtrids `<tm_id>.<incarnation id>.<seq>[.p3]`;
+// XIDs use formatID 0x78617431 ("xat1") and gtrids `<tm_id>.<incarnation id>.<seq>[.p3|.cm]`;
 // anything else is foreign and never touched. Every constructor and parser validates its input first, so
 // an xid that exists is always safe to encode into SQL. Plain value type: use from any thread.
 #pragma once
@@ -22,6 +22,16 @@ inline constexpr std::size_t max_bqual_size = 64;
 inline constexpr std::size_t max_tm_id_size = 32;
 inline constexpr std::size_t max_rm_name_size = 48;
 inline constexpr std::size_t incarnation_id_size = 12;
+
+// How a global transaction is committed; its gtrid says which, so that recovery anywhere knows.
+enum class commit_protocol : std::uint8_t {
+  two_phase,    // presumed-abort 2PC with the decision in the TM's log (docs/design.md section 4)
+  three_phase,  // 2PC plus a pre-commit marker on the RMs (docs/three-phase.md): another xatm
+                // instance can finish the transaction without this TM or its log; gtrid ".p3"
+  commit_marker,  // the decision is a marker row written inside one branch's own one-phase
+                  // commit (docs/commit-marker.md): no write to the TM's log, fewer forced
+                  // writes than 2PC, and any instance finishes it from the databases; gtrid ".cm"
+};
 
 class xid {
  public:
@@ -57,7 +67,11 @@ struct gtrid_parts {
   // carry the incarnation number in decimal here ("legacy"; still parsed, never made).
   std::string incarnation;
   std::uint64_t sequence = 0;
-  bool three_phase = false;  // gtrid ends in ".p3"
+  commit_protocol protocol = commit_protocol::two_phase;  // ".p3": three_phase, ".cm": commit_marker
+
+  // Whether recovery decides the gtrid's branches by marker rows in the RMs (three-phase and
+  // commit-marker transactions) rather than by the TM's log alone.
+  bool decided_by_markers() const noexcept { return protocol != commit_protocol::two_phase; }
 
   friend bool operator==(const gtrid_parts&, const gtrid_parts&) = default;
 };
@@ -71,7 +85,7 @@ result<void> validate_rm_name(std::string_view rm_name);
 bool is_incarnation_id(std::string_view text) noexcept;
 // A legacy incarnation number: canonical decimal digits (no leading zero).
 bool is_legacy_incarnation(std::string_view text) noexcept;
-// `<tm_id>.<incarnation>.<seq>[.p3]`; fails on a bad tm_id or incarnation, or when it would be
+// `<tm_id>.<incarnation>.<seq>[.p3|.cm]`; fails on a bad tm_id or incarnation, or when it would be
 // longer than 64 bytes.
 result<std::string> format_gtrid(const gtrid_parts& parts);
 // The inverse; fails (xa_code::invalid) for any gtrid that is not exactly of that shape.

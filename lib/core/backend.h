@@ -86,6 +86,25 @@ class backend {
   [[nodiscard]] virtual std::string insert_marker_if_absent(std::string_view row) const = 0;
   // A query listing every marker row: gtrid, state, branches, age in whole seconds.
   [[nodiscard]] virtual std::string_view list_markers_query() const = 0;
+  // Deletes the marker rows whose gtrid is in `gtrid_list`, core's checked `'g1', 'g2', ...`.
+  [[nodiscard]] virtual std::string delete_markers(std::string_view gtrid_list) const = 0;
+
+  // ---- the commit-marker protocol's decision row (docs/commit-marker.md) -----------------------
+  // A query answering one row of two values, run on a TM's own (identity-verified) connection:
+  // the marker table and the identity table, each qualified with its schema or database and
+  // quoted, so that the decision insert on the application's connection cannot reach another
+  // table whatever that session's search_path or current database is.
+  [[nodiscard]] virtual std::string_view decision_tables_query() const = 0;
+  // The decision insert, run inside the decision branch on the application's connection just
+  // before its one-phase commit. A plain insert of `(gtrid, 'P', branches)`, so that it fails on a
+  // terminator's A row, whose gtrid value is a scalar subquery on the identity table that answers
+  // NULL (a NOT NULL violation: an error) unless the database's identity is `identity_literal`.
+  // It must make the branch's commit durable whatever the session's settings, and report its
+  // insert's affected rows last. Arguments are core's checked SQL literals and the qualified
+  // names decision_tables_query() answered.
+  [[nodiscard]] virtual std::string decision_insert(std::string_view marker_table, std::string_view identity_table,
+                                                    std::string_view gtrid_literal, std::string_view identity_literal,
+                                                    std::string_view branches_literal) const = 0;
 
   // ---- durability preflight and the TM's own sessions (preflight.h, markers.h) ----------------
   // The query of the server settings judge_durability() reads.
@@ -94,8 +113,10 @@ class backend {
   // selects): nullopt when the server keeps what it acknowledges across a host crash.
   [[nodiscard]] virtual std::optional<unsafe_setting> judge_durability(
       std::span<const std::optional<std::string>> settings) const = 0;
-  // The statement a new three-phase control connection runs first, so that a marker row is
-  // committed and durable when its insert returns.
+  // The statement a new control connection (markers, termination) runs first, so that a marker
+  // row is committed and durable when its insert returns, and so that an insert-if-absent that
+  // waits behind a coordinator's uncommitted decision row gives up after a few seconds (the
+  // terminator retries on its next run) instead of stalling a recovery run.
   [[nodiscard]] virtual std::string_view control_session_statement() const = 0;
   // The session settings forced on every connection the TM opens for itself.
   [[nodiscard]] virtual std::string_view own_session_statement() const = 0;

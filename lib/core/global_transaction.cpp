@@ -32,6 +32,7 @@ global_transaction& global_transaction::operator=(global_transaction&& other) no
     started_ = other.started_;
     branches_ = std::move(other.branches_);
     protocol_ = other.protocol_;
+    decision_rm_ = std::move(other.decision_rm_);
     finished_ = other.finished_;
     other.finished_ = true;
   }
@@ -62,18 +63,12 @@ connection& global_transaction::enlist(connection& application_side) {
           make_failure(xa_code::protocol, "this connection is already enlisted in " + gtrid_, rm.name()));
     }
   }
-  // Three-phase bquals name the arbiter (branch 1's RM), so that a terminator with no log knows
-  // where the deciding marker lives, and, where it fits in 64 bytes, the start of the arbiter's
-  // pinned identity, so that a terminator whose RM of that name is another database (two TMs
-  // sharing a MariaDB server, whose XA RECOVER lists every database's branches) cannot decide.
   std::string bqual = std::to_string(branches_.size() + 1);
   if (protocol_ == commit_protocol::three_phase) {
-    const std::string& arbiter = branches_.empty() ? rm.name() : branches_.front().rm->name();
-    bqual += "@" + arbiter;
-    if (auto pin = core_->store().pinned(arbiter); pin && pin->identity.size() > 3) {
-      std::string tag = "@" + pin->identity.substr(3, detail::arbiter_tag_size);
-      if (bqual.size() + tag.size() <= max_bqual_size) bqual += tag;
-    }
+    bqual += three_phase_suffix(branches_.empty() ? rm.name() : branches_.front().rm->name());
+  } else if (protocol_ == commit_protocol::commit_marker) {
+    if (branches_.empty()) decision_rm_ = core_->options().decision_rm.empty() ? rm.name() : core_->options().decision_rm;
+    bqual += commit_marker_suffix(decision_rm_, bqual.size());
   }
   xid id = xid::make(xatm_format_id, gtrid_, bqual).value();
   if (auto started = call_until(rm, xa_verb::start, id, clock::now() + core_->options().rm_call_timeout); !started) {
@@ -84,10 +79,52 @@ connection& global_transaction::enlist(connection& application_side) {
   return rm;
 }
 
+// Three-phase bquals name the arbiter (branch 1's RM), so that a terminator with no log knows
+// where the deciding marker lives, and, where it fits in 64 bytes, the start of the arbiter's
+// pinned identity, so that a terminator whose RM of that name is another database (two TMs
+// sharing a MariaDB server, whose XA RECOVER lists every database's branches) cannot decide.
+std::string global_transaction::three_phase_suffix(const std::string& arbiter) const {
+  std::string suffix = "@" + arbiter;
+  if (auto pin = core_->store().pinned(arbiter); pin && pin->identity.size() > 3) {
+    std::string tag = "@" + pin->identity.substr(3, detail::arbiter_tag_size);
+    if (std::to_string(branches_.size() + 1).size() + suffix.size() + tag.size() <= max_bqual_size) suffix += tag;
+  }
+  return suffix;
+}
+
+// Commit-marker bquals name the decision RM and, always, the start of its pinned identity: a
+// terminator reads "no row" only at the very database the coordinator writes its row in
+// (docs/commit-marker.md). Without room for a tag long enough to tell databases apart, or
+// without a pinned identity, the transaction cannot use the protocol.
+std::string global_transaction::commit_marker_suffix(const std::string& decision_rm, std::size_t number_size) const {
+  constexpr std::size_t shortest_tag = 8;  // 40 random bits of the identity
+  auto refuse = [&](const std::string& why) {
+    throw configuration_error(
+        make_failure(xa_code::invalid, gtrid_ + ": the commit-marker protocol cannot use '" + decision_rm +
+                                           "' as its decision RM: " + why, decision_rm));
+  };
+  if (!core_->is_registered(decision_rm)) refuse("no RM of that name is registered");
+  auto pin = core_->store().pinned(decision_rm);
+  if (!pin) {
+    // Not met yet (tm_options::decision_rm names an RM this process has not connected to):
+    // a connection of the TM's own pins its identity.
+    auto met = core_->connect(decision_rm);
+    if (!met) refuse("its identity cannot be read: " + met.error().describe());
+    pin = core_->store().pinned(decision_rm);
+  }
+  if (!pin || pin->identity.size() < 3 + shortest_tag) refuse("it has no database identity (xatm_identity)");
+  const std::size_t room = max_bqual_size - number_size - 2 - decision_rm.size();
+  if (room < shortest_tag) {
+    refuse("its name leaves no room in the 64-byte bqual for its identity; use an RM name of at most " +
+           std::to_string(max_bqual_size - number_size - 2 - shortest_tag) + " characters");
+  }
+  return "@" + decision_rm + "@" + pin->identity.substr(3, std::min(room, detail::arbiter_tag_size));
+}
+
 commit_outcome global_transaction::commit() {
   if (finished_) throw protocol_error(make_failure(xa_code::protocol, "commit of finished transaction " + gtrid_));
   finished_ = true;  // every path below finishes the branches, one way or the other
-  return detail::run_commit(*core_, gtrid_, started_, branches_, protocol_ == commit_protocol::three_phase);
+  return detail::run_commit(*core_, gtrid_, started_, branches_, protocol_, decision_rm_);
 }
 
 void global_transaction::rollback() {

@@ -120,6 +120,47 @@ result<std::vector<marker_row>> list_markers(resource_manager& control) {
   return markers;
 }
 
+result<void> delete_markers(resource_manager& control, const std::vector<std::string>& gtrids) {
+  const backend* sql = backend_of(control);
+  if (sql == nullptr || gtrids.empty()) return {};
+  std::string list;
+  for (const auto& gtrid : gtrids) {
+    auto key = quoted(gtrid);
+    if (!key) return std::move(key).error();
+    list += (list.empty() ? "" : ", ") + key.value();
+  }
+  auto done = control.exec(sql->delete_markers(list));
+  if (!done) return std::move(done).error();
+  return {};
+}
+
+result<decision_tables> find_decision_tables(resource_manager& control) {
+  const backend* sql = backend_of(control);
+  if (sql == nullptr) return make_failure(xa_code::rm_error, "a test double keeps no marker table", control.name());
+  auto rows = control.exec(sql->decision_tables_query());
+  if (!rows) return std::move(rows).error();
+  const auto& found = rows.value().rows;
+  if (found.size() != 1 || found.front().size() != 2 || !found.front()[0] || !found.front()[1]) {
+    return make_failure(xa_code::rm_error, "xatm_marker or xatm_identity cannot be found (xatm-recover --install-schema)",
+                        control.name());
+  }
+  return decision_tables{*found.front()[0], *found.front()[1]};
+}
+
+result<std::string> decision_insert_statement(const resource_manager& decision, const decision_tables& tables,
+                                              std::string_view gtrid, std::string_view identity,
+                                              std::string_view branches) {
+  const backend* sql = backend_of(decision);
+  if (sql == nullptr) return make_failure(xa_code::rm_error, "a test double keeps no marker table", decision.name());
+  auto key = quoted(gtrid);
+  auto id = quoted(identity);
+  auto list = quoted(branches);
+  if (!key) return std::move(key).error();
+  if (!id) return std::move(id).error();
+  if (!list) return std::move(list).error();
+  return sql->decision_insert(tables.marker, tables.identity, key.value(), id.value(), list.value());
+}
+
 result<void> delete_marker(resource_manager& control, std::string_view gtrid) {
   auto key = quoted(gtrid);
   if (!key) return std::move(key).error();

@@ -51,5 +51,20 @@ result<std::vector<marker_row>> list_markers(resource_manager& control);
 
 // Deletes the gtrid's row (only once every branch is confirmed committed or rolled back).
 result<void> delete_marker(resource_manager& control, std::string_view gtrid);
+// Deletes the rows of many finished gtrids in one statement.
+result<void> delete_markers(resource_manager& control, const std::vector<std::string>& gtrids);
+
+// The commit-marker protocol's tables at one RM, schema-qualified and quoted by the server.
+struct decision_tables {
+  std::string marker;
+  std::string identity;
+};
+// Found on a control connection (the TM's own, identity-verified); the marker table must exist.
+result<decision_tables> find_decision_tables(resource_manager& control);
+// The decision insert for `gtrid` at the RM `decision` belongs to (backend::decision_insert()),
+// guarded by the database identity pinned for it; `branches` as for insert_marker().
+result<std::string> decision_insert_statement(const resource_manager& decision, const decision_tables& tables,
+                                              std::string_view gtrid, std::string_view identity,
+                                              std::string_view branches);
 
 }  // namespace xatm::detail

@@ -170,6 +170,14 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
     arbiter_tag = arbiter.substr(second + 1);
     arbiter.resize(second);
   }
+  // A commit-marker branch is decided at the very database its coordinator writes its row in:
+  // without the tag naming it, "no row" could be read at the wrong one.
+  auto parts = parse_gtrid(branch.gtrid());
+  if (parts && parts.value().protocol == commit_protocol::commit_marker && arbiter_tag.empty()) {
+    item.result = recovery_result::unresolved;
+    item.detail = "commit-marker branch whose bqual names no identity of its decision RM: it cannot be decided here";
+    return;
+  }
   auto local = read_marker(*rm.connection, branch.gtrid());
   if (local.ok() && local.value() == marker_state::precommitted) {
     item.decision = "P marker on " + rm.name;
@@ -385,9 +393,9 @@ recovery_report run_recovery(const recovery_context& context) {
       auto parts = parse_gtrid(branch.gtrid());
       bool same_tm_id = parts && parts.value().tm_id == context.tm_id;
       bool own = same_tm_id && context.log != nullptr && context.log->is_own_incarnation(parts.value().incarnation);
-      bool three_phase = parts && parts.value().three_phase;
+      bool by_markers = parts && parts.value().decided_by_markers();  // three-phase or commit-marker
       gtrids_left.insert(branch.gtrid());  // until resolved below
-      if (!own && !(three_phase && context.terminate_others)) {
+      if (!own && !(by_markers && context.terminate_others)) {
         if (same_tm_id) {
           // Never presumed aborted: its decision, if any, is in a log this one is not.
           item.result = recovery_result::unresolved;
@@ -395,17 +403,17 @@ recovery_report run_recovery(const recovery_context& context) {
                         ", which this decision log never issued: a second TM running with the same tm_id, a lost "
                         "log, or a log restored from a copy older than this branch. Its decision is not here; "
                         "find the log that issued it (docs/recovery.md)";
-          if (three_phase) item.detail += "; three-phase: --terminate resolves it by the marker rule";
+          if (by_markers) item.detail += "; decided by markers: --terminate resolves it by the marker rule";
         } else {
           item.detail = parts ? "belongs to TM '" + parts.value().tm_id + "'" : "not an xatm gtrid";
-          if (three_phase) item.detail += " (three-phase: --terminate resolves it when its coordinator is gone)";
+          if (by_markers) item.detail += " (decided by markers: --terminate resolves it when its coordinator is gone)";
         }
         report.items.push_back(std::move(item));
         continue;
       }
       auto decision = decisions.find(branch.gtrid());
       bool commit = own && decision != decisions.end();
-      item.decision = commit ? "commit" : three_phase ? "none: marker rule" : "none (presumed abort)";
+      item.decision = commit ? "commit" : by_markers ? "none: marker rule" : "none (presumed abort)";
       auto lease_holder = [&]() -> std::optional<std::string> {
         // A TM still running with this incarnation (its lock file deleted, or this run works on
         // a copy of its log) may still be deciding the branch: never presume abort under it.
@@ -418,14 +426,14 @@ recovery_report run_recovery(const recovery_context& context) {
       };
       if (own && is_live(branch.gtrid())) {
         item.result = recovery_result::skipped_live;
-      } else if (three_phase && !own && !seen_long_enough(rm.name, branch)) {
+      } else if (by_markers && !own && !seen_long_enough(rm.name, branch)) {
         item.result = recovery_result::unresolved;
-        item.detail = "another TM's three-phase branch: terminated if still prepared after precommit_timeout";
+        item.detail = "another TM's branch decided by markers: terminated if still prepared after precommit_timeout";
       } else if (auto holder = !commit && own && parts.value().incarnation != context.live_incarnation ? lease_holder()
                                                                                                        : std::nullopt) {
         item.result = recovery_result::unresolved;
         item.detail = *holder;
-      } else if (three_phase && !commit) {
+      } else if (by_markers && !commit) {
         // Our own older incarnation is dead (we hold its log and nobody holds its lease), or
         // another TM's coordinator has been silent for precommit_timeout: the markers decide.
         terminate(context, rm, branch, item, verified);
@@ -589,7 +597,7 @@ static recovery_report terminate_twice(detail::recovery_context& context, std::c
   context.first_seen = &first_seen;
   auto first = detail::run_recovery(context);
   bool others_waiting = std::any_of(first.items.begin(), first.items.end(), [](const recovery_item& item) {
-    return item.result == recovery_result::unresolved && item.detail.rfind("another TM's three-phase", 0) == 0;
+    return item.result == recovery_result::unresolved && item.detail.rfind("another TM's branch decided by markers", 0) == 0;
   });
   if (!others_waiting) return first;
   std::this_thread::sleep_for(precommit_timeout);

@@ -17,7 +17,14 @@ namespace xatm::detail {
 tm_core::tm_core(tm_options options, std::unique_ptr<decision_store> store)
     : options_(std::move(options)),
       store_(std::move(store)),
-      three_phase_([this](std::string_view rm_name) { return connect(rm_name); }) {
+      markers_([this](std::string_view rm_name) { return connect(rm_name); },
+               [this] {
+                 {
+                   std::lock_guard lock(stop_mutex_);
+                   markers_backlog_ = true;
+                 }
+                 stop_requested_.notify_all();
+               }) {
   auto pending = store_->pending();
   if (!pending) throw log_failure_error(pending.error());
   for (const auto& record : pending.value()) {
@@ -27,8 +34,8 @@ tm_core::tm_core(tm_options options, std::unique_ptr<decision_store> store)
   }
 }
 
-std::string tm_core::next_gtrid(bool three_phase) {
-  gtrid_parts parts{options_.tm_id, store_->incarnation_id(), next_sequence_.fetch_add(1), three_phase};
+std::string tm_core::next_gtrid(commit_protocol protocol) {
+  gtrid_parts parts{options_.tm_id, store_->incarnation_id(), next_sequence_.fetch_add(1), protocol};
   return format_gtrid(parts).value();
 }
 
@@ -147,7 +154,7 @@ void tm_core::hold_leases() noexcept {
 recovery_report tm_core::recover() {
   std::lock_guard lock(recovery_mutex_);
   hold_leases();
-  three_phase_.delete_finished_markers();
+  markers_.delete_finished_markers();
   recovery_context context;
   context.tm_id = options_.tm_id;
   context.log = store_.get();
@@ -166,9 +173,9 @@ recovery_report tm_core::recover() {
     handed = handed_over_;
   }
   context.handed_over = [&handed](std::string_view gtrid) { return handed.find(gtrid) != handed.end(); };
-  context.terminate_others = options_.terminate_others.value_or(options_.protocol == commit_protocol::three_phase);
+  context.terminate_others = options_.terminate_others.value_or(options_.protocol != commit_protocol::two_phase);
   context.precommit_timeout = options_.precommit_timeout;
-  context.first_seen = &three_phase_sightings_;
+  context.first_seen = &marker_sightings_;
   auto report = run_recovery(context);
   // Handed-over work is done when this run saw every RM and left nothing of it: its decision was
   // completed, or (no decision) nothing of it was prepared anywhere, and enough time passed for a
@@ -201,11 +208,20 @@ void tm_core::recover_once_then_in_background() {
     (void)recover();  // unresolved work is logged and retried by the background thread
     if (options_.recovery_interval.count() <= 0) return;
     recovery_thread_ = std::thread([this] {
+      auto next_run = std::chrono::steady_clock::now() + options_.recovery_interval;
       std::unique_lock lock(stop_mutex_);
-      while (!stop_requested_.wait_for(lock, options_.recovery_interval, [this] { return stopping_; })) {
+      while (!stopping_) {
+        stop_requested_.wait_until(lock, next_run, [this] { return stopping_ || markers_backlog_; });
+        if (stopping_) break;
+        const bool backlog = std::exchange(markers_backlog_, false);
         lock.unlock();
         try {
-          (void)recover();  // the report is logged; nobody waits for it here
+          if (std::chrono::steady_clock::now() >= next_run) {
+            (void)recover();  // the report is logged; nobody waits for it here
+            next_run = std::chrono::steady_clock::now() + options_.recovery_interval;
+          } else if (backlog) {
+            markers_.delete_finished_markers();  // many finished transactions' markers: now
+          }
         } catch (const std::exception& e) {
           XATM_LOG(recovery, error) << "background recovery failed: " << e.what();
         }

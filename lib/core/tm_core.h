@@ -21,7 +21,7 @@
 #include "core/decision_store.h"
 #include "core/preflight.h"
 #include "core/resource_manager.h"
-#include "core/three_phase.h"
+#include "core/marker_unit.h"
 #include "xatm/connection_settings.h"
 #include "xatm/recovery.h"
 #include "xatm/transaction_manager.h"
@@ -41,10 +41,10 @@ class tm_core : public std::enable_shared_from_this<tm_core> {
 
   const tm_options& options() const noexcept { return options_; }
   decision_store& store() const noexcept { return *store_; }
-  three_phase_unit& three_phase() noexcept { return three_phase_; }
+  marker_unit& markers() noexcept { return markers_; }
 
-  // A fresh gtrid of this incarnation: `<tm_id>.<incarnation id>.<seq>[.p3]`.
-  std::string next_gtrid(bool three_phase);
+  // A fresh gtrid of this incarnation: `<tm_id>.<incarnation id>.<seq>[.p3|.cm]`.
+  std::string next_gtrid(commit_protocol protocol);
 
   // ---- the RM registry and connections -------------------------------------------------------
   // Adds `name` to the registry; throws configuration_error for a bad or taken name.
@@ -92,7 +92,7 @@ class tm_core : public std::enable_shared_from_this<tm_core> {
 
   const tm_options options_;
   const std::unique_ptr<decision_store> store_;
-  three_phase_unit three_phase_;
+  marker_unit markers_;
   std::atomic<std::uint64_t> next_sequence_{1};
 
   mutable std::shared_mutex registry_mutex_;
@@ -120,11 +120,12 @@ class tm_core : public std::enable_shared_from_this<tm_core> {
   // One recovery run at a time (start, background thread, recover_now()).
   std::mutex recovery_mutex_;
   std::once_flag initial_recovery_;
-  std::map<std::string, std::chrono::steady_clock::time_point> three_phase_sightings_;  // under recovery_mutex_
+  std::map<std::string, std::chrono::steady_clock::time_point> marker_sightings_;  // under recovery_mutex_
 
   std::mutex stop_mutex_;
   std::condition_variable stop_requested_;
-  bool stopping_ = false;  // under stop_mutex_
+  bool stopping_ = false;         // under stop_mutex_
+  bool markers_backlog_ = false;  // under stop_mutex_: marker_unit asks for an early deletion
   std::thread recovery_thread_;
 
   std::atomic<std::uint64_t> committed_{0};

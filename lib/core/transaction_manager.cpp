@@ -1,6 +1,6 @@
 // The transaction manager: a thin handle on its core (tm_core.h). Opening the log, registering
 // RMs, handing out connections and global transactions; the protocol lives in
-// two_phase_commit.cpp and three_phase.cpp, recovery in recovery.cpp.
+// two_phase_commit.cpp and marker_unit.cpp, recovery in recovery.cpp.
 #include "xatm/transaction_manager.h"
 
 #include <utility>
@@ -64,7 +64,7 @@ global_transaction transaction_manager::begin(commit_protocol protocol) {
   // Before the first transaction: resolve what earlier incarnations left, then keep doing so in
   // the background.
   core_->recover_once_then_in_background();
-  return global_transaction(core_, core_->next_gtrid(protocol == commit_protocol::three_phase), protocol);
+  return global_transaction(core_, core_->next_gtrid(protocol), protocol);
 }
 
 const std::string& transaction_manager::tm_id() const noexcept { return core_->options().tm_id; }

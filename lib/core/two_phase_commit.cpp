@@ -1,12 +1,18 @@
 // The protocol engine: a global transaction's commit, written as the steps of docs/design.md section 4.
 //
 // commit() reads top to bottom: expire? -> end all -> drop read-only branches -> one writer:
-// one-phase commit -> prepare all -> decision durable -> commit all -> mark complete. Every
+// one-phase commit -> prepare all -> decision durable -> commit all -> mark complete. The
+// commit-marker protocol (run_commit_marker(), docs/design.md section 8) keeps the decision
+// branch out of the prepare and makes its one-phase commit, carrying the decision row, the
+// decision. Every
 // branch round trip of a step is sent to all RMs first and then awaited together
-// (drive_calls), so a step costs the slowest RM, not the sum. The write-ahead rule lives in
-// exactly one place: commit_all() is only reachable after write_decision() returned.
+// (drive_calls), so a step costs the slowest RM, not the sum. The write-ahead rule: commit_all()
+// is only reachable after the decision is durable: write_decision() returned, precommit() found
+// P at the arbiter, or the decision branch's one-phase commit (carrying its row) succeeded.
 #include <algorithm>
 #include <atomic>
+#include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -15,7 +21,8 @@
 
 #include "core/crash_point.h"
 #include "core/logging.h"
-#include "core/three_phase.h"
+#include "core/markers.h"
+#include "core/marker_unit.h"
 #include "core/tm_core.h"
 #include "core/two_phase_commit.h"
 #include "xatm/error.h"
@@ -52,13 +59,14 @@ class two_phase_commit {
   using branch = enlisted_branch;
 
   two_phase_commit(tm_core& core, const std::string& gtrid, clock::time_point started, std::vector<branch>& branches,
-                   bool three_phase)
+                   commit_protocol protocol, const std::string& decision_rm)
       : core_(core),
         gtrid_(gtrid),
         started_(started),
         branches_(branches),
         fates_(branches.size(), branch_fate::live),
-        three_phase_(three_phase) {}
+        protocol_(protocol),
+        decision_rm_(decision_rm) {}
 
   commit_outcome run() {
     // 1. A transaction older than its timeout is rolled back, whatever it did.
@@ -69,6 +77,7 @@ class two_phase_commit {
                                             "timeout (" +
                                             std::to_string(core_.options().transaction_timeout.count()) + " ms)"));
     }
+    if (protocol_ == commit_protocol::commit_marker) return run_commit_marker();
     if (core_.store().failed()) {
       abort<log_failure_error>(make_failure(xa_code::rm_error,
                                             "the decision log failed earlier; this transaction "
@@ -83,7 +92,7 @@ class two_phase_commit {
     // 5. Prepare every branch; any no-vote, error or timeout rolls all back (no log record).
     XATM_CRASH_POINT("before_prepare");
     prepare_all();
-    if (three_phase_) {
+    if (protocol_ == commit_protocol::three_phase) {
       // 6'. Three-phase: the commit point is the P marker at the arbiter RM (docs/three-phase.md).
       precommit();
     } else {
@@ -92,6 +101,12 @@ class two_phase_commit {
       write_decision();
       XATM_CRASH_POINT("after_decision_durable");
     }
+    return commit_decided();
+  }
+
+ private:
+  // Steps 7 and 8, once the decision is durable (in the log, or in a marker row).
+  commit_outcome commit_decided() {
     // 7. Commit every prepared branch, retrying failures within the retry window.
     if (core_.options().early_acknowledgement) return commit_in_background();
     bool complete = commit_all();
@@ -103,19 +118,160 @@ class two_phase_commit {
       return commit_outcome::completion_pending;
     }
     XATM_CRASH_POINT("before_complete_mark");
-    core_.store().mark_complete(gtrid_);
-    if (three_phase_) core_.three_phase().delete_markers_later(gtrid_, distinct_rm_names());
+    forget_decision();
     core_.count(counted::committed);
     XATM_LOG(tm, debug) << gtrid_ << ": committed on " << branches_.size() << " branches";
     return commit_outcome::committed;
   }
 
- private:
+  // Every branch is final: the log's record (two-phase, three-phase) and the marker rows
+  // (three-phase, commit-marker) may go, neither on the commit path.
+  void forget_decision() {
+    if (protocol_ != commit_protocol::commit_marker) core_.store().mark_complete(gtrid_);
+    if (auto rms = marker_rms(); !rms.empty()) core_.markers().delete_markers_later(gtrid_, std::move(rms));
+  }
+
+  // The RMs holding this transaction's marker rows: three-phase writes one on every RM (the
+  // arbiter's and hints), commit-marker only at the decision RM.
+  std::vector<std::string> marker_rms() const {
+    if (protocol_ == commit_protocol::three_phase) return distinct_rm_names();
+    if (protocol_ == commit_protocol::commit_marker) return {decision_rm_};
+    return {};
+  }
+
+  // ---- the commit-marker protocol (docs/design.md section 8) -----------------------------------
+  //
+  // expire? -> end every branch but the decision branch -> no other writer: one-phase commit as
+  // in step 4 -> prepare the others while the decision branch inserts its decision row -> any
+  // no-vote or a failed insert: roll everything back -> the decision branch's one-phase commit
+  // (the commit point; a lost reply is settled by the terminator's rule) -> commit the others.
+  // Nothing is written to the TM's log.
+  commit_outcome run_commit_marker() {
+    const std::optional<std::size_t> decider = decision_branch();
+    // 2. End every branch but the decision branch: its row goes in before its end (MariaDB runs
+    // no statement in an ended XA branch).
+    end_all(decider);
+    std::vector<std::size_t> others = writing_branches();
+    if (decider) std::erase(others, *decider);
+    // 3-4. No writer besides the decision branch: one-phase commit, no row (as in step 4).
+    if (others.empty()) {
+      if (decider) end_all(std::nullopt, decider);
+      return commit_one_phase(writing_branches());
+    }
+    XATM_CRASH_POINT("before_prepare");
+    if (!decider) {
+      // The decision RM has no branch here (tm_options::decision_rm names another RM): the row
+      // goes in on a connection of the TM's own there, as three-phase mode's arbiter P does.
+      prepare_all();
+      precommit(/*hints=*/false);
+      return commit_decided();
+    }
+    // 5. Prepare the others; meanwhile the decision branch inserts its row (not committed: the
+    // write-ahead rule holds) and ends.
+    std::optional<failure> insert_failed;
+    prepare_all(*decider, [&] {
+      XATM_CRASH_POINT("marker_before_decision_insert");
+      insert_failed = insert_decision_row(*decider);
+    });
+    if (insert_failed) {
+      failure cause = std::move(*insert_failed);
+      cause.message = gtrid_ + " rolled back: the decision row could not be written in the decision branch on " +
+                      decision_rm_ + " (if it already had a row, another xatm instance terminated the transaction "
+                      "while this coordinator was stalled): " + cause.message;
+      abort<rolled_back_error>(std::move(cause));
+    }
+    XATM_CRASH_POINT("marker_after_decision_insert");
+    // 6. The commit point: the decision branch commits in one phase, its row with it.
+    commit_decision_branch(*decider);
+    XATM_CRASH_POINT("marker_after_decision_commit");
+    return commit_decided();
+  }
+
+  // The first branch on the decision RM, if the transaction has one.
+  std::optional<std::size_t> decision_branch() const {
+    for (std::size_t i = 0; i < branches_.size(); ++i) {
+      if (branches_[i].rm->name() == decision_rm_) return i;
+    }
+    return std::nullopt;
+  }
+
+  // Every RM once, with the identity the log pinned for it: a recovery elsewhere deletes the
+  // marker rows only once it scanned those very databases (docs/design.md section 7).
+  std::string marker_rm_list() const {
+    std::string rm_list;
+    std::string plain_list;  // the names alone, when the identities would not fit the column
+    for (const auto& name : distinct_rm_names()) {
+      rm_list += (rm_list.empty() ? "" : ",") + name;
+      plain_list += (plain_list.empty() ? "" : ",") + name;
+      if (auto pin = core_.store().pinned(name)) rm_list += "=" + pin->identity;
+    }
+    return rm_list.size() >= 1000 ? plain_list : rm_list;
+  }
+
+  // Inserts the decision row in the decision branch and ends it; answers why not, if not. The
+  // insert must report one row: no row means no decision, whatever the reason.
+  std::optional<failure> insert_decision_row(std::size_t decider) {
+    resource_manager& rm = *branches_[decider].rm;
+    auto tables = core_.markers().tables_at(decision_rm_);
+    auto pin = core_.store().pinned(decision_rm_);
+    if (!tables) return tables.error();
+    if (!pin) return make_failure(xa_code::rm_error, "no identity is pinned for the decision RM", decision_rm_);
+    auto statement = decision_insert_statement(rm, tables.value(), gtrid_, pin->identity, marker_rm_list());
+    if (!statement) return statement.error();
+    // The application's connection has no call timeout of its own: bound this statement.
+    const auto own_timeout = rm.call_timeout();
+    rm.set_call_timeout(core_.options().rm_call_timeout);
+    auto inserted = rm.exec(statement.value());
+    rm.set_call_timeout(own_timeout);
+    if (!inserted) return inserted.error();
+    if (inserted.value().affected_rows != 1) {
+      return make_failure(xa_code::rm_error, "the decision insert wrote " +
+                                                 std::to_string(inserted.value().affected_rows) + " rows instead of 1",
+                          decision_rm_);
+    }
+    auto ended = call_all({decider}, xa_verb::end, prepare_deadline()).front();
+    if (!ended) return ended.error();
+    return std::nullopt;
+  }
+
+  // The decision branch's one-phase commit: the commit point. Refused: roll everything back.
+  // No answer: the commit may or may not have happened; the terminator's rule settles it.
+  void commit_decision_branch(std::size_t decider) {
+    auto answer = call_all({decider}, xa_verb::commit_one_phase, call_deadline()).front();
+    fates_[decider] = branch_fate::finished;
+    if (answer.ok()) {
+      XATM_LOG(tm, debug) << gtrid_ << ": decision committed on " << decision_rm_;
+      return;
+    }
+    failure cause = std::move(answer).error();
+    if (is_rollback_code(cause.code)) {
+      cause.message = gtrid_ + " rolled back: the decision branch's one-phase commit was refused: " + cause.message;
+      abort<rolled_back_error>(std::move(cause));
+    }
+    // Its connection is closed (abandoned): a commit not yet done is rolled back by the RM. An A
+    // inserted-if-absent now waits behind a commit still under way and loses to it.
+    XATM_LOG(tm, warning) << gtrid_ << ": the decision branch's commit answered no verdict ("
+                          << cause.describe() << "); settling it by the marker row";
+    precommit_result settled = core_.markers().decide(gtrid_, decision_rm_, marker_state::aborted, marker_rm_list());
+    if (settled.verdict == precommit_verdict::committed) return;
+    if (settled.verdict == precommit_verdict::aborted) {
+      cause.message = gtrid_ + " rolled back: the decision branch's commit did not happen (" + cause.message + ")";
+      abort<rolled_back_error>(std::move(cause));
+    }
+    cause.message = gtrid_ + " is in doubt: the decision branch's commit answered no verdict and its row cannot be "
+                    "read on " + decision_rm_ + "; termination decides from that row: " + settled.cause.message;
+    XATM_LOG(tm, error) << cause.describe();
+    core_.hand_over(gtrid_);
+    throw in_doubt_error(std::move(cause));
+  }
+
   // Sends `verb` for the given branches at once, then waits for every answer until `deadline`.
   // A branch that has not answered by then is abandoned (its connection closed) and answers
   // rm_failure with `timed_out` set.
+  // `meanwhile`, if given, runs once every call was sent, before the answers are awaited.
   std::vector<result<vote>> call_all(const std::vector<std::size_t>& which, xa_verb verb,
-                                     std::optional<clock::time_point> deadline) {
+                                     std::optional<clock::time_point> deadline,
+                                     const std::function<void()>& meanwhile = {}) {
     std::vector<result<vote>> answers(which.size(), result<vote>(vote::commit));
     std::vector<resource_manager*> in_flight;
     in_flight.reserve(which.size());
@@ -129,6 +285,7 @@ class two_phase_commit {
         in_flight.push_back(b.rm);
       }
     }
+    if (meanwhile) meanwhile();
 #ifdef XATM_CRASH_POINTS
     // The crash points "after the first answer" fire while the other RMs may still be working.
     const char* first_answer_point = verb == xa_verb::prepare  ? "after_first_prepare"
@@ -157,10 +314,11 @@ class two_phase_commit {
     return answers;
   }
 
-  std::vector<std::size_t> all_live() const {
+  // The branches still carried by their connections, but `except`.
+  std::vector<std::size_t> all_live(std::optional<std::size_t> except = std::nullopt) const {
     std::vector<std::size_t> which;
     for (std::size_t i = 0; i < branches_.size(); ++i) {
-      if (fates_[i] == branch_fate::live) which.push_back(i);
+      if (fates_[i] == branch_fate::live && i != except) which.push_back(i);
     }
     return which;
   }
@@ -176,8 +334,9 @@ class two_phase_commit {
     return prepare_failure.code == xa_code::invalid;
   }
 
-  void end_all() {
-    auto which = all_live();
+  // Ends every live branch but `except`, or only `only`.
+  void end_all(std::optional<std::size_t> except = std::nullopt, std::optional<std::size_t> only = std::nullopt) {
+    auto which = only ? std::vector<std::size_t>{*only} : all_live(except);
     auto answers = call_all(which, xa_verb::end, prepare_deadline());
     // A failed end leaves the branch rollback-only on its connection: roll_back_all() clears it.
     for (std::size_t k = 0; k < which.size(); ++k) {
@@ -244,9 +403,10 @@ class two_phase_commit {
     throw in_doubt_error(std::move(cause));
   }
 
-  void prepare_all() {
-    auto which = all_live();
-    auto answers = call_all(which, xa_verb::prepare, prepare_deadline());
+  // Prepares every live branch but `except`; `meanwhile` as for call_all().
+  void prepare_all(std::optional<std::size_t> except = std::nullopt, const std::function<void()>& meanwhile = {}) {
+    auto which = all_live(except);
+    auto answers = call_all(which, xa_verb::prepare, prepare_deadline(), meanwhile);
     std::optional<failure> no_vote;
     for (std::size_t k = 0; k < which.size(); ++k) {
       std::size_t i = which[k];
@@ -307,23 +467,15 @@ class two_phase_commit {
     return names;
   }
 
-  // Three-phase PreCommit (three_phase_unit::precommit): P at the arbiter (branch 1's RM) is the
+  // Three-phase PreCommit (marker_unit::precommit): P at the arbiter (branch 1's RM) is the
   // commit point. If a terminator got there first with A, the transaction is aborted; if the
   // marker could be neither written nor read, it is in doubt and the arbiter's row decides.
-  void precommit() {
-    // Every RM once, with the identity the log pinned for it: a recovery elsewhere deletes the
-    // markers only once it scanned those very databases (docs/design.md section 7).
-    std::string rm_list;
-    std::string plain_list;  // the names alone, when the identities would not fit the column
-    const std::vector<std::string> rm_names = distinct_rm_names();
-    for (const auto& name : rm_names) {
-      rm_list += (rm_list.empty() ? "" : ",") + name;
-      plain_list += (plain_list.empty() ? "" : ",") + name;
-      if (auto pin = core_.store().pinned(name)) rm_list += "=" + pin->identity;
-    }
-    if (rm_list.size() >= 1000) rm_list = std::move(plain_list);
-    const std::string& arbiter = branches_.front().rm->name();
-    precommit_result outcome = core_.three_phase().precommit(gtrid_, arbiter, rm_names, rm_list);
+  // The commit-marker protocol without a branch on its decision RM uses it too: that RM is the
+  // arbiter, no hints go elsewhere and nothing is noted in the log.
+  void precommit(bool hints = true) {
+    const std::string& arbiter = protocol_ == commit_protocol::commit_marker ? decision_rm_ : branches_.front().rm->name();
+    precommit_result outcome = core_.markers().precommit(
+        gtrid_, arbiter, hints ? distinct_rm_names() : std::vector<std::string>{}, marker_rm_list());
     if (outcome.verdict == precommit_verdict::in_doubt) {
       // Prepared everywhere, decision unknown: the arbiter's row decides, through termination.
       failure cause = std::move(outcome.cause);
@@ -343,6 +495,7 @@ class two_phase_commit {
                                                 "arbiter)",
                                             arbiter));
     }
+    if (protocol_ == commit_protocol::commit_marker) return;  // its log has no part in it
     decision_record note;
     note.gtrid = gtrid_;
     note.state = decision_state::precommit;
@@ -362,8 +515,8 @@ class two_phase_commit {
     struct completion {
       std::shared_ptr<tm_core> core;
       std::string gtrid;
-      std::vector<std::string> rm_names;
-      bool three_phase;
+      bool logged;                           // a record in the log to forget
+      std::vector<std::string> marker_rms;  // where marker rows are to be deleted
       std::atomic<std::size_t> left;
       std::atomic<bool> failed{false};
     };
@@ -371,8 +524,8 @@ class two_phase_commit {
     auto state = std::make_shared<completion>();
     state->core = core_.shared_from_this();
     state->gtrid = gtrid_;
-    state->rm_names = distinct_rm_names();
-    state->three_phase = three_phase_;
+    state->logged = protocol_ != commit_protocol::commit_marker;
+    state->marker_rms = marker_rms();
     std::vector<resource_manager*> sent;
     for (std::size_t i = 0; i < branches_.size(); ++i) {
       if (fates_[i] != branch_fate::prepared) continue;
@@ -386,8 +539,8 @@ class two_phase_commit {
       rm->detach_call([state](const result<vote>& answer) {
         if (!answer.ok() && answer.error().code != xa_code::not_found) state->failed = true;
         if (state->left.fetch_sub(1) != 1 || state->failed) return;
-        state->core->store().mark_complete(state->gtrid);
-        if (state->three_phase) state->core->three_phase().delete_markers_later(state->gtrid, state->rm_names);
+        if (state->logged) state->core->store().mark_complete(state->gtrid);
+        if (!state->marker_rms.empty()) state->core->markers().delete_markers_later(state->gtrid, state->marker_rms);
         state->core->take_back(state->gtrid);
       });
     }
@@ -422,7 +575,7 @@ class two_phase_commit {
     if (heuristic) {
       // Nothing is left to commit (unless a retry is pending: then recovery still needs the record).
       if (retry.empty()) {
-        core_.store().mark_complete(gtrid_);
+        forget_decision();
       } else {
         core_.hand_over(gtrid_);
       }
@@ -532,15 +685,17 @@ class two_phase_commit {
   clock::time_point started_;
   std::vector<branch>& branches_;
   std::vector<branch_fate> fates_;
-  bool three_phase_;
+  const commit_protocol protocol_;
+  const std::string& decision_rm_;  // commit-marker: the RM whose branch carries the decision row
   bool timed_out_ = false;
 };
 
 }  // namespace
 
 commit_outcome run_commit(tm_core& core, const std::string& gtrid, std::chrono::steady_clock::time_point started,
-                          std::vector<enlisted_branch>& branches, bool three_phase) {
-  return two_phase_commit(core, gtrid, started, branches, three_phase).run();
+                          std::vector<enlisted_branch>& branches, commit_protocol protocol,
+                          const std::string& decision_rm) {
+  return two_phase_commit(core, gtrid, started, branches, protocol, decision_rm).run();
 }
 
 }  // namespace xatm::detail

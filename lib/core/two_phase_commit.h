@@ -22,10 +22,13 @@ class tm_core;
 result<vote> call_until(resource_manager& rm, xa_verb verb, const xid& branch,
                         std::chrono::steady_clock::time_point deadline);
 
-// Commits (or rolls back) a transaction's enlisted branches, the steps of docs/design.md section
-// 4 in order, with three-phase mode's marker steps when `three_phase`. Returns committed or
-// completion_pending, or throws the outcome global_transaction::commit() documents.
+// Commits (or rolls back) a transaction's enlisted branches by `protocol`: the steps of
+// docs/design.md section 4 in order, with three-phase mode's marker steps (section 7), or the
+// commit-marker protocol's (section 8) with the decision row in the branch on `decision_rm`.
+// Returns committed or completion_pending, or throws the outcome global_transaction::commit()
+// documents.
 commit_outcome run_commit(tm_core& core, const std::string& gtrid, std::chrono::steady_clock::time_point started,
-                          std::vector<enlisted_branch>& branches, bool three_phase);
+                          std::vector<enlisted_branch>& branches, commit_protocol protocol,
+                          const std::string& decision_rm);
 
 }  // namespace xatm::detail

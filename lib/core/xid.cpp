@@ -94,7 +94,8 @@ result<std::string> format_gtrid(const gtrid_parts& parts) {
     return invalid("not an incarnation id: '" + parts.incarnation + "'");
   }
   std::string gtrid = parts.tm_id + "." + parts.incarnation + "." + std::to_string(parts.sequence);
-  if (parts.three_phase) gtrid += ".p3";
+  if (parts.protocol == commit_protocol::three_phase) gtrid += ".p3";
+  if (parts.protocol == commit_protocol::commit_marker) gtrid += ".cm";
   // 32 + 1 + 12 + 1 + seq + 3 <= 64: 15 digits of sequence with the longest tm_id.
   if (gtrid.size() > max_gtrid_size) return invalid("gtrid longer than 64 bytes: " + gtrid);
   return gtrid;
@@ -106,7 +107,10 @@ result<gtrid_parts> parse_gtrid(std::string_view gtrid) {
   gtrid_parts parts;
   std::string_view rest = gtrid;
   if (rest.size() >= 3 && rest.substr(rest.size() - 3) == ".p3") {
-    parts.three_phase = true;
+    parts.protocol = commit_protocol::three_phase;
+    rest.remove_suffix(3);
+  } else if (rest.size() >= 3 && rest.substr(rest.size() - 3) == ".cm") {
+    parts.protocol = commit_protocol::commit_marker;
     rest.remove_suffix(3);
   }
   auto last = rest.rfind('.');

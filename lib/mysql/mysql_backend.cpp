@@ -108,6 +108,25 @@ class mysql_sql final : public backend {
     return "SELECT gtrid, state, branches, TIMESTAMPDIFF(SECOND, created, NOW(6)) FROM xatm_marker";
   }
 
+  std::string delete_markers(std::string_view gtrid_list) const override {
+    return "DELETE FROM xatm_marker WHERE gtrid IN (" + std::string(gtrid_list) + ")";
+  }
+
+  // Both tables live in the database the TM's own session uses (its connection string's).
+  std::string_view decision_tables_query() const override {
+    return "SELECT CONCAT('`', REPLACE(DATABASE(), '`', '``'), '`.xatm_marker'), "
+           "CONCAT('`', REPLACE(DATABASE(), '`', '``'), '`.xatm_identity')";
+  }
+
+  // A single-row VALUES insert of NULL into a NOT NULL column fails whatever the sql_mode.
+  std::string decision_insert(std::string_view marker_table, std::string_view identity_table,
+                              std::string_view gtrid_literal, std::string_view identity_literal,
+                              std::string_view branches_literal) const override {
+    return "INSERT INTO " + std::string(marker_table) + " (gtrid, state, branches) VALUES ((SELECT " +
+           std::string(gtrid_literal) + " FROM " + std::string(identity_table) +
+           " WHERE database_id = " + std::string(identity_literal) + "), 'P', " + std::string(branches_literal) + ")";
+  }
+
   settings_query durability_query() const override {
     return {"SELECT @@GLOBAL.innodb_flush_log_at_trx_commit, @@GLOBAL.log_bin, @@GLOBAL.sync_binlog", 3};
   }
@@ -127,7 +146,9 @@ class mysql_sql final : public backend {
   }
 
   // A server may default to autocommit=0, which would leave a P uncommitted.
-  std::string_view control_session_statement() const override { return "SET SESSION autocommit = 1"; }
+  std::string_view control_session_statement() const override {
+    return "SET SESSION autocommit = 1, innodb_lock_wait_timeout = 5";
+  }
 
   std::string_view own_session_statement() const override { return own_session_; }
 

@@ -137,6 +137,29 @@ class postgresql_sql final : public backend {
     return "SELECT gtrid, state, branches, CAST(EXTRACT(EPOCH FROM now() - created) AS bigint) FROM xatm_marker";
   }
 
+  std::string delete_markers(std::string_view gtrid_list) const override {
+    return "DELETE FROM xatm_marker WHERE gtrid IN (" + std::string(gtrid_list) + ")";
+  }
+
+  // The tables as the TM's own session finds them (its search_path), schema-qualified.
+  std::string_view decision_tables_query() const override {
+    return "SELECT (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c JOIN pg_namespace n "
+           "ON n.oid = c.relnamespace WHERE c.oid = to_regclass('xatm_marker')), "
+           "(SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c JOIN pg_namespace n "
+           "ON n.oid = c.relnamespace WHERE c.oid = to_regclass('xatm_identity'))";
+  }
+
+  // SET LOCAL: the decision's commit is the commit point, so it must be flushed even when the
+  // application's session runs with synchronous_commit = off; the setting in force at COMMIT counts.
+  std::string decision_insert(std::string_view marker_table, std::string_view identity_table,
+                              std::string_view gtrid_literal, std::string_view identity_literal,
+                              std::string_view branches_literal) const override {
+    return "SET LOCAL synchronous_commit = on; INSERT INTO " + std::string(marker_table) +
+           " (gtrid, state, branches) VALUES ((SELECT " + std::string(gtrid_literal) + " FROM " +
+           std::string(identity_table) + " WHERE database_id = " + std::string(identity_literal) + "), 'P', " +
+           std::string(branches_literal) + ")";
+  }
+
   settings_query durability_query() const override {
     return {"SELECT current_setting('fsync'), current_setting('max_prepared_transactions')", 2};
   }
@@ -151,7 +174,9 @@ class postgresql_sql final : public backend {
     return std::nullopt;
   }
 
-  std::string_view control_session_statement() const override { return "SET synchronous_commit TO on"; }
+  std::string_view control_session_statement() const override {
+    return "SET synchronous_commit TO on; SET lock_timeout = '5s'";
+  }
 
   std::string_view own_session_statement() const override { return own_session; }
 

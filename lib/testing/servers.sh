@@ -342,6 +342,7 @@ mysql_setup() {
   local dir=$1 sql_password=${mysql_password//\'/\'\'}
   mariadb --no-defaults --socket="$dir/mysql.sock" --user=root --batch <<EOF ||
 CREATE DATABASE xatm_test;
+CREATE DATABASE xatm_test2;
 CREATE USER 'xatm'@'localhost' IDENTIFIED BY '$sql_password';
 GRANT ALL PRIVILEGES ON *.* TO 'xatm'@'localhost' WITH GRANT OPTION;
 EOF
@@ -360,6 +361,8 @@ write_env() {
     printf 'XATM_TEST_PG_PW=host=%s port=%s dbname=xatm_test user=xatm_pw password=%s\n' "$dir" "$pg_port" \
       "$(conninfo_quote "$pg_password")"
     printf 'XATM_TEST_MYSQL=unix_socket=%s/mysql.sock user=xatm password=%s dbname=xatm_test\n' \
+      "$dir" "$(conninfo_quote "$mysql_password")"
+    printf 'XATM_TEST_MYSQL2=unix_socket=%s/mysql.sock user=xatm password=%s dbname=xatm_test2\n' \
       "$dir" "$(conninfo_quote "$mysql_password")"
     printf 'XATM_TEST_MYSQL_ROOT=unix_socket=%s/mysql.sock user=root dbname=xatm_test\n' "$dir"
   } >"$dir/servers.env.tmp"

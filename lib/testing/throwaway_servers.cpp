@@ -72,6 +72,8 @@ server_env read_server_env(const std::string& state_file) {
   // Optional: servers started by an older servers.sh lack it, and only its tests need it.
   if (const auto found = entries.find("XATM_TEST_PG_PW"); found != entries.end()) env.pg_pw = found->second;
   env.mysql = get("XATM_TEST_MYSQL");
+  // Optional as pg_pw: only the tests of MariaDB-MariaDB pairs need it.
+  if (const auto found = entries.find("XATM_TEST_MYSQL2"); found != entries.end()) env.mysql2 = found->second;
   env.mysql_root = get("XATM_TEST_MYSQL_ROOT");
   env.mysql_socket = env.dir + "/mysql.sock";
   return env;

@@ -21,6 +21,7 @@ struct server_env {
   std::string pg_pw;         // PostgreSQL, database xatm_test, role xatm_pw whose password is really
                              // checked; empty when servers.sh predates that role
   std::string mysql;         // MariaDB, database xatm_test, user xatm (with a password)
+  std::string mysql2;        // MariaDB, database xatm_test2: a second RM on the same server
   std::string mysql_root;    // MariaDB as root (no password), database xatm_test
   std::string mysql_socket;  // dir + "/mysql.sock", for code that talks to libmysqlclient directly
 };

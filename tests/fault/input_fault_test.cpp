@@ -481,7 +481,7 @@ TEST_CASE("a commit and a recovery with hostile passwords leave them in no log l
     CHECK(tm.statistics().decisions_logged == 1);
     // What a crash before the decision leaves: branches of this incarnation prepared on both
     // servers, no record. The next incarnation's recovery must roll them back.
-    orphan_gtrid = format_gtrid({tm_id, tm.incarnation_id(), 1'000'000, false}).value();
+    orphan_gtrid = format_gtrid({tm_id, tm.incarnation_id(), 1'000'000, commit_protocol::two_phase}).value();
     const xid orphan_pg(xatm_format_id, orphan_gtrid, "1");
     const xid orphan_maria(xatm_format_id, orphan_gtrid, "2");
     orphan_pg_row = test::write_and_end_in(resource_manager::of(*pg), orphan_pg, table);

@@ -145,8 +145,8 @@ void remove_log(const fs::path& path) {
 }
 
 std::string gtrid_of(const std::string& tm_id, const std::string& incarnation, std::uint64_t sequence,
-                     bool three_phase = false) {
-  return format_gtrid({tm_id, incarnation, sequence, three_phase}).value();
+                     commit_protocol protocol = commit_protocol::two_phase) {
+  return format_gtrid({tm_id, incarnation, sequence, protocol}).value();
 }
 
 }  // namespace
@@ -347,7 +347,7 @@ TEST_CASE(
   const std::string incarnation = t.tm->incarnation_id();
   t.close();
   // The coordinator pre-committed (P at the arbiter pg and the hint on maria) and died.
-  const std::string gtrid = gtrid_of(t.tm_id, incarnation, 5, true);
+  const std::string gtrid = gtrid_of(t.tm_id, incarnation, 5, commit_protocol::three_phase);
   prepare_on_pg(test::servers().pg, xid(xatm_format_id, gtrid, "1@pg"), gtrid);
   prepare_on_maria(xid(xatm_format_id, gtrid, "2@pg"), gtrid);
   for (auto* rm : {observe_pg().release(), observe_maria().release()}) {
@@ -386,10 +386,10 @@ TEST_CASE("any recovery deletes the marker rows of finished transactions, whoeve
   t.tm->register_rm("pg", "postgresql", test::servers().pg);
   t.tm->register_rm("maria", "mariadb", test::servers().mysql);
   const std::string other = test::unique_tm_id("gone");
-  const std::string finished = gtrid_of(other, "abcdefghijkl", 1, true);    // every branch committed
-  const std::string elsewhere = gtrid_of(other, "abcdefghijkl", 2, true);   // a branch on an RM not here
-  const std::string aborted = gtrid_of(other, "abcdefghijkl", 3, true);     // A: kept while young
-  const std::string unfinished = gtrid_of(other, "abcdefghijkl", 4, true);  // still prepared on pg
+  const std::string finished = gtrid_of(other, "abcdefghijkl", 1, commit_protocol::three_phase);    // every branch committed
+  const std::string elsewhere = gtrid_of(other, "abcdefghijkl", 2, commit_protocol::three_phase);   // a branch on an RM not here
+  const std::string aborted = gtrid_of(other, "abcdefghijkl", 3, commit_protocol::three_phase);     // A: kept while young
+  const std::string unfinished = gtrid_of(other, "abcdefghijkl", 4, commit_protocol::three_phase);  // still prepared on pg
   prepare_on_pg(test::servers().pg, xid(xatm_format_id, unfinished, "1@pg"), unfinished);
   auto pg = observe_pg();
   auto maria = observe_maria();
@@ -407,7 +407,7 @@ TEST_CASE("any recovery deletes the marker rows of finished transactions, whoeve
   }
   REQUIRE_OK(detail::insert_marker(*pg, aborted, detail::marker_state::aborted, pg_entry));
   // A row of plain names written by another TM: its names need not mean ours; it stays.
-  const std::string plain = gtrid_of(other, "abcdefghijkl", 5, true);
+  const std::string plain = gtrid_of(other, "abcdefghijkl", 5, commit_protocol::three_phase);
   REQUIRE_OK(detail::insert_marker(*pg, plain, detail::marker_state::precommitted, "pg,maria"));
   auto rows_of = [](resource_manager& rm, const std::string& gtrid) {
     return single_value(rm, "SELECT count(*) FROM xatm_marker WHERE gtrid = '" + gtrid + "'");
@@ -461,7 +461,7 @@ TEST_CASE(
   REQUIRE_FALSE(pg_id.empty());
   t.close();
   // A committed transaction whose branch on b is still pending (its hint there never written).
-  const std::string gtrid = gtrid_of(test::unique_tm_id("hinted"), "abcdefghijkl", 1, true);
+  const std::string gtrid = gtrid_of(test::unique_tm_id("hinted"), "abcdefghijkl", 1, commit_protocol::three_phase);
   auto pg = observe_pg();
   REQUIRE_OK(detail::install_marker_table(*pg));
   REQUIRE_OK(detail::insert_marker(*pg, gtrid, detail::marker_state::precommitted, "pg=" + pg_id + ",b=" + b_id));
@@ -555,7 +555,7 @@ TEST_CASE(
     REQUIRE_OK(detail::install_marker_table(*other));
   }
 
-  const std::string gtrid = gtrid_of(first.tm_id, incarnation, 9, true);
+  const std::string gtrid = gtrid_of(first.tm_id, incarnation, 9, commit_protocol::three_phase);
   const xid branch(xatm_format_id, gtrid, "1@orders@" + tag);
   prepare_on_maria(branch, gtrid);  // the first TM died before its P
 

@@ -56,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // separator could come from, and a tm_id makes gtrids that parse back to it.
   if (xatm::validate_tm_id(text)) {
     require(!text.empty() && text.size() <= xatm::max_tm_id_size && in_name_alphabet(text));
-    auto gtrid = xatm::format_gtrid({std::string(text), "abcdefghijkl", 1, false});
+    auto gtrid = xatm::format_gtrid({std::string(text), "abcdefghijkl", 1, xatm::commit_protocol::two_phase});
     require(gtrid.ok() && xatm::parse_gtrid(gtrid.value()).value().tm_id == text);
   }
   if (xatm::validate_rm_name(text)) {

@@ -69,7 +69,7 @@ inline std::string single_value(connection& rm, const std::string& sql) { return
 inline xid next_test_xid(const std::string& tm_id, const std::string& bqual) {
   static const auto started = static_cast<std::uint64_t>(std::time(nullptr));
   static std::uint64_t sequence = 0;
-  gtrid_parts parts{tm_id, std::to_string(::getpid()), started * 1000 + ++sequence, false};
+  gtrid_parts parts{tm_id, std::to_string(::getpid()), started * 1000 + ++sequence, commit_protocol::two_phase};
   return xid(xatm_format_id, format_gtrid(parts).value(), bqual);
 }
 

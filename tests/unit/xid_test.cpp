@@ -87,30 +87,35 @@ TEST_CASE("xid: to_string escapes what a terminal should not see") {
   CHECK(branch.to_string() == "5:a\\x3ab\\x0a:\\x5c");
 }
 
-TEST_CASE("gtrid: <tm_id>.<incarnation id>.<seq>[.p3], and legacy numeric incarnations") {
-  auto made = format_gtrid({"orders-1", "k2m4x7qa3cde", 42, false});
+TEST_CASE("gtrid: <tm_id>.<incarnation id>.<seq>[.p3|.cm], and legacy numeric incarnations") {
+  auto made = format_gtrid({"orders-1", "k2m4x7qa3cde", 42, commit_protocol::two_phase});
   REQUIRE(made.ok());
   CHECK(made.value() == "orders-1.k2m4x7qa3cde.42");
-  CHECK(format_gtrid({"tm", "abcdefghijkl", 2, true}).value() == "tm.abcdefghijkl.2.p3");
-  CHECK(parse_gtrid("orders-1.k2m4x7qa3cde.42").value() == gtrid_parts{"orders-1", "k2m4x7qa3cde", 42, false});
+  CHECK(format_gtrid({"tm", "abcdefghijkl", 2, commit_protocol::three_phase}).value() == "tm.abcdefghijkl.2.p3");
+  CHECK(parse_gtrid("orders-1.k2m4x7qa3cde.42").value() == gtrid_parts{"orders-1", "k2m4x7qa3cde", 42, commit_protocol::two_phase});
   // Gtrids of logs written before incarnation ids still parse (their incarnation is a number).
-  CHECK(parse_gtrid("orders-1.3.42").value() == gtrid_parts{"orders-1", "3", 42, false});
-  CHECK(parse_gtrid("tm.1.2.p3").value() == gtrid_parts{"tm", "1", 2, true});
+  CHECK(parse_gtrid("orders-1.3.42").value() == gtrid_parts{"orders-1", "3", 42, commit_protocol::two_phase});
+  CHECK(parse_gtrid("tm.1.2.p3").value() == gtrid_parts{"tm", "1", 2, commit_protocol::three_phase});
+  CHECK(format_gtrid({"tm", "abcdefghijkl", 7, commit_protocol::commit_marker}).value() == "tm.abcdefghijkl.7.cm");
+  CHECK(parse_gtrid("tm.abcdefghijkl.7.cm").value() ==
+        gtrid_parts{"tm", "abcdefghijkl", 7, commit_protocol::commit_marker});
+  CHECK(parse_gtrid("tm.abcdefghijkl.7.cm").value().decided_by_markers());
+  CHECK_FALSE(parse_gtrid("tm.abcdefghijkl.7").value().decided_by_markers());
   // The longest tm_id leaves 15 digits of sequence.
-  auto longest = format_gtrid({std::string(32, 'x'), "abcdefghijkl", 999'999'999'999'999, true});
+  auto longest = format_gtrid({std::string(32, 'x'), "abcdefghijkl", 999'999'999'999'999, commit_protocol::three_phase});
   REQUIRE(longest.ok());
   CHECK(longest.value().size() == max_gtrid_size);
   CHECK(parse_gtrid(longest.value()).value().tm_id == std::string(32, 'x'));
-  CHECK_FALSE(format_gtrid({std::string(32, 'x'), "abcdefghijkl", 1'000'000'000'000'000, true}).ok());
+  CHECK_FALSE(format_gtrid({std::string(32, 'x'), "abcdefghijkl", 1'000'000'000'000'000, commit_protocol::three_phase}).ok());
 
   for (const char* bad :
-       {"", "tm", "tm.1", ".1.2", "tm..2", "tm.1.", "tm.01.2", "tm.1.2.p4", "t m.1.2", "tm';DROP.1.2", "tm.1.2.p3.p3",
+       {"", "tm", "tm.1", ".1.2", "tm..2", "tm.1.", "tm.01.2", "tm.1.2.p4", "t m.1.2", "tm';DROP.1.2", "tm.1.2.p3.p3", "tm.1.2.cm.cm", "tm.1.2.p3.cm", "tm.1.2.cm.p3", "tm.1.2.cn",
         "tm.-1.2", "tm.1.99999999999999999999999", "tm.abcdefghijk.2", "tm.abcdefghijklm.2", "tm.2bcdefghijkl.2",
         "tm.Abcdefghijkl.2", "tm.abcdefghijk1.2", "tm.abcdefghijk8.2"}) {
     CAPTURE(bad);
     CHECK_FALSE(parse_gtrid(bad).ok());
   }
-  CHECK_FALSE(format_gtrid({"tm", "abc", 1, false}).ok());
+  CHECK_FALSE(format_gtrid({"tm", "abc", 1, commit_protocol::two_phase}).ok());
   CHECK_FALSE(parse_gtrid(std::string(33, 'x') + ".1.2").ok());
   // Well-shaped but longer than a gtrid can be (a fuzzer finding): refused, as format_gtrid does.
   const std::string too_long = "portt299392299939229937933.1729233937293229374.17293729929372933292";
@@ -135,7 +140,7 @@ TEST_CASE("tm_id and RM names: 1..32 / 1..48 of [A-Za-z0-9_-]") {
     CAPTURE(bad);
     auto checked = validate_tm_id(bad);
     CHECK(checked.error().code == xa_code::invalid);
-    CHECK_FALSE(format_gtrid({bad, "1", 1, false}).ok());
+    CHECK_FALSE(format_gtrid({bad, "1", 1, commit_protocol::two_phase}).ok());
   }
   CHECK(validate_rm_name(std::string(48, 'r')).ok());
   CHECK_FALSE(validate_rm_name(std::string(49, 'r')).ok());
