@@ -25,9 +25,9 @@ inline constexpr std::size_t incarnation_id_size = 12;
 
 // How a global transaction is committed; its gtrid says which, so that recovery anywhere knows.
 enum class commit_protocol : std::uint8_t {
-  two_phase,    // presumed-abort 2PC with the decision in the TM's log (docs/design.md section 4)
-  three_phase,  // 2PC plus a pre-commit marker on the RMs (docs/three-phase.md): another xatm
-                // instance can finish the transaction without this TM or its log; gtrid ".p3"
+  two_phase,      // presumed-abort 2PC with the decision in the TM's log (docs/design.md section 4)
+  three_phase,    // 2PC plus a pre-commit marker on the RMs (docs/three-phase.md): another xatm
+                  // instance can finish the transaction without this TM or its log; gtrid ".p3"
   commit_marker,  // the decision is a marker row written inside one branch's own one-phase
                   // commit (docs/commit-marker.md): no write to the TM's log, fewer forced
                   // writes than 2PC, and any instance finishes it from the databases; gtrid ".cm"

@@ -67,7 +67,8 @@ connection& global_transaction::enlist(connection& application_side) {
   if (protocol_ == commit_protocol::three_phase) {
     bqual += three_phase_suffix(branches_.empty() ? rm.name() : branches_.front().rm->name());
   } else if (protocol_ == commit_protocol::commit_marker) {
-    if (branches_.empty()) decision_rm_ = core_->options().decision_rm.empty() ? rm.name() : core_->options().decision_rm;
+    if (branches_.empty())
+      decision_rm_ = core_->options().decision_rm.empty() ? rm.name() : core_->options().decision_rm;
     bqual += commit_marker_suffix(decision_rm_, bqual.size());
   }
   xid id = xid::make(xatm_format_id, gtrid_, bqual).value();
@@ -99,9 +100,10 @@ std::string global_transaction::three_phase_suffix(const std::string& arbiter) c
 std::string global_transaction::commit_marker_suffix(const std::string& decision_rm, std::size_t number_size) const {
   constexpr std::size_t shortest_tag = 8;  // 40 random bits of the identity
   auto refuse = [&](const std::string& why) {
-    throw configuration_error(
-        make_failure(xa_code::invalid, gtrid_ + ": the commit-marker protocol cannot use '" + decision_rm +
-                                           "' as its decision RM: " + why, decision_rm));
+    throw configuration_error(make_failure(
+        xa_code::invalid,
+        gtrid_ + ": the commit-marker protocol cannot use '" + decision_rm + "' as its decision RM: " + why,
+        decision_rm));
   };
   if (!core_->is_registered(decision_rm)) refuse("no RM of that name is registered");
   auto pin = core_->store().pinned(decision_rm);

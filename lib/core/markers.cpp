@@ -141,8 +141,8 @@ result<decision_tables> find_decision_tables(resource_manager& control) {
   if (!rows) return std::move(rows).error();
   const auto& found = rows.value().rows;
   if (found.size() != 1 || found.front().size() != 2 || !found.front()[0] || !found.front()[1]) {
-    return make_failure(xa_code::rm_error, "xatm_marker or xatm_identity cannot be found (xatm-recover --install-schema)",
-                        control.name());
+    return make_failure(xa_code::rm_error,
+                        "xatm_marker or xatm_identity cannot be found (xatm-recover --install-schema)", control.name());
   }
   return decision_tables{*found.front()[0], *found.front()[1]};
 }

@@ -394,7 +394,7 @@ recovery_report run_recovery(const recovery_context& context) {
       bool same_tm_id = parts && parts.value().tm_id == context.tm_id;
       bool own = same_tm_id && context.log != nullptr && context.log->is_own_incarnation(parts.value().incarnation);
       bool by_markers = parts && parts.value().decided_by_markers();  // three-phase or commit-marker
-      gtrids_left.insert(branch.gtrid());  // until resolved below
+      gtrids_left.insert(branch.gtrid());                             // until resolved below
       if (!own && !(by_markers && context.terminate_others)) {
         if (same_tm_id) {
           // Never presumed aborted: its decision, if any, is in a log this one is not.
@@ -597,7 +597,8 @@ static recovery_report terminate_twice(detail::recovery_context& context, std::c
   context.first_seen = &first_seen;
   auto first = detail::run_recovery(context);
   bool others_waiting = std::any_of(first.items.begin(), first.items.end(), [](const recovery_item& item) {
-    return item.result == recovery_result::unresolved && item.detail.rfind("another TM's branch decided by markers", 0) == 0;
+    return item.result == recovery_result::unresolved &&
+           item.detail.rfind("another TM's branch decided by markers", 0) == 0;
   });
   if (!others_waiting) return first;
   std::this_thread::sleep_for(precommit_timeout);

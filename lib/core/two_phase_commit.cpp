@@ -176,8 +176,10 @@ class two_phase_commit {
     if (insert_failed) {
       failure cause = std::move(*insert_failed);
       cause.message = gtrid_ + " rolled back: the decision row could not be written in the decision branch on " +
-                      decision_rm_ + " (if it already had a row, another xatm instance terminated the transaction "
-                      "while this coordinator was stalled): " + cause.message;
+                      decision_rm_ +
+                      " (if it already had a row, another xatm instance terminated the transaction "
+                      "while this coordinator was stalled): " +
+                      cause.message;
       abort<rolled_back_error>(std::move(cause));
     }
     XATM_CRASH_POINT("marker_after_decision_insert");
@@ -225,9 +227,10 @@ class two_phase_commit {
     rm.set_call_timeout(own_timeout);
     if (!inserted) return inserted.error();
     if (inserted.value().affected_rows != 1) {
-      return make_failure(xa_code::rm_error, "the decision insert wrote " +
-                                                 std::to_string(inserted.value().affected_rows) + " rows instead of 1",
-                          decision_rm_);
+      return make_failure(
+          xa_code::rm_error,
+          "the decision insert wrote " + std::to_string(inserted.value().affected_rows) + " rows instead of 1",
+          decision_rm_);
     }
     auto ended = call_all({decider}, xa_verb::end, prepare_deadline()).front();
     if (!ended) return ended.error();
@@ -250,16 +253,18 @@ class two_phase_commit {
     }
     // Its connection is closed (abandoned): a commit not yet done is rolled back by the RM. An A
     // inserted-if-absent now waits behind a commit still under way and loses to it.
-    XATM_LOG(tm, warning) << gtrid_ << ": the decision branch's commit answered no verdict ("
-                          << cause.describe() << "); settling it by the marker row";
+    XATM_LOG(tm, warning) << gtrid_ << ": the decision branch's commit answered no verdict (" << cause.describe()
+                          << "); settling it by the marker row";
     precommit_result settled = core_.markers().decide(gtrid_, decision_rm_, marker_state::aborted, marker_rm_list());
     if (settled.verdict == precommit_verdict::committed) return;
     if (settled.verdict == precommit_verdict::aborted) {
       cause.message = gtrid_ + " rolled back: the decision branch's commit did not happen (" + cause.message + ")";
       abort<rolled_back_error>(std::move(cause));
     }
-    cause.message = gtrid_ + " is in doubt: the decision branch's commit answered no verdict and its row cannot be "
-                    "read on " + decision_rm_ + "; termination decides from that row: " + settled.cause.message;
+    cause.message = gtrid_ +
+                    " is in doubt: the decision branch's commit answered no verdict and its row cannot be "
+                    "read on " +
+                    decision_rm_ + "; termination decides from that row: " + settled.cause.message;
     XATM_LOG(tm, error) << cause.describe();
     core_.hand_over(gtrid_);
     throw in_doubt_error(std::move(cause));
@@ -473,7 +478,8 @@ class two_phase_commit {
   // The commit-marker protocol without a branch on its decision RM uses it too: that RM is the
   // arbiter, no hints go elsewhere and nothing is noted in the log.
   void precommit(bool hints = true) {
-    const std::string& arbiter = protocol_ == commit_protocol::commit_marker ? decision_rm_ : branches_.front().rm->name();
+    const std::string& arbiter =
+        protocol_ == commit_protocol::commit_marker ? decision_rm_ : branches_.front().rm->name();
     precommit_result outcome = core_.markers().precommit(
         gtrid_, arbiter, hints ? distinct_rm_names() : std::vector<std::string>{}, marker_rm_list());
     if (outcome.verdict == precommit_verdict::in_doubt) {
@@ -515,7 +521,7 @@ class two_phase_commit {
     struct completion {
       std::shared_ptr<tm_core> core;
       std::string gtrid;
-      bool logged;                           // a record in the log to forget
+      bool logged;                          // a record in the log to forget
       std::vector<std::string> marker_rms;  // where marker rows are to be deleted
       std::atomic<std::size_t> left;
       std::atomic<bool> failed{false};

@@ -1,5 +1,5 @@
 // crash/workload_common.h: what the two workload processes (crash_workload.cpp,
-// three_phase_workload.cpp) share: the command line's common options, the connection strings
+// marker_workload.cpp) share: the command line's common options, the connection strings
 // from the environment, the ack file, the transfer SQL of the crash bank, and the sessions a
 // worker opens. Each program keeps its own options, protocol and error handling.
 #pragma once

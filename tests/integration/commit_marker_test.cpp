@@ -100,7 +100,8 @@ TEST_CASE("commit-marker: every pair of databases and three branches commit with
     CHECK(markers(*connections.front(), gtrid, "P") == 1);
     for (std::size_t i = 1; i < connections.size(); ++i) {
       // (An RM that never had a marker table has no row either.)
-      if (connections[i]->exec("SELECT 1 FROM xatm_marker WHERE 1 = 0").ok()) CHECK(markers(*connections[i], gtrid) == 0);
+      if (connections[i]->exec("SELECT 1 FROM xatm_marker WHERE 1 = 0").ok())
+        CHECK(markers(*connections[i], gtrid) == 0);
     }
     // No decision went to the TM's own log.
     CHECK(t.tm->statistics().decisions_logged == 0);

@@ -1,13 +1,16 @@
-// xatm-3pc-workload: the coordinator that the three-phase crash tests kill, freeze and race
-// (three_phase_crash_test.cpp). It opens a transaction manager in three-phase mode, registers
-// PostgreSQL ("pg", the arbiter: always enlisted first) and MariaDB ("maria"), and runs transfers
-// of the crash bank (support/invariants.h) on several threads until it has done its share, dies
-// or freezes at a crash point (XATM_CRASH_AT), or is killed by the test.
+// xatm-marker-workload: the coordinator that the crash tests of the protocols decided by marker
+// rows kill, freeze and race (three_phase_crash_test.cpp, marker_crash_test.cpp). It opens a
+// transaction manager in three-phase or commit-marker mode, registers PostgreSQL ("pg") and
+// MariaDB ("maria"), enlists one of them first (the arbiter, or the decision branch), and runs
+// transfers of the crash bank (support/invariants.h) on several threads until it has done its
+// share, dies or freezes at a crash point (XATM_CRASH_AT), or is killed by the test.
 //
-//   xatm-3pc-workload --tm-id ID --log PATH --ack PATH --tables SUFFIX
+//   xatm-marker-workload --tm-id ID --log PATH --ack PATH --tables SUFFIX
 //                     [--first-account A] [--accounts N] [--threads T]
 //                     [--transfers N (per thread; 0: until killed)] [--token-prefix P]
-//                     [--doom-every K]
+//                     [--doom-every K] [--protocol three-phase|commit-marker] [--first pg|maria]
+//                     [--recovery-interval-ms N (0: startup recovery only)]
+//                     [--precommit-timeout-ms N (when its recovery terminates other TMs' branches)]
 //   connection strings: $XATM_CRASH_PG and $XATM_CRASH_MARIA (kept off the command line)
 //
 // The ack file has the format read_acks() reads: `<token> begun <gtrid>` before the branches
@@ -45,6 +48,10 @@ using xatm::workload::required_env;
 struct options : xatm::workload::common_options {
   int first_account = 1;
   int accounts = 16;
+  xatm::commit_protocol protocol = xatm::commit_protocol::three_phase;
+  bool maria_first = false;
+  int recovery_interval_ms = 0;
+  int precommit_timeout_ms = 3'600'000;
 };
 
 options parse(int argc, char** argv) {
@@ -54,6 +61,15 @@ options parse(int argc, char** argv) {
       parsed.first_account = std::stoi(next());
     else if (arg == "--accounts")
       parsed.accounts = std::stoi(next());
+    else if (arg == "--protocol")
+      parsed.protocol =
+          next() == "commit-marker" ? xatm::commit_protocol::commit_marker : xatm::commit_protocol::three_phase;
+    else if (arg == "--first")
+      parsed.maria_first = next() == "maria";
+    else if (arg == "--recovery-interval-ms")
+      parsed.recovery_interval_ms = std::stoi(next());
+    else if (arg == "--precommit-timeout-ms")
+      parsed.precommit_timeout_ms = std::stoi(next());
     else
       return false;
     return true;
@@ -62,16 +78,17 @@ options parse(int argc, char** argv) {
 }
 
 // One transfer: debit on PostgreSQL, credit on MariaDB, the same ledger token on both. The
-// arbiter is branch 1's RM, so PostgreSQL is enlisted first.
+// arbiter (three-phase) or the decision branch (commit-marker) is branch 1's RM: PostgreSQL,
+// unless --first maria.
 void transfer(xatm::transaction_manager& tm, xatm::connection& pg, xatm::connection& maria, const options& opts,
               const ack_file& acks, const std::string& token, int from, int to, long amount, bool doomed) {
   const xatm::workload::transfer_sql bank(opts.tables);
-  auto tx = tm.begin(xatm::commit_protocol::three_phase);
+  auto tx = tm.begin(opts.protocol);
   const std::string gtrid = tx.gtrid();
   acks.ack(token, ack_state::begun, gtrid);
   try {
-    tx.enlist(pg);
-    tx.enlist(maria);
+    tx.enlist(opts.maria_first ? maria : pg);
+    tx.enlist(opts.maria_first ? pg : maria);
     pg.exec(bank.debit(from, amount)).value();
     pg.exec(bank.ledger_row(token, doomed ? 0 : from, -amount)).value();
     maria.exec(bank.credit(to, amount)).value();
@@ -113,7 +130,7 @@ void run_worker(xatm::transaction_manager& tm, const options& opts, const ack_fi
       transfer(tm, *pg, *maria, opts, acks, token, account(random), account(random), amount(random), doomed);
       continue;
     } catch (const std::exception& e) {
-      std::cerr << "xatm-3pc-workload: " << token << ": " << e.what() << "\n";
+      std::cerr << "xatm-marker-workload: " << token << ": " << e.what() << "\n";
     }
     // After a failure before commit(): fresh connections (a server may have gone away).
     pg.reset();
@@ -125,7 +142,7 @@ void run_worker(xatm::transaction_manager& tm, const options& opts, const ack_fi
 }  // namespace
 
 int main(int argc, char** argv) {
-  xatm::workload::set_program("xatm-3pc-workload", "three_phase_workload.cpp");
+  xatm::workload::set_program("xatm-marker-workload", "marker_workload.cpp");
   const options opts = parse(argc, argv);
   const char* level = std::getenv("XATM_WORKLOAD_LOG");
   xatm::tools::install_console_log(level != nullptr ? level : "error");
@@ -133,12 +150,13 @@ int main(int argc, char** argv) {
     xatm::tm_options tm_options;
     tm_options.tm_id = opts.tm_id;
     tm_options.log_path = opts.log_path;
-    tm_options.protocol = xatm::commit_protocol::three_phase;
+    tm_options.protocol = opts.protocol;
     tm_options.prepare_timeout = std::chrono::seconds(5);
     tm_options.commit_retry_window = std::chrono::seconds(1);
-    // Only the startup recovery runs, and it never terminates anybody: the tests' terminators do.
-    tm_options.recovery_interval = std::chrono::milliseconds(0);
-    tm_options.precommit_timeout = std::chrono::hours(1);
+    // By default only the startup recovery runs, and it never terminates anybody (the tests'
+    // terminators do); a test of two service instances gives both a recovery that does.
+    tm_options.recovery_interval = std::chrono::milliseconds(opts.recovery_interval_ms);
+    tm_options.precommit_timeout = std::chrono::milliseconds(opts.precommit_timeout_ms);
     auto tm = std::make_unique<xatm::transaction_manager>(tm_options);
     tm->register_rm("pg", "postgresql", required_env("XATM_CRASH_PG"));
     tm->register_rm("maria", "mariadb", required_env("XATM_CRASH_MARIA"));
