@@ -50,8 +50,9 @@ databases hold exactly what was acknowledged (exit 1 if not).
                        With neither --pg nor --mysql, throwaway servers are started with
                        lib/testing/servers.sh and stopped at exit.
   --workload LIST      transfer,read-write,pg-pg (default: all three)
-  --modes LIST         local,raw-xa,xa,xa-early,3pc (default: all five; 3pc is skipped with a
-                       note when the library does not offer it yet)
+  --modes LIST         local,raw-xa,xa,xa-early,3pc,marker,marker-early (default: all seven)
+  --decision-rm NAME   the commit-marker modes' decision RM (pg, pg2 or maria; default: the
+                       first enlisted branch's, the workload's first database)
   --clients LIST       numbers of concurrent clients, each one thread with its own connections
                        (default: 1,4,16)
   --seconds N          measured seconds per mode and clients value (default 5), split into
@@ -75,8 +76,9 @@ Modes: local = two native local transactions one after the other (not atomic); r
 verbs through xatm's resource_manager exactly as the engine sends them, with no transaction
 manager and no decision log (the databases' floor); xa = xatm's two-phase commit; xa-early = the
 same with early acknowledgement (commit returns once the decision is durable); 3pc = the
-three-phase mode (reported as not available until it lands). Each TM mode has its own TM and
-decision log in the log dir.
+three-phase mode; marker = the commit-marker protocol (the decision is a row in one branch's own
+one-phase commit, nothing in the TM's log); marker-early = the same with early acknowledgement.
+Each TM mode has its own TM and decision log in the log dir.
 Exit status: 0 ok, 1 an invariant check failed, 2 usage error, 3 the bench could not run,
 130 interrupted (SIGINT/SIGTERM: the partial results are still printed and written).
 )";
@@ -141,7 +143,7 @@ settings parse_options(int argc, char** argv) {
       config.modes.clear();
       for (const auto& name : split_list(next())) {
         auto m = parse_mode(name);
-        if (!m) usage_error("unknown mode '" + name + "' (local, raw-xa, xa, xa-early, 3pc)");
+        if (!m) usage_error("unknown mode '" + name + "' (local, raw-xa, xa, xa-early, 3pc, marker, marker-early)");
         if (std::find(config.modes.begin(), config.modes.end(), *m) == config.modes.end()) config.modes.push_back(*m);
       }
     } else if (option == "--clients") {
@@ -163,6 +165,11 @@ settings parse_options(int argc, char** argv) {
       config.csv_path = next();
     } else if (option == "--chart") {
       config.chart_path = next();
+    } else if (option == "--decision-rm") {
+      config.decision_rm = next();
+      if (config.decision_rm != "pg" && config.decision_rm != "pg2" && config.decision_rm != "maria") {
+        usage_error("--decision-rm must be pg, pg2 or maria");
+      }
     } else if (option == "--allow-unsafe-durability") {
       config.allow_unsafe_durability = true;
     } else {
@@ -363,20 +370,30 @@ int run(settings config) {
   }
   std::unique_ptr<xatm::transaction_manager> tm3;
   if (wanted(mode::three_phase)) {
-    try {
-      tm3 = std::make_unique<xatm::transaction_manager>(
-          xatm::tm_options{.tm_id = "bench3",
-                           .log_path = (log_dir.path / "xatm-bench-3pc.db").string(),
-                           .protocol = xatm::commit_protocol::three_phase,
-                           .allow_unsafe_durability = config.allow_unsafe_durability});
-      register_all(*tm3);
-      tms[mode::three_phase] = tm3.get();
-    } catch (const xatm::configuration_error& e) {
-      const std::string note = std::string("3pc: not available yet (") + e.what() + "); the other modes ran without it";
-      std::cerr << "xatm-bench: " << note << "\n";
-      result.notes.push_back(note);
-    }
+    tm3 = std::make_unique<xatm::transaction_manager>(
+        xatm::tm_options{.tm_id = "bench3",
+                         .log_path = (log_dir.path / "xatm-bench-3pc.db").string(),
+                         .protocol = xatm::commit_protocol::three_phase,
+                         .allow_unsafe_durability = config.allow_unsafe_durability});
+    register_all(*tm3);
+    tms[mode::three_phase] = tm3.get();
   }
+  // The commit-marker modes: the decision row goes in the first enlisted branch (the workload's
+  // first RM), or in --decision-rm's branch.
+  std::map<mode, std::unique_ptr<xatm::transaction_manager>> marker_tms;
+  for (const auto& [m, early] : {std::pair{mode::commit_marker, false}, std::pair{mode::commit_marker_early, true}}) {
+    if (!wanted(m)) continue;
+    xatm::tm_options options{.tm_id = early ? "bench-cm-early" : "bench-cm",
+                             .log_path = (log_dir.path / (early ? "xatm-bench-cm-early.db" : "xatm-bench-cm.db")).string(),
+                             .early_acknowledgement = early,
+                             .protocol = xatm::commit_protocol::commit_marker,
+                             .allow_unsafe_durability = config.allow_unsafe_durability};
+    options.decision_rm = config.decision_rm;
+    marker_tms[m] = std::make_unique<xatm::transaction_manager>(options);
+    register_all(*marker_tms[m]);
+    tms[m] = marker_tms[m].get();
+  }
+  if (!config.decision_rm.empty()) result.notes.push_back("commit-marker decision RM: " + config.decision_rm);
 
   for (const char* rm_name : {"pg", "maria"}) {
     if (std::string(rm_name) == "maria" && config.mysql.empty()) continue;

@@ -12,12 +12,15 @@ const char* mode_name(mode m) noexcept {
     case mode::xa: return "xa";
     case mode::xa_early: return "xa-early";
     case mode::three_phase: return "3pc";
+    case mode::commit_marker: return "marker";
+    case mode::commit_marker_early: return "marker-early";
   }
   return "?";
 }
 
 std::optional<mode> parse_mode(std::string_view name) {
-  for (mode m : {mode::local, mode::raw_xa, mode::xa, mode::xa_early, mode::three_phase}) {
+  for (mode m : {mode::local, mode::raw_xa, mode::xa, mode::xa_early, mode::three_phase, mode::commit_marker,
+                 mode::commit_marker_early}) {
     if (name == mode_name(m)) return m;
   }
   return std::nullopt;

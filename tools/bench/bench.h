@@ -18,9 +18,12 @@ enum class mode : std::uint8_t {
   raw_xa,       // the XA verbs sent by hand, as the engine sends them: no TM, no decision log
   xa,           // xatm's transaction_manager: two-phase commit with its SQLite decision log
   xa_early,     // the same with tm_options::early_acknowledgement ("xa-early")
-  three_phase,  // xatm's three-phase mode ("3pc"), once it is available
+  three_phase,  // xatm's three-phase mode ("3pc")
+  commit_marker,        // xatm's commit-marker protocol ("marker"): the decision row in a branch
+  commit_marker_early,  // the same with tm_options::early_acknowledgement ("marker-early")
 };
-const char* mode_name(mode m) noexcept;  // "local", "raw-xa", "xa", "xa-early", "3pc"
+// "local", "raw-xa", "xa", "xa-early", "3pc", "marker", "marker-early"
+const char* mode_name(mode m) noexcept;
 std::optional<mode> parse_mode(std::string_view name);
 
 enum class workload_kind : std::uint8_t {
@@ -38,7 +41,9 @@ struct settings {
   std::string pg2;    // the pg-pg workload's second database (derived from pg, see xatm_bench.cpp)
   std::string mysql;  // MariaDB conninfo
   std::vector<workload_kind> workloads{workload_kind::transfer, workload_kind::read_write, workload_kind::pg_pg};
-  std::vector<mode> modes{mode::local, mode::raw_xa, mode::xa, mode::xa_early, mode::three_phase};
+  std::vector<mode> modes{mode::local,       mode::raw_xa,        mode::xa,
+                          mode::xa_early,    mode::three_phase,   mode::commit_marker,
+                          mode::commit_marker_early};
   std::vector<int> clients{1, 4, 16};
   double seconds = 5;  // measured time per mode and clients value
   double warmup = 1;   // unmeasured time per mode before each clients value's rounds
@@ -51,6 +56,7 @@ struct settings {
   // tm_options::allow_unsafe_durability for every TM of the run (--allow-unsafe-durability): off,
   // the servers must pass xatm's durability check; the header line says which.
   bool allow_unsafe_durability = false;
+  std::string decision_rm;  // the commit-marker modes' tm_options::decision_rm (--decision-rm)
 };
 
 // One cell of the tables: a workload in one mode with one number of clients.

@@ -251,7 +251,9 @@ std::vector<measurement> runner::run(const std::function<void(const round_report
       }
       case mode::xa:
       case mode::xa_early:
-      case mode::three_phase: {
+      case mode::three_phase:
+      case mode::commit_marker:
+      case mode::commit_marker_early: {
         try {
           auto tx = tms_.at(m)->begin();
           tx.enlist(a);
