@@ -1,5 +1,5 @@
 // Internal: the marker side of a transaction manager, for the two protocols decided by marker
-// rows in the RMs (docs/design.md sections 7 and 8): three-phase mode's pre-commit step, the
+// rows in the RMs (docs/design.md sections 7 and 12): three-phase mode's pre-commit step, the
 // commit-marker protocol's decision tables and its settling of a lost commit reply, the control
 // connections markers are written on (the TM's own, idle and in autocommit, kept per RM and
 // reused), the RMs whose marker table is known to exist, and the markers of finished

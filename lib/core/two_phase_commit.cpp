@@ -2,7 +2,7 @@
 //
 // commit() reads top to bottom: expire? -> end all -> drop read-only branches -> one writer:
 // one-phase commit -> prepare all -> decision durable -> commit all -> mark complete. The
-// commit-marker protocol (run_commit_marker(), docs/design.md section 8) keeps the decision
+// commit-marker protocol (run_commit_marker(), docs/design.md section 12) keeps the decision
 // branch out of the prepare and makes its one-phase commit, carrying the decision row, the
 // decision. Every
 // branch round trip of a step is sent to all RMs first and then awaited together
@@ -139,7 +139,7 @@ class two_phase_commit {
     return {};
   }
 
-  // ---- the commit-marker protocol (docs/design.md section 8) -----------------------------------
+  // ---- the commit-marker protocol (docs/design.md section 12) -----------------------------------
   //
   // expire? -> end every branch but the decision branch -> no other writer: one-phase commit as
   // in step 4 -> prepare the others while the decision branch inserts its decision row -> any

@@ -24,7 +24,7 @@ result<vote> call_until(resource_manager& rm, xa_verb verb, const xid& branch,
 
 // Commits (or rolls back) a transaction's enlisted branches by `protocol`: the steps of
 // docs/design.md section 4 in order, with three-phase mode's marker steps (section 7), or the
-// commit-marker protocol's (section 8) with the decision row in the branch on `decision_rm`.
+// commit-marker protocol's (section 12) with the decision row in the branch on `decision_rm`.
 // Returns committed or completion_pending, or throws the outcome global_transaction::commit()
 // documents.
 commit_outcome run_commit(tm_core& core, const std::string& gtrid, std::chrono::steady_clock::time_point started,

@@ -1,5 +1,5 @@
 // The commit-marker protocol under crashes, stalls and races, against the real servers
-// (docs/commit-marker.md, docs/design.md section 8). The coordinator is xatm-marker-workload
+// (docs/commit-marker.md, docs/design.md section 12). The coordinator is xatm-marker-workload
 // (marker_workload.cpp) in commit-marker mode: transfers from PostgreSQL to MariaDB whose first
 // enlisted branch carries the decision row. The test kills it at every crash point and lets three
 // kinds of recoverer finish: the same TM restarted on its log, another instance (another tm_id,
