@@ -383,11 +383,12 @@ int run(settings config) {
   std::map<mode, std::unique_ptr<xatm::transaction_manager>> marker_tms;
   for (const auto& [m, early] : {std::pair{mode::commit_marker, false}, std::pair{mode::commit_marker_early, true}}) {
     if (!wanted(m)) continue;
-    xatm::tm_options options{.tm_id = early ? "bench-cm-early" : "bench-cm",
-                             .log_path = (log_dir.path / (early ? "xatm-bench-cm-early.db" : "xatm-bench-cm.db")).string(),
-                             .early_acknowledgement = early,
-                             .protocol = xatm::commit_protocol::commit_marker,
-                             .allow_unsafe_durability = config.allow_unsafe_durability};
+    xatm::tm_options options{
+        .tm_id = early ? "bench-cm-early" : "bench-cm",
+        .log_path = (log_dir.path / (early ? "xatm-bench-cm-early.db" : "xatm-bench-cm.db")).string(),
+        .early_acknowledgement = early,
+        .protocol = xatm::commit_protocol::commit_marker,
+        .allow_unsafe_durability = config.allow_unsafe_durability};
     options.decision_rm = config.decision_rm;
     marker_tms[m] = std::make_unique<xatm::transaction_manager>(options);
     register_all(*marker_tms[m]);

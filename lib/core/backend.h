@@ -90,18 +90,22 @@ class backend {
   [[nodiscard]] virtual std::string delete_markers(std::string_view gtrid_list) const = 0;
 
   // ---- the commit-marker protocol's decision row (docs/commit-marker.md) -----------------------
-  // A query answering one row of two values, run on a TM's own (identity-verified) connection:
+  // A query answering one row of three values, run on a TM's own (identity-verified) connection:
   // the marker table and the identity table, each qualified with its schema or database and
   // quoted, so that the decision insert on the application's connection cannot reach another
-  // table whatever that session's search_path or current database is.
+  // table whatever that session's search_path or current database is; and 'true' when the
+  // marker table is sound: the one this session reaches unqualified (as terminators do), with
+  // gtrid alone as its immediate primary key, transactional.
   [[nodiscard]] virtual std::string_view decision_tables_query() const = 0;
   // The decision insert, run inside the decision branch on the application's connection just
   // before its one-phase commit. A plain insert of `(gtrid, 'P', branches)`, so that it fails on a
   // terminator's A row, whose gtrid value is a scalar subquery on the identity table that answers
   // NULL (a NOT NULL violation: an error) unless the database's identity is `identity_literal`.
   // It must make the branch's commit durable whatever the session's settings, and report its
-  // insert's affected rows last. Arguments are core's checked SQL literals and the qualified
-  // names decision_tables_query() answered.
+  // insert's affected rows last. It may insert nothing (0 rows, no error) when the RM can tell
+  // that the transaction has written nothing so far: the branch is then read-only and core
+  // writes the row elsewhere. Arguments are core's checked SQL literals and the qualified names
+  // decision_tables_query() answered.
   [[nodiscard]] virtual std::string decision_insert(std::string_view marker_table, std::string_view identity_table,
                                                     std::string_view gtrid_literal, std::string_view identity_literal,
                                                     std::string_view branches_literal) const = 0;

@@ -140,9 +140,16 @@ result<decision_tables> find_decision_tables(resource_manager& control) {
   auto rows = control.exec(sql->decision_tables_query());
   if (!rows) return std::move(rows).error();
   const auto& found = rows.value().rows;
-  if (found.size() != 1 || found.front().size() != 2 || !found.front()[0] || !found.front()[1]) {
+  if (found.size() != 1 || found.front().size() != 3 || !found.front()[0] || !found.front()[1]) {
     return make_failure(xa_code::rm_error,
                         "xatm_marker or xatm_identity cannot be found (xatm-recover --install-schema)", control.name());
+  }
+  if (found.front()[2] != "true") {
+    return make_failure(xa_code::rm_error,
+                        "xatm_marker is not fit to decide: it must be the table next to xatm_identity that the "
+                        "session finds first, with gtrid alone as its immediate primary key, in a transactional "
+                        "engine (docs/three-phase.md, \"The marker table\")",
+                        control.name());
   }
   return decision_tables{*found.front()[0], *found.front()[1]};
 }

@@ -59,7 +59,8 @@ struct decision_tables {
   std::string marker;
   std::string identity;
 };
-// Found on a control connection (the TM's own, identity-verified); the marker table must exist.
+// Found on a control connection (the TM's own, identity-verified); the marker table must exist
+// and be fit to decide (backend::decision_tables_query()), or this fails.
 result<decision_tables> find_decision_tables(resource_manager& control);
 // The decision insert for `gtrid` at the RM `decision` belongs to (backend::decision_insert()),
 // guarded by the database identity pinned for it; `branches` as for insert_marker().

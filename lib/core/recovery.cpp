@@ -226,6 +226,11 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
     // the arbiter the coordinator meant (an RM name that means another database here) or it
     // never got that far; either way this terminator cannot decide. Never create it here.
     auto ready = prepare_control_connection(*control.value());
+    if (ready && parts && parts.value().protocol == commit_protocol::commit_marker) {
+      // The coordinator wrote its row in the marker table next to the identity table: this
+      // session must reach that one, and it must be able to decide (one row per gtrid).
+      if (auto tables = find_decision_tables(*control.value()); !tables) ready = std::move(tables).error();
+    }
     found = ready ? read_marker(*control.value(), branch.gtrid()) : result<std::optional<marker_state>>(ready.error());
   }
   if (!found) {
@@ -529,6 +534,14 @@ recovery_report run_recovery(const recovery_context& context) {
         return !found->identity.empty() && found->identity == std::string_view(entry).substr(equals + 1);
       });
       if (!all_scanned) continue;
+      if (marker.state == marker_state::precommitted && parts.value().protocol == commit_protocol::commit_marker &&
+          !(parts.value().tm_id == context.tm_id && parts.value().incarnation == context.live_incarnation)) {
+        // A live coordinator whose decision commit lost its reply settles it by this row (insert A
+        // if absent): had it gone, A would win and the coordinator would report a rollback of a
+        // committed transaction. Kept while a session holds that coordinator's lease.
+        auto holder = lease_holder_of(incarnation_prefix(parts.value()));
+        if (!holder || !holder.value().empty()) continue;
+      }
       if (marker.state == marker_state::aborted) {
         // Only once its coordinator can never insert its P: old, and no session of that
         // incarnation holds its lease here (a frozen coordinator's sessions still do).

@@ -137,6 +137,12 @@ class resource_manager : public connection {
   // will answer vote::read_only. The TM uses it to pick one-phase commit before preparing.
   bool known_read_only() const noexcept { return state_ == branch_state::ended && branch_wrote_nothing(); }
 
+  // While the branch is active, without a round trip: true when the RM has already reported a
+  // write in it, false when it reported none so far (a hint: end() knows for sure), nullopt when
+  // it reports nothing before end(). The commit-marker protocol uses it to choose whether the
+  // decision row goes into this branch.
+  virtual std::optional<bool> wrote_so_far() const noexcept { return std::nullopt; }
+
   branch_state state() const noexcept { return state_; }
   // The branch this connection carries (active, ended, rollback-only or prepared), if any.
   const std::optional<xid>& current_branch() const noexcept { return current_; }

@@ -158,34 +158,52 @@ class two_phase_commit {
       if (decider) end_all(std::nullopt, decider);
       return commit_one_phase(writing_branches());
     }
-    XATM_CRASH_POINT("before_prepare");
-    if (!decider) {
-      // The decision RM has no branch here (tm_options::decision_rm names another RM): the row
-      // goes in on a connection of the TM's own there, as three-phase mode's arbiter P does.
-      prepare_all();
-      precommit(/*hints=*/false);
-      return commit_decided();
+    // A decision branch that has reported no write so far (MariaDB's session tracker) is ended
+    // first, which tells for sure: a read-only one takes no row, and one other writer then
+    // commits in one phase as in step 4.
+    if (decider && branches_[*decider].rm->wrote_so_far() == false) {
+      end_all(std::nullopt, decider);
+      if (writing_branches().size() <= 1) return commit_one_phase(writing_branches());
+      XATM_CRASH_POINT("before_prepare");
+      return commit_with_row_elsewhere();
     }
+    XATM_CRASH_POINT("before_prepare");
+    if (!decider) return commit_with_row_elsewhere();
     // 5. Prepare the others; meanwhile the decision branch inserts its row (not committed: the
     // write-ahead rule holds) and ends.
-    std::optional<failure> insert_failed;
+    decision_insert inserted;
     prepare_all(*decider, [&] {
       XATM_CRASH_POINT("marker_before_decision_insert");
-      insert_failed = insert_decision_row(*decider);
+      inserted = insert_decision_row(*decider);
     });
-    if (insert_failed) {
-      failure cause = std::move(*insert_failed);
+    if (inserted.failed) {
+      failure cause = std::move(*inserted.failed);
       cause.message = gtrid_ + " rolled back: the decision row could not be written in the decision branch on " +
                       decision_rm_ +
-                      " (if it already had a row, another xatm instance terminated the transaction "
-                      "while this coordinator was stalled): " +
+                      " (if it already had a row, another xatm instance terminated the transaction while this "
+                      "coordinator was stalled): " +
                       cause.message;
       abort<rolled_back_error>(std::move(cause));
+    }
+    if (!inserted.written) {
+      // The decision branch had written nothing (PostgreSQL's insert asked): it ends read-only
+      // and the row goes on a connection of the TM's own.
+      end_all(std::nullopt, decider);
+      return commit_with_row_elsewhere();
     }
     XATM_CRASH_POINT("marker_after_decision_insert");
     // 6. The commit point: the decision branch commits in one phase, its row with it.
     commit_decision_branch(*decider);
     XATM_CRASH_POINT("marker_after_decision_commit");
+    return commit_decided();
+  }
+
+  // No branch to carry the row (the decision RM has none here, or a read-only one): prepare
+  // every live branch and write the row on a connection of the TM's own to the decision RM, as
+  // three-phase mode's arbiter P (no hints, nothing in the log). Correct, one flush more.
+  commit_outcome commit_with_row_elsewhere() {
+    prepare_all();
+    precommit(/*hints=*/false);
     return commit_decided();
   }
 
@@ -210,31 +228,40 @@ class two_phase_commit {
     return rm_list.size() >= 1000 ? plain_list : rm_list;
   }
 
-  // Inserts the decision row in the decision branch and ends it; answers why not, if not. The
-  // insert must report one row: no row means no decision, whatever the reason.
-  std::optional<failure> insert_decision_row(std::size_t decider) {
+  // What the decision insert did: the row written (and the branch ended), no row because the
+  // branch had written nothing (it stays active), or a failure (no row: roll everything back).
+  struct decision_insert {
+    bool written = false;
+    std::optional<failure> failed;
+  };
+
+  // Inserts the decision row in the decision branch and ends it. No row means no decision,
+  // whatever the reason; more than one is impossible (a primary key) and refused anyway.
+  decision_insert insert_decision_row(std::size_t decider) {
     resource_manager& rm = *branches_[decider].rm;
     auto tables = core_.markers().tables_at(decision_rm_);
     auto pin = core_.store().pinned(decision_rm_);
-    if (!tables) return tables.error();
-    if (!pin) return make_failure(xa_code::rm_error, "no identity is pinned for the decision RM", decision_rm_);
+    if (!tables) return {false, tables.error()};
+    if (!pin)
+      return {false, make_failure(xa_code::rm_error, "no identity is pinned for the decision RM", decision_rm_)};
     auto statement = decision_insert_statement(rm, tables.value(), gtrid_, pin->identity, marker_rm_list());
-    if (!statement) return statement.error();
+    if (!statement) return {false, statement.error()};
     // The application's connection has no call timeout of its own: bound this statement.
     const auto own_timeout = rm.call_timeout();
     rm.set_call_timeout(core_.options().rm_call_timeout);
     auto inserted = rm.exec(statement.value());
     rm.set_call_timeout(own_timeout);
-    if (!inserted) return inserted.error();
+    if (!inserted) return {false, inserted.error()};
+    if (inserted.value().affected_rows == 0) return {false, std::nullopt};  // read-only so far
     if (inserted.value().affected_rows != 1) {
-      return make_failure(
-          xa_code::rm_error,
-          "the decision insert wrote " + std::to_string(inserted.value().affected_rows) + " rows instead of 1",
-          decision_rm_);
+      return {false, make_failure(xa_code::rm_error,
+                                  "the decision insert wrote " + std::to_string(inserted.value().affected_rows) +
+                                      " rows instead of 1",
+                                  decision_rm_)};
     }
     auto ended = call_all({decider}, xa_verb::end, prepare_deadline()).front();
-    if (!ended) return ended.error();
-    return std::nullopt;
+    if (!ended) return {false, ended.error()};
+    return {true, std::nullopt};
   }
 
   // The decision branch's one-phase commit: the commit point. Refused: roll everything back.
@@ -251,8 +278,10 @@ class two_phase_commit {
       cause.message = gtrid_ + " rolled back: the decision branch's one-phase commit was refused: " + cause.message;
       abort<rolled_back_error>(std::move(cause));
     }
-    // Its connection is closed (abandoned): a commit not yet done is rolled back by the RM. An A
+    // No verdict. The connection is closed (a timeout abandoned it; after any other error this
+    // closes it), so a commit not yet done is rolled back by the RM and its row lock goes. An A
     // inserted-if-absent now waits behind a commit still under way and loses to it.
+    if (branches_[decider].rm->connected()) (void)branches_[decider].rm->reconnect();
     XATM_LOG(tm, warning) << gtrid_ << ": the decision branch's commit answered no verdict (" << cause.describe()
                           << "); settling it by the marker row";
     precommit_result settled = core_.markers().decide(gtrid_, decision_rm_, marker_state::aborted, marker_rm_list());

@@ -112,19 +112,28 @@ class mysql_sql final : public backend {
     return "DELETE FROM xatm_marker WHERE gtrid IN (" + std::string(gtrid_list) + ")";
   }
 
-  // Both tables live in the database the TM's own session uses (its connection string's).
+  // Both tables live in the database the TM's own session uses (its connection string's); sound
+  // when xatm_marker is transactional (InnoDB: a row of a rolled-back transaction must vanish)
+  // and its primary key is gtrid alone.
   std::string_view decision_tables_query() const override {
     return "SELECT CONCAT('`', REPLACE(DATABASE(), '`', '``'), '`.xatm_marker'), "
-           "CONCAT('`', REPLACE(DATABASE(), '`', '``'), '`.xatm_identity')";
+           "CONCAT('`', REPLACE(DATABASE(), '`', '``'), '`.xatm_identity'), "
+           "IF((SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+           "TABLE_NAME = 'xatm_marker') = 'InnoDB' AND (SELECT GROUP_CONCAT(COLUMN_NAME) FROM "
+           "information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'xatm_marker' AND "
+           "INDEX_NAME = 'PRIMARY') = 'gtrid', 'true', 'false')";
   }
 
-  // A single-row VALUES insert of NULL into a NOT NULL column fails whatever the sql_mode.
+  // A single-row VALUES insert of NULL into a NOT NULL column fails whatever the sql_mode. The
+  // row is refused outside a transaction too (@@in_transaction is 0 in autocommit): an
+  // application that ended the XA branch behind xatm's back must not get a row committed alone.
   std::string decision_insert(std::string_view marker_table, std::string_view identity_table,
                               std::string_view gtrid_literal, std::string_view identity_literal,
                               std::string_view branches_literal) const override {
     return "INSERT INTO " + std::string(marker_table) + " (gtrid, state, branches) VALUES ((SELECT " +
            std::string(gtrid_literal) + " FROM " + std::string(identity_table) +
-           " WHERE database_id = " + std::string(identity_literal) + "), 'P', " + std::string(branches_literal) + ")";
+           " WHERE database_id = " + std::string(identity_literal) + " AND @@in_transaction = 1), 'P', " +
+           std::string(branches_literal) + ")";
   }
 
   settings_query durability_query() const override {
@@ -166,13 +175,15 @@ class mysql_sql final : public backend {
 const backend& mariadb_backend() noexcept {
   // Immortal, as the registry (core/backend.cpp): used by recovery threads until the very end.
   static const auto* const the_backend =
-      new mysql_sql("mariadb", true, "SET SESSION tx_read_only = 0, max_statement_time = 0");  // NOLINT
+      new mysql_sql("mariadb", true,
+                    "SET SESSION tx_read_only = 0, max_statement_time = 0, tx_isolation = 'READ-COMMITTED'");  // NOLINT
   return *the_backend;
 }
 
 const backend& mysql_backend() noexcept {
   static const auto* const the_backend =
-      new mysql_sql("mysql", false, "SET SESSION transaction_read_only = 0");  // NOLINT
+      new mysql_sql("mysql", false,
+                    "SET SESSION transaction_read_only = 0, transaction_isolation = 'READ-COMMITTED'");  // NOLINT
   return *the_backend;
 }
 

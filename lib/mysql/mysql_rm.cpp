@@ -282,6 +282,8 @@ class mysql_rm final : public detail::sql_adapter {
   static void on_status(void* self, enum enum_mariadb_status_info type, ...);
   void note_transaction_state(const char* text, std::size_t length) noexcept;
   bool tracker_says_written() const noexcept { return tracked_state_[4] == 'W'; }
+  // A W the tracker reported is certain; its absence only means "none reported yet".
+  std::optional<bool> wrote_so_far() const noexcept override { return tracker_says_written(); }
 
   // The verbs, non-blocking (resource_manager's adapter half): each a plan of stages, one
   // statement per stage.

@@ -141,23 +141,30 @@ class postgresql_sql final : public backend {
     return "DELETE FROM xatm_marker WHERE gtrid IN (" + std::string(gtrid_list) + ")";
   }
 
-  // The tables as the TM's own session finds them (its search_path), schema-qualified.
+  // Both tables in the schema where the session finds xatm_identity (the verified one); sound
+  // when the session's unqualified xatm_marker is that very table (terminators use it so) and
+  // its primary key is gtrid alone, not deferrable.
   std::string_view decision_tables_query() const override {
-    return "SELECT (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c JOIN pg_namespace n "
-           "ON n.oid = c.relnamespace WHERE c.oid = to_regclass('xatm_marker')), "
-           "(SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c JOIN pg_namespace n "
-           "ON n.oid = c.relnamespace WHERE c.oid = to_regclass('xatm_identity'))";
+    return "SELECT quote_ident(n.nspname) || '.xatm_marker', quote_ident(n.nspname) || '.xatm_identity', "
+           "(to_regclass('xatm_marker') = to_regclass(quote_ident(n.nspname) || '.xatm_marker') AND EXISTS ("
+           "SELECT 1 FROM pg_constraint k WHERE k.conrelid = to_regclass('xatm_marker') AND k.contype = 'p' AND "
+           "NOT k.condeferrable AND k.conkey = ARRAY[(SELECT a.attnum FROM pg_attribute a WHERE a.attrelid = "
+           "k.conrelid AND a.attname = 'gtrid')]))::text "
+           "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass('xatm_identity')";
   }
 
   // SET LOCAL: the decision's commit is the commit point, so it must be flushed even when the
   // application's session runs with synchronous_commit = off; the setting in force at COMMIT counts.
+  // PostgreSQL says nothing of a transaction's writes before the read-only probe, so the insert
+  // itself asks: no row (0 affected) while the transaction has written nothing, and the
+  // coordinator then treats the branch as read-only (backend::decision_insert()).
   std::string decision_insert(std::string_view marker_table, std::string_view identity_table,
                               std::string_view gtrid_literal, std::string_view identity_literal,
                               std::string_view branches_literal) const override {
     return "SET LOCAL synchronous_commit = on; INSERT INTO " + std::string(marker_table) +
-           " (gtrid, state, branches) VALUES ((SELECT " + std::string(gtrid_literal) + " FROM " +
+           " (gtrid, state, branches) SELECT (SELECT " + std::string(gtrid_literal) + " FROM " +
            std::string(identity_table) + " WHERE database_id = " + std::string(identity_literal) + "), 'P', " +
-           std::string(branches_literal) + ")";
+           std::string(branches_literal) + " WHERE pg_current_xact_id_if_assigned() IS NOT NULL";
   }
 
   settings_query durability_query() const override {

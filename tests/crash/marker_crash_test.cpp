@@ -172,8 +172,7 @@ TEST_CASE("commit-marker: a crash at every point, recovered by the same TM, anot
 
         const fs::path log = recover_by(who, dir.path, c, tag);
 
-        CHECK(token_on(true, bank, token) == point.committed);
-        CHECK(token_on(false, bank, token) == point.committed);
+        check_token(bank, token, point.committed);
         const bool decider_is_pg = !maria_decides;
         const std::string expected =
             std::string_view(point.marker) == "A?" ? (was_prepared ? "A" : "") : std::string(point.marker);
@@ -313,17 +312,8 @@ TEST_CASE("commit-marker: two terminators racing on the same transactions agree,
     delete_log(c);
     wait_for_maria_sessions_to_end(acks.maria_connections);
   }
-  termination a{unique_id("cmraceA-"), dir.path, {}, {}};
-  termination b{unique_id("cmraceB-"), dir.path, {}, {}};
-  {
-    auto a_run = start_terminator(a, "0.5");
-    auto b_run = start_terminator(b, "0.5");
-    finish_run(a, *a_run);
-    finish_run(b, *b_run);
-  }
-  if (a.exit_codes.back() != 0) terminate_until_done(a, "0.5");
-  if (b.exit_codes.back() != 0) terminate_until_done(b, "0.5");
-  INFO("terminator A:\n" << a.output << "\nterminator B:\n" << b.output);
+  const terminator_race race = race_terminators(dir.path, unique_id("cmraceA-"), unique_id("cmraceB-"));
+  INFO("terminator A:\n" << race.a.output << "\nterminator B:\n" << race.b.output);
   for (std::size_t k = 0; k < coordinators.size(); ++k) {
     CAPTURE(gtrids[k]);
     const bool decider_is_pg = k < 3;
@@ -334,13 +324,10 @@ TEST_CASE("commit-marker: two terminators racing on the same transactions agree,
       CHECK(rows == std::vector<std::string>{"A"});
     }
     // The one prepared branch finished exactly once, the way the row says.
-    std::vector<std::string> actions = a.actions_on(gtrids[k]);
-    const auto more = b.actions_on(gtrids[k]);
-    actions.insert(actions.end(), more.begin(), more.end());
+    const std::vector<std::string> actions = race.actions_on(gtrids[k]);
     CHECK(actions.size() == 1);
     for (const auto& action : actions) CHECK(action == (commits[k] ? "committed" : "rolled back"));
-    CHECK(token_on(true, bank, tokens[k]) == commits[k]);
-    CHECK(token_on(false, bank, tokens[k]) == commits[k]);
+    check_token(bank, tokens[k], commits[k]);
     check_invariants_after(bank, coordinators[k], empty_log(dir.path));
   }
   bank.drop();
@@ -361,12 +348,7 @@ std::size_t random_round(const fs::path& dir, const test::transfer_bank& bank, i
                            .doom_every = 7,
                            .token_prefix = "r" + std::to_string(round)};
   const coordinator c = start_coordinator(dir, tm_id, bank, plan);
-  const auto ready_by = clock::now() + seconds(30);
-  while (!c.read_acks().ready) {
-    if (auto ended = c.process->poll()) FAIL("the workload ended: " << ended->describe() << "\n" << c.output());
-    REQUIRE_MESSAGE(clock::now() < ready_by, "the workload did not start within 30 s");
-    std::this_thread::sleep_for(milliseconds(5));
-  }
+  wait_until_ready(c);
   std::this_thread::sleep_for(milliseconds(run_for_ms(random)));
   if (crash_server) {
     crash_server();
@@ -460,14 +442,8 @@ TEST_CASE("commit-marker: two service instances share the databases; one is kill
   };
   const coordinator doomed = start_coordinator(dir.path, unique_id("cmtwoA-"), bank, plan_for(1, "a"));
   const coordinator survivor = start_coordinator(dir.path, unique_id("cmtwoB-"), bank, plan_for(9, "b"));
-  for (const coordinator* c : {&doomed, &survivor}) {
-    const auto ready_by = clock::now() + seconds(30);
-    while (!c->read_acks().ready) {
-      if (auto ended = c->process->poll()) FAIL("a workload ended: " << ended->describe() << "\n" << c->output());
-      REQUIRE(clock::now() < ready_by);
-      std::this_thread::sleep_for(milliseconds(5));
-    }
-  }
+  wait_until_ready(doomed);
+  wait_until_ready(survivor);
   std::this_thread::sleep_for(milliseconds(800));
   const exit_status died = doomed.process->kill();
   CHECK(died.killed_by_sigkill());

@@ -315,4 +315,48 @@ inline frozen_coordinator freeze_at(const fs::path& dir, const test::transfer_ba
   return frozen;
 }
 
+// The transfer `token` is on both databases (committed) or on neither.
+inline void check_token(const test::transfer_bank& bank, const std::string& token, bool committed) {
+  CHECK(token_on(true, bank, token) == committed);
+  CHECK(token_on(false, bank, token) == committed);
+}
+
+// Waits until the workload finished its startup recovery and runs transfers.
+inline void wait_until_ready(const coordinator& c) {
+  const auto ready_by = clock::now() + seconds(30);
+  while (!c.read_acks().ready) {
+    if (auto ended = c.process->poll()) FAIL("the workload ended: " << ended->describe() << "\n" << c.output());
+    REQUIRE_MESSAGE(clock::now() < ready_by, "the workload did not start within 30 s");
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+}
+
+// Two terminators started at once, each run again until it is done.
+struct terminator_race {
+  termination a;
+  termination b;
+
+  // What both did to `gtrid`'s branches ("committed" / "rolled back"), together.
+  std::vector<std::string> actions_on(const std::string& gtrid) const {
+    std::vector<std::string> actions = a.actions_on(gtrid);
+    const auto more = b.actions_on(gtrid);
+    actions.insert(actions.end(), more.begin(), more.end());
+    return actions;
+  }
+};
+
+inline terminator_race race_terminators(const fs::path& dir, const std::string& a_id, const std::string& b_id) {
+  terminator_race race{{a_id, dir, {}, {}}, {b_id, dir, {}, {}}};
+  {
+    auto a_run = start_terminator(race.a, "0.5");
+    auto b_run = start_terminator(race.b, "0.5");
+    finish_run(race.a, *a_run);
+    finish_run(race.b, *b_run);
+  }
+  // One that answered 1 (a branch the other was finishing at that instant) runs again.
+  if (race.a.exit_codes.back() != 0) terminate_until_done(race.a, "0.5");
+  if (race.b.exit_codes.back() != 0) terminate_until_done(race.b, "0.5");
+  return race;
+}
+
 }  // namespace xatm::marker_harness

@@ -118,8 +118,7 @@ TEST_CASE("3PC: a crash at every point, then termination without the coordinator
     INFO("terminator:\n" << t.output);
 
     // The expected outcome for this point, the same on both databases.
-    CHECK(token_on(true, bank, token) == c.committed);
-    CHECK(token_on(false, bank, token) == c.committed);
+    check_token(bank, token, c.committed);
     const auto actions = t.actions_on(gtrid);
     CHECK(actions.size() >= c.min_finished);
     CHECK(actions.size() <= c.max_finished);
@@ -285,17 +284,10 @@ TEST_CASE("3PC: two terminators racing on the same transactions: one outcome eac
 
     // Two terminators at once, with different tm_ids and logs of their own. One that answers 1
     // (a branch the other was finishing at that instant) runs again.
-    termination a{"p3raceA" + std::to_string(round), dir.path, {}, {}};
-    termination b{"p3raceB" + std::to_string(round), dir.path, {}, {}};
-    {
-      auto a_run = start_terminator(a, "0.5");
-      auto b_run = start_terminator(b, "0.5");
-      finish_run(a, *a_run);
-      finish_run(b, *b_run);
-    }
-    if (a.exit_codes.back() != 0) terminate_until_done(a, "0.5");
-    if (b.exit_codes.back() != 0) terminate_until_done(b, "0.5");
-    INFO("terminator A:\n" << a.output << "\nterminator B:\n" << b.output);
+    // Two terminators at once, with different tm_ids and logs of their own.
+    const terminator_race race =
+        race_terminators(dir.path, "p3raceA" + std::to_string(round), "p3raceB" + std::to_string(round));
+    INFO("terminator A:\n" << race.a.output << "\nterminator B:\n" << race.b.output);
 
     for (std::size_t k = 0; k < coordinators.size(); ++k) {
       CAPTURE(gtrids[k]);
@@ -308,13 +300,10 @@ TEST_CASE("3PC: two terminators racing on the same transactions: one outcome eac
         CHECK(markers == std::vector<std::string>{"A"});
       }
       // Every branch finished exactly once, by one terminator or the other, the same way.
-      std::vector<std::string> actions = a.actions_on(gtrids[k]);
-      const auto more = b.actions_on(gtrids[k]);
-      actions.insert(actions.end(), more.begin(), more.end());
+      const std::vector<std::string> actions = race.actions_on(gtrids[k]);
       CHECK(actions.size() == 2);
       for (const auto& action : actions) CHECK(action == (commits[k] ? "committed" : "rolled back"));
-      CHECK(token_on(true, bank, tokens[k]) == commits[k]);
-      CHECK(token_on(false, bank, tokens[k]) == commits[k]);
+      check_token(bank, tokens[k], commits[k]);
       check_invariants_after(bank, coordinators[k], empty_log(dir.path));
     }
   }
@@ -344,12 +333,7 @@ TEST_CASE("3PC: random kills under load, then termination without the log: zero 
     const workload_plan plan{
         .crash_at = "", .threads = 4, .doom_every = 7, .token_prefix = "r" + std::to_string(round)};
     const coordinator c = start_coordinator(dir.path, tm_id, bank, plan);
-    const auto ready_by = clock::now() + seconds(30);
-    while (!c.read_acks().ready) {
-      if (auto ended = c.process->poll()) FAIL("the workload ended: " << ended->describe() << "\n" << c.output());
-      REQUIRE_MESSAGE(clock::now() < ready_by, "the workload did not start within 30 s");
-      std::this_thread::sleep_for(milliseconds(5));
-    }
+    wait_until_ready(c);
     std::this_thread::sleep_for(milliseconds(run_for_ms(random)));
     const exit_status died = c.process->kill();
     CHECK_MESSAGE(died.killed_by_sigkill(), died.describe() << "\n" << c.output());

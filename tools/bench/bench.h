@@ -14,11 +14,11 @@ namespace xatm::bench {
 
 // How one global unit of work reaches the two databases (docs/design.md section 11).
 enum class mode : std::uint8_t {
-  local,        // two native local transactions one after the other: not atomic
-  raw_xa,       // the XA verbs sent by hand, as the engine sends them: no TM, no decision log
-  xa,           // xatm's transaction_manager: two-phase commit with its SQLite decision log
-  xa_early,     // the same with tm_options::early_acknowledgement ("xa-early")
-  three_phase,  // xatm's three-phase mode ("3pc")
+  local,                // two native local transactions one after the other: not atomic
+  raw_xa,               // the XA verbs sent by hand, as the engine sends them: no TM, no decision log
+  xa,                   // xatm's transaction_manager: two-phase commit with its SQLite decision log
+  xa_early,             // the same with tm_options::early_acknowledgement ("xa-early")
+  three_phase,          // xatm's three-phase mode ("3pc")
   commit_marker,        // xatm's commit-marker protocol ("marker"): the decision row in a branch
   commit_marker_early,  // the same with tm_options::early_acknowledgement ("marker-early")
 };
@@ -41,8 +41,12 @@ struct settings {
   std::string pg2;    // the pg-pg workload's second database (derived from pg, see xatm_bench.cpp)
   std::string mysql;  // MariaDB conninfo
   std::vector<workload_kind> workloads{workload_kind::transfer, workload_kind::read_write, workload_kind::pg_pg};
-  std::vector<mode> modes{mode::local,       mode::raw_xa,        mode::xa,
-                          mode::xa_early,    mode::three_phase,   mode::commit_marker,
+  std::vector<mode> modes{mode::local,
+                          mode::raw_xa,
+                          mode::xa,
+                          mode::xa_early,
+                          mode::three_phase,
+                          mode::commit_marker,
                           mode::commit_marker_early};
   std::vector<int> clients{1, 4, 16};
   double seconds = 5;  // measured time per mode and clients value

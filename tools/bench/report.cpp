@@ -202,8 +202,8 @@ std::vector<target_check> evaluate_targets(const run_result& run) {
   }
 
   // The commit-marker protocol: faster than the databases' own XA, with no fsync of the TM's.
-  throughput_target(workload_kind::transfer, 16, mode::raw_xa, "transfer, 16 clients: marker throughput >= 1.25 x raw-xa",
-                    mode::commit_marker, 1.25);
+  throughput_target(workload_kind::transfer, 16, mode::raw_xa,
+                    "transfer, 16 clients: marker throughput >= 1.25 x raw-xa", mode::commit_marker, 1.25);
   {
     target_check check{"transfer, 1 client: marker p50 <= raw-xa p50", false, false, 0, 0, {}};
     const measurement* marker = run.find(workload_kind::transfer, mode::commit_marker, 1);
@@ -232,10 +232,10 @@ std::vector<target_check> evaluate_targets(const run_result& run) {
     }
     check.value = committed > 0 ? static_cast<double>(batches) / static_cast<double>(committed) : 0;
     check.met = check.measured && batches == 0;
-    check.detail = check.measured ? format("%llu SQLite transactions for %llu commits",
-                                           static_cast<unsigned long long>(batches),
-                                           static_cast<unsigned long long>(committed))
-                                  : "not measured in this run";
+    check.detail = check.measured
+                       ? format("%llu SQLite transactions for %llu commits", static_cast<unsigned long long>(batches),
+                                static_cast<unsigned long long>(committed))
+                       : "not measured in this run";
     targets.push_back(std::move(check));
   }
   throughput_target(workload_kind::pg_pg, 16, mode::raw_xa, "pg-pg, 16 clients: marker throughput >= 1.2 x raw-xa",

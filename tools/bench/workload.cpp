@@ -76,7 +76,7 @@ void create_transfer_tables(connection& rm, int accounts) {
         .value();
   } else {
     exec_all(rm, {"DROP TABLE IF EXISTS xatm_bench_ledger", "DROP TABLE IF EXISTS xatm_bench_accounts",
-                  "CREATE TABLE xatm_bench_ledger (token VARCHAR(64) PRIMARY KEY, mode VARCHAR(8) NOT NULL,"
+                  "CREATE TABLE xatm_bench_ledger (token VARCHAR(64) PRIMARY KEY, mode VARCHAR(16) NOT NULL,"
                   " account INT NOT NULL, amount BIGINT NOT NULL) ENGINE=InnoDB"});
   }
   create_numbered_table(rm, "xatm_bench_accounts", "balance", accounts);
