@@ -159,6 +159,14 @@ class postgresql_rm final : public detail::sql_adapter {
   void close_connection(const char* why) noexcept override;
   failure_context context(std::string_view what) const { return {name(), what, password()}; }
 
+  // The branch wrote through exec(): an INSERT, UPDATE, DELETE or MERGE reported rows. Then end
+  // needs no read-only probe, and wrote_so_far() can say so. (Writes through the native handle
+  // are not seen: the probe still asks for those.)
+  std::optional<bool> wrote_so_far() const noexcept override {
+    return wrote_through_exec_ ? std::optional<bool>(true) : std::nullopt;
+  }
+  bool wrote_through_exec_ = false;
+
   connection_ptr conn_;
   std::optional<pending_call> call_;
 };
@@ -195,6 +203,7 @@ result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
                                           "not start (BEGIN through exec() or the native handle?)");
       }
       set_read_only(false);
+      wrote_through_exec_ = false;
       next_call.step = pg_step::start;
       statement = "BEGIN";
       break;
@@ -218,6 +227,13 @@ result<void> postgresql_rm::send(xa_verb verb, const xid& branch) {
       }
       if (transaction != PQTRANS_INTRANS) {
         return fail(xa_code::rm_error, what() + ": a command sent through the native handle is still running");
+      }
+      if (wrote_through_exec_) {
+        // It wrote: nothing to ask (the probe would answer "not read-only").
+        set_read_only(false);
+        call_ = std::move(next_call);
+        finish(vote::commit);
+        return {};
       }
       next_call.step = pg_step::end;
       statement = read_only_probe;
@@ -567,7 +583,14 @@ result<query_result> postgresql_rm::do_exec(std::string_view sql) {
   // that (also for SQL run on the native handle), and end() reads it from there.
   auto answer = exec_blocking(std::string(sql), pg_step::exec, "exec");
   if (!answer) return std::move(answer).error();
-  return read_rows(answer.value().get());
+  query_result rows = read_rows(answer.value().get());
+  if (rows.affected_rows > 0) {
+    const std::string_view command = PQcmdStatus(answer.value().get());
+    for (std::string_view writing : {"INSERT", "UPDATE", "DELETE", "MERGE"}) {
+      if (command.starts_with(writing)) wrote_through_exec_ = true;
+    }
+  }
+  return rows;
 }
 
 }  // namespace

@@ -505,11 +505,24 @@ TEST_CASE("a lost connection answers rm_failure; an unprepared branch is gone, a
   ensure_table();
   auto rm = open_rm();
 
-  SUBCASE("active branch, then end") {
+  SUBCASE("a branch that wrote through exec ends without a round trip; the loss shows at prepare") {
     auto branch = next_xid();
     auto id = next_id();
     REQUIRE_OK(rm->start(branch));
     REQUIRE_OK(rm->exec(insert_sql(id)));
+    CHECK(rm->wrote_so_far() == std::optional<bool>(true));
+    terminate_backend(backend_pid(*rm));
+    REQUIRE_OK(rm->end(branch));  // nothing to ask: it wrote
+    CHECK_FAILS_WITH(rm->prepare(branch), xa_code::rm_failure);
+    CHECK_FALSE(rm->connected());
+    CHECK_FALSE(row_exists(id));
+  }
+
+  SUBCASE("active branch, then end") {
+    auto branch = next_xid();
+    auto id = next_id();
+    REQUIRE_OK(rm->start(branch));
+    REQUIRE_OK(rm->exec(insert_sql(id) + "; SELECT 1"));  // the last statement wrote nothing: end asks
     terminate_backend(backend_pid(*rm));
     CHECK_FAILS_WITH(rm->end(branch), xa_code::rm_failure);
     CHECK_FALSE(rm->connected());
