@@ -83,6 +83,29 @@ std::string commit_items(marker_tm& t, std::vector<std::unique_ptr<connection>>&
   return gtrid;
 }
 
+// A transaction begun with a branch on `first` (the decision RM) and one on `second`, each
+// having written an item: what the guard tests commit.
+struct written_pair {
+  std::unique_ptr<connection> first;
+  std::unique_ptr<connection> second;
+  global_transaction tx;
+  std::string gtrid;
+};
+
+written_pair begin_pair(marker_tm& t, const std::string& first_rm, const std::string& second_rm) {
+  auto first = t.tm->connect(first_rm);
+  auto second = t.tm->connect(second_rm);
+  create_items(*first);
+  create_items(*second);
+  auto tx = t.tm->begin();
+  const std::string gtrid = tx.gtrid();
+  tx.enlist(*first);
+  tx.enlist(*second);
+  REQUIRE(first->exec("INSERT INTO cm_items VALUES ('" + gtrid + "')").ok());
+  REQUIRE(second->exec("INSERT INTO cm_items VALUES ('" + gtrid + "')").ok());
+  return {std::move(first), std::move(second), std::move(tx), gtrid};
+}
+
 }  // namespace
 
 TEST_CASE("commit-marker: every pair of databases and three branches commit with the row in the decision branch") {
@@ -141,16 +164,7 @@ TEST_CASE("commit-marker: a transaction whose only writer is the decision branch
 TEST_CASE("commit-marker: an A row that won first makes the decision insert fail: everything rolls back") {
   // A terminator that found the prepared branch of a stalled coordinator wrote A first.
   marker_tm t("cmlost");
-  auto maria = t.tm->connect("maria");
-  auto pg = t.tm->connect("pg");
-  create_items(*maria);
-  create_items(*pg);
-  auto tx = t.tm->begin();
-  const std::string gtrid = tx.gtrid();
-  tx.enlist(*maria);  // the decision branch
-  tx.enlist(*pg);
-  REQUIRE(maria->exec("INSERT INTO cm_items VALUES ('" + gtrid + "')").ok());
-  REQUIRE(pg->exec("INSERT INTO cm_items VALUES ('" + gtrid + "')").ok());
+  auto [maria, pg, tx, gtrid] = begin_pair(t, "maria", "pg");  // MariaDB decides
   auto other = t.tm->connect("maria");
   REQUIRE(other->exec("INSERT INTO xatm_marker (gtrid, state, branches) VALUES ('" + gtrid + "', 'A', 'pg')").ok());
   CHECK_THROWS_AS(tx.commit(), rolled_back_error);
@@ -315,16 +329,7 @@ TEST_CASE("commit-marker: a decision branch the application ended behind xatm's 
   // transaction of its own and commit a P for a transaction that is rolled back.
   SUBCASE("PostgreSQL") {
     marker_tm t("cmbehindp");
-    auto pg = t.tm->connect("pg");
-    auto maria = t.tm->connect("maria");
-    create_items(*pg);
-    create_items(*maria);
-    auto tx = t.tm->begin();
-    const std::string gtrid = tx.gtrid();
-    tx.enlist(*pg);
-    tx.enlist(*maria);
-    REQUIRE(pg->exec("INSERT INTO cm_items VALUES ('" + gtrid + "')").ok());
-    REQUIRE(maria->exec("INSERT INTO cm_items VALUES ('" + gtrid + "')").ok());
+    auto [pg, maria, tx, gtrid] = begin_pair(t, "pg", "maria");
     REQUIRE(pg->exec("COMMIT").ok());  // behind xatm's back
     CHECK_THROWS(tx.commit());
     CHECK(markers(*pg, gtrid) == 0);
@@ -332,16 +337,7 @@ TEST_CASE("commit-marker: a decision branch the application ended behind xatm's 
   }
   SUBCASE("MariaDB") {
     marker_tm t("cmbehindm");
-    auto maria = t.tm->connect("maria");
-    auto pg = t.tm->connect("pg");
-    create_items(*pg);
-    create_items(*maria);
-    auto tx = t.tm->begin();
-    const std::string gtrid = tx.gtrid();
-    tx.enlist(*maria);
-    tx.enlist(*pg);
-    REQUIRE(maria->exec("INSERT INTO cm_items VALUES ('" + gtrid + "')").ok());
-    REQUIRE(pg->exec("INSERT INTO cm_items VALUES ('" + gtrid + "')").ok());
+    auto [maria, pg, tx, gtrid] = begin_pair(t, "maria", "pg");
     const std::string xa = "'" + gtrid + "','1@maria@" + identity_tag(*maria) + "'," + std::to_string(xatm_format_id);
     REQUIRE(maria->exec("XA END " + xa).ok());
     REQUIRE(maria->exec("XA ROLLBACK " + xa).ok());
@@ -406,18 +402,12 @@ TEST_CASE("commit-marker: a marker table unfit to decide is refused, and the tra
   }
   SUBCASE("MariaDB: a marker table that is not transactional") {
     marker_tm t("cmmyisam");
-    auto maria2 = t.tm->connect("maria2");
-    auto pg = t.tm->connect("pg");
-    create_items(*maria2);
-    create_items(*pg);
-    REQUIRE(maria2->exec(detail::mariadb_backend().marker_table_ddl()).ok());
-    REQUIRE(maria2->exec("ALTER TABLE xatm_marker ENGINE=Aria").ok());
-    auto tx = t.tm->begin();
-    const std::string gtrid = tx.gtrid();
-    tx.enlist(*maria2);
-    tx.enlist(*pg);
-    REQUIRE(maria2->exec("INSERT INTO cm_items VALUES ('" + gtrid + "')").ok());
-    REQUIRE(pg->exec("INSERT INTO cm_items VALUES ('" + gtrid + "')").ok());
+    {
+      auto admin = t.tm->connect("maria2");
+      REQUIRE(admin->exec(detail::mariadb_backend().marker_table_ddl()).ok());
+      REQUIRE(admin->exec("ALTER TABLE xatm_marker ENGINE=Aria").ok());
+    }
+    auto [maria2, pg, tx, gtrid] = begin_pair(t, "maria2", "pg");
     CHECK_THROWS_AS(tx.commit(), rolled_back_error);
     CHECK(items(*pg, gtrid) == 0);
     CHECK(items(*maria2, gtrid) == 0);
