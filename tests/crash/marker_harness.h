@@ -359,4 +359,25 @@ inline terminator_race race_terminators(const fs::path& dir, const std::string& 
   return race;
 }
 
+// After a race: the deciding row (on PostgreSQL or MariaDB) is the one the protocol says (a P
+// may already be deleted by the terminator that saw every branch final, an A stays), the
+// `branches` prepared ones were finished exactly once between both terminators, all the same
+// way, and the bank agrees.
+inline void check_race_outcome(const terminator_race& race, const test::transfer_bank& bank, const coordinator& c,
+                               const std::string& gtrid, const std::string& token, bool committed,
+                               bool row_on_postgresql, std::size_t branches, const fs::path& empty) {
+  CAPTURE(gtrid);
+  const auto rows = markers_on(row_on_postgresql, gtrid);
+  if (committed) {
+    CHECK((rows.empty() || rows == std::vector<std::string>{"P"}));
+  } else {
+    CHECK(rows == std::vector<std::string>{"A"});
+  }
+  const std::vector<std::string> actions = race.actions_on(gtrid);
+  CHECK(actions.size() == branches);
+  for (const auto& action : actions) CHECK(action == (committed ? "committed" : "rolled back"));
+  check_token(bank, token, committed);
+  check_invariants_after(bank, c, empty);
+}
+
 }  // namespace xatm::marker_harness
