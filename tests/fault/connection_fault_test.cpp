@@ -51,7 +51,7 @@ const char* rm_name_of(faulty_rm rm) { return rm == faulty_rm::postgresql ? "pg"
 
 // What each adapter sends for the verbs (lib/postgresql/postgresql_rm.cpp, lib/mysql/mysql_rm.cpp).
 struct verbs {
-  const char* end;  // PostgreSQL has no XA END: its end is the read-only probe
+  const char* end;  // PostgreSQL has no XA END: its end is the read-only probe (when it must ask)
   const char* prepare;
   const char* commit;     // phase 2
   const char* one_phase;  // commit of the only writing branch
@@ -228,8 +228,10 @@ commit_answer transfer(proxied_tm& t, const bank& b, const std::string& token, f
   bool pg_writes = who == writers::both || rm == faulty_rm::postgresql;
   bool maria_writes = who == writers::both || rm == faulty_rm::mariadb;
   if (pg_writes) {
-    pg->exec(b.move(-10)).value();
-    pg->exec(b.note(token, -10)).value();
+    // One statement list whose last statement reads: xatm does not see that the branch wrote, so
+    // its end sends the read-only probe, where the end faults cut (a branch whose write xatm saw
+    // through exec() ends without a round trip).
+    pg->exec(b.move(-10) + "; " + b.note(token, -10) + "; SELECT 1").value();
   }
   if (maria_writes) {
     maria->exec(b.move(10)).value();
