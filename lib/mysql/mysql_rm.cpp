@@ -163,12 +163,17 @@ int wait_for_driver(MYSQL* conn, int wait_status, std::optional<clock::time_poin
 // holding its locks, until a restart brings it back with its decision gone.
 //
 // So the process remembers, for each branch it left prepared behind a connection it closed or
-// lost, which server session held it. A resolving commit or rollback of that branch first reads
-// the transaction list of SHOW ENGINE INNODB STATUS and answers XA_RETRY while InnoDB lists a
-// transaction held by that session (innodb_status.h): once none is, trx_disconnect_prepared has
+// lost, which server session held it. A resolving commit or rollback of that branch waits, with
+// XA_RETRY, until the session has left the processlist and `detach_settle` more has passed, then
+// reads the transaction list of SHOW ENGINE INNODB STATUS and answers XA_RETRY while InnoDB lists
+// a transaction held by that session (innodb_status.h): once none is, trx_disconnect_prepared has
 // run, and the XID was handed over before it. Without that listing (no PROCESS privilege, or the
-// list cut at 1 MiB) it falls back to the processlist: XA_RETRY while the session is listed and
-// for `processlist_grace` after it is gone. Thread-safe.
+// list cut at 1 MiB) it waits `processlist_grace` after the session left the processlist instead.
+//
+// The listing is never read while the session is still ending: MariaDB 10.11's monitor prints,
+// for each transaction, its session's context (thd_get_error_context_description), and printing
+// a session in the middle of its teardown crashed the server (signal 11 in strlen, seen about
+// once in a thousand immediate reads in tests/fencing/detach_race_test.cpp). Thread-safe.
 class sessions_left_behind {
  public:
   static sessions_left_behind& instance() {
@@ -214,10 +219,14 @@ class sessions_left_behind {
   std::map<xid, left_session> sessions_;
 };
 
-// The fallback's wait after the session left the processlist. In between, the server thread
-// runs only the first statements of THD::free_connection (free the database name, close the
-// socket, free the network buffer) before ha_close_connection: no lock, no I/O wait. A second
-// is far beyond a scheduling delay of a live server; it is a bound, not a proof.
+// How long after the session left the processlist the InnoDB listing is first read. The server
+// thread is then inside THD::free_connection, running a few statements before
+// ha_close_connection detaches the branch: microseconds on a live server. The wait keeps the
+// monitor away from a session being torn down (see above); the listing itself is the proof.
+constexpr auto detach_settle = std::chrono::milliseconds(250);
+
+// The fallback's wait after the session left the processlist, when the listing cannot be read.
+// A second is far beyond a scheduling delay of a live server; it is a bound, not a proof.
 constexpr auto processlist_grace = std::chrono::seconds(1);
 
 class mysql_rm final : public detail::sql_adapter {
@@ -248,9 +257,9 @@ class mysql_rm final : public detail::sql_adapter {
     xa_commit,
     xa_rollback,
     recover_check,
-    innodb_check,       // does InnoDB still list a transaction of the session that left the branch
-                        // prepared? (sessions_left_behind)
-    processlist_check,  // the fallback: is that session gone from the processlist, and for long enough?
+    processlist_check,  // has the session that left the branch prepared left the processlist, and
+                        // long enough ago? (sessions_left_behind)
+    innodb_check,       // then: does InnoDB still list a transaction of that session?
   };
 
   // The verb in flight.
@@ -271,7 +280,7 @@ class mysql_rm final : public detail::sql_adapter {
     std::uint64_t reports_before_probe = 0;
     bool ended_again = false;             // rollback already re-sent XA END after "still ACTIVE"
     std::optional<failure> not_found;     // the XAER_NOTA that the XA RECOVER check is about
-    unsigned long ended_session = 0;      // innodb_check: the server session that held the branch
+    unsigned long ended_session = 0;      // the server session that held the branch (sessions_left_behind)
     std::optional<result<vote>> outcome;  // set once the verb has finished
 
     // "commit of <xid>", for messages and enabled log records: built only when one is written.
@@ -446,7 +455,7 @@ result<void> mysql_rm::send(xa_verb verb, const xid& branch) {
   if (next_call.resolving) {
     if (auto session = sessions_left_behind::instance().session_of(branch)) {
       next_call.ended_session = *session;
-      plan.insert(plan.begin(), stage::innodb_check);
+      plan.insert(plan.begin(), {stage::processlist_check, stage::innodb_check});
     }
   }
   next_call.stages.assign(plan.begin() + 1, plan.end());
@@ -556,28 +565,18 @@ void mysql_rm::on_innodb_listing(const query_result& table) {
   }
 }
 
-// Logged as a warning once per process (every resolve retries it), at debug level afterwards.
+// Without the listing, the wait after the session left the processlist is all there is to go
+// by (processlist_grace). Logged as a warning once per process (every resolve retries it), at
+// debug level afterwards.
 void mysql_rm::fall_back_to_processlist(const std::string& why) {
   static std::atomic<bool> warned{false};
-  std::string message = "[" + name() + "] " + call_->what() + ": " + why + "; waiting for session " +
+  std::string message = "[" + name() + "] " + call_->what() + ": " + why + "; going by the time since session " +
                         std::to_string(call_->ended_session) +
-                        " to leave the processlist instead (MariaDB's PROCESS privilege lets xatm read the list)";
+                        " left the processlist instead (MariaDB's PROCESS privilege lets xatm read the list)";
   if (warned.exchange(true)) {
     XATM_LOG(mysql, debug) << message;
   } else {
     XATM_LOG(mysql, warning) << message;
-  }
-  run_stage(stage::processlist_check);
-}
-
-// The fallback when InnoDB's transaction list cannot be read: see processlist_grace.
-void mysql_rm::on_processlist(const query_result& table) {
-  bool gone = table.rows.size() == 1 && !table.rows[0].empty() && table.rows[0][0] == "0";
-  if (!gone) {
-    finish(fail(xa_code::retry, call_->what() + ": the session (id " + std::to_string(call_->ended_session) +
-                                    ") that left the branch prepared is still ending on the server; resolving it now " +
-                                    "could race MariaDB's detach of the branch: try again later"));
-    return;
   }
   if (sessions_left_behind::instance().gone_for(call_->branch) < processlist_grace) {
     finish(fail(xa_code::retry, call_->what() + ": the session (id " + std::to_string(call_->ended_session) +
@@ -586,6 +585,24 @@ void mysql_rm::on_processlist(const query_result& table) {
     return;
   }
   sessions_left_behind::instance().forget(call_->branch);
+  run_next_stage_or(vote::commit);
+}
+
+// Is the session that left the branch prepared gone from the processlist, and for detach_settle?
+void mysql_rm::on_processlist(const query_result& table) {
+  bool gone = table.rows.size() == 1 && !table.rows[0].empty() && table.rows[0][0] == "0";
+  if (!gone) {
+    finish(fail(xa_code::retry, call_->what() + ": the session (id " + std::to_string(call_->ended_session) +
+                                    ") that left the branch prepared is still ending on the server; resolving it now " +
+                                    "could race MariaDB's detach of the branch: try again later"));
+    return;
+  }
+  if (sessions_left_behind::instance().gone_for(call_->branch) < detach_settle) {
+    finish(fail(xa_code::retry, call_->what() + ": the session (id " + std::to_string(call_->ended_session) +
+                                    ") that left the branch prepared has just left the processlist; the server may " +
+                                    "still be tearing it down: try again later"));
+    return;
+  }
   run_next_stage_or(vote::commit);
 }
 
