@@ -36,6 +36,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -163,11 +164,11 @@ int wait_for_driver(MYSQL* conn, int wait_status, std::optional<clock::time_poin
 // holding its locks, until a restart brings it back with its decision gone.
 //
 // So the process remembers, for each branch it left prepared behind a connection it closed or
-// lost, which server session held it. A resolving commit or rollback of that branch waits, with
-// XA_RETRY, until the session has left the processlist and `detach_settle` more has passed, then
-// reads the transaction list of SHOW ENGINE INNODB STATUS and answers XA_RETRY while InnoDB lists
-// a transaction held by that session (innodb_status.h): once none is, trx_disconnect_prepared has
-// run, and the XID was handed over before it. Without that listing (no PROCESS privilege, or the
+// lost, which server session held it. A resolving commit or rollback of that branch answers
+// XA_RETRY while the session is in the processlist, waits until it has been gone for
+// `detach_settle`, then reads the transaction list of SHOW ENGINE INNODB STATUS and answers
+// XA_RETRY while InnoDB lists a transaction held by that session (innodb_status.h): once none
+// is, trx_disconnect_prepared has run, and the XID was handed over before it. Without that listing (no PROCESS privilege, or the
 // list cut at 1 MiB) it waits `processlist_grace` after the session left the processlist instead.
 //
 // The listing is never read while the session is still ending: MariaDB 10.11's monitor prints,
@@ -588,7 +589,8 @@ void mysql_rm::fall_back_to_processlist(const std::string& why) {
   run_next_stage_or(vote::commit);
 }
 
-// Is the session that left the branch prepared gone from the processlist, and for detach_settle?
+// Is the session that left the branch prepared gone from the processlist? Then, once it has
+// been gone for detach_settle, on to the InnoDB listing.
 void mysql_rm::on_processlist(const query_result& table) {
   bool gone = table.rows.size() == 1 && !table.rows[0].empty() && table.rows[0][0] == "0";
   if (!gone) {
@@ -597,12 +599,10 @@ void mysql_rm::on_processlist(const query_result& table) {
                                     "could race MariaDB's detach of the branch: try again later"));
     return;
   }
-  if (sessions_left_behind::instance().gone_for(call_->branch) < detach_settle) {
-    finish(fail(xa_code::retry, call_->what() + ": the session (id " + std::to_string(call_->ended_session) +
-                                    ") that left the branch prepared has just left the processlist; the server may " +
-                                    "still be tearing it down: try again later"));
-    return;
-  }
+  // Waits here rather than answering XA_RETRY: the wait is short and certain to end, and a
+  // resolver (recovery, a test) should not need a second run for it.
+  auto gone_for = sessions_left_behind::instance().gone_for(call_->branch);
+  if (gone_for < detach_settle) std::this_thread::sleep_for(detach_settle - gone_for);
   run_next_stage_or(vote::commit);
 }
 
