@@ -25,7 +25,7 @@ constexpr int exit_busy = 4;            // the log is in use: its TM is running 
 constexpr int exit_wrong_database = 5;  // an RM reaches another database than its name was pinned to
 
 constexpr const char* help_text = R"(usage: xatm-recover --log PATH --rm NAME=DIALECT:CONNINFO [--rm ...]
-                    [--tm-id ID] [--dry-run] [--json] [--verbose]
+                    [--tcc NAME=URL ...] [--tm-id ID] [--dry-run] [--json] [--verbose]
                     [--terminate [--precommit-timeout SECONDS]] [--repin NAME ...]
                     [--allow-unsafe-durability]
        xatm-recover --install-schema --rm NAME=DIALECT:CONNINFO [--rm ...]
@@ -42,6 +42,10 @@ of the TM with no record is rolled back (presumed abort). Prepared transactions 
                       --rm orders=postgresql:'host=/run/postgresql dbname=shop user=xatm'
                       --rm stock=mariadb:'unix_socket=/run/mysqld/mysqld.sock user=xatm dbname=shop'
                     Dialects: postgresql, mysql, mariadb. Passwords are never printed.
+  --tcc NAME=URL    a TCC participant over HTTP, by the name the TM registered it under, and its
+                    base URL (POST URL/confirm, URL/cancel): the log's TCC branches are confirmed
+                    (their transaction has a COMMIT record) or cancelled (it has none). A branch
+                    whose participant is not given stays unresolved, and so does its decision.
   --tm-id ID        the TM's tm_id (default: the one stored in the log).
   --dry-run         report what would be done; change nothing.
   --json            print the report as JSON instead of a table.
@@ -193,6 +197,11 @@ int main(int argc, char** argv) {
       auto equals = spec ? spec->find('=') : std::string::npos;
       if (!spec || equals == std::string::npos || equals == 0) return usage_error("--rm needs NAME=DIALECT:CONNINFO");
       options.rms.emplace_back(spec->substr(0, equals), spec->substr(equals + 1));
+    } else if (arg == "--tcc") {
+      auto spec = value(arg);
+      auto equals = spec ? spec->find('=') : std::string::npos;
+      if (!spec || equals == std::string::npos || equals == 0) return usage_error("--tcc needs NAME=URL");
+      options.tcc.emplace_back(spec->substr(0, equals), spec->substr(equals + 1));
     } else if (arg == "--tm-id") {
       auto id = value(arg);
       if (!id) return usage_error("--tm-id needs a value");
@@ -226,12 +235,14 @@ int main(int argc, char** argv) {
       return usage_error("unknown argument #" + std::to_string(i + 1));
     }
   }
-  if (options.rms.empty()) return usage_error("at least one --rm NAME=DIALECT:CONNINFO is required");
+  if (options.rms.empty() && (install_schema || options.tcc.empty())) {
+    return usage_error("at least one --rm NAME=DIALECT:CONNINFO is required");
+  }
   xatm::tools::install_console_log(verbose ? "debug" : "warning");
   if (install_schema) {
     try {
       for (const auto& name : xatm::install_marker_schema(options.rms)) {
-        std::cout << "xatm_identity and xatm_marker ready on " << name << "\n";
+        std::cout << "xatm_identity, xatm_marker and xatm_tcc_barrier ready on " << name << "\n";
       }
       return exit_clean;
     } catch (const xatm::error& e) {

@@ -34,6 +34,7 @@ struct enlisted_branch {
   resource_manager* rm;  // xatm's side of the application's connection carrying the branch
   xid id;                // (xatm formatID, gtrid, branch number)
 };
+struct tcc_branch;  // a TCC branch (lib/core/tcc_branches.h)
 }  // namespace detail
 
 class global_transaction {
@@ -48,6 +49,18 @@ class global_transaction {
   // Throws configuration_error (unregistered RM), protocol_error (already enlisted or busy) or
   // rm_error (the RM refused; the transaction itself is unharmed).
   connection& enlist(connection& rm);
+  // Adds a TCC branch on the registered participant `participant` (xatm/tcc.h, docs/tcc.md): the
+  // branch is recorded durably in the decision log, then its try is sent with `payload` (at
+  // most 64 KiB), bounded by tm_options::prepare_timeout. Returns the branch's number (1, 2, ...
+  // among this transaction's TCC branches). A try that succeeded is this branch's yes vote:
+  // commit() decides XA and TCC branches together and then confirms it (a rollback cancels it),
+  // retrying until the participant answers, within commit_retry_window and then by recovery.
+  // Two-phase protocol only. Throws configuration_error (unknown participant, another
+  // protocol), invalid_argument_error (payload too large) or protocol_error (finished) before
+  // anything is sent; log_failure_error when the record could not be written; and, when the try
+  // is refused, fails or times out, rolls the whole transaction back (XA branches rolled back,
+  // TCC branches cancelled) and throws rolled_back_error naming the participant and why.
+  std::uint32_t enlist_tcc(std::string_view participant, std::string payload);
 
   // Commits atomically across the enlisted branches (docs/design.md section 4).
   //  - returns committed: every branch committed;
@@ -62,7 +75,8 @@ class global_transaction {
   //  - throws in_doubt_error: the single writing branch was committed in one phase and its reply
   //    was lost (or did not come within tm_options::rm_call_timeout): nobody can know the
   //    outcome without looking at the data;
-  //  - throws heuristic_error: an RM rolled back a branch after the commit decision;
+  //  - throws heuristic_error: an RM rolled back a branch after the commit decision (or a TCC
+//    participant refused its confirm: its barrier had cancelled it);
   //  - throws log_failure_error: the decision could not be made durable. A full disk
   //    (SQLITE_FULL: nothing was written) rolled the transaction back; any other write or fsync
   //    failure leaves it undecided (branches remain prepared, since the record may be on disk)
@@ -91,6 +105,9 @@ class global_transaction {
   std::string gtrid_;
   std::chrono::steady_clock::time_point started_;
   std::vector<branch> branches_;
+  // TCC branches, in enlist order (an incomplete type here: std::vector allows it, and every
+  // member that needs it complete is defined in lib/core/global_transaction.cpp).
+  std::vector<detail::tcc_branch> tcc_branches_;
   commit_protocol protocol_ = commit_protocol::two_phase;
   // Commit-marker protocol: the RM whose branch carries the decision row, fixed at the first
   // enlist (every bqual names it).

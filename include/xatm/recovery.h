@@ -3,7 +3,8 @@
 // One algorithm serves the transaction manager (at start, periodically, and recover_now()) and
 // the xatm-recover tool (recover_offline()). It lists every registered RM's prepared branches,
 // commits those whose decision log holds COMMIT, rolls back xatm's own branches with no record
-// (presumed abort), never touches anything foreign, and reports what it found and did. An RM it
+// (presumed abort), confirms or cancels the log's TCC branches the same way, never touches
+// anything foreign, and reports what it found and did. An RM it
 // cannot reach is reported unresolved, never guessed about. Running it twice, or crashing inside
 // it, converges. The report types are plain data; recover_offline() is safe from any thread.
 #pragma once
@@ -33,12 +34,12 @@ enum class recovery_result : std::uint8_t {
 const char* recovery_result_name(recovery_result result) noexcept;
 
 struct recovery_item {
-  std::string rm_name;
-  std::string xid;          // xid::to_string(), or the RM's raw text for undecodable XIDs
+  std::string rm_name;      // the RM, or the TCC participant
+  std::string xid;          // xid::to_string(), or the RM's raw text for undecodable XIDs; TCC: "tcc <n>"
   std::string gtrid;        // empty for undecodable XIDs
   std::string state_found;  // "prepared", or "gone" for a decision none of whose branches remain
   std::string decision;     // "commit", "none (presumed abort)", or "-" (foreign)
-  std::string action;       // "commit", "rollback", "none"
+  std::string action;       // "commit", "rollback", "none"; TCC branches: "confirm", "cancel"
   recovery_result result = recovery_result::unresolved;
   std::string detail;                       // why, for unresolved / heuristic / foreign results
   std::optional<std::int64_t> age_seconds;  // how long it has been prepared, when the RM says
@@ -67,6 +68,10 @@ struct offline_recovery_options {
   std::string tm_id;                                     // the tm_id of the log's owner
   std::string log_path;                                  // its decision log
   std::vector<std::pair<std::string, std::string>> rms;  // name -> "<dialect>:<conninfo>"
+  // TCC participants over HTTP (xatm/tcc.h): name -> base URL. The log's TCC branches are
+  // confirmed or cancelled through them; a branch whose participant is not given stays
+  // unresolved (and its gtrid's decision is kept).
+  std::vector<std::pair<std::string, std::string>> tcc;
   bool dry_run = false;                                  // report only; change nothing on any RM and in the log
   // RM names to re-pin to the database their connection reaches now, after a deliberate move:
   // the decision log records the new identity before recovery runs.
@@ -88,8 +93,9 @@ struct offline_recovery_options {
 // An RM entry's dialect prefix is "postgresql:", "mysql:" or "mariadb:".
 recovery_report recover_offline(const offline_recovery_options& options);
 
-// Creates the three-phase marker table (xatm_marker) on each RM ("<dialect>:<conninfo>") that
-// lacks it; answers the RM names done. Throws configuration_error / rm_error.
+// Creates xatm's tables on each RM ("<dialect>:<conninfo>") that lacks them: the identity row
+// (xatm_identity), the marker table of three-phase and commit-marker modes (xatm_marker) and TCC
+// participants' barrier (xatm_tcc_barrier); answers the RM names done. Throws configuration_error / rm_error.
 std::vector<std::string> install_marker_schema(const std::vector<std::pair<std::string, std::string>>& rms);
 
 }  // namespace xatm

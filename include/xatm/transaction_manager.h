@@ -17,6 +17,7 @@
 #include "xatm/global_transaction.h"
 #include "xatm/recovery.h"
 #include "xatm/connection.h"
+#include "xatm/tcc.h"
 
 namespace xatm {
 
@@ -107,6 +108,11 @@ class transaction_manager {
   // dialect does not know, throws configuration_error (so do a bad name or dialect), without the
   // password in the message. The decision log stores only the name.
   void register_rm(std::string name, std::string_view dialect, std::string_view conninfo);
+  // Registers a TCC participant by name (xatm/tcc.h, docs/tcc.md), so that recovery can confirm
+  // or cancel its branches after a crash without the application: register every participant
+  // before the first begin(), as every RM. Names follow the RM names' rules and share their
+  // namespace. Throws configuration_error for a bad or taken name or a null participant.
+  void register_tcc(std::string name, std::shared_ptr<tcc_participant> participant);
 
   // A new connection to a registered RM, for the application to enlist. Throws rm_error when the
   // server is unreachable, configuration_error for an unknown name, and, on the first connection

@@ -89,6 +89,12 @@ class backend {
   // Deletes the marker rows whose gtrid is in `gtrid_list`, core's checked `'g1', 'g2', ...`.
   [[nodiscard]] virtual std::string delete_markers(std::string_view gtrid_list) const = 0;
 
+  // ---- TCC participants' barrier (docs/tcc.md) ---------------------------------------------------
+  // CREATE TABLE IF NOT EXISTS of xatm_tcc_barrier: (gtrid, branch, step) primary key, origin
+  // (the step that wrote the row: a try row written by a cancel fences off a late try),
+  // created. Transactional: a barrier row commits or rolls back with the business change.
+  [[nodiscard]] virtual std::string barrier_table_ddl() const = 0;
+
   // ---- the commit-marker protocol's decision row (docs/commit-marker.md) -----------------------
   // A query answering one row of three values, run on a TM's own (identity-verified) connection:
   // the marker table and the identity table, each qualified with its schema or database and

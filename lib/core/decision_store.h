@@ -30,6 +30,19 @@ struct decision_record {
   std::int64_t created_unix_ms = 0;     // 0: the store stamps the time it queued the record
 };
 
+// A TCC branch (xatm/tcc.h), recorded before its try is sent, so that whatever happens after the
+// try ends in its confirm (the gtrid has a commit decision) or its cancel (it has none). Kept
+// until the gtrid is marked complete.
+inline constexpr std::size_t max_tcc_payload = 64 * 1024;  // bytes (xatm/tcc.h)
+
+struct tcc_branch_record {
+  std::string gtrid;        // one of this TM's gtrids
+  std::uint32_t branch = 0;  // its number in the global transaction (shared with the XA branches)
+  std::string participant;  // the registered participant's name
+  std::string payload;      // the application's bytes, sent with every step
+  std::int64_t created_unix_ms = 0;  // 0: the store stamps the time it wrote the record
+};
+
 // The identity of the database an RM name reached when the store first met it (core/identity.h).
 struct pinned_identity {
   std::string rm_name;
@@ -134,10 +147,24 @@ class decision_store {
   // - durable: the branches may be committed.
   [[nodiscard]] virtual write_result record(const decision_record& decision) = 0;
 
-  // Queues the deletion of a decision whose branches are all committed. Not forced: a
-  // completion lost in a crash only makes recovery meet the decision again, which it handles
-  // idempotently. Ignored by a failed store.
+  // Queues the deletion of a decision whose branches are all committed, together with the
+  // gtrid's TCC branch records (its confirms or cancels are all done; a rolled-back gtrid with
+  // TCC branches has records and no decision). One deletion in one write, so that no crash can
+  // keep a TCC record whose commit decision is gone (recovery would cancel a confirmed branch).
+  // Not forced: a completion lost in a crash only makes recovery meet the gtrid again, which it
+  // handles idempotently. Ignored by a failed store.
   virtual void mark_complete(std::string_view gtrid) = 0;
+
+  // Writes a TCC branch record and returns once it is durable. Not a decision: a failure here
+  // (unknown: may be in the store) does not fail the store; the caller then sends no try, and a
+  // record that did reach the store only makes recovery send a cancel the participant's barrier
+  // records as empty. not_written with xa_code::invalid: malformed (not this TM's gtrid, a bad
+  // participant name, branch 0, a payload over 64 KiB).
+  [[nodiscard]] virtual write_result record_tcc_branch(const tcc_branch_record& branch) = 0;
+
+  // The TCC branch records in the store, oldest first (as pending(): what is durable, completions
+  // still queued included). Fails on a failed store.
+  [[nodiscard]] virtual result<std::vector<tcc_branch_record>> tcc_branches() const = 0;
 
   // The decisions in the store that are not completed, oldest first: what is durable, so a
   // record() still waiting is not included, and a completion still queued is (it is still

@@ -8,6 +8,7 @@
 #include "core/crash_point.h"
 #include "core/identity.h"
 #include "core/logging.h"
+#include "core/tcc_branches.h"
 #include "core/tm_core.h"
 #include "core/two_phase_commit.h"
 #include "xatm/error.h"
@@ -31,6 +32,7 @@ global_transaction& global_transaction::operator=(global_transaction&& other) no
     gtrid_ = std::move(other.gtrid_);
     started_ = other.started_;
     branches_ = std::move(other.branches_);
+    tcc_branches_ = std::move(other.tcc_branches_);
     protocol_ = other.protocol_;
     decision_rm_ = std::move(other.decision_rm_);
     finished_ = other.finished_;
@@ -41,8 +43,9 @@ global_transaction& global_transaction::operator=(global_transaction&& other) no
 
 global_transaction::~global_transaction() {
   if (finished_ || !core_) return;
-  if (!branches_.empty()) {
-    XATM_LOG(tm, info) << gtrid_ << ": destroyed unfinished: rolling back " << branches_.size() << " branches";
+  if (!branches_.empty() || !tcc_branches_.empty()) {
+    XATM_LOG(tm, info) << gtrid_ << ": destroyed unfinished: rolling back " << branches_.size() << " XA and "
+                       << tcc_branches_.size() << " TCC branches";
   }
   rollback_branches();
 }
@@ -78,6 +81,59 @@ connection& global_transaction::enlist(connection& application_side) {
   branches_.push_back(branch{&rm, std::move(id)});
   XATM_CRASH_POINT("after_start");
   return rm;
+}
+
+std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, std::string payload) {
+  if (finished_) throw protocol_error(make_failure(xa_code::protocol, "enlist_tcc in finished transaction " + gtrid_));
+  if (auto valid = validate_rm_name(participant_name); !valid) throw configuration_error(valid.error());
+  const std::string name(participant_name);
+  auto participant = core_->participant(name);
+  if (!participant) {
+    throw configuration_error(make_failure(
+        xa_code::invalid, "no TCC participant named '" + name + "' is registered: recovery could not reach it", name));
+  }
+  if (protocol_ != commit_protocol::two_phase) {
+    throw configuration_error(make_failure(xa_code::invalid,
+                                           gtrid_ + ": TCC branches need the two-phase protocol (their commit "
+                                                    "decision is kept in the decision log)",
+                                           name));
+  }
+  if (payload.size() > detail::max_tcc_payload) {
+    throw invalid_argument_error(make_failure(
+        xa_code::invalid, "TCC payload of " + std::to_string(payload.size()) + " bytes; at most 64 KiB", name));
+  }
+  detail::tcc_branch added{
+      tcc_request{gtrid_, static_cast<std::uint32_t>(tcc_branches_.size() + 1), name, std::move(payload)},
+      std::move(participant)};
+  // 1. Recorded before the try, so that a crash from here on ends in its confirm or its cancel.
+  XATM_CRASH_POINT("tcc_before_record");
+  auto written = core_->store().record_tcc_branch(
+      detail::tcc_branch_record{added.request.gtrid, added.request.branch, name, added.request.payload, 0});
+  tcc_branches_.push_back(added);
+  if (!written) {
+    // No try was sent. If the record reached the log after all, the rollback's cancel (or
+    // recovery's) meets no try: the participant's barrier records an empty cancel.
+    failure cause = std::move(written).error();
+    cause.message = gtrid_ + " rolled back: its TCC branch on " + name + " could not be recorded: " + cause.message;
+    rollback_branches();
+    throw log_failure_error(std::move(cause));
+  }
+  XATM_CRASH_POINT("tcc_after_record");
+  // 2. The try: a yes vote, or the whole transaction rolls back.
+  auto reply = detail::call_participant(*added.participant, tcc_step::try_, added.request,
+                                        core_->options().prepare_timeout);
+  if (reply.answer != tcc_answer::done) {
+    failure cause = make_failure(xa_code::rollback,
+                                 gtrid_ + " rolled back: the try of " + detail::describe(added.request) + " " +
+                                     (reply.answer == tcc_answer::refused ? "was refused: " : "failed: ") + reply.detail,
+                                 name);
+    XATM_LOG(tm, info) << cause.describe();
+    rollback_branches();
+    throw rolled_back_error(std::move(cause));
+  }
+  XATM_CRASH_POINT("tcc_after_try");
+  XATM_LOG(tm, debug) << detail::describe(added.request) << ": try done";
+  return added.request.branch;
 }
 
 // Three-phase bquals name the arbiter (branch 1's RM), so that a terminator with no log knows
@@ -126,7 +182,7 @@ std::string global_transaction::commit_marker_suffix(const std::string& decision
 commit_outcome global_transaction::commit() {
   if (finished_) throw protocol_error(make_failure(xa_code::protocol, "commit of finished transaction " + gtrid_));
   finished_ = true;  // every path below finishes the branches, one way or the other
-  return detail::run_commit(*core_, gtrid_, started_, branches_, protocol_, decision_rm_);
+  return detail::run_commit(*core_, gtrid_, started_, branches_, tcc_branches_, protocol_, decision_rm_);
 }
 
 void global_transaction::rollback() {
@@ -136,7 +192,7 @@ void global_transaction::rollback() {
 
 void global_transaction::rollback_branches() noexcept {
   finished_ = true;
-  if (branches_.empty()) return;
+  if (branches_.empty() && tcc_branches_.empty()) return;
   for (const branch& b : branches_) {
     if (b.rm->current_branch() != b.id) continue;
     auto done = call_until(*b.rm, xa_verb::rollback, b.id, clock::now() + core_->options().rm_call_timeout);
@@ -145,6 +201,7 @@ void global_transaction::rollback_branches() noexcept {
                             << " failed: " << done.error().describe();
     }
   }
+  if (!tcc_branches_.empty()) detail::cancel_tcc_branches(*core_, gtrid_, tcc_branches_);
   core_->count(detail::counted::rolled_back);
 }
 

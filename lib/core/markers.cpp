@@ -54,6 +54,16 @@ result<void> install_marker_table(resource_manager& control) {
   return {};
 }
 
+result<void> install_barrier_table(resource_manager& control) {
+  const backend* sql = backend_of(control);
+  if (sql == nullptr) return {};
+  // Look first, as for the marker table: the DBA may have created it and granted only DML.
+  if (control.exec("SELECT origin FROM xatm_tcc_barrier WHERE 1 = 0").ok()) return {};
+  auto done = control.exec(sql->barrier_table_ddl());
+  if (!done) return std::move(done).error();
+  return {};
+}
+
 result<marker_state> insert_marker(resource_manager& control, std::string_view gtrid, marker_state state,
                                    std::string_view branches) {
   const backend* sql = backend_of(control);

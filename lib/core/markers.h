@@ -21,6 +21,8 @@ enum class marker_state : char { precommitted = 'P', aborted = 'A' };
 
 // Creates the table if it does not exist (a table that exists needs no right to create).
 result<void> install_marker_table(resource_manager& control);
+// The same for TCC participants' barrier table, xatm_tcc_barrier (docs/tcc.md).
+result<void> install_barrier_table(resource_manager& control);
 
 // Makes a new control connection safe for markers (backend::control_session_statement(): a
 // marker must be committed and durable when its insert returns). Call once per new control

@@ -26,6 +26,7 @@
 #include "core/logging.h"
 #include "core/markers.h"
 #include "core/preflight.h"
+#include "core/tcc_branches.h"
 #include "core/tm_core.h"
 #include "xatm/error.h"
 
@@ -456,6 +457,63 @@ recovery_report run_recovery(const recovery_context& context) {
       report.items.push_back(std::move(item));
     }
   }
+  // 4'. The TCC branches in the log: confirm those whose gtrid has a commit decision, cancel the
+  // others (presumed abort, as for XA branches: the decision is written before any confirm).
+  // One attempt per run; a participant that does not answer keeps its gtrid for the next run.
+  std::set<std::string, std::less<>> tcc_gtrids;  // gtrids with TCC records
+  auto tcc_records = context.log != nullptr
+                         ? context.log->tcc_branches()
+                         : result<std::vector<tcc_branch_record>>(std::vector<tcc_branch_record>{});
+  if (!tcc_records) throw log_failure_error(tcc_records.error());
+  for (const auto& record : tcc_records.value()) {
+    tcc_gtrids.insert(record.gtrid);
+    const bool commit = decisions.contains(record.gtrid);
+    recovery_item item{record.participant,
+                       "tcc " + std::to_string(record.branch),
+                       record.gtrid,
+                       "recorded",
+                       commit ? "commit" : "none (presumed abort)",
+                       commit ? "confirm" : "cancel",
+                       recovery_result::unresolved,
+                       "",
+                       std::nullopt};
+    gtrids_left.insert(record.gtrid);  // until this item is final (below)
+    auto parts = parse_gtrid(record.gtrid);
+    auto participant = context.participants.find(record.participant);
+    if (is_live(record.gtrid)) {
+      item.result = recovery_result::skipped_live;
+      item.action = "none";
+    } else if (participant == context.participants.end() || !participant->second) {
+      item.detail = "no TCC participant named '" + record.participant + "' is registered here (xatm-recover: --tcc " +
+                    record.participant + "=URL)";
+    } else if (auto holder = !commit && parts && parts.value().incarnation != context.live_incarnation
+                                 ? lease_holder_of(incarnation_prefix(parts.value()))
+                                 : result<std::string>(std::string());
+               !holder || !holder.value().empty()) {
+      item.detail = holder ? "a TM running its incarnation holds its lease on " + holder.value() +
+                                 ": it decides this branch itself"
+                           : "the lease of its incarnation cannot be read: " + holder.error().describe();
+    } else if (context.dry_run) {
+      item.result = commit ? recovery_result::would_commit : recovery_result::would_roll_back;
+    } else {
+      tcc_request request{record.gtrid, record.branch, record.participant, record.payload};
+      auto reply = call_participant(*participant->second, commit ? tcc_step::confirm : tcc_step::cancel, request,
+                                    context.call_timeout);
+      if (reply.answer == tcc_answer::done) {
+        item.result = commit ? recovery_result::committed : recovery_result::rolled_back;
+      } else if (reply.answer == tcc_answer::refused) {
+        item.result = recovery_result::heuristic;
+        item.detail = std::string("the participant refused the ") + (commit ? "confirm" : "cancel") +
+                      " (its barrier ran the other step): " + reply.detail;
+      } else {
+        item.detail = "the participant did not answer: " + reply.detail;
+      }
+      XATM_LOG(recovery, info) << item.action << " " << describe(request) << ": " << recovery_result_name(item.result)
+                               << (item.detail.empty() ? "" : ": ") << item.detail;
+    }
+    report.items.push_back(std::move(item));
+  }
+
   // A gtrid is finished once each of its branches was resolved now or had been before (in a dry
   // run: would be, as the real run would see it).
   auto final_result = [&](recovery_result result) {
@@ -501,6 +559,18 @@ recovery_report run_recovery(const recovery_context& context) {
     if (!acted_here) {
       report.items.push_back({"-", "-", gtrid, "gone", "commit", "forget", recovery_result::already_done,
                               "no branch left on any RM: decision forgotten", std::nullopt});
+    }
+    context.log->mark_complete(gtrid);
+    report.completed.push_back(gtrid);
+  }
+
+  // 5'. TCC records of rolled-back gtrids (no decision) whose cancels are all done.
+  for (const auto& gtrid : tcc_gtrids) {
+    if (decisions.contains(gtrid) || is_live(gtrid) || gtrids_left.contains(gtrid)) continue;
+    if (context.dry_run) {
+      report.items.push_back({"-", "-", gtrid, "cancelled", "none (presumed abort)", "forget",
+                              recovery_result::would_forget, "once the cancels above succeed", std::nullopt});
+      continue;
     }
     context.log->mark_complete(gtrid);
     report.completed.push_back(gtrid);
@@ -624,6 +694,7 @@ std::vector<std::string> install_marker_schema(const std::vector<std::pair<std::
     auto connection = connector();
     if (!connection) throw rm_error(connection.error());
     if (auto done = detail::install_marker_table(*connection.value()); !done) throw rm_error(done.error());
+    if (auto done = detail::install_barrier_table(*connection.value()); !done) throw rm_error(done.error());
     if (auto identity = detail::ensure_identity(*connection.value()); !identity) throw rm_error(identity.error());
     installed.push_back(name);
   }
@@ -669,6 +740,13 @@ recovery_report recover_offline(const offline_recovery_options& options) {
   context.dry_run = options.dry_run;
   context.allow_unsafe_durability = options.allow_unsafe_durability;
   context.rms = connectors_for(options.rms);
+  for (const auto& [name, url] : options.tcc) {
+    if (auto valid = validate_rm_name(name); !valid) throw configuration_error(valid.error());
+    if (context.rms.contains(name) || context.participants.contains(name)) {
+      throw configuration_error(make_failure(xa_code::invalid, "'" + name + "' is given twice", name));
+    }
+    context.participants.emplace(name, make_http_participant(url));
+  }
   // An operator's connection strings decide nothing on their own: a name that pending decisions
   // use must reach the database the log pinned (or be re-pinned on purpose, below).
   context.pin_unpinned = false;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <string_view>
@@ -13,6 +14,7 @@
 #include "core/decision_store.h"
 #include "core/resource_manager.h"
 #include "xatm/recovery.h"
+#include "xatm/tcc.h"
 #include "xatm/transaction_manager.h"
 
 namespace xatm::detail {
@@ -21,6 +23,8 @@ struct recovery_context {
   std::string tm_id;
   decision_store* log = nullptr;
   std::map<std::string, rm_connector, std::less<>> rms;
+  // TCC participants by name: recovery confirms or cancels the log's TCC branches through them.
+  std::map<std::string, std::shared_ptr<tcc_participant>, std::less<>> participants;
   // Bounds every call on the connections recovery opens (resource_manager::set_call_timeout).
   std::chrono::milliseconds call_timeout = tm_options{}.rm_call_timeout;
   // Skip the durability check on recovery's connections (tm_options::allow_unsafe_durability).

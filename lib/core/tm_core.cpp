@@ -44,9 +44,38 @@ std::string tm_core::next_gtrid(commit_protocol protocol) {
 void tm_core::register_rm(std::string name, rm_connector connector) {
   if (auto valid = validate_rm_name(name); !valid) throw configuration_error(valid.error());
   std::unique_lock lock(registry_mutex_);
+  if (participants_.contains(name)) {
+    throw configuration_error(
+        make_failure(xa_code::invalid, "'" + name + "' is already registered as a TCC participant"));
+  }
   if (!registry_.emplace(name, std::move(connector)).second) {
     throw configuration_error(make_failure(xa_code::invalid, "an RM named '" + name + "' is already registered"));
   }
+}
+
+void tm_core::register_tcc(std::string name, std::shared_ptr<tcc_participant> participant) {
+  if (auto valid = validate_rm_name(name); !valid) {
+    failure cause = std::move(valid).error();
+    cause.message = "TCC participant: " + cause.message;
+    throw configuration_error(std::move(cause));
+  }
+  if (!participant) {
+    throw configuration_error(make_failure(xa_code::invalid, "TCC participant '" + name + "': no participant given"));
+  }
+  std::unique_lock lock(registry_mutex_);
+  if (registry_.contains(name)) {
+    throw configuration_error(make_failure(xa_code::invalid, "'" + name + "' is already registered as an RM"));
+  }
+  if (!participants_.emplace(name, std::move(participant)).second) {
+    throw configuration_error(
+        make_failure(xa_code::invalid, "a TCC participant named '" + name + "' is already registered"));
+  }
+}
+
+std::shared_ptr<tcc_participant> tm_core::participant(std::string_view name) const {
+  std::shared_lock lock(registry_mutex_);
+  auto found = participants_.find(name);
+  return found == participants_.end() ? nullptr : found->second;
 }
 
 bool tm_core::is_registered(std::string_view rm_name) const {
@@ -161,6 +190,7 @@ recovery_report tm_core::recover() {
   {
     std::shared_lock registry_lock(registry_mutex_);
     context.rms = registry_;
+    context.participants = participants_;
   }
   context.live_incarnation = store_->incarnation_id();
   context.never_pin = unpinned_with_decisions_;

@@ -24,6 +24,7 @@
 #include "core/marker_unit.h"
 #include "xatm/connection_settings.h"
 #include "xatm/recovery.h"
+#include "xatm/tcc.h"
 #include "xatm/transaction_manager.h"
 
 namespace xatm::detail {
@@ -50,6 +51,11 @@ class tm_core : public std::enable_shared_from_this<tm_core> {
   // Adds `name` to the registry; throws configuration_error for a bad or taken name.
   void register_rm(std::string name, rm_connector connector);
   bool is_registered(std::string_view rm_name) const;
+  // TCC participants (xatm/tcc.h) share the RMs' namespace: one name, one kind. Throws
+  // configuration_error for a bad or taken name or a null participant.
+  void register_tcc(std::string name, std::shared_ptr<tcc_participant> participant);
+  // The participant registered under `name`, or nullptr.
+  std::shared_ptr<tcc_participant> participant(std::string_view name) const;
   // A new connection for the application (transaction_manager::connect()), with its throws: the
   // first one to each RM passes the durability check and checks (or pins) the database's
   // identity. No call timeout: its SQL may run as long as it needs (the engine bounds the verbs
@@ -97,6 +103,7 @@ class tm_core : public std::enable_shared_from_this<tm_core> {
 
   mutable std::shared_mutex registry_mutex_;
   std::map<std::string, rm_connector, std::less<>> registry_;
+  std::map<std::string, std::shared_ptr<tcc_participant>, std::less<>> participants_;  // by registry_mutex_
 
   // The RM names whose first application connection passed the durability check (preflight.h).
   durability_checks application_durability_;

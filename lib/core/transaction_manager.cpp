@@ -48,6 +48,11 @@ void transaction_manager::register_rm(std::string name, std::string_view dialect
   core_->register_rm(std::move(name), std::move(connector));
 }
 
+void transaction_manager::register_tcc(std::string name, std::shared_ptr<tcc_participant> participant) {
+  core_->register_tcc(name, std::move(participant));
+  XATM_LOG(tm, info) << "registered TCC participant " << name;
+}
+
 std::unique_ptr<connection> transaction_manager::connect(std::string_view rm_name) {
   // A name that could not have been registered is not quoted back (it may hold any bytes).
   if (auto valid = validate_rm_name(rm_name); !valid) throw configuration_error(valid.error());

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <future>
 #include <optional>
 #include <span>
 #include <string>
@@ -59,11 +60,12 @@ class two_phase_commit {
   using branch = enlisted_branch;
 
   two_phase_commit(tm_core& core, const std::string& gtrid, clock::time_point started, std::vector<branch>& branches,
-                   commit_protocol protocol, const std::string& decision_rm)
+                   std::vector<tcc_branch>& tcc, commit_protocol protocol, const std::string& decision_rm)
       : core_(core),
         gtrid_(gtrid),
         started_(started),
         branches_(branches),
+        tcc_(tcc),
         fates_(branches.size(), branch_fate::live),
         protocol_(protocol),
         decision_rm_(decision_rm) {}
@@ -87,8 +89,9 @@ class two_phase_commit {
     end_all();
     // 3. Branches that wrote nothing finish now and take no further part.
     std::vector<std::size_t> writers = writing_branches();
-    // 4. One writing branch: one-phase commit, no prepare, no log record.
-    if (writers.size() <= 1) return commit_one_phase(writers);
+    // 4. One writing branch: one-phase commit, no prepare, no log record. Not with TCC branches:
+    // their confirm follows a decision, which must be in the log first.
+    if (writers.size() <= 1 && tcc_.empty()) return commit_one_phase(writers);
     // 5. Prepare every branch; any no-vote, error or timeout rolls all back (no log record).
     XATM_CRASH_POINT("before_prepare");
     prepare_all();
@@ -107,9 +110,24 @@ class two_phase_commit {
  private:
   // Steps 7 and 8, once the decision is durable (in the log, or in a marker row).
   commit_outcome commit_decided() {
-    // 7. Commit every prepared branch, retrying failures within the retry window.
-    if (core_.options().early_acknowledgement) return commit_in_background();
+    // 7. Commit every prepared branch, retrying failures within the retry window; confirm the
+    // TCC branches meanwhile. Early acknowledgement does not apply to TCC branches: their
+    // confirms have no connection to finish them later, so commit() drives them itself.
+    if (core_.options().early_acknowledgement && tcc_.empty()) return commit_in_background();
+    start_confirms();
     bool complete = commit_all();
+    complete = confirms_done() && complete;
+    if (tcc_refused_) {
+      // A participant refused its confirm: its barrier had cancelled the branch.
+      if (complete) {
+        forget_decision();
+      } else {
+        core_.hand_over(gtrid_);
+      }
+      failure cause = *tcc_refused_;
+      cause.message = gtrid_ + ": heuristic outcome: the decision was commit but " + cause.message;
+      throw heuristic_error(std::move(cause));
+    }
     // 8. Forget the decision once every branch confirmed (not forced).
     if (!complete) {
       core_.hand_over(gtrid_);  // recovery (background or recover_now()) finishes it
@@ -608,8 +626,9 @@ class two_phase_commit {
     }
     retry_commits(retry, heuristic, window_end);
     if (heuristic) {
-      // Nothing is left to commit (unless a retry is pending: then recovery still needs the record).
-      if (retry.empty()) {
+      // Nothing is left to commit (unless a retry or a confirm is pending: then recovery still
+      // needs the record).
+      if (retry.empty() && confirms_done()) {
         forget_decision();
       } else {
         core_.hand_over(gtrid_);
@@ -662,6 +681,22 @@ class two_phase_commit {
     }
   }
 
+  // Confirms the TCC branches on a thread of their own while the XA commits go out: a confirm is
+  // a blocking call (HTTP, say) and must not wait for the XA answers, nor they for it.
+  void start_confirms() {
+    if (tcc_.empty()) return;
+    const auto window_end = clock::now() + core_.options().commit_retry_window;
+    const auto call_timeout = core_.options().rm_call_timeout;
+    confirms_ = std::async(std::launch::async,
+                           [this, window_end, call_timeout] { return drive_to_end(tcc_, tcc_step::confirm, window_end, call_timeout); });
+  }
+
+  // Waits for the confirms (once) and answers whether every TCC branch is final.
+  bool confirms_done() {
+    if (confirms_.valid()) tcc_refused_ = confirms_.get();
+    return all_final(tcc_);
+  }
+
   // Rolls every branch back, then throws E with the cause.
   template <class E>
   [[noreturn]] void abort(failure cause) {
@@ -680,6 +715,7 @@ class two_phase_commit {
   }
 
   void roll_back_all() noexcept {
+    if (!tcc_.empty()) cancel_tcc_branches(core_, gtrid_, tcc_);
     try {
       std::vector<std::size_t> own;
       for (std::size_t i = 0; i < branches_.size(); ++i) {
@@ -719,6 +755,9 @@ class two_phase_commit {
   const std::string& gtrid_;
   clock::time_point started_;
   std::vector<branch>& branches_;
+  std::vector<tcc_branch>& tcc_;  // their tries succeeded at enlist_tcc()
+  std::future<std::optional<failure>> confirms_;  // start_confirms(): a refusal, if any
+  std::optional<failure> tcc_refused_;            // what confirms_ answered
   std::vector<branch_fate> fates_;
   const commit_protocol protocol_;
   const std::string& decision_rm_;  // commit-marker: the RM whose branch carries the decision row
@@ -728,9 +767,32 @@ class two_phase_commit {
 }  // namespace
 
 commit_outcome run_commit(tm_core& core, const std::string& gtrid, std::chrono::steady_clock::time_point started,
-                          std::vector<enlisted_branch>& branches, commit_protocol protocol,
-                          const std::string& decision_rm) {
-  return two_phase_commit(core, gtrid, started, branches, protocol, decision_rm).run();
+                          std::vector<enlisted_branch>& branches, std::vector<tcc_branch>& tcc,
+                          commit_protocol protocol, const std::string& decision_rm) {
+  return two_phase_commit(core, gtrid, started, branches, tcc, protocol, decision_rm).run();
+}
+
+void cancel_tcc_branches(tm_core& core, const std::string& gtrid, std::vector<tcc_branch>& tcc) noexcept {
+  try {
+    const auto window_end = clock::now() + core.options().commit_retry_window;
+    auto refused = drive_to_end(tcc, tcc_step::cancel, window_end, core.options().rm_call_timeout);
+    if (refused) {
+      // The participant's barrier had confirmed it: with no commit decision that cannot be
+      // xatm's doing. Reported; the record stays for the operator (recovery reports it too).
+      XATM_LOG(tm, error) << gtrid << ": heuristic outcome: rolled back, but " << refused->describe();
+      core.hand_over(gtrid);
+      return;
+    }
+    if (all_final(tcc)) {
+      core.store().mark_complete(gtrid);  // no decision: this deletes the TCC records
+      return;
+    }
+    core.hand_over(gtrid);
+    XATM_LOG(tm, warning) << gtrid << ": a TCC cancel did not succeed within the retry window; recovery cancels it";
+  } catch (const std::exception& e) {
+    core.hand_over(gtrid);
+    XATM_LOG(tm, error) << gtrid << ": cancelling TCC branches failed (recovery cancels them): " << e.what();
+  }
 }
 
 }  // namespace xatm::detail

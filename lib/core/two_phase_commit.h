@@ -8,6 +8,7 @@
 
 #include "xatm/global_transaction.h"
 #include "core/resource_manager.h"
+#include "core/tcc_branches.h"
 
 namespace xatm::detail {
 
@@ -27,8 +28,14 @@ result<vote> call_until(resource_manager& rm, xa_verb verb, const xid& branch,
 // commit-marker protocol's (section 12) with the decision row in the branch on `decision_rm`.
 // Returns committed or completion_pending, or throws the outcome global_transaction::commit()
 // documents.
+// TCC branches (`tcc`, two-phase only) vote with their tries, which succeeded at enlist_tcc(): the
+// decision is always logged when there are any, and they are confirmed next to the XA commits.
 commit_outcome run_commit(tm_core& core, const std::string& gtrid, std::chrono::steady_clock::time_point started,
-                          std::vector<enlisted_branch>& branches, commit_protocol protocol,
-                          const std::string& decision_rm);
+                          std::vector<enlisted_branch>& branches, std::vector<tcc_branch>& tcc,
+                          commit_protocol protocol, const std::string& decision_rm);
+// Cancels a rolled-back transaction's TCC branches, retrying within commit_retry_window: all
+// cancelled, their records go (decision_store::mark_complete); otherwise the gtrid is handed
+// over to recovery, which cancels the rest (no decision: presumed abort). Never throws.
+void cancel_tcc_branches(tm_core& core, const std::string& gtrid, std::vector<tcc_branch>& tcc) noexcept;
 
 }  // namespace xatm::detail

@@ -100,6 +100,14 @@ class mysql_sql final : public backend {
            "created timestamp(6) NOT NULL DEFAULT current_timestamp(6)) ENGINE=InnoDB";
   }
 
+  std::string barrier_table_ddl() const override {
+    return "CREATE TABLE IF NOT EXISTS xatm_tcc_barrier (gtrid varchar(64) CHARACTER SET ascii COLLATE ascii_bin "
+           "NOT NULL, branch int unsigned NOT NULL, step varchar(7) CHARACTER SET ascii NOT NULL CHECK (step IN "
+           "('try', 'confirm', 'cancel')), origin varchar(7) CHARACTER SET ascii NOT NULL CHECK (origin IN ('try', "
+           "'confirm', 'cancel')), created timestamp(6) NOT NULL DEFAULT current_timestamp(6), PRIMARY KEY (gtrid, branch, "
+           "step)) ENGINE=InnoDB";
+  }
+
   std::string insert_marker_if_absent(std::string_view row) const override {
     return "INSERT IGNORE INTO xatm_marker (gtrid, state, branches) VALUES " + std::string(row);
   }

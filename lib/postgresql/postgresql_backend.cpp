@@ -128,6 +128,13 @@ class postgresql_sql final : public backend {
            "created timestamptz NOT NULL DEFAULT now())";
   }
 
+  std::string barrier_table_ddl() const override {
+    return "CREATE TABLE IF NOT EXISTS xatm_tcc_barrier (gtrid varchar(64) NOT NULL, branch integer NOT NULL, "
+           "step varchar(7) NOT NULL CHECK (step IN ('try', 'confirm', 'cancel')), "
+           "origin varchar(7) NOT NULL CHECK (origin IN ('try', 'confirm', 'cancel')), "
+           "created timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (gtrid, branch, step))";
+  }
+
   std::string insert_marker_if_absent(std::string_view row) const override {
     return "INSERT INTO xatm_marker (gtrid, state, branches) VALUES " + std::string(row) +
            " ON CONFLICT (gtrid) DO NOTHING";

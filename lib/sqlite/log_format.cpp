@@ -21,9 +21,11 @@ namespace xatm::detail {
 namespace {
 
 // Version 2 added the incarnations and rm_identities tables; a version 1 log is upgraded in place
-// by the first open (its incarnations 1..N are recorded as legacy_incarnations).
-constexpr const char* schema_version = "2";
+// by the first open (its incarnations 1..N are recorded as legacy_incarnations). Version 3 added
+// the tcc_branches table; an older log gets it at its first open.
+constexpr const char* schema_version = "3";
 constexpr const char* schema_version_1 = "1";
+constexpr const char* schema_version_2 = "2";
 // The tables version 2 added, created by a new log and by the upgrade of a version 1 log.
 constexpr const char* version_2_tables[] = {
     "CREATE TABLE incarnations(id TEXT PRIMARY KEY, number INTEGER NOT NULL, opened_unix_ms INTEGER NOT NULL)"
@@ -31,6 +33,11 @@ constexpr const char* version_2_tables[] = {
     "CREATE TABLE rm_identities(rm_name TEXT PRIMARY KEY, identity TEXT NOT NULL, description TEXT NOT NULL,"
     " pinned_unix_ms INTEGER NOT NULL) WITHOUT ROWID",
 };
+// The table version 3 added (TCC branches, recorded before their try), created by a new log and
+// by the upgrade of an older one.
+constexpr const char* version_3_table =
+    "CREATE TABLE tcc_branches(gtrid TEXT NOT NULL, branch INTEGER NOT NULL, participant TEXT NOT NULL,"
+    " payload BLOB NOT NULL, created_unix_ms INTEGER NOT NULL, PRIMARY KEY(gtrid, branch)) WITHOUT ROWID";
 // The SQLite header's application_id: xatm's formatID, "xat1". It tells an xatm log from any
 // other SQLite file before a single table is read.
 constexpr int application_id = xatm_format_id;
@@ -125,9 +132,9 @@ result<decision_state> parse_state(std::string_view text) {
 }
 
 // The first reads of an open: an xatm log (the header's application_id), undamaged (quick_check),
-// of a schema version this xatm reads, of this tm_id. Answers whether it needs the upgrade from
-// version 1.
-open_result<bool> check_identity(sqlite3* db, const std::string& path, const std::string& tm_id) {
+// of a schema version this xatm reads, of this tm_id. Answers the version found (1, 2 or 3): an
+// older one is upgraded by the open.
+open_result<int> check_identity(sqlite3* db, const std::string& path, const std::string& tm_id) {
   auto unusable = [](failure cause) { return store_refusal{open_refusal::unusable, std::move(cause)}; };
   auto misconfigured = [](failure cause) { return store_refusal{open_refusal::misconfigured, std::move(cause)}; };
   // The first read tells a database from garbage (SQLITE_NOTADB) and checks the header.
@@ -153,8 +160,8 @@ open_result<bool> check_identity(sqlite3* db, const std::string& path, const std
   }
   auto version = read_meta(db, path, "schema_version");
   if (!version) return unusable(std::move(version).error());
-  const bool upgrade = version.value() == schema_version_1;
-  if (version.value() != schema_version && !upgrade) {
+  const int found = version.value() == schema_version_1 ? 1 : version.value() == schema_version_2 ? 2 : 3;
+  if (version.value() != schema_version && found == 3) {
     return misconfigured(make_failure(xa_code::invalid, "decision log " + path + " has schema version " +
                                                             version.value() + ", this xatm reads version " +
                                                             schema_version +
@@ -170,7 +177,7 @@ open_result<bool> check_identity(sqlite3* db, const std::string& path, const std
                                                             "tm_id '" +
                                                             stored_tm_id.value() + "' or use another path"));
   }
-  return upgrade;
+  return found;
 }
 
 // Version 1 -> 2, inside the transaction that takes the new incarnation: the gtrids of
@@ -188,6 +195,14 @@ result<void> upgrade_from_version_1(sqlite3* db, const std::string& path, std::u
   }
   if (auto done = exec(db, "UPDATE meta SET value = '2' WHERE key = 'schema_version'"); !done) return done;
   XATM_LOG(log, info) << "decision log " << path << " upgraded to schema version 2";
+  return {};
+}
+
+// Version 2 -> 3, inside the transaction that takes the new incarnation.
+result<void> upgrade_from_version_2(sqlite3* db, const std::string& path) {
+  if (auto done = exec(db, version_3_table); !done) return done;
+  if (auto done = exec(db, "UPDATE meta SET value = '3' WHERE key = 'schema_version'"); !done) return done;
+  XATM_LOG(log, info) << "decision log " << path << " upgraded to schema version 3";
   return {};
 }
 
@@ -269,7 +284,7 @@ result<void> write_new_log(const std::string& building, const std::string& tm_id
                           "CREATE TABLE decisions(gtrid TEXT PRIMARY KEY,"
                           " state TEXT NOT NULL CHECK(state IN ('commit','precommit')),"
                           " branches TEXT NOT NULL, created_unix_ms INTEGER NOT NULL) WITHOUT ROWID",
-                          version_2_tables[0], version_2_tables[1]}) {
+                          version_2_tables[0], version_2_tables[1], version_3_table}) {
     if (auto done = exec(raw, sql); !done) return done;
   }
   // incarnation 0: the open that follows makes it 1. clean_shutdown 1: closed, nothing in a WAL.
@@ -335,8 +350,11 @@ open_result<log_state> take_incarnation(sqlite3* db, const std::string& path, co
     for (const char* sql : {"BEGIN IMMEDIATE", "UPDATE meta SET value = '0' WHERE key = 'clean_shutdown'"}) {
       if (auto done = exec(db, sql); !done) return done;
     }
-    if (upgrade.value()) {
+    if (upgrade.value() == 1) {
       if (auto upgraded = upgrade_from_version_1(db, path, *incarnation); !upgraded) return upgraded;
+    }
+    if (upgrade.value() <= 2) {
+      if (auto upgraded = upgrade_from_version_2(db, path); !upgraded) return upgraded;
     }
     if (auto done = run(db, "UPDATE meta SET value = ?1 WHERE key = 'incarnation'", {number},
                         "cannot write the incarnation into " + path);
@@ -391,7 +409,7 @@ result<std::vector<decision_record>> read_decisions(const std::string& path, con
         }
         decision.state = state.value();
         const std::string_view branches = column_text(row, 2);
-        for (std::size_t start = 0; start <= branches.size();) {
+        for (std::size_t start = 0; !branches.empty() && start <= branches.size();) {
           const std::size_t end = std::min(branches.find(',', start), branches.size());
           decision.branch_rms.emplace_back(branches.substr(start, end - start));
           start = end + 1;
@@ -402,6 +420,29 @@ result<std::vector<decision_record>> read_decisions(const std::string& path, con
       });
   if (!read) return std::move(read).error();
   return decisions;
+}
+
+result<std::vector<tcc_branch_record>> read_tcc_branches(const std::string& path, const std::string& vfs_name) {
+  auto db = open_connection(path, vfs_name, true);
+  if (!db) return std::move(db).error();
+  std::vector<tcc_branch_record> branches;
+  auto read = for_each_row(db.value().get(),
+                           "SELECT gtrid, branch, participant, payload, created_unix_ms FROM tcc_branches"
+                           " ORDER BY created_unix_ms, gtrid, branch",
+                           "reading decision log " + path + " failed", [&](sqlite3_stmt* row) -> result<void> {
+                             tcc_branch_record branch;
+                             branch.gtrid = column_text(row, 0);
+                             branch.branch = static_cast<std::uint32_t>(sqlite3_column_int64(row, 1));
+                             branch.participant = column_text(row, 2);
+                             const auto* bytes = static_cast<const char*>(sqlite3_column_blob(row, 3));
+                             branch.payload.assign(bytes != nullptr ? bytes : "",
+                                                   static_cast<std::size_t>(sqlite3_column_bytes(row, 3)));
+                             branch.created_unix_ms = sqlite3_column_int64(row, 4);
+                             branches.push_back(std::move(branch));
+                             return {};
+                           });
+  if (!read) return std::move(read).error();
+  return branches;
 }
 
 }  // namespace xatm::detail

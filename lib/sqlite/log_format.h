@@ -1,10 +1,10 @@
 // Internal: what the decision log's SQLite file holds and how an open reads it (docs/design.md
 // section 5): the schema, creating a new log's tables, the checks that refuse a foreign, damaged
-// or unclean log, the upgrade from version 1, taking a new incarnation, and the SQL of the
+// or unclean log, the upgrades from versions 1 and 2, taking a new incarnation, and the SQL of the
 // writer's statements (log_writer.h). File custody (locks, modes, renames) is log_file.h's.
 // Pure functions over a connection the caller owns: one thread per connection at a time.
 //
-// File format (schema_version 2; SQLite header application_id = xatm_format_id):
+// File format (schema_version 3; SQLite header application_id = xatm_format_id):
 //   meta(key TEXT PRIMARY KEY, value TEXT): schema_version, tm_id, incarnation, clean_shutdown
 //     ("0" from open to close, checkpointed into the main file, so that a lost -wal is detected),
 //     legacy_incarnations (a log upgraded from version 1: its incarnations 1..N had no id, and
@@ -15,6 +15,9 @@
 //     each RM name reached when it was first used (docs/design.md, RM identity).
 //   decisions(gtrid TEXT PRIMARY KEY, state 'commit'|'precommit', branches TEXT (RM names of
 //     branches 1, 2, ... joined by ','), created_unix_ms INTEGER) WITHOUT ROWID.
+//   tcc_branches(gtrid, branch INTEGER, participant TEXT, payload BLOB, created_unix_ms; PRIMARY
+//     KEY(gtrid, branch)) WITHOUT ROWID: TCC branches, written before their try, deleted with
+//     their gtrid's completion (version 3).
 #pragma once
 
 #include <cstdint>
@@ -39,6 +42,9 @@ inline constexpr const char* commit = "COMMIT";
 inline constexpr const char* insert_decision =
     "INSERT INTO decisions(gtrid, state, branches, created_unix_ms) VALUES (?1, ?2, ?3, ?4)";
 inline constexpr const char* delete_decision = "DELETE FROM decisions WHERE gtrid = ?1";
+inline constexpr const char* delete_tcc_branches = "DELETE FROM tcc_branches WHERE gtrid = ?1";
+inline constexpr const char* insert_tcc_branch =
+    "INSERT INTO tcc_branches(gtrid, branch, participant, payload, created_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
 inline constexpr const char* pin_identity =
     "INSERT OR REPLACE INTO rm_identities(rm_name, identity, description, pinned_unix_ms) VALUES (?1, ?2, ?3, ?4)";
 inline constexpr const char* mark_clean = "UPDATE meta SET value = '1' WHERE key = 'clean_shutdown'";
@@ -55,7 +61,7 @@ inline constexpr const char* mark_clean = "UPDATE meta SET value = '1' WHERE key
 // '\n' and ',' (the log's separators) out of the file.
 [[nodiscard]] bool is_gtrid_of(std::string_view gtrid, std::string_view tm_id) noexcept;
 
-// Fills `building` (an empty file, log_file.h's create_by_rename) with a new log of version 2
+// Fills `building` (an empty file, log_file.h's create_by_rename) with a new log of version 3
 // for `tm_id`: small pages, WAL mode, the tables, and the meta rows of incarnation 0.
 [[nodiscard]] result<void> write_new_log(const std::string& building, const std::string& tm_id,
                                          const std::string& vfs_name);
@@ -88,5 +94,8 @@ struct log_state {
 // The decisions in the file, oldest first, through a read-only connection of its own (WAL
 // readers never block the writer).
 [[nodiscard]] result<std::vector<decision_record>> read_decisions(const std::string& path, const std::string& vfs_name);
+// The TCC branch records, oldest first, read the same way.
+[[nodiscard]] result<std::vector<tcc_branch_record>> read_tcc_branches(const std::string& path,
+                                                                       const std::string& vfs_name);
 
 }  // namespace xatm::detail

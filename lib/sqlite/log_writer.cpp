@@ -53,6 +53,7 @@ result<void> log_writer::prepare_statements() {
       {&commit_, log_sql::commit},
       {&insert_, log_sql::insert_decision},
       {&delete_, log_sql::delete_decision},
+      {&delete_tcc_, log_sql::delete_tcc_branches},
   };
   for (const auto& [target, sql] : statements) {
     auto statement = prepare(db_.get(), sql, /*persistent=*/true);
@@ -73,9 +74,12 @@ write_result log_writer::write_batch(std::span<batched_decision* const> decision
     const std::size_t end = completions.find('\n', start);
     const std::string_view gtrid = completions.substr(start, end - start);
     start = end + 1;
-    bind_text(delete_.get(), 1, gtrid);
-    if (const int code = step_and_reset(delete_.get()); code != SQLITE_DONE) {
-      return failed_write(db, code, "writing completions to decision log " + path_ + " failed");
+    // The decision and its TCC branch records go in the same transaction (decision_store.h).
+    for (sqlite3_stmt* statement : {delete_.get(), delete_tcc_.get()}) {
+      bind_text(statement, 1, gtrid);
+      if (const int code = step_and_reset(statement); code != SQLITE_DONE) {
+        return failed_write(db, code, "writing completions to decision log " + path_ + " failed");
+      }
     }
   }
   for (batched_decision* entry : decisions) {
@@ -140,9 +144,26 @@ result<pinned_identity> log_writer::write_pin(const pinned_identity& identity) {
   return stored;
 }
 
+result<void> log_writer::write_tcc_branch(const tcc_branch_record& branch) {
+  auto insert = prepare(db_.get(), log_sql::insert_tcc_branch);
+  if (!insert) return std::move(insert).error();
+  sqlite3_stmt* statement = insert.value().get();
+  bind_text(statement, 1, branch.gtrid);
+  sqlite3_bind_int64(statement, 2, branch.branch);
+  bind_text(statement, 3, branch.participant);
+  sqlite3_bind_blob(statement, 4, branch.payload.data(), static_cast<int>(branch.payload.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(statement, 5, branch.created_unix_ms != 0 ? branch.created_unix_ms : now_unix_ms());
+  // One statement in autocommit mode: with synchronous=FULL it returns after the WAL's fsync.
+  if (const int code = sqlite3_step(statement); code != SQLITE_DONE) {
+    return sqlite_failure(db_.get(), code,
+                          "recording TCC branch " + std::to_string(branch.branch) + " of " + branch.gtrid + " in " + path_);
+  }
+  return {};
+}
+
 result<void> log_writer::close(bool clean) noexcept {
   if (!db_) return {};
-  for (sqlite_statement* statement : {&begin_, &commit_, &insert_, &delete_}) statement->reset();
+  for (sqlite_statement* statement : {&begin_, &commit_, &insert_, &delete_, &delete_tcc_}) statement->reset();
   result<void> marked;
   if (clean) marked = exec(db_.get(), log_sql::mark_clean);
   // A failed log, or one that could not be marked clean, is left exactly as it is.

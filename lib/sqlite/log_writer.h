@@ -29,7 +29,7 @@ class log_writer final : public group_commit::sink {
   log_writer(const log_writer&) = delete;
   log_writer& operator=(const log_writer&) = delete;
 
-  // group_commit::sink: the deletes of `completions`, then the inserts of `decisions`, in one
+  // group_commit::sink: the deletes of `completions` (decision and TCC branch records), then the inserts of `decisions`, in one
   // transaction whose COMMIT returns after the WAL's fsync (synchronous=FULL). A decision whose
   // gtrid the log already holds gets its own outcome (unknown, xa_code::duplicate_id) while the
   // batch goes on. A failed batch answers not_written (SQLITE_FULL: nothing of it reached the
@@ -47,6 +47,9 @@ class log_writer final : public group_commit::sink {
   // the pin as stored, its time stamped.
   [[nodiscard]] result<pinned_identity> write_pin(const pinned_identity& identity);
 
+  // Inserts a TCC branch record in autocommit mode: durable (WAL fsync) when it returns.
+  [[nodiscard]] result<void> write_tcc_branch(const tcc_branch_record& branch);
+
   // `clean`: marks the log clean in the WAL and closes; closing the last connection then
   // checkpoints the WAL into the main file and deletes it (a crash in between leaves the WAL,
   // which is all a later open needs). Not clean (a failed log): closed without touching its files.
@@ -62,6 +65,7 @@ class log_writer final : public group_commit::sink {
   sqlite_statement commit_;
   sqlite_statement insert_;
   sqlite_statement delete_;
+  sqlite_statement delete_tcc_;
   std::string branches_buffer_;  // reused so that a record costs no allocation
   int wal_frames_ = 0;           // frames in the WAL after the last commit (the WAL hook's count)
 };

@@ -119,10 +119,7 @@ write_result sqlite_decision_store::record(const decision_record& decision) {
     return {write_outcome::not_written,
             make_failure(xa_code::invalid, "decision log: '" + decision.gtrid + "' is not a gtrid of tm_id " + tm_id_)};
   }
-  if (decision.branch_rms.empty()) {
-    return {write_outcome::not_written,
-            make_failure(xa_code::invalid, "decision for " + decision.gtrid + " names no branch")};
-  }
+  // No XA branch at all is a transaction of TCC branches only: its decision is still needed.
   for (const std::string& rm_name : decision.branch_rms) {
     if (auto valid = validate_rm_name(rm_name); !valid) {
       failure cause = std::move(valid).error();
@@ -145,6 +142,26 @@ void sqlite_decision_store::mark_complete(std::string_view gtrid) {
 result<std::vector<decision_record>> sqlite_decision_store::pending() const {
   if (auto failed = queue_->failed_earlier()) return std::move(*failed);
   return read_decisions(path_, vfs_name_);
+}
+
+write_result sqlite_decision_store::record_tcc_branch(const tcc_branch_record& branch) {
+  auto malformed = [&](const std::string& why) {
+    return write_result(write_outcome::not_written,
+                        make_failure(xa_code::invalid, "TCC branch record for " + branch.gtrid + ": " + why));
+  };
+  if (!is_gtrid_of(branch.gtrid, tm_id_)) return malformed("not a gtrid of tm_id " + tm_id_);
+  if (branch.branch == 0) return malformed("branch number 0");
+  if (branch.payload.size() > max_tcc_payload) return malformed("payload over 64 KiB");
+  if (auto valid = validate_rm_name(branch.participant); !valid) return malformed(valid.error().message);
+  auto written = queue_->exclusive([&] { return writer_->write_tcc_branch(branch); });
+  if (written) return {};
+  // A failed statement may or may not have reached the file; the queue itself stays usable.
+  return {queue_->failed() ? write_outcome::not_written : write_outcome::unknown, std::move(written).error()};
+}
+
+result<std::vector<tcc_branch_record>> sqlite_decision_store::tcc_branches() const {
+  if (auto failed = queue_->failed_earlier()) return std::move(*failed);
+  return read_tcc_branches(path_, vfs_name_);
 }
 
 bool sqlite_decision_store::is_own_incarnation(std::string_view incarnation) const {

@@ -78,6 +78,10 @@ class sqlite_decision_store final : public decision_store {
   // within about 50 ms, or at close.
   void mark_complete(std::string_view gtrid) override;
 
+  // decision_store::record_tcc_branch(): written by the writer queue as a writer of its own (one
+  // fsync per TCC branch, not shared with a batch).
+  [[nodiscard]] write_result record_tcc_branch(const tcc_branch_record& branch) override;
+  [[nodiscard]] result<std::vector<tcc_branch_record>> tcc_branches() const override;
   // decision_store::pending(): reads what is committed in the file.
   [[nodiscard]] result<std::vector<decision_record>> pending() const override;
 

@@ -1,0 +1,122 @@
+// xatm/tcc.h: TCC (try / confirm / cancel) participants next to XA branches (docs/tcc.md).
+//
+// A TCC participant is a service that cannot do XA (a wallet over HTTP, another team's stock
+// service): it reserves in try, makes the reservation final in confirm and releases it in
+// cancel. Two sides:
+//  - the coordinator side, in the transaction manager: register a participant by name
+//    (transaction_manager::register_tcc), enlist a TCC branch with a payload in a global
+//    transaction (global_transaction::enlist_tcc). The branch is in the decision log before its
+//    try is sent; the one commit decision covers XA and TCC branches together; confirm or cancel
+//    is retried until it succeeds, by commit() within its window and then by recovery;
+//  - the participant side, in the participant's service: tcc_barrier wraps its try, confirm and
+//    cancel code so that duplicates do nothing, a cancel without a try is a recorded no-op, and a
+//    try that arrives after its cancel is refused.
+// Values here are plain data; a tcc_participant must be callable from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace xatm {
+
+class connection;
+class transaction_manager;
+
+// The three steps of a TCC branch.
+enum class tcc_step : std::uint8_t { try_, confirm, cancel };
+// "try", "confirm", "cancel".
+const char* tcc_step_name(tcc_step step) noexcept;
+
+// What a participant is asked: which branch, and the bytes the application enlisted it with.
+// (gtrid, branch) is unique for ever; every retry of a step carries the same values.
+struct tcc_request {
+  std::string gtrid;
+  std::uint32_t branch = 0;  // the branch's number in its global transaction, 1-based
+  std::string participant;   // the registered name
+  std::string payload;       // opaque to xatm (an order id, an amount); at most 64 KiB
+};
+
+// A participant's answer to one step.
+enum class tcc_answer : std::uint8_t {
+  done,     // the step took effect, now or before (a duplicate)
+  refused,  // a definite no: a try that reserved nothing (no vote), or a confirm/cancel the
+            // participant's barrier refuses (the other one already ran: a protocol violation)
+  failed,   // no answer, a transport error, a timeout, a 5xx: unknown, ask again later
+};
+const char* tcc_answer_name(tcc_answer answer) noexcept;
+
+struct tcc_reply {
+  tcc_answer answer = tcc_answer::failed;
+  std::string detail;  // why, for messages and the recovery report (never a secret)
+};
+
+// How the transaction manager reaches a participant. call() must return within about `timeout`
+// and must not throw (an exception counts as failed). Implementations: make_http_participant(),
+// or your own (an in-process service, gRPC, ...). Thread-safe.
+class tcc_participant {
+ public:
+  virtual ~tcc_participant() = default;
+  virtual tcc_reply call(tcc_step step, const tcc_request& request, std::chrono::milliseconds timeout) = 0;
+};
+
+// A participant over HTTP(S): POST <base_url>/try, /confirm, /cancel with the payload as the
+// body (application/octet-stream) and the branch in the headers Xatm-Gtrid, Xatm-Branch and
+// Xatm-Participant. 200 means done, 409 refused (the body says why), anything else or no answer
+// failed. base_url: http://host:port[/path] or https://... (the server's certificate is
+// verified). Throws invalid_argument_error for a malformed URL, before anything is sent.
+std::shared_ptr<tcc_participant> make_http_participant(std::string_view base_url);
+
+// ---- the participant's side -------------------------------------------------------------------
+
+// What tcc_barrier::run did.
+enum class barrier_outcome : std::uint8_t {
+  ran,                   // the business code ran and committed with the barrier row
+  duplicate,             // this step already ran for this branch: nothing done, answer done
+  empty_cancel,          // a cancel for a try that never ran: recorded, nothing to release
+  refused_after_cancel,  // a try after its cancel (hanging): refused, nothing reserved
+  conflict,              // confirm after cancel or cancel after confirm: refused, nothing done
+};
+const char* barrier_outcome_name(barrier_outcome outcome) noexcept;
+// The reply a participant's endpoint should give for an outcome: done for ran, duplicate and
+// empty_cancel; refused for refused_after_cancel and conflict.
+tcc_answer answer_for(barrier_outcome outcome) noexcept;
+
+// Wraps a participant's try, confirm and cancel in its own database (PostgreSQL or MariaDB),
+// through a transaction manager of the participant's own (its decision log is never written:
+// every barrier transaction is a one-phase commit of one branch). The barrier row
+// (xatm_tcc_barrier, keyed by gtrid, branch and step; DDL in docs/tcc.md, created by
+// `xatm-recover --install-schema` or barrier_schema()) is written in the same local transaction
+// as the business change, so the two commit or roll back together:
+//  - try: runs `business` once; a duplicate does nothing; after a cancel it is refused;
+//  - confirm: runs `business` once; refused (conflict) after a cancel;
+//  - cancel: runs `business` once if the try ran; without a try records it and does nothing, so
+//    that a late try is refused; refused (conflict) after a confirm.
+// Concurrent deliveries of the same step serialise on the barrier row: one runs, the others are
+// duplicates. `business` runs SQL on `db` (exec() or the native handle) and throws to refuse or
+// fail: the barrier transaction is rolled back and the exception propagates (answer refused for
+// a business refusal such as insufficient funds, failed for an error). Rolled-back work leaves
+// no barrier row, so the step may be delivered again.
+class tcc_barrier {
+ public:
+  // `rm_name` is a registered RM of `tm`; run() takes connections to it from the caller.
+  tcc_barrier(transaction_manager& tm, std::string rm_name);
+
+  barrier_outcome run(connection& db, tcc_step step, const tcc_request& request,
+                      const std::function<void(connection& db)>& business);
+
+  const std::string& rm_name() const noexcept { return rm_name_; }
+
+ private:
+  transaction_manager* tm_;
+  std::string rm_name_;
+};
+
+// The CREATE TABLE IF NOT EXISTS statement of the barrier table for a dialect ("postgresql",
+// "mariadb" or "mysql").
+std::string barrier_schema(std::string_view dialect);
+
+}  // namespace xatm
