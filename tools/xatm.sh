@@ -8,7 +8,8 @@
 #   tools/xatm.sh test [ctest args...]   build, then run just that selection (plain build)
 #   tools/xatm.sh test --sanitize [address|thread] [ctest args...]
 #                                        only the sanitizer pass(es), with that selection
-#   tools/xatm.sh demo                   build, start servers, run the PG -> MariaDB demo, stop them
+#   tools/xatm.sh demo                   build, start servers, run the PG -> MariaDB demo and the
+#                                        order demo with a wallet service over HTTP (TCC), stop them
 #   tools/xatm.sh servers start|stop|status|env
 #                                        throwaway PostgreSQL + MariaDB servers to poke at
 #   tools/xatm.sh build                  install packages, configure and build
@@ -29,7 +30,7 @@ servers_sh="$repo/lib/testing/servers.sh"
 
 readonly packages=(
   cmake g++ make pkg-config
-  libpq-dev libmariadb-dev-compat libboost-log-dev libsqlite3-dev doctest-dev
+  libpq-dev libmariadb-dev-compat libboost-log-dev libsqlite3-dev doctest-dev libcpp-httplib-dev
   postgresql-15 mariadb-server
   clang libclang-rt-14-dev
   faketime
@@ -150,6 +151,10 @@ env_value() {
 
 stop_demo_servers() {
   local status=$?
+  if [[ -n "${wallet_pid:-}" ]]; then
+    kill "$wallet_pid" 2>/dev/null || true
+    wait "$wallet_pid" 2>/dev/null || true
+  fi
   say "stopping the demo servers"
   "$servers_sh" stop >/dev/null || say "warning: could not stop the demo servers"
   exit "$status"
@@ -197,6 +202,75 @@ cmd_demo() {
   "${recover[@]}"
   say "after recovery, both databases agree:"
   "$demo" show "$log_dir"
+
+  demo_tcc "$(env_value "$env" XATM_TEST_DIR)"
+}
+
+# The wallet service (examples/wallet_service.cpp) in the background, on `port` (0: any free
+# one), with any extra environment given; sets wallet_pid and XATM_DEMO_WALLET.
+start_wallet() {
+  local dir=$1 port=$2
+  shift 2
+  local out="$dir/wallet.out.$port"
+  : >"$out"
+  env "$@" "$build_dir/examples/xatm-example-wallet" --db "postgresql:$XATM_DEMO_PG" \
+    --state-dir "$dir/wallet-state" --port "$port" >"$out" 2>>"$dir/wallet.err" </dev/null &
+  wallet_pid=$!
+  local waited=0
+  until grep -q '^wallet listening on ' "$out"; do
+    kill -0 "$wallet_pid" 2>/dev/null || die "the wallet service did not start: see $dir/wallet.err"
+    ((waited++ < 300)) || die "the wallet service did not start within 30 s"
+    sleep 0.1
+  done
+  XATM_DEMO_WALLET="http://$(sed -n 's/^wallet listening on //p' "$out" | head -n 1)"
+  export XATM_DEMO_WALLET
+}
+
+stop_wallet() {
+  kill "$wallet_pid" 2>/dev/null || true
+  wait "$wallet_pid" 2>/dev/null || true
+  wallet_pid=
+}
+
+# Parts 4 to 6: an order service whose one business step takes stock in MariaDB and records the
+# order in PostgreSQL (XA branches) and reserves the price in a wallet service over HTTP (a TCC
+# branch; examples/order_service.cpp and wallet_service.cpp).
+demo_tcc() {
+  local dir="$1/demo-tcc"
+  mkdir -p "$dir"
+  local orders="$build_dir/examples/xatm-example-orders"
+  [[ -x "$orders" ]] || die "$orders was not built"
+  local log_dir="$dir/orders-log"
+  start_wallet "$dir" 0
+  local port=${XATM_DEMO_WALLET##*:}
+  local recover=("$build_dir/recovery/xatm-recover" --log "$log_dir/decisions.db"
+    --rm "stock_mariadb=mariadb:$XATM_DEMO_MYSQL" --rm "orders_pg=postgresql:$XATM_DEMO_PG"
+    --tcc "wallet=$XATM_DEMO_WALLET")
+
+  say "part 4: orders across MariaDB (stock), PostgreSQL (orders) and a wallet service over HTTP ($XATM_DEMO_WALLET)"
+  "$orders" setup "$log_dir"
+  "$orders" order "$log_dir" o1 2 30
+  "$orders" order "$log_dir" o2 1 500  # carol has 70 left: the wallet refuses the try
+
+  say "part 5: an order whose process is killed right after the commit decision is durable"
+  local status=0
+  XATM_CRASH_AT=after_decision_durable "$orders" order "$log_dir" o3 1 20 || status=$?
+  [[ $status -eq 137 ]] || die "the crashing order should have been killed (exit 137), it exited $status"
+  say "killed (SIGKILL). The XA branches are prepared and the wallet holds the reservation:"
+  "$orders" show "$log_dir"
+  say "xatm-recover commits the XA branches and confirms the wallet's branch, as the decision log says:"
+  "${recover[@]}"
+  "$orders" show "$log_dir"
+
+  say "part 6: a late try: the wallet now takes 4 s to answer a try; the order gives up after 2 s"
+  stop_wallet
+  start_wallet "$dir" "$port" XATM_WALLET_DELAY_TRY_MS=4000
+  "$orders" order "$log_dir" o4 1 10
+  say "the cancel reached the wallet before the try: recorded as an empty cancel. Waiting for the late try..."
+  sleep 3
+  say "the late try was refused by the barrier: nothing is reserved, nothing hangs:"
+  "$orders" show "$log_dir"
+  stop_wallet
 }
 
 # xatm-bench with the settings docs/performance.md was made with (a few minutes), then the two

@@ -28,6 +28,7 @@
 #include "bench/report.h"
 #include "bench/runner.h"
 #include "testing/throwaway_servers.h"
+#include "bench/tcc_participant.h"
 #include "bench/workload.h"
 #include "console_log.h"
 #include "xatm/connection_settings.h"
@@ -50,7 +51,7 @@ databases hold exactly what was acknowledged (exit 1 if not).
                        With neither --pg nor --mysql, throwaway servers are started with
                        lib/testing/servers.sh and stopped at exit.
   --workload LIST      transfer,read-write,pg-pg (default: all three)
-  --modes LIST         local,raw-xa,xa,xa-early,3pc,marker,marker-early (default: all seven)
+  --modes LIST         local,raw-xa,xa,xa-early,3pc,marker,marker-early,tcc (default: all eight)
   --decision-rm NAME   the commit-marker modes' decision RM (pg, pg2 or maria; default: the
                        first enlisted branch's, the workload's first database)
   --clients LIST       numbers of concurrent clients, each one thread with its own connections
@@ -77,7 +78,9 @@ verbs through xatm's resource_manager exactly as the engine sends them, with no 
 manager and no decision log (the databases' floor); xa = xatm's two-phase commit; xa-early = the
 same with early acknowledgement (commit returns once the decision is durable); 3pc = the
 three-phase mode; marker = the commit-marker protocol (the decision is a row in one branch's own
-one-phase commit, nothing in the TM's log); marker-early = the same with early acknowledgement.
+one-phase commit, nothing in the TM's log); marker-early = the same with early acknowledgement;
+tcc = side a an XA branch, side b a TCC branch: an in-process participant whose try writes its
+barrier row and whose confirm runs side b's statements with the barrier (no network).
 Each TM mode has its own TM and decision log in the log dir.
 Exit status: 0 ok, 1 an invariant check failed, 2 usage error, 3 the bench could not run,
 130 interrupted (SIGINT/SIGTERM: the partial results are still printed and written).
@@ -143,7 +146,7 @@ settings parse_options(int argc, char** argv) {
       config.modes.clear();
       for (const auto& name : split_list(next())) {
         auto m = parse_mode(name);
-        if (!m) usage_error("unknown mode '" + name + "' (local, raw-xa, xa, xa-early, 3pc, marker, marker-early)");
+        if (!m) usage_error("unknown mode '" + name + "' (local, raw-xa, xa, xa-early, 3pc, marker, marker-early, tcc)");
         if (std::find(config.modes.begin(), config.modes.end(), *m) == config.modes.end()) config.modes.push_back(*m);
       }
     } else if (option == "--clients") {
@@ -395,6 +398,26 @@ int run(settings config) {
     tms[m] = marker_tms[m].get();
   }
   if (!config.decision_rm.empty()) result.notes.push_back("commit-marker decision RM: " + config.decision_rm);
+  // The tcc mode: a two-phase TM with a TCC participant in process, whose barrier transactions
+  // run through a transaction manager of the participant's own (its log is never written).
+  std::unique_ptr<xatm::transaction_manager> tm_tcc;
+  std::unique_ptr<xatm::transaction_manager> participant_tm;
+  std::shared_ptr<xatm::bench::tcc_participant_in_process> participant;
+  if (wanted(mode::tcc)) {
+    tm_tcc = std::make_unique<xatm::transaction_manager>(
+        xatm::tm_options{.tm_id = "bench-tcc",
+                         .log_path = (log_dir.path / "xatm-bench-tcc.db").string(),
+                         .allow_unsafe_durability = config.allow_unsafe_durability});
+    register_all(*tm_tcc);
+    participant_tm = std::make_unique<xatm::transaction_manager>(
+        xatm::tm_options{.tm_id = "bench-wallet",
+                         .log_path = (log_dir.path / "xatm-bench-wallet.db").string(),
+                         .allow_unsafe_durability = config.allow_unsafe_durability});
+    register_all(*participant_tm);
+    participant = std::make_shared<xatm::bench::tcc_participant_in_process>(*participant_tm);
+    tm_tcc->register_tcc(xatm::bench::tcc_participant_name, participant);
+    tms[mode::tcc] = tm_tcc.get();
+  }
 
   for (const char* rm_name : {"pg", "maria"}) {
     if (std::string(rm_name) == "maria" && config.mysql.empty()) continue;
@@ -408,6 +431,7 @@ int run(settings config) {
   for (workload_kind kind : config.workloads) {
     if (stop_requested) break;
     const workload work(kind, config.accounts);
+    if (participant) participant->use(work);
     auto admin_a = tm.connect(work.rm_a());
     auto admin_b = tm.connect(work.rm_b());
     std::cerr << "xatm-bench: " << work.description() << ": creating the tables\n";

@@ -14,13 +14,14 @@ const char* mode_name(mode m) noexcept {
     case mode::three_phase: return "3pc";
     case mode::commit_marker: return "marker";
     case mode::commit_marker_early: return "marker-early";
+    case mode::tcc: return "tcc";
   }
   return "?";
 }
 
 std::optional<mode> parse_mode(std::string_view name) {
   for (mode m : {mode::local, mode::raw_xa, mode::xa, mode::xa_early, mode::three_phase, mode::commit_marker,
-                 mode::commit_marker_early}) {
+                 mode::commit_marker_early, mode::tcc}) {
     if (name == mode_name(m)) return m;
   }
   return std::nullopt;

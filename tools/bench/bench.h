@@ -21,8 +21,10 @@ enum class mode : std::uint8_t {
   three_phase,          // xatm's three-phase mode ("3pc")
   commit_marker,        // xatm's commit-marker protocol ("marker"): the decision row in a branch
   commit_marker_early,  // the same with tm_options::early_acknowledgement ("marker-early")
+  tcc,                  // side a an XA branch, side b a TCC branch of an in-process participant
+                        // with its barrier on side b's database ("tcc"; bench/tcc_participant.h)
 };
-// "local", "raw-xa", "xa", "xa-early", "3pc", "marker", "marker-early"
+// "local", "raw-xa", "xa", "xa-early", "3pc", "marker", "marker-early", "tcc"
 const char* mode_name(mode m) noexcept;
 std::optional<mode> parse_mode(std::string_view name);
 
@@ -47,7 +49,8 @@ struct settings {
                           mode::xa_early,
                           mode::three_phase,
                           mode::commit_marker,
-                          mode::commit_marker_early};
+                          mode::commit_marker_early,
+                          mode::tcc};
   std::vector<int> clients{1, 4, 16};
   double seconds = 5;  // measured time per mode and clients value
   double warmup = 1;   // unmeasured time per mode before each clients value's rounds

@@ -67,6 +67,7 @@ const char* mode_color(mode m) {
     case mode::three_phase: return "#8172b3";
     case mode::commit_marker: return "#937860";
     case mode::commit_marker_early: return "#da8bc3";
+    case mode::tcc: return "#8c8c8c";
   }
   return "#000000";
 }
@@ -93,7 +94,7 @@ std::vector<workload_kind> workloads_in(const run_result& run) {
 std::vector<mode> modes_in(const run_result& run) {
   std::vector<mode> modes;
   for (mode m : {mode::local, mode::raw_xa, mode::xa, mode::xa_early, mode::three_phase, mode::commit_marker,
-                 mode::commit_marker_early}) {
+                 mode::commit_marker_early, mode::tcc}) {
     for (const measurement& cell : run.cells) {
       if (cell.m == m) {
         modes.push_back(m);

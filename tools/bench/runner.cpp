@@ -1,5 +1,7 @@
 #include "bench/runner.h"
 
+#include "bench/tcc_participant.h"
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -278,6 +280,29 @@ std::vector<measurement> runner::run(const std::function<void(const round_report
         } catch (const std::exception&) {
           reset_connection(a);
           reset_connection(b);
+          return outcome::failed;
+        }
+      }
+      case mode::tcc: {
+        try {
+          auto tx = tms_.at(m)->begin();
+          tx.enlist(a);
+          work_.run_a(a, in);
+          // Side b's work runs in the participant's confirm, after the decision.
+          tx.enlist_tcc(tcc_participant_name, tcc_participant_in_process::payload_of(in));
+          (void)tx.commit();
+          return outcome::committed;
+        } catch (const in_doubt_error&) {
+          reset_connection(a);
+          return outcome::in_doubt;
+        } catch (const heuristic_error&) {
+          reset_connection(a);
+          return outcome::in_doubt;
+        } catch (const log_failure_error&) {
+          reset_connection(a);
+          return outcome::in_doubt;
+        } catch (const std::exception&) {
+          reset_connection(a);
           return outcome::failed;
         }
       }

@@ -15,6 +15,9 @@
 
 namespace xatm::bench {
 
+// The name the tcc mode's participant is registered under in its TM (xatm_bench.cpp).
+inline constexpr const char* tcc_participant_name = "side_b";
+
 // Set by SIGINT/SIGTERM: clients stop after their current transaction, the bench cleans up.
 extern std::atomic<bool> stop_requested;
 
