@@ -268,7 +268,8 @@ demo_tcc() {
   "$orders" order "$log_dir" o4 1 10
   say "the cancel reached the wallet before the try: recorded as an empty cancel. Waiting for the late try..."
   sleep 3
-  say "the late try was refused by the barrier: nothing is reserved, nothing hangs:"
+  say "the late try was refused by the barrier (the wallet's log says so); nothing is reserved, nothing hangs:"
+  grep 'refused_after_cancel' "$dir/wallet.err" | tail -n 1 || die "the wallet did not refuse the late try"
   "$orders" show "$log_dir"
   stop_wallet
 }
