@@ -12,10 +12,13 @@
 // Endpoints:
 //   POST /try, /confirm, /cancel   headers Xatm-Gtrid, Xatm-Branch, Xatm-Participant; body
 //                                  account=<name>;amount=<n>. 200 done (body: what the barrier
-//                                  did), 409 refused (why), 400 bad request, 500 an error.
+//                                  did), 409 refused (why), 400 bad request, 421 the branch
+//                                  belongs to another database (Xatm-Expect-Identity), 500 an
+//                                  error. Answers from the database carry Xatm-Identity.
 //   POST /accounts                 body account=<name>;balance=<n>: creates or resets an account
 //   GET  /accounts/<name>          balance=<b>;reserved=<r>, or 404
 //   GET  /health                   ok
+//   GET  /identity                 the identity of the wallet's database
 // Each step's answer is logged on stderr, one line each; XATM_WALLET_LOG_LEVEL (default warning)
 // sets the level of xatm's own log lines there. XATM_WALLET_DELAY_TRY_MS=<ms> delays every try
 // (to show a try that arrives after its cancel). SIGTERM or SIGINT stops it cleanly (exit 0);
@@ -182,11 +185,15 @@ xatm::tcc_request parse_tcc_request(const httplib::Request& http) {
   request.gtrid = header("Xatm-Gtrid");
   if (!is_name(request.gtrid, 64)) throw bad_request("Xatm-Gtrid must be 1 to 64 of [A-Za-z0-9_.-]");
   const auto branch = parse_decimal(header("Xatm-Branch"), 10);
-  if (!branch || *branch == 0 || *branch > UINT32_MAX) throw bad_request("Xatm-Branch must be a number >= 1");
+  if (!branch || *branch == 0 || *branch > 2147483647) throw bad_request("Xatm-Branch must be a number 1..2147483647");
   request.branch = static_cast<std::uint32_t>(*branch);
   request.participant = header("Xatm-Participant");
   if (!is_name(request.participant, 48) || request.participant.find('.') != std::string::npos) {
     throw bad_request("Xatm-Participant must be 1 to 48 of [A-Za-z0-9_-]");
+  }
+  if (http.has_header("Xatm-Expect-Identity")) {
+    request.identity = http.get_header_value("Xatm-Expect-Identity");
+    if (!is_name(request.identity, 64)) throw bad_request("Xatm-Expect-Identity must be 1 to 64 of [A-Za-z0-9_.-]");
   }
   request.payload = http.body;
   return request;
@@ -300,12 +307,21 @@ class wallet_service {
       respond(res, [&] { return get_account(req.matches[1].str()); });
     });
     server.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok", "text/plain"); });
+    // The identity of the wallet's database (xatm-recover --repin asks it).
+    server.Get("/identity", [this](const httplib::Request&, httplib::Response& res) {
+      respond(res, [&] {
+        return reply{200, pool_.with_connection([&](xatm::connection& db) { return barrier_.identity(db); })};
+      });
+    });
   }
 
  private:
   struct reply {
+    reply() = default;
+    reply(int status_code, std::string text) : status(status_code), body(std::move(text)) {}
     int status = 200;
     std::string body;
+    std::string identity;  // the Xatm-Identity header: this wallet's database
   };
 
   // Every handler answers through here: its exceptions become statuses.
@@ -322,6 +338,7 @@ class wallet_service {
       answer = {500, e.what()};
     }
     res.status = answer.status;
+    if (!answer.identity.empty()) res.set_header("Xatm-Identity", answer.identity);
     res.set_content(answer.body, "text/plain");
   }
 
@@ -335,6 +352,7 @@ class wallet_service {
     reply answer;
     try {
       const xatm::barrier_outcome outcome = pool_.with_connection([&](xatm::connection& db) {
+        answer.identity = barrier_.identity(db);
         return barrier_.run(db, step, request, [&](xatm::connection& business_db) {
           switch (step) {
             case xatm::tcc_step::try_: reserve(business_db, change); break;
@@ -343,12 +361,23 @@ class wallet_service {
           }
         });
       });
-      const bool done = xatm::answer_for(outcome) == xatm::tcc_answer::done;
-      answer = {done ? 200 : 409, xatm::barrier_outcome_name(outcome)};
+      switch (xatm::answer_for(outcome)) {
+        case xatm::tcc_answer::done: answer.status = 200; break;
+        case xatm::tcc_answer::refused: answer.status = 409; break;
+        case xatm::tcc_answer::failed: answer.status = 421; break;  // wrong_database: not this wallet's branch
+      }
+      answer.body = xatm::barrier_outcome_name(outcome);
+      if (outcome == xatm::barrier_outcome::wrong_database) {
+        answer.body += ": this wallet's database is " + answer.identity + ", the branch was made on " + request.identity;
+      }
     } catch (const business_refusal& e) {
-      answer = {409, e.what()};
+      // A try the business refuses is a no vote. A confirm or cancel must not be refused by the
+      // business (refused means "the other step ran" to the coordinator): failed, retried.
+      answer.status = step == xatm::tcc_step::try_ ? 409 : 500;
+      answer.body = e.what();
     } catch (const std::exception& e) {
-      answer = {500, e.what()};
+      answer.status = 500;
+      answer.body = e.what();
     }
     log_step(step, request, answer);
     return answer;

@@ -58,8 +58,11 @@ of the TM with no record is rolled back (presumed abort). Prepared transactions 
   --repin NAME      the RM NAME was moved on purpose (to a database that is not a replica or a
                     backup of the old one): record the identity of the database its --rm reaches
                     now in the log, then recover. Repeat for several RMs. Not with --dry-run.
-  --install-schema  create xatm's tables (xatm_identity, and xatm_marker for three-phase mode) on
-                    every --rm, then exit.
+                    For a --tcc NAME: the participant's database (GET URL/identity), refused
+                    while the log holds branches of it.
+  --install-schema  create xatm's tables (xatm_identity, xatm_marker for three-phase and
+                    commit-marker modes, xatm_tcc_barrier for TCC participants) on every --rm,
+                    then exit.
   --allow-unsafe-durability
                     act on RMs whose servers can lose a committed transaction on a host crash.
                     Without it such an RM is refused (reported UNREACHABLE with the setting, and
@@ -235,7 +238,7 @@ int main(int argc, char** argv) {
       return usage_error("unknown argument #" + std::to_string(i + 1));
     }
   }
-  if (options.rms.empty() && (install_schema || options.tcc.empty())) {
+  if (options.rms.empty()) {
     return usage_error("at least one --rm NAME=DIALECT:CONNINFO is required");
   }
   xatm::tools::install_console_log(verbose ? "debug" : "warning");

@@ -38,6 +38,11 @@ struct tcc_request {
   std::uint32_t branch = 0;  // the branch's number in its global transaction, 1-based
   std::string participant;   // the registered name
   std::string payload;       // opaque to xatm (an order id, an amount); at most 64 KiB
+  // The identity of the participant's database this branch belongs to (the participant answered
+  // it at the first try and the decision log pinned it under the participant's name); empty
+  // before anything is pinned. A participant whose database has another identity must not act:
+  // tcc_barrier answers wrong_database.
+  std::string identity;
 };
 
 // A participant's answer to one step.
@@ -51,7 +56,9 @@ const char* tcc_answer_name(tcc_answer answer) noexcept;
 
 struct tcc_reply {
   tcc_answer answer = tcc_answer::failed;
-  std::string detail;  // why, for messages and the recovery report (never a secret)
+  std::string detail;    // why, for messages and the recovery report (never a secret)
+  std::string identity;  // the identity of the database the participant answered from
+                         // (tcc_barrier::identity); empty when it tells none
 };
 
 // How the transaction manager reaches a participant. call() must return within about `timeout`
@@ -61,13 +68,18 @@ class tcc_participant {
  public:
   virtual ~tcc_participant() = default;
   virtual tcc_reply call(tcc_step step, const tcc_request& request, std::chrono::milliseconds timeout) = 0;
+  // The identity of the participant's database without running a step, for `xatm-recover
+  // --repin`; empty when it cannot tell. Must not throw.
+  virtual std::string identify(std::chrono::milliseconds /*timeout*/) { return {}; }
 };
 
 // A participant over HTTP(S): POST <base_url>/try, /confirm, /cancel with the payload as the
 // body (application/octet-stream) and the branch in the headers Xatm-Gtrid, Xatm-Branch and
-// Xatm-Participant. 200 means done, 409 refused (the body says why), anything else or no answer
-// failed. base_url: http://host:port[/path] or https://... (the server's certificate is
-// verified). Throws invalid_argument_error for a malformed URL, before anything is sent.
+// Xatm-Participant, and Xatm-Expect-Identity when the branch's database identity is known. 200
+// means done, 409 refused (the body says why), anything else or no answer failed; the answer's
+// Xatm-Identity header is the reply's identity. identify() is GET <base_url>/identity.
+// base_url: http://host:port[/path] or https://... (the server's certificate is verified).
+// Throws invalid_argument_error for a malformed URL, before anything is sent.
 std::shared_ptr<tcc_participant> make_http_participant(std::string_view base_url);
 
 // ---- the participant's side -------------------------------------------------------------------
@@ -79,10 +91,13 @@ enum class barrier_outcome : std::uint8_t {
   empty_cancel,          // a cancel for a try that never ran: recorded, nothing to release
   refused_after_cancel,  // a try after its cancel (hanging): refused, nothing reserved
   conflict,              // confirm after cancel or cancel after confirm: refused, nothing done
+  wrong_database,        // the request names another database identity than this one's:
+                         // nothing done (a participant reached at the wrong address or moved)
 };
 const char* barrier_outcome_name(barrier_outcome outcome) noexcept;
 // The reply a participant's endpoint should give for an outcome: done for ran, duplicate and
-// empty_cancel; refused for refused_after_cancel and conflict.
+// empty_cancel; refused for refused_after_cancel and conflict; failed for wrong_database (the
+// coordinator must not count it as an answer: its branch is elsewhere).
 tcc_answer answer_for(barrier_outcome outcome) noexcept;
 
 // Wraps a participant's try, confirm and cancel in its own database (PostgreSQL or MariaDB),
@@ -97,9 +112,12 @@ tcc_answer answer_for(barrier_outcome outcome) noexcept;
 //    that a late try is refused; refused (conflict) after a confirm.
 // Concurrent deliveries of the same step serialise on the barrier row: one runs, the others are
 // duplicates. `business` runs SQL on `db` (exec() or the native handle) and throws to refuse or
-// fail: the barrier transaction is rolled back and the exception propagates (answer refused for
-// a business refusal such as insufficient funds, failed for an error). Rolled-back work leaves
-// no barrier row, so the step may be delivered again.
+// fail: the barrier transaction is rolled back and the exception propagates. Answer refused only
+// for a try that the business refuses (insufficient funds); a confirm or cancel whose business
+// code throws must answer failed (a 5xx), so that it is retried: refused means "the other step
+// ran", which the coordinator takes as final. Rolled-back work leaves no barrier row, so the
+// step may be delivered again. A request whose identity is not this database's is answered
+// wrong_database before anything is written.
 class tcc_barrier {
  public:
   // `rm_name` is a registered RM of `tm`; run() takes connections to it from the caller.
@@ -109,10 +127,15 @@ class tcc_barrier {
                       const std::function<void(connection& db)>& business);
 
   const std::string& rm_name() const noexcept { return rm_name_; }
+  // The identity of the participant's database (its xatm_identity row, created on first use),
+  // read once through `db` and kept; what the participant answers in tcc_reply::identity.
+  std::string identity(connection& db);
 
  private:
   transaction_manager* tm_;
   std::string rm_name_;
+  struct identity_cache;
+  std::shared_ptr<identity_cache> identity_;  // read once, shared by copies
 };
 
 // The CREATE TABLE IF NOT EXISTS statement of the barrier table for a dialect ("postgresql",

@@ -37,7 +37,7 @@ inline constexpr std::size_t max_tcc_payload = 64 * 1024;  // bytes (xatm/tcc.h)
 
 struct tcc_branch_record {
   std::string gtrid;        // one of this TM's gtrids
-  std::uint32_t branch = 0;  // its number in the global transaction (shared with the XA branches)
+  std::uint32_t branch = 0;  // its number among the transaction's TCC branches: 1, 2, ...
   std::string participant;  // the registered participant's name
   std::string payload;      // the application's bytes, sent with every step
   std::int64_t created_unix_ms = 0;  // 0: the store stamps the time it wrote the record
@@ -155,10 +155,10 @@ class decision_store {
   // handles idempotently. Ignored by a failed store.
   virtual void mark_complete(std::string_view gtrid) = 0;
 
-  // Writes a TCC branch record and returns once it is durable. Not a decision: a failure here
-  // (unknown: may be in the store) does not fail the store; the caller then sends no try, and a
-  // record that did reach the store only makes recovery send a cancel the participant's barrier
-  // records as empty. not_written with xa_code::invalid: malformed (not this TM's gtrid, a bad
+  // Writes a TCC branch record and returns once it is durable. A write failure fails the store
+  // for good, as a decision's does (unknown: this record may be in the store); the caller then
+  // sends no try, and a record that did reach the store only makes recovery send a cancel that
+  // the participant's barrier records as empty. not_written with xa_code::invalid: malformed (not this TM's gtrid, a bad
   // participant name, branch 0, a payload over 64 KiB).
   [[nodiscard]] virtual write_result record_tcc_branch(const tcc_branch_record& branch) = 0;
 

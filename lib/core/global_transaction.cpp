@@ -103,7 +103,7 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
         xa_code::invalid, "TCC payload of " + std::to_string(payload.size()) + " bytes; at most 64 KiB", name));
   }
   detail::tcc_branch added{
-      tcc_request{gtrid_, static_cast<std::uint32_t>(tcc_branches_.size() + 1), name, std::move(payload)},
+      tcc_request{gtrid_, static_cast<std::uint32_t>(tcc_branches_.size() + 1), name, std::move(payload), {}},
       std::move(participant)};
   // 1. Recorded before the try, so that a crash from here on ends in its confirm or its cancel.
   XATM_CRASH_POINT("tcc_before_record");
@@ -119,8 +119,11 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
     throw log_failure_error(std::move(cause));
   }
   XATM_CRASH_POINT("tcc_after_record");
-  // 2. The try: a yes vote, or the whole transaction rolls back.
-  auto reply = detail::call_participant(*added.participant, tcc_step::try_, added.request,
+  // 2. The try: a yes vote, or the whole transaction rolls back. Once the log has pinned the
+  // participant's database, every step names it, and a participant elsewhere does nothing.
+  auto pinned = core_->store().pinned(name);
+  if (pinned) tcc_branches_.back().request.identity = pinned->identity;
+  auto reply = detail::call_participant(*added.participant, tcc_step::try_, tcc_branches_.back().request,
                                         core_->options().prepare_timeout);
   if (reply.answer != tcc_answer::done) {
     failure cause = make_failure(xa_code::rollback,
@@ -131,9 +134,32 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
     rollback_branches();
     throw rolled_back_error(std::move(cause));
   }
+  if (!reply.identity.empty() && !pinned) {
+    // The first try of this participant pins the database it answered from (one durable write,
+    // once): later steps and recovery act only there.
+    auto pin = core_->store().pin(detail::pinned_identity{name, reply.identity, "TCC participant " + name, 0});
+    if (!pin) {
+      failure cause = std::move(pin).error();
+      cause.message = gtrid_ + " rolled back: the database of TCC participant " + name +
+                      " could not be pinned in the decision log: " + cause.message;
+      rollback_branches();
+      throw log_failure_error(std::move(cause));
+    }
+    tcc_branches_.back().request.identity = reply.identity;
+  } else if (!reply.identity.empty() && reply.identity != pinned->identity) {
+    failure cause = make_failure(
+        xa_code::invalid,
+        gtrid_ + " rolled back: TCC participant " + name + " answered from database " + reply.identity +
+            ", but the decision log pinned " + pinned->identity +
+            " for it: its address reaches another database now (if it moved on purpose, finish its open branches, "
+            "then re-pin it with xatm-recover --repin " + name + ")",
+        name);
+    rollback_branches();
+    throw configuration_error(std::move(cause));
+  }
   XATM_CRASH_POINT("tcc_after_try");
   XATM_LOG(tm, debug) << detail::describe(added.request) << ": try done";
-  return added.request.branch;
+  return tcc_branches_.back().request.branch;
 }
 
 // Three-phase bquals name the arbiter (branch 1's RM), so that a terminator with no log knows

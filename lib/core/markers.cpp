@@ -41,27 +41,29 @@ result<void> prepare_control_connection(resource_manager& control) {
   return {};
 }
 
+// Creates a table of xatm's unless it is there. Look before creating: a DBA who created it may
+// have granted xatm only the DML it needs, and CREATE TABLE IF NOT EXISTS needs the right to
+// create even when the table exists (PostgreSQL: "permission denied for schema"). A failed probe
+// is harmless on an autocommit control connection.
+namespace {
+result<void> install_table(resource_manager& control, std::string_view probe, const std::string& ddl) {
+  if (control.exec(probe).ok()) return {};
+  auto done = control.exec(ddl);
+  if (!done) return std::move(done).error();
+  return {};
+}
+}  // namespace
+
 result<void> install_marker_table(resource_manager& control) {
   const backend* sql = backend_of(control);
   if (sql == nullptr) return {};
-  // Look before creating: a DBA who created the table may have granted xatm only SELECT, INSERT
-  // and DELETE on it, and CREATE TABLE IF NOT EXISTS needs the right to create even when the
-  // table exists (PostgreSQL: "permission denied for schema"). A failed probe is harmless on an
-  // autocommit control connection.
-  if (control.exec("SELECT state FROM xatm_marker WHERE 1 = 0").ok()) return {};
-  auto done = control.exec(sql->marker_table_ddl());
-  if (!done) return std::move(done).error();
-  return {};
+  return install_table(control, "SELECT state FROM xatm_marker WHERE 1 = 0", sql->marker_table_ddl());
 }
 
 result<void> install_barrier_table(resource_manager& control) {
   const backend* sql = backend_of(control);
   if (sql == nullptr) return {};
-  // Look first, as for the marker table: the DBA may have created it and granted only DML.
-  if (control.exec("SELECT origin FROM xatm_tcc_barrier WHERE 1 = 0").ok()) return {};
-  auto done = control.exec(sql->barrier_table_ddl());
-  if (!done) return std::move(done).error();
-  return {};
+  return install_table(control, "SELECT origin FROM xatm_tcc_barrier WHERE 1 = 0", sql->barrier_table_ddl());
 }
 
 result<marker_state> insert_marker(resource_manager& control, std::string_view gtrid, marker_state state,

@@ -486,6 +486,11 @@ recovery_report run_recovery(const recovery_context& context) {
     } else if (participant == context.participants.end() || !participant->second) {
       item.detail = "no TCC participant named '" + record.participant + "' is registered here (xatm-recover: --tcc " +
                     record.participant + "=URL)";
+    } else if (!commit && context.live_incarnation.empty() && scanned.empty()) {
+      // The tool, with no database to read the recording TM's lease on: that TM may be alive
+      // (this a copy of its log) and still decide commit. Never cancel blind.
+      item.detail = "no RM could be scanned to check that the TM which recorded it has stopped (its lease); give "
+                    "--rm for its databases";
     } else if (auto holder = !commit && parts && parts.value().incarnation != context.live_incarnation
                                  ? lease_holder_of(incarnation_prefix(parts.value()))
                                  : result<std::string>(std::string());
@@ -496,10 +501,16 @@ recovery_report run_recovery(const recovery_context& context) {
     } else if (context.dry_run) {
       item.result = commit ? recovery_result::would_commit : recovery_result::would_roll_back;
     } else {
-      tcc_request request{record.gtrid, record.branch, record.participant, record.payload};
+      // The participant acts only if it reaches the database the log pinned for it.
+      auto pinned = context.log->pinned(record.participant);
+      tcc_request request{record.gtrid, record.branch, record.participant, record.payload,
+                          pinned ? pinned->identity : std::string()};
       auto reply = call_participant(*participant->second, commit ? tcc_step::confirm : tcc_step::cancel, request,
                                     context.call_timeout);
-      if (reply.answer == tcc_answer::done) {
+      if (pinned && !reply.identity.empty() && reply.identity != pinned->identity) {
+        item.detail = "the participant answered from database " + reply.identity + ", but the log pinned " +
+                      pinned->identity + " for " + record.participant + ": check its URL (" + reply.detail + ")";
+      } else if (reply.answer == tcc_answer::done) {
         item.result = commit ? recovery_result::committed : recovery_result::rolled_back;
       } else if (reply.answer == tcc_answer::refused) {
         item.result = recovery_result::heuristic;
@@ -516,9 +527,11 @@ recovery_report run_recovery(const recovery_context& context) {
 
   // A gtrid is finished once each of its branches was resolved now or had been before (in a dry
   // run: would be, as the real run would see it).
+  // A heuristic outcome is final too: the RM or participant did the other thing, and nothing
+  // xatm does can change it (it is reported, once; the operator reconciles it).
   auto final_result = [&](recovery_result result) {
     return result == recovery_result::committed || result == recovery_result::rolled_back ||
-           result == recovery_result::already_done ||
+           result == recovery_result::already_done || result == recovery_result::heuristic ||
            (context.dry_run && (result == recovery_result::would_commit || result == recovery_result::would_roll_back));
   };
   for (const auto& item : report.items) {
@@ -701,6 +714,38 @@ std::vector<std::string> install_marker_schema(const std::vector<std::pair<std::
   return installed;
 }
 
+namespace {
+
+// --repin for a TCC participant that moved to another database on purpose: refused while the log
+// still holds branches of it (they belong to the old database: finish them there first).
+std::string repin_participant(detail::decision_store& log, const std::string& name, tcc_participant& participant,
+                              std::chrono::milliseconds timeout) {
+  auto records = log.tcc_branches();
+  if (!records) throw log_failure_error(records.error());
+  for (const auto& record : records.value()) {
+    if (record.participant == name) {
+      throw configuration_error(make_failure(
+          xa_code::invalid,
+          "--repin " + name + ": the log still holds TCC branches of it (" + record.gtrid +
+              ", ...): they belong to the database it reached before; finish them there first",
+          name));
+    }
+  }
+  const std::string identity = participant.identify(timeout);
+  if (identity.empty()) {
+    throw rm_error(make_failure(xa_code::rm_failure,
+                                "--repin " + name + ": the participant did not tell its database identity", name));
+  }
+  auto old = log.pinned(name);
+  if (auto pinned = log.pin(detail::pinned_identity{name, identity, "TCC participant " + name, 0}); !pinned) {
+    throw log_failure_error(pinned.error());
+  }
+  return name + ": " + (old ? old->identity + " (" + old->description + ")" : std::string("nothing")) + " -> " +
+         identity + " (TCC participant " + name + ")";
+}
+
+}  // namespace
+
 recovery_report recover_offline(const offline_recovery_options& options) {
   // A mistyped path must not become a new, empty log: that would presume abort for every
   // decision the real one holds.
@@ -754,14 +799,19 @@ recovery_report recover_offline(const offline_recovery_options& options) {
     throw configuration_error(make_failure(xa_code::invalid, "--repin writes to the decision log: not with --dry-run"));
   }
   for (const auto& name : options.repin) {
-    if (!context.rms.contains(name)) {
-      throw configuration_error(make_failure(xa_code::invalid, "--repin " + name + ": no --rm gives that name", name));
+    if (!context.rms.contains(name) && !context.participants.contains(name)) {
+      throw configuration_error(
+          make_failure(xa_code::invalid, "--repin " + name + ": no --rm or --tcc gives that name", name));
     }
   }
   auto log = detail::open_decision_log(options.log_path, tm_id);
   context.log = log.get();
   std::vector<std::string> repinned;
   for (const auto& name : options.repin) {
+    if (auto participant = context.participants.find(name); participant != context.participants.end()) {
+      repinned.push_back(repin_participant(*log, name, *participant->second, context.call_timeout));
+      continue;
+    }
     auto connection = context.rms.find(name)->second();
     if (!connection) throw rm_error(connection.error());
     auto moved = detail::repin_identity(*connection.value(), *log);

@@ -17,9 +17,9 @@ tcc_reply call_participant(tcc_participant& participant, tcc_step step, const tc
   try {
     return participant.call(step, request, timeout);
   } catch (const std::exception& e) {
-    return {tcc_answer::failed, std::string("the participant's call threw: ") + e.what()};
+    return {tcc_answer::failed, std::string("the participant's call threw: ") + e.what(), {}};
   } catch (...) {
-    return {tcc_answer::failed, "the participant's call threw"};
+    return {tcc_answer::failed, "the participant's call threw", {}};
   }
 }
 

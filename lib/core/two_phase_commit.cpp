@@ -687,7 +687,9 @@ class two_phase_commit {
     if (tcc_.empty()) return;
     const auto window_end = clock::now() + core_.options().commit_retry_window;
     const auto call_timeout = core_.options().rm_call_timeout;
-    confirms_ = std::async(std::launch::async,
+    // Both launch policies: where no thread can be started, libstdc++ runs the confirms
+    // deferred, in confirms_done(), rather than throw after the decision was made.
+    confirms_ = std::async(std::launch::async | std::launch::deferred,
                            [this, window_end, call_timeout] { return drive_to_end(tcc_, tcc_step::confirm, window_end, call_timeout); });
   }
 
@@ -778,10 +780,9 @@ void cancel_tcc_branches(tm_core& core, const std::string& gtrid, std::vector<tc
     auto refused = drive_to_end(tcc, tcc_step::cancel, window_end, core.options().rm_call_timeout);
     if (refused) {
       // The participant's barrier had confirmed it: with no commit decision that cannot be
-      // xatm's doing. Reported; the record stays for the operator (recovery reports it too).
+      // xatm's doing. Nothing can change that branch any more: reported here, once, as an XA
+      // branch that an RM committed against the decision is; the operator reconciles it.
       XATM_LOG(tm, error) << gtrid << ": heuristic outcome: rolled back, but " << refused->describe();
-      core.hand_over(gtrid);
-      return;
     }
     if (all_final(tcc)) {
       core.store().mark_complete(gtrid);  // no decision: this deletes the TCC records

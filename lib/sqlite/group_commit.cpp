@@ -80,14 +80,14 @@ void group_commit::mark_complete(std::string_view gtrid) {
   if (background_idle_) background_wake_.notify_one();
 }
 
-result<void> group_commit::exclusive(const std::function<result<void>()>& work) {
+result<void> group_commit::exclusive(const std::function<result<void>()>& work, bool fatal) {
   std::unique_lock lock(mutex_);
   if (auto refused = refusal()) return std::move(*refused);
-  return run_exclusive(lock, work);
+  return run_exclusive(lock, work, fatal);
 }
 
 result<void> group_commit::run_exclusive(std::unique_lock<std::mutex>& lock,
-                                         const std::function<result<void>()>& work) {
+                                         const std::function<result<void>()>& work, bool fatal) {
   writer self;
   self.kind = writer::job::exclusive;
   writers_.push_back(&self);
@@ -103,6 +103,7 @@ result<void> group_commit::run_exclusive(std::unique_lock<std::mutex>& lock,
       outcome = make_failure(xa_code::rm_error, "unexpected exception while writing to decision log " + log_name_);
     }
     lock.lock();
+    if (!outcome && fatal) outcome = fail_for_good(std::move(outcome).error());
   }
   writers_.pop_front();
   if (!writers_.empty()) writers_.front()->wake.notify_one();
@@ -244,7 +245,7 @@ void group_commit::run_background() noexcept {
     }
     if (checkpoint_wanted_ && !failure_) {
       checkpoint_wanted_ = false;
-      auto checkpointed = run_exclusive(lock, [this] { return sink_.checkpoint(); });
+      auto checkpointed = run_exclusive(lock, [this] { return sink_.checkpoint(); }, /*fatal=*/false);
       if (!checkpointed && !failure_) (void)fail_for_good(std::move(checkpointed).error());  // nobody waits for it
     }
     checkpoint_wanted_ = checkpoint_wanted_ && !failure_;

@@ -74,9 +74,10 @@ class group_commit {
   void mark_complete(std::string_view gtrid);
 
   // Runs `work` as a writer of its own: at the front of the queue, with no batch, outside the
-  // mutex (a pin uses the sink's connection). Its failure does not fail the queue. Refused once
-  // failed ("failed earlier") or closing.
-  [[nodiscard]] result<void> exclusive(const std::function<result<void>()>& work);
+  // mutex (a pin uses the sink's connection). Refused once failed ("failed earlier") or closing.
+  // Its failure fails the queue for good when `fatal` (a write on the commit path, as a batch's
+  // is: a TCC branch record), and not otherwise (a pin).
+  [[nodiscard]] result<void> exclusive(const std::function<result<void>()>& work, bool fatal = false);
 
   // What every call answers after the first failed write; nullopt while none failed.
   [[nodiscard]] std::optional<failure> failed_earlier() const;
@@ -90,7 +91,7 @@ class group_commit {
   void wait_for_front(std::unique_lock<std::mutex>& lock, writer& self);  // until done or at the front
   void lead(std::unique_lock<std::mutex>& lock, writer& leader);          // leader at the front
   [[nodiscard]] result<void> run_exclusive(std::unique_lock<std::mutex>& lock,
-                                           const std::function<result<void>()>& work);
+                                           const std::function<result<void>()>& work, bool fatal);
   void run_background() noexcept;
   failure fail_for_good(failure cause);                  // under mutex_; what the failed batch is told
   failure failed_log_failure() const;                    // under mutex_: the answer after a failure

@@ -153,10 +153,12 @@ write_result sqlite_decision_store::record_tcc_branch(const tcc_branch_record& b
   if (branch.branch == 0) return malformed("branch number 0");
   if (branch.payload.size() > max_tcc_payload) return malformed("payload over 64 KiB");
   if (auto valid = validate_rm_name(branch.participant); !valid) return malformed(valid.error().message);
-  auto written = queue_->exclusive([&] { return writer_->write_tcc_branch(branch); });
+  // On the commit path, as a decision: a failed write fails the log for good (restart, then
+  // recovery reads what reached the file). This record itself may or may not have.
+  const bool failed_before = queue_->failed();
+  auto written = queue_->exclusive([&] { return writer_->write_tcc_branch(branch); }, /*fatal=*/true);
   if (written) return {};
-  // A failed statement may or may not have reached the file; the queue itself stays usable.
-  return {queue_->failed() ? write_outcome::not_written : write_outcome::unknown, std::move(written).error()};
+  return {failed_before ? write_outcome::not_written : write_outcome::unknown, std::move(written).error()};
 }
 
 result<std::vector<tcc_branch_record>> sqlite_decision_store::tcc_branches() const {

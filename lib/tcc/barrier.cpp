@@ -31,12 +31,15 @@
 // manager, so it commits in one phase and never writes that TM's decision log.
 #include <algorithm>
 #include <chrono>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
 
 #include "core/backend.h"
+#include "core/identity.h"
+#include "core/resource_manager.h"
 #include "xatm/connection.h"
 #include "xatm/error.h"
 #include "xatm/global_transaction.h"
@@ -70,6 +73,7 @@ const char* barrier_outcome_name(barrier_outcome outcome) noexcept {
     case barrier_outcome::empty_cancel: return "empty_cancel";
     case barrier_outcome::refused_after_cancel: return "refused_after_cancel";
     case barrier_outcome::conflict: return "conflict";
+    case barrier_outcome::wrong_database: return "wrong_database";
   }
   return "unknown";
 }
@@ -81,6 +85,7 @@ tcc_answer answer_for(barrier_outcome outcome) noexcept {
     case barrier_outcome::empty_cancel: return tcc_answer::done;
     case barrier_outcome::refused_after_cancel:
     case barrier_outcome::conflict: return tcc_answer::refused;
+    case barrier_outcome::wrong_database: return tcc_answer::failed;
   }
   return tcc_answer::failed;
 }
@@ -112,7 +117,9 @@ void check_request(const tcc_request& request) {
     throw invalid_argument_error(
         make_failure(xa_code::invalid, "a TCC gtrid must be 1..64 characters of A-Z a-z 0-9 _ . -"));
   }
-  if (request.branch == 0) throw invalid_argument_error(make_failure(xa_code::invalid, "a TCC branch number starts at 1"));
+  if (request.branch == 0 || request.branch > 2147483647U) {
+    throw invalid_argument_error(make_failure(xa_code::invalid, "a TCC branch number is 1..2147483647"));
+  }
 }
 
 // An insert met a row that is there (PostgreSQL unique_violation, MariaDB ER_DUP_ENTRY).
@@ -226,7 +233,23 @@ result<std::optional<verdict>> decide(barrier_statements& barrier, tcc_step step
 
 }  // namespace
 
-tcc_barrier::tcc_barrier(transaction_manager& tm, std::string rm_name) : tm_(&tm), rm_name_(std::move(rm_name)) {}
+struct tcc_barrier::identity_cache {
+  std::mutex mutex;
+  std::string identity;
+};
+
+tcc_barrier::tcc_barrier(transaction_manager& tm, std::string rm_name)
+    : tm_(&tm), rm_name_(std::move(rm_name)), identity_(std::make_shared<identity_cache>()) {}
+
+std::string tcc_barrier::identity(connection& db) {
+  std::lock_guard lock(identity_->mutex);
+  if (identity_->identity.empty()) {
+    auto found = detail::ensure_identity(resource_manager::of(db));
+    if (!found) throw_failure(found.error());
+    identity_->identity = found.value().id;
+  }
+  return identity_->identity;
+}
 
 barrier_outcome tcc_barrier::run(connection& db, tcc_step step, const tcc_request& request,
                                  const std::function<void(connection& db)>& business) {
@@ -235,6 +258,8 @@ barrier_outcome tcc_barrier::run(connection& db, tcc_step step, const tcc_reques
     throw configuration_error(make_failure(
         xa_code::invalid, "the barrier of RM '" + rm_name_ + "' was given a connection to '" + db.name() + "'"));
   }
+  // A coordinator that knows the branch's database must find it here, or nothing is done.
+  if (!request.identity.empty() && request.identity != identity(db)) return barrier_outcome::wrong_database;
   barrier_statements barrier(db, request);
   bool try_row_seen = false;
   for (int attempt = 1;; ++attempt) {

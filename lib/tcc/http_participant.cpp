@@ -140,20 +140,26 @@ class http_participant final : public tcc_participant {
     try {
       return post(step, request, timeout);
     } catch (const std::exception& e) {  // httplib and the standard library may throw (bad_alloc, ...)
-      return {tcc_answer::failed, std::string(tcc_step_name(step)) + ": " + e.what()};
+      return {tcc_answer::failed, std::string(tcc_step_name(step)) + ": " + e.what(), {}};
     } catch (...) {
-      return {tcc_answer::failed, std::string(tcc_step_name(step)) + ": unknown exception"};
+      return {tcc_answer::failed, std::string(tcc_step_name(step)) + ": unknown exception", {}};
+    }
+  }
+
+  std::string identify(std::chrono::milliseconds timeout) override {
+    try {
+      auto client = make_client(timeout);
+      const httplib::Result response = client->Get(endpoint_.path_prefix + "/identity");
+      if (!response || response->status != 200 || !safe_header_value(response->body)) return {};
+      return response->body;
+    } catch (...) {
+      return {};
     }
   }
 
  private:
-  tcc_reply post(tcc_step step, const tcc_request& request, std::chrono::milliseconds timeout) const {
-    const std::string path = endpoint_.path_prefix + "/" + tcc_step_name(step);
-    const std::string what = "POST " + path;
-    if (!safe_header_value(request.gtrid) || !safe_header_value(request.participant)) {
-      return {tcc_answer::failed, what + ": the gtrid or participant name holds control characters; not sent"};
-    }
-
+  // One client per call: nothing shared between threads, and each call's own timeouts.
+  std::unique_ptr<httplib::ClientImpl> make_client(std::chrono::milliseconds timeout) const {
     std::unique_ptr<httplib::ClientImpl> client;
     if (endpoint_.https) {
       auto tls = std::make_unique<httplib::SSLClient>(endpoint_.host, endpoint_.port);
@@ -169,23 +175,35 @@ class http_participant final : public tcc_participant {
     client->set_write_timeout(timeout);
     client->set_keep_alive(false);
     client->set_follow_location(false);  // a redirect is not an answer: failed, ask again later
+    return client;
+  }
 
-    const httplib::Headers headers{
+  tcc_reply post(tcc_step step, const tcc_request& request, std::chrono::milliseconds timeout) const {
+    const std::string path = endpoint_.path_prefix + "/" + tcc_step_name(step);
+    const std::string what = "POST " + path;
+    if (!safe_header_value(request.gtrid) || !safe_header_value(request.participant) ||
+        !safe_header_value(request.identity)) {
+      return {tcc_answer::failed, what + ": the gtrid, participant name or identity holds control characters; not sent", {}};
+    }
+    auto client = make_client(timeout);
+    httplib::Headers headers{
         {"Xatm-Gtrid", request.gtrid},
         {"Xatm-Branch", std::to_string(request.branch)},
         {"Xatm-Participant", request.participant},
     };
+    if (!request.identity.empty()) headers.emplace("Xatm-Expect-Identity", request.identity);
     const httplib::Result response = client->Post(path, headers, request.payload, "application/octet-stream");
     if (!response) {
-      return {tcc_answer::failed, what + ": no answer (" + httplib::to_string(response.error()) + ")"};
+      return {tcc_answer::failed, what + ": no answer (" + httplib::to_string(response.error()) + ")", {}};
     }
+    const std::string identity = response->get_header_value("Xatm-Identity");
     switch (response->status) {
-      case 200: return {tcc_answer::done, truncated(response->body)};  // what the barrier did
-      case 409: return {tcc_answer::refused, truncated(response->body)};
+      case 200: return {tcc_answer::done, truncated(response->body), identity};  // what the barrier did
+      case 409: return {tcc_answer::refused, truncated(response->body), identity};
       default: {
         std::string detail = what + ": HTTP " + std::to_string(response->status);
         if (!response->body.empty()) detail += ": " + truncated(response->body);
-        return {tcc_answer::failed, std::move(detail)};
+        return {tcc_answer::failed, std::move(detail), identity};
       }
     }
   }

@@ -29,7 +29,6 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 
@@ -116,27 +115,12 @@ void transfer(xatm::transaction_manager& tm, xatm::connection& pg, xatm::connect
 }
 
 void run_worker(xatm::transaction_manager& tm, const options& opts, const ack_file& acks, int thread) {
-  auto random = xatm::workload::worker_random(thread);
-  std::uniform_int_distribution<int> account(opts.first_account, opts.first_account + opts.accounts - 1);
-  std::uniform_int_distribution<long> amount(1, 9);
-  std::unique_ptr<xatm::connection> pg;
-  std::unique_ptr<xatm::connection> maria;
-  for (long i = 0; opts.transfers == 0 || i < opts.transfers; ++i) {
-    const std::string token = xatm::workload::transfer_token(opts.token_prefix, thread, i);
-    const bool doomed = xatm::workload::doomed_transfer(opts.doom_every, i);
-    try {
-      if (!pg) pg = xatm::workload::open_pg_session(tm);
-      if (!maria) maria = xatm::workload::open_maria_session(tm, acks);
-      transfer(tm, *pg, *maria, opts, acks, token, account(random), account(random), amount(random), doomed);
-      continue;
-    } catch (const std::exception& e) {
-      std::cerr << "xatm-marker-workload: " << token << ": " << e.what() << "\n";
-    }
-    // After a failure before commit(): fresh connections (a server may have gone away).
-    pg.reset();
-    maria.reset();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  xatm::workload::run_transfer_loop(tm, opts, acks, thread, opts.first_account,
+                                    opts.first_account + opts.accounts - 1,
+                                    [&](xatm::connection& pg, xatm::connection& maria, const std::string& token,
+                                        int from, int to, long amount, bool doomed) {
+                                      transfer(tm, pg, maria, opts, acks, token, from, to, amount, doomed);
+                                    });
 }
 
 }  // namespace

@@ -53,7 +53,9 @@ constexpr long wallet_initial = 1'000'000;
 // port, so that the coordinator's URL stays valid.
 class wallet_process {
  public:
-  wallet_process(scenario& s, std::string account) : s_(s), account_(std::move(account)) {
+  // `on_mariadb`: the wallet's database is the MariaDB test server's instead (another wallet).
+  wallet_process(scenario& s, std::string account, bool on_mariadb = false)
+      : s_(s), account_(std::move(account)), on_mariadb_(on_mariadb) {
     start(0);
     httplib::Client client(host_, port_);
     auto created = client.Post("/accounts", "account=" + account_ + ";balance=" + std::to_string(wallet_initial),
@@ -76,7 +78,10 @@ class wallet_process {
     for (;;) {
       out_ = s_.next_file("wallet-out");
       process_ = std::make_unique<child_process>(
-          std::vector<std::string>{XATM_WALLET_BIN, "--db", "postgresql:" + xatm::test::servers().pg, "--state-dir",
+          std::vector<std::string>{XATM_WALLET_BIN, "--db",
+                                   on_mariadb_ ? "mariadb:" + xatm::test::servers().mysql
+                                               : "postgresql:" + xatm::test::servers().pg,
+                                   "--state-dir",
                                    s_.next_file("wallet-state").string(), "--port", std::to_string(port)},
           std::vector<std::string>{}, out_, s_.next_file("wallet-err"));
       // The first line of its output says where it listens.
@@ -99,6 +104,7 @@ class wallet_process {
 
   scenario& s_;
   std::string account_;
+  bool on_mariadb_ = false;
   std::filesystem::path out_;
   std::unique_ptr<child_process> process_;
   std::string host_;
@@ -343,4 +349,56 @@ TEST_CASE("random kills of the coordinator and of the wallet under load leave no
                  << committed_transfers(s) << " in the ledger");
   CHECK(acks.count(xatm::test::ack_state::committed) > 0);
   check_tcc_invariants(s, wallet, "after random kills, recovered by a restart");
+}
+
+TEST_CASE("xatm-recover pointed at another wallet changes nothing there; the right one then cancels") {
+  scenario s("tcc_wrong_wallet");
+  wallet_process wallet(s, "acct_" + s.name());
+  {
+    // A first transfer pins the wallet's database in the log.
+    tcc_workload first(s, wallet, {.threads = 1, .transfers = 2, .crash_at = "", .doom_every = 0});
+    REQUIRE(first.wait().exited);
+  }
+  tcc_workload w(s, wallet, {.threads = 1, .transfers = 5, .crash_at = "tcc_after_try:2", .doom_every = 0});
+  const auto status = w.wait();
+  REQUIRE_MESSAGE(status.killed_by_sigkill(), status.describe() << "\n" << w.err());
+  CHECK(read_wallet(s, wallet.account()).reserved == 1);  // the try of the transfer in flight
+
+  wallet_process other(s, "acct_" + s.name(), /*on_mariadb=*/true);
+  auto tool = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv{XATM_RECOVER_BIN, "--log", s.log_path().string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    child_process run(argv, {}, s.next_file("tool-out"), s.next_file("tool-err"));
+    auto ended = run.wait(60s);
+    return std::make_pair(ended, run.out() + run.err());
+  };
+  const std::string pg = "pg=postgresql:" + xatm::test::servers().pg;
+  const std::string maria = "maria=mariadb:" + xatm::test::servers().mysql;
+
+  // --tcc alone: the tool cannot see whether the TM that recorded it still runs: refused.
+  auto [alone, alone_out] = tool({"--tcc", "wallet=" + wallet.url()});
+  CHECK_MESSAGE((alone.exited && alone.code == 2), alone.describe() << "\n" << alone_out);
+
+  // The other wallet answers "wrong database" and does nothing; the branch stays in the log.
+  auto [wrong, wrong_out] = tool({"--rm", pg, "--rm", maria, "--tcc", "wallet=" + other.url()});
+  CHECK_MESSAGE((wrong.exited && wrong.code == 1), wrong.describe() << "\n" << wrong_out);
+  CHECK(wrong_out.find("wrong_database") != std::string::npos);
+  auto other_rows = xatm::test::observe_maria()->exec("SELECT count(*) FROM xatm_tcc_barrier WHERE gtrid LIKE '" +
+                                                       s.tm_id() + ".%'");
+  REQUIRE(other_rows.ok());
+  CHECK(other_rows.value().rows.at(0).at(0).value_or("") == "0");
+  // The branch in flight is still recorded (a finished one's completion may have been queued
+  // still when the coordinator died: its record is there too, and confirmed again later).
+  const auto acks = w.acks();
+  REQUIRE(acks.in_flight().size() == 1);
+  const std::string in_flight = acks.gtrids.at(acks.in_flight().front());
+  auto records = xatm::detail::read_tcc_branches(s.log_path().string(), "");
+  REQUIRE(records.ok());
+  CHECK(std::any_of(records.value().begin(), records.value().end(),
+                    [&](const auto& record) { return record.gtrid == in_flight; }));
+
+  // The right wallet: cancelled, nothing reserved.
+  auto [right, right_out] = tool({"--rm", pg, "--rm", maria, "--tcc", "wallet=" + wallet.url()});
+  CHECK_MESSAGE((right.exited && right.code == 0), right.describe() << "\n" << right_out);
+  check_tcc_invariants(s, wallet, "after recovery with the wrong wallet, then the right one");
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -165,6 +166,32 @@ std::unique_ptr<connection> open_maria_session(transaction_manager& tm, const ac
   maria->exec("SET SESSION innodb_lock_wait_timeout = 5").value();
   acks.write_line("# maria_connection " + maria->exec("SELECT CONNECTION_ID()").value().rows.at(0).at(0).value());
   return maria;
+}
+
+void run_transfer_loop(transaction_manager& tm, const common_options& opts, const ack_file& acks, int thread,
+                       int first_account, int last_account, const transfer_fn& one) {
+  auto random = worker_random(thread);
+  std::uniform_int_distribution<int> account(first_account, last_account);
+  std::uniform_int_distribution<long> amount(1, 9);
+  std::unique_ptr<connection> pg;
+  std::unique_ptr<connection> maria;
+  for (long i = 0; opts.transfers == 0 || i < opts.transfers; ++i) {
+    const std::string token = transfer_token(opts.token_prefix, thread, i);
+    const bool doomed = doomed_transfer(opts.doom_every, i);
+    try {
+      if (!pg) pg = open_pg_session(tm);
+      if (!maria) maria = open_maria_session(tm, acks);
+      const int from = account(random);
+      const int to = account(random);
+      one(*pg, *maria, token, from, to, amount(random), doomed);
+      continue;
+    } catch (const std::exception& e) {
+      std::cerr << program_name() << ": " << token << ": " << e.what() << "\n";
+    }
+    pg.reset();
+    maria.reset();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 }  // namespace xatm::workload

@@ -98,4 +98,13 @@ std::unique_ptr<connection> open_pg_session(transaction_manager& tm);
 // A session with the RM "maria" likewise; writes `# maria_connection <id>` to the ack file.
 std::unique_ptr<connection> open_maria_session(transaction_manager& tm, const ack_file& acks);
 
+// One transfer of a worker on its sessions: `amount` from account `from` to account `to`.
+using transfer_fn = std::function<void(connection& pg, connection& maria, const std::string& token, int from, int to,
+                                       long amount, bool doomed)>;
+// A worker's loop: opts.transfers transfers (0: until killed) between random accounts of
+// first..last, each by `one`; after a failure (logged on stderr) fresh sessions, since a server
+// may have gone away.
+void run_transfer_loop(transaction_manager& tm, const common_options& opts, const ack_file& acks, int thread,
+                       int first_account, int last_account, const transfer_fn& one);
+
 }  // namespace xatm::workload

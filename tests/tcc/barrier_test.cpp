@@ -42,7 +42,7 @@ struct participant_db {
   }
 
   tcc_request request() {
-    return tcc_request{fixture.tm_id + ".b." + std::to_string(++next), 1, "wallet", "account=a;amount=1"};
+    return tcc_request{fixture.tm_id + ".b." + std::to_string(++next), 1, "wallet", "account=a;amount=1", {}};
   }
 
   // Runs `step` through the barrier on a connection of its own; the business code records it.
@@ -268,12 +268,34 @@ TEST_CASE("bad requests are refused before anything reaches the database") {
   auto db = p.fixture.tm->connect("pg");
   auto no_business = [](connection&) { FAIL("the business code must not run"); };
   for (const std::string& gtrid : {std::string(), std::string("a'; DROP TABLE x; --"), std::string(65, 'g')}) {
-    CHECK_THROWS_AS(p.barrier.run(*db, tcc_step::try_, tcc_request{gtrid, 1, "wallet", ""}, no_business),
+    CHECK_THROWS_AS(p.barrier.run(*db, tcc_step::try_, tcc_request{gtrid, 1, "wallet", "", {}}, no_business),
                     invalid_argument_error);
   }
-  CHECK_THROWS_AS(p.barrier.run(*db, tcc_step::try_, tcc_request{"g.1", 0, "wallet", ""}, no_business),
+  CHECK_THROWS_AS(p.barrier.run(*db, tcc_step::try_, tcc_request{"g.1", 0, "wallet", "", {}}, no_business),
+                  invalid_argument_error);
+  CHECK_THROWS_AS(p.barrier.run(*db, tcc_step::try_, tcc_request{"g.1", 2147483648U, "wallet", "", {}}, no_business),
                   invalid_argument_error);
   auto maria = p.fixture.tm->connect("maria");
   CHECK_THROWS_AS(p.barrier.run(*maria, tcc_step::try_, p.request(), no_business), configuration_error);
   CHECK_THROWS_AS(barrier_schema("oracle"), invalid_argument_error);
+}
+
+TEST_CASE("a step that names another database's identity does nothing here") {
+  for (const auto& [rm, dialect] : dialects()) {
+    CAPTURE(rm);
+    participant_db p(rm, dialect);
+    auto db = p.fixture.tm->connect(rm);
+    const std::string own = p.barrier.identity(*db);
+    CHECK(own.rfind("db-", 0) == 0);
+    auto request = p.request();
+    request.identity = "db-somewhere-else";
+    for (tcc_step step : {tcc_step::try_, tcc_step::confirm, tcc_step::cancel}) {
+      CHECK(p.barrier.run(*db, step, request, [](connection&) { FAIL("the business code must not run"); }) ==
+            barrier_outcome::wrong_database);
+      CHECK(p.barrier_rows(request, step) == 0);
+    }
+    CHECK(answer_for(barrier_outcome::wrong_database) == tcc_answer::failed);
+    request.identity = own;
+    CHECK(p.deliver(tcc_step::try_, request) == barrier_outcome::ran);
+  }
 }

@@ -34,11 +34,17 @@ class scripted_participant final : public tcc_participant {
     std::lock_guard lock(mutex_);
     calls_.push_back({step, request});
     auto found = answers_.find(step);
-    return found == answers_.end() ? tcc_reply{tcc_answer::done, ""} : found->second;
+    return found == answers_.end() ? tcc_reply{tcc_answer::done, "", identity_} : found->second;
   }
   void answer(tcc_step step, tcc_answer answer, std::string detail = "scripted") {
     std::lock_guard lock(mutex_);
-    answers_[step] = tcc_reply{answer, std::move(detail)};
+    answers_[step] = tcc_reply{answer, std::move(detail), identity_};
+  }
+  // The database identity every later answer tells (as tcc_barrier's participants do).
+  void tell_identity(std::string identity) {
+    std::lock_guard lock(mutex_);
+    identity_ = std::move(identity);
+    for (auto& [step, reply] : answers_) reply.identity = identity_;
   }
   int count(tcc_step step) {
     std::lock_guard lock(mutex_);
@@ -63,6 +69,7 @@ class scripted_participant final : public tcc_participant {
   std::mutex mutex_;
   std::vector<recorded> calls_;
   std::map<tcc_step, tcc_reply> answers_;
+  std::string identity_;
 };
 
 struct tcc_tm {
@@ -284,5 +291,102 @@ TEST_CASE("TCC branches are refused where they cannot be decided, before anythin
     CHECK_THROWS_AS(t.fixture.tm->register_tcc("empty", nullptr), configuration_error);
   }
   CHECK(t.wallet->count(tcc_step::try_) == 0);
+  CHECK(t.records() == 0);
+}
+
+TEST_CASE("the first try pins the participant's database; later steps name it; another database is refused") {
+  tcc_tm t("tcc-identity");
+  t.wallet->tell_identity("db-wallet-a");
+  {
+    auto gt = t.fixture.tm->begin();
+    gt.enlist_tcc("wallet", "x");
+    CHECK(t.wallet->last(tcc_step::try_).identity.empty());  // nothing pinned yet
+    CHECK(gt.commit() == commit_outcome::committed);
+    CHECK(t.wallet->last(tcc_step::confirm).identity == "db-wallet-a");
+  }
+  {
+    auto gt = t.fixture.tm->begin();
+    gt.enlist_tcc("wallet", "x");
+    CHECK(t.wallet->last(tcc_step::try_).identity == "db-wallet-a");  // the pin, from now on
+    gt.rollback();
+    CHECK(t.wallet->last(tcc_step::cancel).identity == "db-wallet-a");
+  }
+  // The participant's address now reaches another wallet (one that ignores the expectation):
+  // the transaction is rolled back and its branch cancelled, naming both databases.
+  t.wallet->tell_identity("db-wallet-b");
+  const int cancels = t.wallet->count(tcc_step::cancel);
+  auto gt = t.fixture.tm->begin();
+  try {
+    gt.enlist_tcc("wallet", "x");
+    FAIL("a try answered from another database was accepted");
+  } catch (const configuration_error& e) {
+    CHECK(std::string(e.what()).find("db-wallet-b") != std::string::npos);
+    CHECK(std::string(e.what()).find("db-wallet-a") != std::string::npos);
+  }
+  CHECK(gt.finished());
+  CHECK(t.wallet->count(tcc_step::cancel) == cancels + 1);
+}
+
+TEST_CASE("recovery names the pinned database, and an answer from another one resolves nothing") {
+  tcc_tm t("tcc-identity-recovery");
+  t.wallet->tell_identity("db-wallet-a");
+  t.wallet->answer(tcc_step::confirm, tcc_answer::failed, "down");
+  std::string gtrid;
+  {
+    auto gt = t.fixture.tm->begin();
+    gt.enlist_tcc("wallet", "x");
+    gtrid = gt.gtrid();
+    CHECK(gt.commit() == commit_outcome::completion_pending);
+  }
+  // Back, but answering from another database: done from there is no answer.
+  t.wallet->tell_identity("db-wallet-b");
+  t.wallet->answer(tcc_step::confirm, tcc_answer::done);
+  auto wrong = t.fixture.tm->recover_now();
+  CHECK(wrong.unresolved());
+  CHECK(t.wallet->last(tcc_step::confirm).identity == "db-wallet-a");
+  CHECK(t.records() == 1);
+  t.wallet->tell_identity("db-wallet-a");
+  auto right = t.fixture.tm->recover_now();
+  CHECK_FALSE(right.unresolved());
+  CHECK(std::find(right.completed.begin(), right.completed.end(), gtrid) != right.completed.end());
+}
+
+TEST_CASE("a refused cancel is reported once and is final: nothing is left for recovery") {
+  tcc_tm t("tcc-refused-cancel");
+  t.wallet->answer(tcc_step::cancel, tcc_answer::refused, "conflict");
+  {
+    auto gt = t.fixture.tm->begin();
+    gt.enlist_tcc("wallet", "x");
+    gt.rollback();
+  }
+  t.fixture.close();  // writes the queued completion; the reopened TM's recovery finds nothing
+  t.reopen();
+  CHECK(t.records() == 0);
+  const int cancels = t.wallet->count(tcc_step::cancel);
+  auto report = t.fixture.tm->recover_now();
+  CHECK_FALSE(report.unresolved());
+  CHECK_FALSE(report.heuristic());
+  CHECK(t.wallet->count(tcc_step::cancel) == cancels);
+}
+
+TEST_CASE("recovery reports a refused confirm as heuristic once, then forgets the decision") {
+  tcc_tm t("tcc-refused-recovery");
+  t.wallet->answer(tcc_step::confirm, tcc_answer::failed, "down");
+  std::string gtrid;
+  {
+    auto gt = t.fixture.tm->begin();
+    gt.enlist_tcc("wallet", "x");
+    gtrid = gt.gtrid();
+    CHECK(gt.commit() == commit_outcome::completion_pending);
+  }
+  t.wallet->answer(tcc_step::confirm, tcc_answer::refused, "conflict");
+  auto first = t.fixture.tm->recover_now();
+  CHECK(first.heuristic());
+  t.fixture.close();  // writes the queued completion
+  t.reopen();
+  auto second = t.fixture.tm->recover_now();
+  CHECK_FALSE(second.heuristic());
+  CHECK_FALSE(second.unresolved());
+  for (const auto& item : second.items) CHECK(item.gtrid != gtrid);
   CHECK(t.records() == 0);
 }

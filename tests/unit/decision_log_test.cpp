@@ -173,7 +173,8 @@ TEST_CASE("decision log: a schema version 1 log is upgraded; its numbered incarn
     sqlite3* db = nullptr;
     REQUIRE(sqlite3_open(dir.file("decisions.db").c_str(), &db) == SQLITE_OK);
     for (const char* sql :
-         {"DROP TABLE incarnations", "DROP TABLE rm_identities", "DELETE FROM meta WHERE key = 'legacy_incarnations'",
+         {"DROP TABLE incarnations", "DROP TABLE rm_identities", "DROP TABLE tcc_branches",
+          "DELETE FROM meta WHERE key = 'legacy_incarnations'",
           "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
           "UPDATE meta SET value = '2' WHERE key = 'incarnation'"}) {
       CHECK(sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
@@ -190,6 +191,39 @@ TEST_CASE("decision log: a schema version 1 log is upgraded; its numbered incarn
   const auto pending = pending_ok(*log);
   REQUIRE(pending.size() == 1);
   CHECK(pending.front().gtrid == "tm1.1.7");  // the decisions survive the upgrade
+}
+
+TEST_CASE("decision log: a schema version 2 log is upgraded to 3 and takes TCC branch records") {
+  temp_dir dir;
+  const auto options = options_for(dir.file("decisions.db"));
+  {
+    auto log = open_ok(options);
+    REQUIRE(log->record(detail::decision_record{"tm1.1.7", detail::decision_state::commit, {"pg"}, 0}).ok());
+  }
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(dir.file("decisions.db").c_str(), &db) == SQLITE_OK);
+    for (const char* sql : {"DROP TABLE tcc_branches", "UPDATE meta SET value = '2' WHERE key = 'schema_version'"}) {
+      CHECK(sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+    }
+    sqlite3_close(db);
+  }
+  auto log = open_ok(options);
+  REQUIRE(pending_ok(*log).size() == 1);
+  const std::string gtrid = "tm1." + log->incarnation_id() + ".1";
+  REQUIRE(log->record_tcc_branch(detail::tcc_branch_record{gtrid, 1, "wallet", std::string("a\0b", 3), 0}).ok());
+  // A transaction of TCC branches only: its decision names no RM.
+  REQUIRE(log->record(detail::decision_record{gtrid, detail::decision_state::commit, {}, 0}).ok());
+  auto records = log->tcc_branches();
+  REQUIRE(records.ok());
+  REQUIRE(records.value().size() == 1);
+  CHECK(records.value().front().payload == std::string("a\0b", 3));
+  log->mark_complete(gtrid);  // deletes the records with the decision (written at close)
+  log.reset();
+  auto reopened = open_ok(options);
+  auto left = reopened->tcc_branches();
+  REQUIRE(left.ok());
+  CHECK(left.value().empty());
 }
 
 TEST_CASE("decision log: RM identities are pinned durably and re-pinned") {
@@ -284,7 +318,7 @@ TEST_CASE("decision log: malformed and duplicate decisions are refused without f
   CHECK(duplicate.error().code == xa_code::duplicate_id);
   CHECK(duplicate.outcome() == write_outcome::unknown);  // the decision already there is what counts
 
-  for (const auto& bad : {decision("tm2.1.1"), decision("tm1.1"), decision("tm1.1.1,x"), decision("tm1.1.3", {}),
+  for (const auto& bad : {decision("tm2.1.1"), decision("tm1.1"), decision("tm1.1.1,x"),
                           decision("tm1.1.4", {"pg", "a,b"}), decision("tm1.1.5", {"pg", ""})}) {
     auto refused = log->record(bad);
     REQUIRE_FALSE(refused.ok());

@@ -16,7 +16,7 @@ tcc_reply tcc_participant_in_process::call(tcc_step step, const tcc_request& req
   transaction_input in;
   std::istringstream fields(request.payload);
   if (!(fields >> in.token >> in.account_a >> in.account_b >> in.amount >> in.seen)) {
-    return {tcc_answer::refused, "malformed payload"};
+    return {tcc_answer::failed, "malformed payload", {}};  // never refused: that would read as "the other step ran"
   }
   in.mode_label = mode_name(mode::tcc);
   const std::string rm = work_->rm_b();
@@ -27,9 +27,9 @@ tcc_reply tcc_participant_in_process::call(tcc_step step, const tcc_request& req
       if (step == tcc_step::confirm) work_->run_b(c, in);
     });
     give_back(rm, std::move(db));
-    return {answer_for(outcome), barrier_outcome_name(outcome)};
+    return {answer_for(outcome), barrier_outcome_name(outcome), {}};
   } catch (const std::exception& e) {
-    return {tcc_answer::failed, e.what()};
+    return {tcc_answer::failed, e.what(), {}};
   }
 }
 
