@@ -2,7 +2,8 @@
 // a two-phase transaction manager, registers PostgreSQL ("pg"), MariaDB ("maria") and the wallet
 // service ("wallet", a TCC participant over HTTP, examples/wallet_service.cpp), and runs transfers
 // of the crash bank (support/invariants.h) with one TCC branch each: the XA debit and credit,
-// then a reservation of 1 in the wallet, on several threads, until it has done its share, dies at
+// then two reservations of 1 in the wallet (two TCC branches, so that a crash can fall between
+// their confirms), on several threads, until it has done its share, dies at
 // a crash point (XATM_CRASH_AT), or is killed by the test.
 //
 //   xatm-tcc-workload --tm-id ID --log PATH --ack PATH --tables SUFFIX --wallet-account NAME
@@ -34,6 +35,9 @@ namespace {
 using xatm::test::ack_state;
 using xatm::workload::ack_file;
 using xatm::workload::required_env;
+
+// TCC branches per transfer, each reserving 1 (tcc_crash_test.cpp counts on it).
+constexpr int tcc_branches_per_transfer = 2;
 
 struct options : xatm::workload::common_options {
   std::string wallet_account;
@@ -72,7 +76,7 @@ void commit_and_ack(xatm::global_transaction& tx, const ack_file& acks, const st
 }
 
 // One transfer: debit on PostgreSQL, credit on MariaDB, the same ledger token on both, and a
-// reservation of 1 in the wallet as a TCC branch.
+// reservation of 1 in the wallet as each of two TCC branches.
 void transfer(xatm::transaction_manager& tm, xatm::connection& pg, xatm::connection& maria, const options& opts,
               const ack_file& acks, const std::string& token, int from, int to, long amount, bool doomed) {
   const xatm::workload::transfer_sql bank(opts.tables);
@@ -86,7 +90,9 @@ void transfer(xatm::transaction_manager& tm, xatm::connection& pg, xatm::connect
     pg.exec(bank.ledger_row(token, doomed ? 0 : from, -amount)).value();
     maria.exec(bank.credit(to, amount)).value();
     maria.exec(bank.ledger_row(token, to, amount)).value();
-    tx.enlist_tcc("wallet", "account=" + opts.wallet_account + ";amount=1");
+    for (int branch = 0; branch < tcc_branches_per_transfer; ++branch) {
+      tx.enlist_tcc("wallet", "account=" + opts.wallet_account + ";amount=1");
+    }
   } catch (const xatm::rolled_back_error& e) {
     acks.ack(token, ack_state::rolled_back, gtrid, e);  // the try did not succeed: all rolled back
     return;
