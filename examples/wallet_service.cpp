@@ -13,7 +13,8 @@
 //   POST /try, /confirm, /cancel   headers Xatm-Gtrid, Xatm-Branch, Xatm-Participant; body
 //                                  account=<name>;amount=<n>. 200 done (body: what the barrier
 //                                  did), 409 refused (why), 400 bad request, 421 the branch
-//                                  belongs to another database (Xatm-Expect-Identity), 500 an
+//                                  belongs to another database (Xatm-Expect-Identity), 404 a
+//                                  confirm whose try never ran here, 500 an
 //                                  error. Answers from the database carry Xatm-Identity.
 //   POST /accounts                 body account=<name>;balance=<n>: creates or resets an account
 //   GET  /accounts/<name>          balance=<b>;reserved=<r>, or 404
@@ -364,11 +365,13 @@ class wallet_service {
       switch (xatm::answer_for(outcome)) {
         case xatm::tcc_answer::done: answer.status = 200; break;
         case xatm::tcc_answer::refused: answer.status = 409; break;
-        case xatm::tcc_answer::failed: answer.status = 421; break;  // wrong_database: not this wallet's branch
+        case xatm::tcc_answer::failed:  // not this wallet's branch: never 409, which would read as final
+          answer.status = outcome == xatm::barrier_outcome::wrong_database ? 421 : 404;
+          break;
       }
       answer.body = xatm::barrier_outcome_name(outcome);
       if (outcome == xatm::barrier_outcome::wrong_database) {
-        answer.body += ": this wallet's database is " + answer.identity + ", the branch was made on " + request.identity;
+        answer.body += ": this wallet's database is " + answer.identity + ", the coordinator expects " + request.identity;
       }
     } catch (const business_refusal& e) {
       // A try the business refuses is a no vote. A confirm or cancel must not be refused by the

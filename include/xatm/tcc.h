@@ -91,13 +91,15 @@ enum class barrier_outcome : std::uint8_t {
   empty_cancel,          // a cancel for a try that never ran: recorded, nothing to release
   refused_after_cancel,  // a try after its cancel (hanging): refused, nothing reserved
   conflict,              // confirm after cancel or cancel after confirm: refused, nothing done
+  not_tried,             // a confirm for a branch whose try never ran here: nothing done; a
+                         // failure, not a refusal (it is what a misdirected confirm looks like)
   wrong_database,        // the request names another database identity than this one's:
                          // nothing done (a participant reached at the wrong address or moved)
 };
 const char* barrier_outcome_name(barrier_outcome outcome) noexcept;
 // The reply a participant's endpoint should give for an outcome: done for ran, duplicate and
-// empty_cancel; refused for refused_after_cancel and conflict; failed for wrong_database (the
-// coordinator must not count it as an answer: its branch is elsewhere).
+// empty_cancel; refused for refused_after_cancel and conflict; failed for not_tried and
+// wrong_database (the coordinator must not count them as answers: its branch is elsewhere).
 tcc_answer answer_for(barrier_outcome outcome) noexcept;
 
 // Wraps a participant's try, confirm and cancel in its own database (PostgreSQL or MariaDB),
@@ -107,7 +109,7 @@ tcc_answer answer_for(barrier_outcome outcome) noexcept;
 // `xatm-recover --install-schema` or barrier_schema()) is written in the same local transaction
 // as the business change, so the two commit or roll back together:
 //  - try: runs `business` once; a duplicate does nothing; after a cancel it is refused;
-//  - confirm: runs `business` once; refused (conflict) after a cancel;
+//  - confirm: runs `business` once; refused (conflict) after a cancel; not_tried without a try;
 //  - cancel: runs `business` once if the try ran; without a try records it and does nothing, so
 //    that a late try is refused; refused (conflict) after a confirm.
 // Concurrent deliveries of the same step serialise on the barrier row: one runs, the others are

@@ -186,6 +186,9 @@ class decision_store {
   // Pins (or re-pins) an RM name's identity, durably, before it returns. A failure leaves the
   // pin as it was.
   [[nodiscard]] virtual result<void> pin(const pinned_identity& identity) = 0;
+  // Pins `identity` unless its name has a pin already; answers the pin in force afterwards (the
+  // one already there wins: two first pins at once agree on one).
+  [[nodiscard]] virtual result<pinned_identity> pin_if_absent(const pinned_identity& identity) = 0;
 
   // True once a write failed: the store accepts no more decisions until it is reopened.
   virtual bool failed() const noexcept = 0;

@@ -1,6 +1,7 @@
 // global_transaction: the application's handle on one transaction (include/xatm/global_transaction.h).
 // It enlists branches and hands commit() to the protocol engine (two_phase_commit.h); rollback
 // and the rollback of an unfinished transaction's branches live here.
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -125,6 +126,41 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
   if (pinned) tcc_branches_.back().request.identity = pinned->identity;
   auto reply = detail::call_participant(*added.participant, tcc_step::try_, tcc_branches_.back().request,
                                         core_->options().prepare_timeout);
+  // The database the participant answered from, once one is pinned for it (first try: below).
+  std::optional<std::string> pinned_identity = pinned ? std::optional(pinned->identity) : std::nullopt;
+  if (!reply.identity.empty() && !pinned_identity && reply.answer == tcc_answer::done) {
+    // The first try of this participant pins the database it answered from (one durable write,
+    // once; of two first tries at once, the first pin wins): later steps and recovery act only
+    // there.
+    auto pin = core_->store().pin_if_absent(detail::pinned_identity{name, reply.identity, "TCC participant " + name, 0});
+    if (!pin) {
+      failure cause = std::move(pin).error();
+      cause.message = gtrid_ + " rolled back: the database of TCC participant " + name +
+                      " could not be pinned in the decision log: " + cause.message;
+      rollback_branches();
+      throw log_failure_error(std::move(cause));
+    }
+    pinned_identity = pin.value().identity;
+  }
+  if (!reply.identity.empty() && pinned_identity && reply.identity != *pinned_identity) {
+    // The participant's address reaches another database than the pinned one. A refusal or
+    // failure from there did nothing (tcc_barrier checks the identity before anything): no cancel
+    // is owed. A try done there (a participant that ignores the identity) reserved there: its
+    // cancel goes there.
+    if (reply.answer == tcc_answer::done) {
+      tcc_branches_.back().request.identity = reply.identity;
+    } else {
+      tcc_branches_.back().final = true;
+    }
+    std::string message = gtrid_ + " rolled back: TCC participant " + name + " answered from database ";
+    message += reply.identity + ", but the decision log pinned " + *pinned_identity + " for it: its address ";
+    message += "reaches another database now. Give it the address of that database; if the participant moved ";
+    message += "on purpose, finish its open branches, then re-pin it with xatm-recover --repin " + name;
+    failure cause = make_failure(xa_code::invalid, std::move(message), name);
+    XATM_LOG(tm, error) << cause.describe();
+    rollback_branches();
+    throw configuration_error(std::move(cause));
+  }
   if (reply.answer != tcc_answer::done) {
     failure cause = make_failure(xa_code::rollback,
                                  gtrid_ + " rolled back: the try of " + detail::describe(added.request) + " " +
@@ -134,29 +170,7 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
     rollback_branches();
     throw rolled_back_error(std::move(cause));
   }
-  if (!reply.identity.empty() && !pinned) {
-    // The first try of this participant pins the database it answered from (one durable write,
-    // once): later steps and recovery act only there.
-    auto pin = core_->store().pin(detail::pinned_identity{name, reply.identity, "TCC participant " + name, 0});
-    if (!pin) {
-      failure cause = std::move(pin).error();
-      cause.message = gtrid_ + " rolled back: the database of TCC participant " + name +
-                      " could not be pinned in the decision log: " + cause.message;
-      rollback_branches();
-      throw log_failure_error(std::move(cause));
-    }
-    tcc_branches_.back().request.identity = reply.identity;
-  } else if (!reply.identity.empty() && reply.identity != pinned->identity) {
-    failure cause = make_failure(
-        xa_code::invalid,
-        gtrid_ + " rolled back: TCC participant " + name + " answered from database " + reply.identity +
-            ", but the decision log pinned " + pinned->identity +
-            " for it: its address reaches another database now (if it moved on purpose, finish its open branches, "
-            "then re-pin it with xatm-recover --repin " + name + ")",
-        name);
-    rollback_branches();
-    throw configuration_error(std::move(cause));
-  }
+  if (pinned_identity) tcc_branches_.back().request.identity = *pinned_identity;
   XATM_CRASH_POINT("tcc_after_try");
   XATM_LOG(tm, debug) << detail::describe(added.request) << ": try done";
   return tcc_branches_.back().request.branch;

@@ -720,6 +720,16 @@ namespace {
 // still holds branches of it (they belong to the old database: finish them there first).
 std::string repin_participant(detail::decision_store& log, const std::string& name, tcc_participant& participant,
                               std::chrono::milliseconds timeout) {
+  // Names are shared with RMs: a pending decision naming it as an RM means the pin is an RM's.
+  auto pending = log.pending();
+  if (!pending) throw log_failure_error(pending.error());
+  for (const auto& decision : pending.value()) {
+    if (std::find(decision.branch_rms.begin(), decision.branch_rms.end(), name) != decision.branch_rms.end()) {
+      throw configuration_error(make_failure(
+          xa_code::invalid, "--repin " + name + ": pending decisions name it as an RM (" + decision.gtrid + ", ...)",
+          name));
+    }
+  }
   auto records = log.tcc_branches();
   if (!records) throw log_failure_error(records.error());
   for (const auto& record : records.value()) {
@@ -811,6 +821,17 @@ recovery_report recover_offline(const offline_recovery_options& options) {
     if (auto participant = context.participants.find(name); participant != context.participants.end()) {
       repinned.push_back(repin_participant(*log, name, *participant->second, context.call_timeout));
       continue;
+    }
+    // Names are shared with TCC participants: open branches of one by that name keep its pin.
+    auto records = log->tcc_branches();
+    if (!records) throw log_failure_error(records.error());
+    for (const auto& record : records.value()) {
+      if (record.participant == name) {
+        throw configuration_error(make_failure(
+            xa_code::invalid, "--repin " + name + ": the log holds TCC branches of a participant by that name (" +
+                                  record.gtrid + ", ...); give it with --tcc, not --rm",
+            name));
+      }
     }
     auto connection = context.rms.find(name)->second();
     if (!connection) throw rm_error(connection.error());

@@ -190,4 +190,28 @@ result<void> sqlite_decision_store::pin(const pinned_identity& identity) {
   });
 }
 
+result<pinned_identity> sqlite_decision_store::pin_if_absent(const pinned_identity& identity) {
+  if (auto valid = validate_rm_name(identity.rm_name); !valid) return std::move(valid).error();
+  // Looked up inside the exclusive writer: pins are written one at a time, so the check and the
+  // write cannot be split by another pin.
+  pinned_identity in_force;
+  auto done = queue_->exclusive([&]() -> result<void> {
+    {
+      std::lock_guard lock(pins_mutex_);
+      if (auto found = pins_.find(identity.rm_name); found != pins_.end()) {
+        in_force = found->second;
+        return {};
+      }
+    }
+    auto written = writer_->write_pin(identity);
+    if (!written) return std::move(written).error();
+    in_force = written.value();
+    std::lock_guard lock(pins_mutex_);
+    pins_.insert_or_assign(identity.rm_name, std::move(written).value());
+    return {};
+  });
+  if (!done) return std::move(done).error();
+  return in_force;
+}
+
 }  // namespace xatm::detail

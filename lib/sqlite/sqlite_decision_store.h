@@ -67,6 +67,7 @@ class sqlite_decision_store final : public decision_store {
   std::optional<pinned_identity> pinned(std::string_view rm_name) const override;
   // decision_store::pin(): written by the writer queue as a writer of its own.
   [[nodiscard]] result<void> pin(const pinned_identity& identity) override;
+  [[nodiscard]] result<pinned_identity> pin_if_absent(const pinned_identity& identity) override;
   const std::string& tm_id() const noexcept override { return tm_id_; }
 
   // decision_store::record(), group-committed: it shares one SQLite transaction and one fsync

@@ -10,7 +10,7 @@
 //   try      absent            -                 insert it, run business        -> ran
 //            origin try        -                                                -> duplicate
 //            origin cancel     -                                                -> refused_after_cancel
-//   confirm  absent            -                                                -> conflict
+//   confirm  absent            -                                                -> not_tried
 //            origin cancel     -                                                -> conflict
 //            origin try        confirm           nothing                        -> duplicate
 //                              cancel            nothing                        -> conflict
@@ -73,6 +73,7 @@ const char* barrier_outcome_name(barrier_outcome outcome) noexcept {
     case barrier_outcome::empty_cancel: return "empty_cancel";
     case barrier_outcome::refused_after_cancel: return "refused_after_cancel";
     case barrier_outcome::conflict: return "conflict";
+    case barrier_outcome::not_tried: return "not_tried";
     case barrier_outcome::wrong_database: return "wrong_database";
   }
   return "unknown";
@@ -85,6 +86,7 @@ tcc_answer answer_for(barrier_outcome outcome) noexcept {
     case barrier_outcome::empty_cancel: return tcc_answer::done;
     case barrier_outcome::refused_after_cancel:
     case barrier_outcome::conflict: return tcc_answer::refused;
+    case barrier_outcome::not_tried:
     case barrier_outcome::wrong_database: return tcc_answer::failed;
   }
   return tcc_answer::failed;
@@ -211,7 +213,7 @@ result<std::optional<verdict>> decide(barrier_statements& barrier, tcc_step step
   if (!origin) {
     // Confirm without a try: a coordinator's mistake. Try or cancel: the row seen before was
     // rolled back meanwhile; start over by inserting.
-    if (step == tcc_step::confirm) return answer(verdict{barrier_outcome::conflict});
+    if (step == tcc_step::confirm) return answer(verdict{barrier_outcome::not_tried});
     return decide(barrier, step, false);
   }
   if (step == tcc_step::try_) {

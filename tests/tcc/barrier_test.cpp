@@ -126,9 +126,11 @@ TEST_CASE("try, confirm and cancel run once each; duplicates do nothing; the oth
     CHECK(p.effects(cancelled, tcc_step::cancel) == 1);
     CHECK(p.effects(cancelled, tcc_step::confirm) == 0);
 
-    // A confirm without a try is a coordinator's mistake: refused, nothing written.
+    // A confirm without a try (misdirected, or a coordinator's mistake): nothing written, and a
+    // failure rather than a refusal, so that the coordinator keeps the branch.
     auto never_tried = p.request();
-    CHECK(p.deliver(tcc_step::confirm, never_tried) == barrier_outcome::conflict);
+    CHECK(p.deliver(tcc_step::confirm, never_tried) == barrier_outcome::not_tried);
+    CHECK(answer_for(barrier_outcome::not_tried) == tcc_answer::failed);
     CHECK(p.barrier_rows(never_tried, tcc_step::confirm) == 0);
     CHECK(answer_for(barrier_outcome::conflict) == tcc_answer::refused);
     CHECK(answer_for(barrier_outcome::duplicate) == tcc_answer::done);

@@ -394,3 +394,26 @@ TEST_CASE("recovery reports a refused confirm as heuristic once, then forgets th
   for (const auto& item : second.items) CHECK(item.gtrid != gtrid);
   CHECK(t.records() == 0);
 }
+
+TEST_CASE("a try answered by another database's barrier did nothing there: no cancel is owed, nothing stays") {
+  tcc_tm t("tcc-identity-elsewhere");
+  t.wallet->tell_identity("db-wallet-a");
+  {
+    auto gt = t.fixture.tm->begin();
+    gt.enlist_tcc("wallet", "x");
+    CHECK(gt.commit() == commit_outcome::committed);
+  }
+  // Now the address reaches wallet b, whose barrier answers wrong_database (a failure).
+  t.wallet->tell_identity("db-wallet-b");
+  t.wallet->answer(tcc_step::try_, tcc_answer::failed, "wrong_database");
+  const int cancels = t.wallet->count(tcc_step::cancel);
+  {
+    auto gt = t.fixture.tm->begin();
+    const std::string why = message_of<configuration_error>([&] { gt.enlist_tcc("wallet", "x"); });
+    CHECK(why.find("--repin wallet") != std::string::npos);
+  }
+  CHECK(t.wallet->count(tcc_step::cancel) == cancels);
+  t.fixture.close();
+  t.reopen();
+  CHECK(t.records() == 0);  // nothing for recovery to chase
+}

@@ -74,7 +74,7 @@ std::string next_account() {
 }
 
 tcc_request request_for(const std::string& gtrid, const std::string& account, long amount) {
-  return {gtrid, 1, "wallet", "account=" + account + ";amount=" + std::to_string(amount)};
+  return {gtrid, 1, "wallet", "account=" + account + ";amount=" + std::to_string(amount), {}};
 }
 
 struct account_row {
@@ -385,9 +385,10 @@ TEST_CASE("a confirm after the cancel, and a cancel after the confirm, are refus
     CHECK(wallet.account(account) == account_row{70, 0});
     CHECK(wallet.barrier_rows(confirmed.gtrid) == std::vector<std::string>{"confirm/confirm", "try/try"});
 
-    // A confirm with no try at all: nothing was reserved, so nothing can be taken.
+    // A confirm with no try at all: nothing was reserved, so nothing can be taken; a failure,
+    // not a refusal (that would tell the coordinator the branch is final).
     const auto never_tried = request_for(next_gtrid(), account, 30);
-    check_reply(wallet.call(tcc_step::confirm, never_tried), tcc_answer::refused, "conflict");
+    check_reply(wallet.call(tcc_step::confirm, never_tried), tcc_answer::failed, "POST /confirm: HTTP 404: not_tried");
     CHECK(wallet.account(account) == account_row{70, 0});
     CHECK(wallet.barrier_rows(never_tried.gtrid).empty());
   });
@@ -435,7 +436,7 @@ TEST_CASE("bad input is answered 400 before the database is touched") {
     };
     for (const auto& payload : bad_payloads) {
       CAPTURE(payload);
-      const tcc_request request{next_gtrid(), 1, "wallet", payload};
+      const tcc_request request{next_gtrid(), 1, "wallet", payload, {}};
       const tcc_reply reply = wallet.call(tcc_step::try_, request);
       CHECK(reply.answer == tcc_answer::failed);
       CHECK(contains(reply.detail, "HTTP 400"));
