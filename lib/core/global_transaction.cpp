@@ -103,32 +103,37 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
     throw invalid_argument_error(make_failure(
         xa_code::invalid, "TCC payload of " + std::to_string(payload.size()) + " bytes; at most 64 KiB", name));
   }
-  detail::tcc_branch added{
+  tcc_branches_.push_back(detail::tcc_branch{
       tcc_request{gtrid_, static_cast<std::uint32_t>(tcc_branches_.size() + 1), name, std::move(payload), {}},
-      std::move(participant)};
+      std::move(participant)});
+  detail::tcc_branch& added = tcc_branches_.back();  // nothing is added after it in this call
+  // Every way out below rolls the whole transaction back (XA branches, then TCC cancels) first.
+  auto rolled_back = [this](failure cause) {
+    rollback_branches();
+    return cause;
+  };
+
   // 1. Recorded before the try, so that a crash from here on ends in its confirm or its cancel.
   XATM_CRASH_POINT("tcc_before_record");
   auto written = core_->store().record_tcc_branch(
-      detail::tcc_branch_record{added.request.gtrid, added.request.branch, name, added.request.payload, 0});
-  tcc_branches_.push_back(added);
+      detail::tcc_branch_record{gtrid_, added.request.branch, name, added.request.payload, 0});
   if (!written) {
     // No try was sent. If the record reached the log after all, the rollback's cancel (or
     // recovery's) meets no try: the participant's barrier records an empty cancel.
     failure cause = std::move(written).error();
     cause.message = gtrid_ + " rolled back: its TCC branch on " + name + " could not be recorded: " + cause.message;
-    rollback_branches();
-    throw log_failure_error(std::move(cause));
+    throw log_failure_error(rolled_back(std::move(cause)));
   }
   XATM_CRASH_POINT("tcc_after_record");
+
   // 2. The try: a yes vote, or the whole transaction rolls back. Once the log has pinned the
   // participant's database, every step names it, and a participant elsewhere does nothing.
-  auto pinned = core_->store().pinned(name);
-  if (pinned) tcc_branches_.back().request.identity = pinned->identity;
-  auto reply = detail::call_participant(*added.participant, tcc_step::try_, tcc_branches_.back().request,
+  std::optional<std::string> pinned;
+  if (auto pin = core_->store().pinned(name)) pinned = pin->identity;
+  added.request.identity = pinned.value_or("");
+  auto reply = detail::call_participant(*added.participant, tcc_step::try_, added.request,
                                         core_->options().prepare_timeout);
-  // The database the participant answered from, once one is pinned for it (first try: below).
-  std::optional<std::string> pinned_identity = pinned ? std::optional(pinned->identity) : std::nullopt;
-  if (!reply.identity.empty() && !pinned_identity && reply.answer == tcc_answer::done) {
+  if (!reply.identity.empty() && !pinned && reply.answer == tcc_answer::done) {
     // The first try of this participant pins the database it answered from (one durable write,
     // once; of two first tries at once, the first pin wins): later steps and recovery act only
     // there.
@@ -137,29 +142,27 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
       failure cause = std::move(pin).error();
       cause.message = gtrid_ + " rolled back: the database of TCC participant " + name +
                       " could not be pinned in the decision log: " + cause.message;
-      rollback_branches();
-      throw log_failure_error(std::move(cause));
+      throw log_failure_error(rolled_back(std::move(cause)));
     }
-    pinned_identity = pin.value().identity;
+    pinned = pin.value().identity;
   }
-  if (!reply.identity.empty() && pinned_identity && reply.identity != *pinned_identity) {
+  if (!reply.identity.empty() && pinned && reply.identity != *pinned) {
     // The participant's address reaches another database than the pinned one. A refusal or
     // failure from there did nothing (tcc_barrier checks the identity before anything): no cancel
     // is owed. A try done there (a participant that ignores the identity) reserved there: its
     // cancel goes there.
     if (reply.answer == tcc_answer::done) {
-      tcc_branches_.back().request.identity = reply.identity;
+      added.request.identity = reply.identity;
     } else {
-      tcc_branches_.back().final = true;
+      added.final = true;
     }
     std::string message = gtrid_ + " rolled back: TCC participant " + name + " answered from database ";
-    message += reply.identity + ", but the decision log pinned " + *pinned_identity + " for it: its address ";
+    message += reply.identity + ", but the decision log pinned " + *pinned + " for it: its address ";
     message += "reaches another database now. Give it the address of that database; if the participant moved ";
     message += "on purpose, finish its open branches, then re-pin it with xatm-recover --repin " + name;
     failure cause = make_failure(xa_code::invalid, std::move(message), name);
     XATM_LOG(tm, error) << cause.describe();
-    rollback_branches();
-    throw configuration_error(std::move(cause));
+    throw configuration_error(rolled_back(std::move(cause)));
   }
   if (reply.answer != tcc_answer::done) {
     failure cause = make_failure(xa_code::rollback,
@@ -167,13 +170,12 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
                                      (reply.answer == tcc_answer::refused ? "was refused: " : "failed: ") + reply.detail,
                                  name);
     XATM_LOG(tm, info) << cause.describe();
-    rollback_branches();
-    throw rolled_back_error(std::move(cause));
+    throw rolled_back_error(rolled_back(std::move(cause)));
   }
-  if (pinned_identity) tcc_branches_.back().request.identity = *pinned_identity;
+  added.request.identity = pinned.value_or("");
   XATM_CRASH_POINT("tcc_after_try");
   XATM_LOG(tm, debug) << detail::describe(added.request) << ": try done";
-  return tcc_branches_.back().request.branch;
+  return added.request.branch;
 }
 
 // Three-phase bquals name the arbiter (branch 1's RM), so that a terminator with no log knows

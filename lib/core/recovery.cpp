@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <thread>
 #include <set>
 
@@ -716,6 +717,23 @@ std::vector<std::string> install_marker_schema(const std::vector<std::pair<std::
 
 namespace {
 
+// A gtrid of the log's open TCC branches on the participant `name`, if it has any.
+std::optional<std::string> open_tcc_branch_of(const detail::decision_store& log, const std::string& name) {
+  auto records = log.tcc_branches();
+  if (!records) throw log_failure_error(records.error());
+  for (const auto& record : records.value()) {
+    if (record.participant == name) return record.gtrid;
+  }
+  return std::nullopt;
+}
+
+// The report's line for a re-pin: "name: old (description) -> new (description)".
+std::string repin_line(const std::string& name, const std::optional<detail::pinned_identity>& old,
+                       const detail::pinned_identity& now) {
+  return name + ": " + (old ? old->identity + " (" + old->description + ")" : std::string("nothing")) + " -> " +
+         now.identity + " (" + now.description + ")";
+}
+
 // --repin for a TCC participant that moved to another database on purpose: refused while the log
 // still holds branches of it (they belong to the old database: finish them there first).
 std::string repin_participant(detail::decision_store& log, const std::string& name, tcc_participant& participant,
@@ -730,16 +748,12 @@ std::string repin_participant(detail::decision_store& log, const std::string& na
           name));
     }
   }
-  auto records = log.tcc_branches();
-  if (!records) throw log_failure_error(records.error());
-  for (const auto& record : records.value()) {
-    if (record.participant == name) {
-      throw configuration_error(make_failure(
-          xa_code::invalid,
-          "--repin " + name + ": the log still holds TCC branches of it (" + record.gtrid +
-              ", ...): they belong to the database it reached before; finish them there first",
-          name));
-    }
+  if (auto open = open_tcc_branch_of(log, name)) {
+    throw configuration_error(make_failure(xa_code::invalid,
+                                           "--repin " + name + ": the log still holds TCC branches of it (" + *open +
+                                               ", ...): they belong to the database it reached before; finish them "
+                                               "there first",
+                                           name));
   }
   const std::string identity = participant.identify(timeout);
   if (identity.empty()) {
@@ -747,11 +761,9 @@ std::string repin_participant(detail::decision_store& log, const std::string& na
                                 "--repin " + name + ": the participant did not tell its database identity", name));
   }
   auto old = log.pinned(name);
-  if (auto pinned = log.pin(detail::pinned_identity{name, identity, "TCC participant " + name, 0}); !pinned) {
-    throw log_failure_error(pinned.error());
-  }
-  return name + ": " + (old ? old->identity + " (" + old->description + ")" : std::string("nothing")) + " -> " +
-         identity + " (TCC participant " + name + ")";
+  const detail::pinned_identity now{name, identity, "TCC participant " + name, 0};
+  if (auto pinned = log.pin(now); !pinned) throw log_failure_error(pinned.error());
+  return repin_line(name, old, now);
 }
 
 }  // namespace
@@ -823,23 +835,18 @@ recovery_report recover_offline(const offline_recovery_options& options) {
       continue;
     }
     // Names are shared with TCC participants: open branches of one by that name keep its pin.
-    auto records = log->tcc_branches();
-    if (!records) throw log_failure_error(records.error());
-    for (const auto& record : records.value()) {
-      if (record.participant == name) {
-        throw configuration_error(make_failure(
-            xa_code::invalid, "--repin " + name + ": the log holds TCC branches of a participant by that name (" +
-                                  record.gtrid + ", ...); give it with --tcc, not --rm",
-            name));
-      }
+    if (auto open = open_tcc_branch_of(*log, name)) {
+      throw configuration_error(make_failure(xa_code::invalid,
+                                             "--repin " + name + ": the log holds TCC branches of a participant by "
+                                                                 "that name (" + *open + ", ...); give it with --tcc, not --rm",
+                                             name));
     }
     auto connection = context.rms.find(name)->second();
     if (!connection) throw rm_error(connection.error());
     auto moved = detail::repin_identity(*connection.value(), *log);
     if (!moved) throw rm_error(moved.error());
     const auto& [old, now] = moved.value();
-    repinned.push_back(name + ": " + (old ? old->identity + " (" + old->description + ")" : std::string("nothing")) +
-                       " -> " + now.identity + " (" + now.description + ")");
+    repinned.push_back(repin_line(name, old, now));
   }
   auto report = options.terminate ? terminate_twice(context, options.precommit_timeout) : detail::run_recovery(context);
   report.repinned = std::move(repinned);

@@ -716,8 +716,9 @@ class two_phase_commit {
     abort<rolled_back_error>(std::move(cause));
   }
 
+  // The XA branches first: their locks go at once, while the TCC cancels may retry for the whole
+  // window (as global_transaction::rollback_branches() does).
   void roll_back_all() noexcept {
-    if (!tcc_.empty()) cancel_tcc_branches(core_, gtrid_, tcc_);
     try {
       std::vector<std::size_t> own;
       for (std::size_t i = 0; i < branches_.size(); ++i) {
@@ -739,6 +740,7 @@ class two_phase_commit {
     } catch (const std::exception& e) {
       XATM_LOG(tm, error) << gtrid_ << ": rollback failed (recovery rolls it back): " << e.what();
     }
+    if (!tcc_.empty()) cancel_tcc_branches(core_, gtrid_, tcc_);
   }
 
   void roll_back_from_new_connection(const branch& b) {

@@ -119,6 +119,15 @@ std::string message_of(Work&& work) {
   return {};
 }
 
+// A transaction of one TCC branch (payload "x"), committed: checks commit()'s outcome and
+// answers the gtrid.
+std::string commit_one_tcc_branch(test::tm_fixture& fixture, commit_outcome expected) {
+  auto gt = fixture.tm->begin();
+  gt.enlist_tcc("wallet", "x");
+  CHECK(gt.commit() == expected);
+  return gt.gtrid();
+}
+
 // An order row on PostgreSQL and a TCC branch: the usual shape.
 std::string order_with_tcc(global_transaction& gt, connection& pg, std::uint32_t* number) {
   gt.enlist(pg);
@@ -335,13 +344,7 @@ TEST_CASE("recovery names the pinned database, and an answer from another one re
   tcc_tm t("tcc-identity-recovery");
   t.wallet->tell_identity("db-wallet-a");
   t.wallet->answer(tcc_step::confirm, tcc_answer::failed, "down");
-  std::string gtrid;
-  {
-    auto gt = t.fixture.tm->begin();
-    gt.enlist_tcc("wallet", "x");
-    gtrid = gt.gtrid();
-    CHECK(gt.commit() == commit_outcome::completion_pending);
-  }
+  const std::string gtrid = commit_one_tcc_branch(t.fixture, commit_outcome::completion_pending);
   // Back, but answering from another database: done from there is no answer.
   t.wallet->tell_identity("db-wallet-b");
   t.wallet->answer(tcc_step::confirm, tcc_answer::done);
@@ -376,13 +379,7 @@ TEST_CASE("a refused cancel is reported once and is final: nothing is left for r
 TEST_CASE("recovery reports a refused confirm as heuristic once, then forgets the decision") {
   tcc_tm t("tcc-refused-recovery");
   t.wallet->answer(tcc_step::confirm, tcc_answer::failed, "down");
-  std::string gtrid;
-  {
-    auto gt = t.fixture.tm->begin();
-    gt.enlist_tcc("wallet", "x");
-    gtrid = gt.gtrid();
-    CHECK(gt.commit() == commit_outcome::completion_pending);
-  }
+  const std::string gtrid = commit_one_tcc_branch(t.fixture, commit_outcome::completion_pending);
   t.wallet->answer(tcc_step::confirm, tcc_answer::refused, "conflict");
   auto first = t.fixture.tm->recover_now();
   CHECK(first.heuristic());
@@ -398,11 +395,7 @@ TEST_CASE("recovery reports a refused confirm as heuristic once, then forgets th
 TEST_CASE("a try answered by another database's barrier did nothing there: no cancel is owed, nothing stays") {
   tcc_tm t("tcc-identity-elsewhere");
   t.wallet->tell_identity("db-wallet-a");
-  {
-    auto gt = t.fixture.tm->begin();
-    gt.enlist_tcc("wallet", "x");
-    CHECK(gt.commit() == commit_outcome::committed);
-  }
+  commit_one_tcc_branch(t.fixture, commit_outcome::committed);
   // Now the address reaches wallet b, whose barrier answers wrong_database (a failure).
   t.wallet->tell_identity("db-wallet-b");
   t.wallet->answer(tcc_step::try_, tcc_answer::failed, "wrong_database");
