@@ -8,6 +8,7 @@ install(TARGETS xatm EXPORT xatmTargets
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY include/xatm DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES ${PROJECT_BINARY_DIR}/include/xatm/version.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/xatm)
 install(EXPORT xatmTargets NAMESPACE xatm:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/xatm)
 
 configure_package_config_file(cmake/xatmConfig.cmake.in ${CMAKE_CURRENT_BINARY_DIR}/xatmConfig.cmake
