@@ -49,21 +49,22 @@ void create_accounts(xatm::transaction_manager& tm) {
 }
 
 // Moves `amount` from alice (PostgreSQL) to bob (MariaDB). Either both sides change or neither.
-void transfer(xatm::transaction_manager& tm, long amount, const std::string& token) {
-  auto pg = tm.connect("payments_pg");
-  auto maria = tm.connect("ledger_mariadb");
+// The connections are the caller's, reused from one transfer to the next: a connection carries
+// one transaction at a time, and after commit() or a rollback it is free for the next one.
+void transfer(xatm::transaction_manager& tm, xatm::connection& pg, xatm::connection& maria, long amount,
+              const std::string& token) {
   std::cout << "\n== transfer " << token << ": " << amount << " from alice (PostgreSQL) to bob (MariaDB)\n";
   try {
     auto tx = tm.begin();
-    tx.enlist(*maria);
-    tx.enlist(*pg);
+    tx.enlist(maria);
+    tx.enlist(pg);
     const std::string n = std::to_string(amount);
-    maria->exec("UPDATE accounts SET balance = balance + " + n + " WHERE id = 'bob'").value();
-    maria->exec("INSERT INTO ledger VALUES ('" + token + "', 'bob', " + n + ")").value();
+    maria.exec("UPDATE accounts SET balance = balance + " + n + " WHERE id = 'bob'").value();
+    maria.exec("INSERT INTO ledger VALUES ('" + token + "', 'bob', " + n + ")").value();
     // An overdraft violates the CHECK constraint here: exec() throws, `tx` is destroyed
     // unfinished, and both branches roll back, including bob's credit above.
-    pg->exec("UPDATE accounts SET balance = balance - " + n + " WHERE id = 'alice'").value();
-    pg->exec("INSERT INTO ledger VALUES ('" + token + "', 'alice', -" + n + ")").value();
+    pg.exec("UPDATE accounts SET balance = balance - " + n + " WHERE id = 'alice'").value();
+    pg.exec("INSERT INTO ledger VALUES ('" + token + "', 'alice', -" + n + ")").value();
     auto outcome = tx.commit();
     std::cout << "   " << tx.gtrid() << ": "
               << (outcome == xatm::commit_outcome::committed ? "committed on both databases"
@@ -76,13 +77,11 @@ void transfer(xatm::transaction_manager& tm, long amount, const std::string& tok
   }
 }
 
-void print_state(xatm::transaction_manager& tm) {
-  auto pg = tm.connect("payments_pg");
-  auto maria = tm.connect("ledger_mariadb");
-  auto alice = pg->exec("SELECT balance FROM accounts WHERE id = 'alice'").value();
-  auto bob = maria->exec("SELECT balance FROM accounts WHERE id = 'bob'").value();
-  auto pg_ledger = pg->exec("SELECT string_agg(token, ' ' ORDER BY token) FROM ledger").value();
-  auto maria_ledger = maria->exec("SELECT group_concat(token ORDER BY token SEPARATOR ' ') FROM ledger").value();
+void print_state(xatm::connection& pg, xatm::connection& maria) {
+  auto alice = pg.exec("SELECT balance FROM accounts WHERE id = 'alice'").value();
+  auto bob = maria.exec("SELECT balance FROM accounts WHERE id = 'bob'").value();
+  auto pg_ledger = pg.exec("SELECT string_agg(token, ' ' ORDER BY token) FROM ledger").value();
+  auto maria_ledger = maria.exec("SELECT group_concat(token ORDER BY token SEPARATOR ' ') FROM ledger").value();
   long total = std::stol(*alice.rows.at(0).at(0)) + std::stol(*bob.rows.at(0).at(0));
   std::cout << "\nPostgreSQL: alice = " << *alice.rows.at(0).at(0)
             << ", ledger: " << pg_ledger.rows.at(0).at(0).value_or("(empty)") << "\n"
@@ -120,17 +119,20 @@ int main(int argc, char** argv) {
     xatm::transaction_manager tm(options);
     tm.register_rm("payments_pg", "postgresql", required_env("XATM_DEMO_PG"));
     tm.register_rm("ledger_mariadb", "mariadb", required_env("XATM_DEMO_MYSQL"));
+    if (mode == "run") create_accounts(tm);
+    // One connection per database for the whole run, as a service keeps them in its pool.
+    auto pg = tm.connect("payments_pg");
+    auto maria = tm.connect("ledger_mariadb");
     if (mode == "run") {
-      create_accounts(tm);
-      transfer(tm, 30, "t1");
-      transfer(tm, 20, "t2");
-      transfer(tm, 500, "t3");  // alice has 50 left: refused, nothing moves on either side
-      transfer(tm, 25, "t4");
+      transfer(tm, *pg, *maria, 30, "t1");
+      transfer(tm, *pg, *maria, 20, "t2");
+      transfer(tm, *pg, *maria, 500, "t3");  // alice has 50 left: refused, nothing moves on either side
+      transfer(tm, *pg, *maria, 25, "t4");
     } else if (mode == "crash") {
-      transfer(tm, 10, "t5");  // with XATM_CRASH_AT set, the process is killed inside commit()
+      transfer(tm, *pg, *maria, 10, "t5");  // with XATM_CRASH_AT set, the process is killed inside commit()
       std::cout << "   (the process was expected to die inside commit)\n";
     }
-    print_state(tm);
+    print_state(*pg, *maria);
     if (mode == "run") {
       auto stats = tm.statistics();
       std::cout << "\ncommitted " << stats.committed << ", rolled back " << stats.rolled_back << ", decisions logged "
