@@ -17,6 +17,7 @@
 #include "xatm/global_transaction.h"
 #include "xatm/recovery.h"
 #include "xatm/connection.h"
+#include "xatm/statistics.h"
 #include "xatm/tcc.h"
 
 namespace xatm {
@@ -78,16 +79,6 @@ struct tm_options {
   bool allow_unsafe_durability = false;
 };
 
-struct tm_statistics {
-  std::uint64_t committed = 0;  // two-phase and one-phase commits reported committed
-  std::uint64_t one_phase = 0;  // of which needed no prepare and no log record
-  std::uint64_t rolled_back = 0;
-  std::uint64_t completion_pending = 0;  // decisions left to recovery
-  std::uint64_t decisions_logged = 0;    // COMMIT records made durable
-  std::uint64_t log_batches = 0;         // SQLite transactions (= fsyncs) the log committed,
-                                         // including batches that only forgot completed decisions
-};
-
 namespace detail {
 struct tm_access;
 struct tm_wiring;
@@ -135,7 +126,12 @@ class transaction_manager {
   // middle part of every gtrid begin() makes: `<tm_id>.<incarnation id>.<seq>`.
   std::uint64_t incarnation() const noexcept;
   const std::string& incarnation_id() const noexcept;
+  // Counters, gauges and latency histograms (xatm/statistics.h, docs/metrics.md): cheap, lock-free
+  // reads; xatm/metrics.h renders them as Prometheus text.
   tm_statistics statistics() const noexcept;
+  // Whether the decision log still takes decisions (a failed write refuses every later commit
+  // until a restart) and whether the last recovery run left work outstanding.
+  tm_health health() const;
 
  private:
   friend struct detail::tm_access;  // lib/core/tm_access.h: what tests and tools wire underneath

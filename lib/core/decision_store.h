@@ -55,6 +55,7 @@ struct decision_store_stats {
   std::uint64_t decisions_written = 0;    // decisions acknowledged as durable
   std::uint64_t batches = 0;              // durable writes (transactions, fsyncs) that held them
   std::uint64_t completions_written = 0;  // completions made durable
+  std::uint64_t decisions_deleted = 0;    // decision records those completions removed from the store
 };
 
 // Whether a decision record() was given is in the store. The engine decides on this alone
@@ -192,6 +193,8 @@ class decision_store {
 
   // True once a write failed: the store accepts no more decisions until it is reopened.
   virtual bool failed() const noexcept = 0;
+  // Why the store failed (what every later write is told); nullopt while it has not.
+  [[nodiscard]] virtual std::optional<failure> failure_cause() const = 0;
   virtual decision_store_stats stats() const noexcept = 0;
 };
 

@@ -20,15 +20,31 @@ namespace xatm {
 using clock = std::chrono::steady_clock;
 using detail::call_until;
 
+namespace {
+
+// A rollback is counted (tm_metrics.h) when the transaction had a branch to roll back; one that
+// enlisted nothing counts nowhere, as before any counter told causes apart.
+void count_rollback(detail::tm_core& core, bool had_branches, outcome_cause cause, clock::time_point started) {
+  if (had_branches) core.metrics().finished(transaction_outcome::rolled_back, cause, started);
+}
+
+}  // namespace
+
 global_transaction::global_transaction(std::shared_ptr<detail::tm_core> core, std::string gtrid,
                                        commit_protocol protocol)
-    : core_(std::move(core)), gtrid_(std::move(gtrid)), started_(clock::now()), protocol_(protocol) {}
+    : core_(std::move(core)), gtrid_(std::move(gtrid)), started_(clock::now()), protocol_(protocol) {
+  core_->metrics().begun();  // ended() by commit() or rollback_branches(), once
+}
 
 global_transaction::global_transaction(global_transaction&& other) noexcept = default;
 
 global_transaction& global_transaction::operator=(global_transaction&& other) noexcept {
   if (this != &other) {
-    if (!finished_) rollback_branches();
+    if (!finished_) {
+      const bool had_branches = !branches_.empty() || !tcc_branches_.empty();
+      rollback_branches();
+      if (core_) count_rollback(*core_, had_branches, outcome_cause::application, started_);
+    }
     core_ = std::move(other.core_);
     gtrid_ = std::move(other.gtrid_);
     started_ = other.started_;
@@ -44,11 +60,13 @@ global_transaction& global_transaction::operator=(global_transaction&& other) no
 
 global_transaction::~global_transaction() {
   if (finished_ || !core_) return;
-  if (!branches_.empty() || !tcc_branches_.empty()) {
+  const bool had_branches = !branches_.empty() || !tcc_branches_.empty();
+  if (had_branches) {
     XATM_LOG(tm, info) << gtrid_ << ": destroyed unfinished: rolling back " << branches_.size() << " XA and "
                        << tcc_branches_.size() << " TCC branches";
   }
   rollback_branches();
+  count_rollback(*core_, had_branches, outcome_cause::application, started_);
 }
 
 connection& global_transaction::enlist(connection& application_side) {
@@ -107,9 +125,11 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
       tcc_request{gtrid_, static_cast<std::uint32_t>(tcc_branches_.size() + 1), name, std::move(payload), {}},
       std::move(participant)});
   detail::tcc_branch& added = tcc_branches_.back();  // nothing is added after it in this call
-  // Every way out below rolls the whole transaction back (XA branches, then TCC cancels) first.
-  auto rolled_back = [this](failure cause) {
+  // Every way out below rolls the whole transaction back (XA branches, then TCC cancels) first,
+  // counted for `why`.
+  auto rolled_back = [this](failure cause, outcome_cause why) {
     rollback_branches();
+    count_rollback(*core_, true, why, started_);
     return cause;
   };
 
@@ -122,7 +142,7 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
     // recovery's) meets no try: the participant's barrier records an empty cancel.
     failure cause = std::move(written).error();
     cause.message = gtrid_ + " rolled back: its TCC branch on " + name + " could not be recorded: " + cause.message;
-    throw log_failure_error(rolled_back(std::move(cause)));
+    throw log_failure_error(rolled_back(std::move(cause), outcome_cause::log_failure));
   }
   XATM_CRASH_POINT("tcc_after_record");
 
@@ -142,7 +162,7 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
       failure cause = std::move(pin).error();
       cause.message = gtrid_ + " rolled back: the database of TCC participant " + name +
                       " could not be pinned in the decision log: " + cause.message;
-      throw log_failure_error(rolled_back(std::move(cause)));
+      throw log_failure_error(rolled_back(std::move(cause), outcome_cause::log_failure));
     }
     pinned = pin.value().identity;
   }
@@ -162,7 +182,7 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
     message += "on purpose, finish its open branches, then re-pin it with xatm-recover --repin " + name;
     failure cause = make_failure(xa_code::invalid, std::move(message), name);
     XATM_LOG(tm, error) << cause.describe();
-    throw configuration_error(rolled_back(std::move(cause)));
+    throw configuration_error(rolled_back(std::move(cause), outcome_cause::configuration));
   }
   if (reply.answer != tcc_answer::done) {
     failure cause = make_failure(xa_code::rollback,
@@ -170,7 +190,7 @@ std::uint32_t global_transaction::enlist_tcc(std::string_view participant_name, 
                                      (reply.answer == tcc_answer::refused ? "was refused: " : "failed: ") + reply.detail,
                                  name);
     XATM_LOG(tm, info) << cause.describe();
-    throw rolled_back_error(rolled_back(std::move(cause)));
+    throw rolled_back_error(rolled_back(std::move(cause), outcome_cause::no_vote));
   }
   added.request.identity = pinned.value_or("");
   XATM_CRASH_POINT("tcc_after_try");
@@ -224,16 +244,26 @@ std::string global_transaction::commit_marker_suffix(const std::string& decision
 commit_outcome global_transaction::commit() {
   if (finished_) throw protocol_error(make_failure(xa_code::protocol, "commit of finished transaction " + gtrid_));
   finished_ = true;  // every path below finishes the branches, one way or the other
+  // In flight until the engine returns or throws (its outcome is counted there).
+  struct end_in_flight {
+    detail::tm_core& core;
+    ~end_in_flight() { core.metrics().ended(); }
+  } in_flight{*core_};
   return detail::run_commit(*core_, gtrid_, started_, branches_, tcc_branches_, protocol_, decision_rm_);
 }
 
 void global_transaction::rollback() {
   if (finished_) throw protocol_error(make_failure(xa_code::protocol, "rollback of finished transaction " + gtrid_));
+  const bool had_branches = !branches_.empty() || !tcc_branches_.empty();
   rollback_branches();
+  count_rollback(*core_, had_branches, outcome_cause::application, started_);
 }
 
+// Callers count the rollback (count_rollback): its cause is theirs to tell.
 void global_transaction::rollback_branches() noexcept {
   finished_ = true;
+  if (!core_) return;  // moved from
+  core_->metrics().ended();
   if (branches_.empty() && tcc_branches_.empty()) return;
   for (const branch& b : branches_) {
     if (b.rm->current_branch() != b.id) continue;
@@ -244,7 +274,6 @@ void global_transaction::rollback_branches() noexcept {
     }
   }
   if (!tcc_branches_.empty()) detail::cancel_tcc_branches(*core_, gtrid_, tcc_branches_);
-  core_->count(detail::counted::rolled_back);
 }
 
 }  // namespace xatm

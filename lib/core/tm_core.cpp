@@ -27,6 +27,7 @@ tm_core::tm_core(tm_options options, std::unique_ptr<decision_store> store)
                }) {
   auto pending = store_->pending();
   if (!pending) throw log_failure_error(pending.error());
+  pending_at_open_ = pending.value().size();
   for (const auto& record : pending.value()) {
     for (const auto& name : record.branch_rms) {
       if (!store_->pinned(name)) unpinned_with_decisions_.insert(name);
@@ -206,7 +207,14 @@ recovery_report tm_core::recover() {
   context.terminate_others = options_.terminate_others.value_or(options_.protocol != commit_protocol::two_phase);
   context.precommit_timeout = options_.precommit_timeout;
   context.first_seen = &marker_sightings_;
-  auto report = run_recovery(context);
+  recovery_report report;
+  try {
+    report = run_recovery(context);
+  } catch (...) {
+    metrics_.recovery_failed();
+    throw;
+  }
+  metrics_.recovery_ran(report);
   // Handed-over work is done when this run saw every RM and left nothing of it: its decision was
   // completed, or (no decision) nothing of it was prepared anywhere, and enough time passed for a
   // prepare that was still on its way when its answer was lost to have shown up.
@@ -272,25 +280,31 @@ void tm_core::stop_background_recovery() noexcept {
 
 // ---- counters ---------------------------------------------------------------------------------------
 
-void tm_core::count(counted what) noexcept {
-  switch (what) {
-    case counted::committed: committed_.fetch_add(1); break;
-    case counted::one_phase: one_phase_.fetch_add(1); break;
-    case counted::rolled_back: rolled_back_.fetch_add(1); break;
-    case counted::completion_pending: completion_pending_.fetch_add(1); break;
-  }
-}
-
 tm_statistics tm_core::statistics() const noexcept {
   tm_statistics stats;
-  stats.committed = committed_.load();
-  stats.one_phase = one_phase_.load();
-  stats.rolled_back = rolled_back_.load();
-  stats.completion_pending = completion_pending_.load();
-  auto store_stats = store_->stats();
+  metrics_.fill(stats);
+  const auto store_stats = store_->stats();
   stats.decisions_logged = store_stats.decisions_written;
   stats.log_batches = store_stats.batches;
+  // Every record deleted was pending at open or written since; the two counts are read one
+  // after the other, so a record written and deleted in between could take this below zero.
+  const std::uint64_t present = pending_at_open_ + store_stats.decisions_written;
+  stats.pending_decisions = present > store_stats.decisions_deleted ? present - store_stats.decisions_deleted : 0;
   return stats;
+}
+
+tm_health tm_core::health() const {
+  tm_health health;
+  if (auto cause = store_->failure_cause()) {
+    health.log_usable = false;
+    health.log_failure = cause->message;
+  }
+  const tm_statistics stats = statistics();
+  health.recovery_outstanding_items = stats.recovery.last_run_outstanding;
+  health.recovery_outstanding = health.recovery_outstanding_items > 0;
+  health.pending_decisions = stats.pending_decisions;
+  health.last_recovery_unix_ms = stats.recovery.last_run_unix_ms;
+  return health;
 }
 
 // ---- connectors ---------------------------------------------------------------------------------------

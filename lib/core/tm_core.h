@@ -22,15 +22,13 @@
 #include "core/preflight.h"
 #include "core/resource_manager.h"
 #include "core/marker_unit.h"
+#include "core/tm_metrics.h"
 #include "xatm/connection_settings.h"
 #include "xatm/recovery.h"
 #include "xatm/tcc.h"
 #include "xatm/transaction_manager.h"
 
 namespace xatm::detail {
-
-// What the counters of tm_statistics count.
-enum class counted : std::uint8_t { committed, one_phase, rolled_back, completion_pending };
 
 class tm_core : public std::enable_shared_from_this<tm_core> {
  public:
@@ -82,9 +80,10 @@ class tm_core : public std::enable_shared_from_this<tm_core> {
   // core itself may live on in global transactions that were not destroyed yet).
   void stop_background_recovery() noexcept;
 
-  // ---- counters ----------------------------------------------------------------------------------
-  void count(counted what) noexcept;
+  // ---- counters (tm_metrics.h) -------------------------------------------------------------------
+  tm_metrics& metrics() noexcept { return metrics_; }
   tm_statistics statistics() const noexcept;
+  tm_health health() const;
 
  private:
   // The raw connection from the registry's connector, no check.
@@ -135,10 +134,10 @@ class tm_core : public std::enable_shared_from_this<tm_core> {
   bool markers_backlog_ = false;  // under stop_mutex_: marker_unit asks for an early deletion
   std::thread recovery_thread_;
 
-  std::atomic<std::uint64_t> committed_{0};
-  std::atomic<std::uint64_t> one_phase_{0};
-  std::atomic<std::uint64_t> rolled_back_{0};
-  std::atomic<std::uint64_t> completion_pending_{0};
+  tm_metrics metrics_;
+  // Decision records in the store when it opened: with the store's written and deleted counts,
+  // the pending-decisions gauge.
+  std::uint64_t pending_at_open_ = 0;
 };
 
 // `settings` with connect_timeout set to `timeout` (in whole seconds, rounded up) unless it sets

@@ -80,6 +80,8 @@ const std::string& transaction_manager::incarnation_id() const noexcept { return
 
 tm_statistics transaction_manager::statistics() const noexcept { return core_->statistics(); }
 
+tm_health transaction_manager::health() const { return core_->health(); }
+
 namespace detail {
 
 std::unique_ptr<transaction_manager> tm_access::open(tm_options options, const tm_wiring& wiring) {

@@ -77,14 +77,17 @@ class two_phase_commit {
                                         "transaction " + gtrid_ +
                                             " is older than its "
                                             "timeout (" +
-                                            std::to_string(core_.options().transaction_timeout.count()) + " ms)"));
+                                            std::to_string(core_.options().transaction_timeout.count()) + " ms)"),
+                           outcome_cause::timeout);
     }
     if (protocol_ == commit_protocol::commit_marker) return run_commit_marker();
     if (core_.store().failed()) {
       abort<log_failure_error>(make_failure(xa_code::rm_error,
                                             "the decision log failed earlier; this transaction "
-                                            "manager refuses commits until it is restarted and recovered"));
+                                            "manager refuses commits until it is restarted and recovered"),
+                               outcome_cause::log_failure);
     }
+    voting_started_ = clock::now();
     // 2. End every branch.
     end_all();
     // 3. Branches that wrote nothing finish now and take no further part.
@@ -95,6 +98,8 @@ class two_phase_commit {
     // 5. Prepare every branch; any no-vote, error or timeout rolls all back (no log record).
     XATM_CRASH_POINT("before_prepare");
     prepare_all();
+    core_.metrics().phase_done(commit_phase::prepare, voting_started_);
+    const auto decision_started = clock::now();
     if (protocol_ == commit_protocol::three_phase) {
       // 6'. Three-phase: the commit point is the P marker at the arbiter RM (docs/three-phase.md).
       precommit();
@@ -104,6 +109,7 @@ class two_phase_commit {
       write_decision();
       XATM_CRASH_POINT("after_decision_durable");
     }
+    core_.metrics().phase_done(commit_phase::decision, decision_started);
     return commit_decided();
   }
 
@@ -113,7 +119,8 @@ class two_phase_commit {
     // 7. Commit every prepared branch, retrying failures within the retry window; confirm the
     // TCC branches meanwhile. Early acknowledgement does not apply to TCC branches: their
     // confirms have no connection to finish them later, so commit() drives them itself.
-    if (core_.options().early_acknowledgement && tcc_.empty()) return commit_in_background();
+    const auto commit_started = clock::now();
+    if (core_.options().early_acknowledgement && tcc_.empty()) return commit_in_background(commit_started);
     start_confirms();
     bool complete = commit_all();
     complete = confirms_done() && complete;
@@ -126,18 +133,21 @@ class two_phase_commit {
       }
       failure cause = *tcc_refused_;
       cause.message = gtrid_ + ": heuristic outcome: the decision was commit but " + cause.message;
+      finished(transaction_outcome::heuristic, outcome_cause::tcc_refused);
       throw heuristic_error(std::move(cause));
     }
     // 8. Forget the decision once every branch confirmed (not forced).
     if (!complete) {
       core_.hand_over(gtrid_);  // recovery (background or recover_now()) finishes it
-      core_.count(counted::completion_pending);
+      core_.metrics().phase_done(commit_phase::commit, commit_started);
+      finished(transaction_outcome::completion_pending, protocol_cause());
       XATM_LOG(tm, warning) << gtrid_ << ": committed, completion pending: recovery will finish it";
       return commit_outcome::completion_pending;
     }
     XATM_CRASH_POINT("before_complete_mark");
     forget_decision();
-    core_.count(counted::committed);
+    core_.metrics().phase_done(commit_phase::commit, commit_started);
+    finished(transaction_outcome::committed, protocol_cause());
     XATM_LOG(tm, debug) << gtrid_ << ": committed on " << branches_.size() << " branches";
     return commit_outcome::committed;
   }
@@ -166,6 +176,7 @@ class two_phase_commit {
   // Nothing is written to the TM's log.
   commit_outcome run_commit_marker() {
     const std::optional<std::size_t> decider = decision_branch();
+    voting_started_ = clock::now();
     // 2. End every branch but the decision branch: its row goes in before its end (MariaDB runs
     // no statement in an ended XA branch).
     end_all(decider);
@@ -201,7 +212,7 @@ class two_phase_commit {
                       " (if it already had a row, another xatm instance terminated the transaction while this "
                       "coordinator was stalled): " +
                       cause.message;
-      abort<rolled_back_error>(std::move(cause));
+      abort<rolled_back_error>(std::move(cause), outcome_cause::no_vote);
     }
     if (!inserted.written) {
       // The decision branch had written nothing (PostgreSQL's insert asked): it ends read-only
@@ -210,8 +221,11 @@ class two_phase_commit {
       return commit_with_row_elsewhere();
     }
     XATM_CRASH_POINT("marker_after_decision_insert");
+    core_.metrics().phase_done(commit_phase::prepare, voting_started_);
     // 6. The commit point: the decision branch commits in one phase, its row with it.
+    const auto decision_started = clock::now();
     commit_decision_branch(*decider);
+    core_.metrics().phase_done(commit_phase::decision, decision_started);
     XATM_CRASH_POINT("marker_after_decision_commit");
     return commit_decided();
   }
@@ -221,7 +235,10 @@ class two_phase_commit {
   // three-phase mode's arbiter P (no hints, nothing in the log). Correct, one flush more.
   commit_outcome commit_with_row_elsewhere() {
     prepare_all();
+    core_.metrics().phase_done(commit_phase::prepare, voting_started_);
+    const auto decision_started = clock::now();
     precommit(/*hints=*/false);
+    core_.metrics().phase_done(commit_phase::decision, decision_started);
     return commit_decided();
   }
 
@@ -294,7 +311,7 @@ class two_phase_commit {
     failure cause = std::move(answer).error();
     if (is_rollback_code(cause.code)) {
       cause.message = gtrid_ + " rolled back: the decision branch's one-phase commit was refused: " + cause.message;
-      abort<rolled_back_error>(std::move(cause));
+      abort<rolled_back_error>(std::move(cause), outcome_cause::no_vote);
     }
     // No verdict. The connection is closed (a timeout abandoned it; after any other error this
     // closes it), so a commit not yet done is rolled back by the RM and its row lock goes. An A
@@ -306,7 +323,7 @@ class two_phase_commit {
     if (settled.verdict == precommit_verdict::committed) return;
     if (settled.verdict == precommit_verdict::aborted) {
       cause.message = gtrid_ + " rolled back: the decision branch's commit did not happen (" + cause.message + ")";
-      abort<rolled_back_error>(std::move(cause));
+      abort<rolled_back_error>(std::move(cause), outcome_cause::no_vote);
     }
     cause.message = gtrid_ +
                     " is in doubt: the decision branch's commit answered no verdict and its row cannot be "
@@ -314,6 +331,7 @@ class two_phase_commit {
                     decision_rm_ + "; termination decides from that row: " + settled.cause.message;
     XATM_LOG(tm, error) << cause.describe();
     core_.hand_over(gtrid_);
+    finished(transaction_outcome::in_doubt, outcome_cause::marker_unknown);
     throw in_doubt_error(std::move(cause));
   }
 
@@ -429,29 +447,30 @@ class two_phase_commit {
       }
     }
     if (writers.empty()) {
-      core_.count(counted::committed);
-      core_.count(counted::one_phase);
+      finished(transaction_outcome::committed, outcome_cause::one_phase);
       return commit_outcome::committed;
     }
     std::size_t writer = writers.front();
     // No answer within rm_call_timeout is a lost reply like any other: in doubt (below).
+    const auto commit_started = clock::now();
     auto answer = call_all({writer}, xa_verb::commit_one_phase, call_deadline()).front();
     fates_[writer] = branch_fate::finished;
     if (answer.ok()) {
-      core_.count(counted::committed);
-      core_.count(counted::one_phase);
+      core_.metrics().phase_done(commit_phase::commit, commit_started);
+      finished(transaction_outcome::committed, outcome_cause::one_phase);
       XATM_LOG(tm, debug) << gtrid_ << ": committed in one phase on " << branches_[writer].rm->name();
       return commit_outcome::committed;
     }
     failure cause = std::move(answer).error();
     if (is_rollback_code(cause.code)) {
-      core_.count(counted::rolled_back);
+      finished(transaction_outcome::rolled_back, outcome_cause::no_vote);
       cause.message = gtrid_ + " rolled back: one-phase commit refused: " + cause.message;
       throw rolled_back_error(std::move(cause));
     }
     // The commit was sent and no verdict came back: it may or may not have happened.
     cause.message = gtrid_ + " is in doubt: the one-phase commit's reply was lost: " + cause.message;
     XATM_LOG(tm, error) << cause.describe();
+    finished(transaction_outcome::in_doubt, outcome_cause::reply_lost);
     throw in_doubt_error(std::move(cause));
   }
 
@@ -478,7 +497,7 @@ class two_phase_commit {
     if (no_vote && refuses_for_configuration(*no_vote)) {
       failure cause = *no_vote;
       cause.message = gtrid_ + " rolled back: " + cause.rm_name + " refuses to prepare as configured: " + cause.message;
-      abort<configuration_error>(std::move(cause));
+      abort<configuration_error>(std::move(cause), outcome_cause::configuration);
     }
     if (no_vote) abort_for(*no_vote, "prepare");
     XATM_LOG(tm, debug) << gtrid_ << ": every branch voted yes";
@@ -502,12 +521,13 @@ class two_phase_commit {
       // Nothing of the record reached the log (no space, or the log had failed before its
       // batch): presumed abort holds, roll back.
       cause.message = gtrid_ + " rolled back: its commit decision could not be written: " + cause.message;
-      abort<log_failure_error>(std::move(cause));
+      abort<log_failure_error>(std::move(cause), outcome_cause::log_failure);
     }
     // A failed fsync may still have put the record on disk: only recovery, reading the log after
     // a restart, may decide. Leave every branch prepared.
     cause.message = gtrid_ + " is undecided until restart and recovery: " + cause.message;
     XATM_LOG(tm, error) << cause.describe();
+    finished(transaction_outcome::in_doubt, outcome_cause::log_failure);
     throw log_failure_error(std::move(cause));
   }
 
@@ -538,6 +558,7 @@ class two_phase_commit {
                       cause.message;
       XATM_LOG(tm, error) << cause.describe();
       core_.hand_over(gtrid_);
+      finished(transaction_outcome::in_doubt, outcome_cause::marker_unknown);
       throw in_doubt_error(std::move(cause));
     }
     if (outcome.verdict == precommit_verdict::aborted) {
@@ -546,7 +567,8 @@ class two_phase_commit {
                                                 " rolled back: another xatm instance "
                                                 "terminated it while this coordinator was stalled (marker A at the "
                                                 "arbiter)",
-                                            arbiter));
+                                            arbiter),
+                               outcome_cause::terminated);
     }
     if (protocol_ == commit_protocol::commit_marker) return;  // its log has no part in it
     decision_record note;
@@ -564,7 +586,7 @@ class two_phase_commit {
   // branch's commit on its own connection and return; each connection finishes its commit at
   // its next use (resource_manager::detach_call). Until all confirm, the gtrid is handed over to
   // recovery, which finishes whatever a dropped connection leaves behind.
-  commit_outcome commit_in_background() {
+  commit_outcome commit_in_background(clock::time_point commit_started) {
     struct completion {
       std::shared_ptr<tm_core> core;
       std::string gtrid;
@@ -597,7 +619,8 @@ class two_phase_commit {
         state->core->take_back(state->gtrid);
       });
     }
-    core_.count(counted::committed);
+    core_.metrics().phase_done(commit_phase::commit, commit_started);  // the sending only
+    finished(transaction_outcome::committed, protocol_cause());
     return commit_outcome::committed;
   }
 
@@ -638,6 +661,7 @@ class two_phase_commit {
       cause.message = gtrid_ + ": heuristic outcome: the decision was commit but " + cause.rm_name +
                       " rolled its branch back: " + cause.message;
       XATM_LOG(tm, error) << cause.describe();
+      finished(transaction_outcome::heuristic, outcome_cause::rm_rolled_back);
       throw heuristic_error(std::move(cause));
     }
     if (!retry.empty()) return false;
@@ -699,11 +723,25 @@ class two_phase_commit {
     return all_final(tcc_);
   }
 
-  // Rolls every branch back, then throws E with the cause.
+  // Counts the transaction's outcome (tm_metrics.h), with its whole duration.
+  void finished(transaction_outcome outcome, outcome_cause cause) noexcept {
+    core_.metrics().finished(outcome, cause, started_);
+  }
+
+  // How a commit decided: the cause its committed (or completion-pending) outcome counts under.
+  outcome_cause protocol_cause() const noexcept {
+    switch (protocol_) {
+      case commit_protocol::three_phase: return outcome_cause::three_phase;
+      case commit_protocol::commit_marker: return outcome_cause::commit_marker;
+      default: return outcome_cause::two_phase;
+    }
+  }
+
+  // Rolls every branch back, then throws E with the cause; counted as rolled back for `why`.
   template <class E>
-  [[noreturn]] void abort(failure cause) {
+  [[noreturn]] void abort(failure cause, outcome_cause why) {
     roll_back_all();
-    core_.count(counted::rolled_back);
+    finished(transaction_outcome::rolled_back, why);
     XATM_LOG(tm, info) << gtrid_ << ": rolled back: " << cause.describe();
     throw E(std::move(cause));
   }
@@ -712,8 +750,8 @@ class two_phase_commit {
   [[noreturn]] void abort_for(failure cause, const char* step) {
     cause.message = gtrid_ + " rolled back: " + step + " failed on " +
                     (cause.rm_name.empty() ? std::string("an RM") : cause.rm_name) + ": " + cause.message;
-    if (timed_out_) abort<timeout_error>(std::move(cause));
-    abort<rolled_back_error>(std::move(cause));
+    if (timed_out_) abort<timeout_error>(std::move(cause), outcome_cause::timeout);
+    abort<rolled_back_error>(std::move(cause), outcome_cause::no_vote);
   }
 
   // The XA branches first: their locks go at once, while the TCC cancels may retry for the whole
@@ -766,6 +804,7 @@ class two_phase_commit {
   const commit_protocol protocol_;
   const std::string& decision_rm_;  // commit-marker: the RM whose branch carries the decision row
   bool timed_out_ = false;
+  clock::time_point voting_started_{};  // before the branches' ends: the prepare phase's start
 };
 
 }  // namespace

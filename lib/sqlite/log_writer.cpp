@@ -70,6 +70,7 @@ write_result log_writer::write_batch(std::span<batched_decision* const> decision
   }
   // Completions before records: a (mistaken) completion queued before its own record can then
   // only leave the decision pending, never delete it.
+  std::uint64_t deleted = 0;  // decision rows, counted once the batch commits (the pending gauge)
   for (std::size_t start = 0; start < completions.size();) {
     const std::size_t end = completions.find('\n', start);
     const std::string_view gtrid = completions.substr(start, end - start);
@@ -80,6 +81,7 @@ write_result log_writer::write_batch(std::span<batched_decision* const> decision
       if (const int code = step_and_reset(statement); code != SQLITE_DONE) {
         return failed_write(db, code, "writing completions to decision log " + path_ + " failed");
       }
+      if (statement == delete_.get()) deleted += static_cast<std::uint64_t>(sqlite3_changes(db));
     }
   }
   for (batched_decision* entry : decisions) {
@@ -112,6 +114,7 @@ write_result log_writer::write_batch(std::span<batched_decision* const> decision
   if (const int code = step_and_reset(commit_.get()); code != SQLITE_DONE) {
     return failed_write(db, code, "committing decisions to decision log " + path_ + " failed");
   }
+  decisions_deleted_.fetch_add(deleted, std::memory_order_relaxed);
   return {};
 }
 

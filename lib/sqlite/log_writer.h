@@ -5,6 +5,7 @@
 // (group_commit.h), or the store while it opens and closes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -55,6 +56,9 @@ class log_writer final : public group_commit::sink {
   // which is all a later open needs). Not clean (a failed log): closed without touching its files.
   [[nodiscard]] result<void> close(bool clean) noexcept;
 
+  // Decision records deleted by completions in committed batches (readable from any thread).
+  std::uint64_t decisions_deleted() const noexcept { return decisions_deleted_.load(std::memory_order_relaxed); }
+
  private:
   log_writer(sqlite_handle db, std::string path) : path_(std::move(path)), db_(std::move(db)) {}
   [[nodiscard]] result<void> prepare_statements();
@@ -68,6 +72,7 @@ class log_writer final : public group_commit::sink {
   sqlite_statement delete_tcc_;
   std::string branches_buffer_;  // reused so that a record costs no allocation
   int wal_frames_ = 0;           // frames in the WAL after the last commit (the WAL hook's count)
+  std::atomic<std::uint64_t> decisions_deleted_{0};
 };
 
 }  // namespace xatm::detail

@@ -87,7 +87,13 @@ class sqlite_decision_store final : public decision_store {
   [[nodiscard]] result<std::vector<decision_record>> pending() const override;
 
   bool failed() const noexcept override { return queue_->failed(); }
-  decision_store_stats stats() const noexcept override { return queue_->stats(); }
+  std::optional<failure> failure_cause() const override { return queue_->failed_earlier(); }
+  // The queue's counts, and the decision records the writer's completions deleted.
+  decision_store_stats stats() const noexcept override {
+    decision_store_stats counts = queue_->stats();
+    counts.decisions_deleted = writer_->decisions_deleted();
+    return counts;
+  }
 
  private:
   sqlite_decision_store(const sqlite_store_options& options, log_lock lock, log_state state,
