@@ -49,8 +49,18 @@ class backend {
   // ---- choosing and connecting ----------------------------------------------------------------
   // The dialect name the backend is registered and chosen by ("postgresql", "mariadb", "mysql").
   [[nodiscard]] virtual std::string_view dialect() const noexcept = 0;
-  // Fails (xa_code::invalid) naming the first keyword of `settings` the driver does not know.
-  // Asked before anything connects; the message names the keyword, never a value.
+  // The settings in keyword form: a URI (connection_settings::uri()) expanded by the driver, or
+  // refused (xa_code::invalid) by a backend that takes none; keyword settings as they are. Asked
+  // before check_keywords() and before anything connects; a refusal never quotes a password.
+  [[nodiscard]] virtual result<connection_settings> expand(const connection_settings& settings) const {
+    if (settings.uri().empty()) return settings;
+    return make_failure(xa_code::invalid, "the " + std::string(dialect()) +
+                                              " backend takes no URI: give the connection string as keywords "
+                                              "(host=... port=... user=...)");
+  }
+  // Fails (xa_code::invalid) naming the first keyword of `settings` the driver does not know, or
+  // whose value it cannot use (a port that is no number, a boolean that is none). Asked before
+  // anything connects; the message names the keyword, never a value.
   [[nodiscard]] virtual result<void> check_keywords(const connection_settings& settings) const = 0;
   // Opens a connection: the adapter's connect() (include/xatm/postgresql.h, mysql.h).
   [[nodiscard]] virtual result<std::unique_ptr<resource_manager>> connect(

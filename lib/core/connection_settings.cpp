@@ -12,8 +12,67 @@ namespace {
 
 bool is_space(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }
 bool is_key_char(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; }
-// password, sslpassword, ...: any key that names a password is a secret.
-bool is_secret_key(std::string_view key) { return key.find("password") != std::string_view::npos; }
+// password, sslpassword, ssl_passphrase, ...: any key that names a password is a secret.
+bool is_secret_key(std::string_view key) {
+  return key.find("password") != std::string_view::npos || key.find("passphrase") != std::string_view::npos;
+}
+
+constexpr std::string_view uri_schemes[] = {"postgresql://", "postgres://"};
+
+// "%70assword" is "password" to libpq: a query keyword is judged decoded. Undecodable escapes stay.
+std::string percent_decoded(std::string_view text) {
+  std::string decoded;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) != 0 &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 2])) != 0) {
+      decoded += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      decoded += text[i];
+    }
+  }
+  return decoded;
+}
+
+// A URI with its secrets replaced by ***: the password of the user information (libpq takes the
+// text up to the first '@' before any '/' as `user[:password]`), and the value of every query
+// parameter whose decoded keyword names a password. The rest is the caller's text, unchecked:
+// libpq judges it (the PostgreSQL backend, before anything connects).
+std::string redacted_uri(std::string_view uri) {
+  std::size_t scheme_end = uri.find("://") + 3;
+  std::string text(uri.substr(0, scheme_end));
+  std::string_view rest = uri.substr(scheme_end);
+  std::size_t credentials_end = rest.find_first_of("@/");
+  if (credentials_end != std::string_view::npos && rest[credentials_end] == '@') {
+    std::string_view credentials = rest.substr(0, credentials_end);
+    std::size_t colon = credentials.find(':');
+    text += colon == std::string_view::npos ? std::string(credentials)
+                                            : std::string(credentials.substr(0, colon)) + ":***";
+    text += '@';
+    rest.remove_prefix(credentials_end + 1);
+  }
+  std::size_t query = rest.find('?');
+  text += rest.substr(0, query);
+  if (query == std::string_view::npos) return text;
+  text += '?';
+  rest.remove_prefix(query + 1);
+  bool first = true;
+  while (true) {
+    std::size_t end = rest.find('&');
+    std::string_view parameter = rest.substr(0, end);
+    if (!first) text += '&';
+    first = false;
+    std::size_t equals = parameter.find('=');
+    if (equals != std::string_view::npos && is_secret_key(percent_decoded(parameter.substr(0, equals)))) {
+      text += std::string(parameter.substr(0, equals)) + "=***";
+    } else {
+      text += parameter;
+    }
+    if (end == std::string_view::npos) break;
+    rest.remove_prefix(end + 1);
+  }
+  return text;
+}
 
 failure syntax_error(std::string message, std::size_t offset) {
   return make_failure(xa_code::invalid,
@@ -36,8 +95,21 @@ std::string quote_if_needed(const std::string& value) {
 
 }  // namespace
 
+bool connection_settings::is_uri_text(std::string_view conninfo) noexcept {
+  for (auto scheme : uri_schemes) {
+    if (conninfo.starts_with(scheme)) return true;
+  }
+  return false;
+}
+
 result<connection_settings> connection_settings::parse(std::string_view conninfo) {
   connection_settings settings;
+  // A URI is kept as the caller wrote it: the backend that takes URIs (PostgreSQL) has its
+  // driver expand it (backend::expand), and any other refuses it before anything connects.
+  if (is_uri_text(conninfo)) {
+    settings.uri_ = std::string(conninfo);
+    return settings;
+  }
   std::size_t pos = 0;
   auto skip_spaces = [&] {
     while (pos < conninfo.size() && is_space(conninfo[pos])) ++pos;
@@ -102,6 +174,7 @@ std::optional<std::string> connection_settings::get(std::string_view key) const 
 void connection_settings::set(std::string key, std::string value) { values_[std::move(key)] = std::move(value); }
 
 std::string connection_settings::to_conninfo() const {
+  if (!uri_.empty()) return uri_;
   std::string text;
   for (const auto& [key, value] : values_) {
     if (!text.empty()) text += ' ';
@@ -110,7 +183,10 @@ std::string connection_settings::to_conninfo() const {
   return text;
 }
 
+bool connection_settings::is_secret(std::string_view key) noexcept { return is_secret_key(key); }
+
 std::string connection_settings::describe() const {
+  if (!uri_.empty()) return redacted_uri(uri_);
   std::string text;
   for (const auto& [key, value] : values_) {
     if (!text.empty()) text += ' ';

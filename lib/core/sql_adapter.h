@@ -1,6 +1,6 @@
 // Internal: the base of the SQL adapters (lib/postgresql, lib/mysql): what they share above their
-// drivers. It keeps the connection settings (and the password, only to scrub it out of driver
-// messages) and the read-only flag learned at end, runs the connect sequence (drop the old
+// drivers. It keeps the connection settings as configured and as used by the last connect (a
+// URI expanded, password_file read; the password only to scrub it out of driver messages) and the read-only flag learned at end, runs the connect sequence (drop the old
 // session, refuse a keyword the backend does not know, open), and writes the debug records of a
 // verb's outcome and of a connection that goes away under a branch. An adapter is a
 // resource_manager: one thread at a time per object (xatm/resource_manager.h). This header is
@@ -34,8 +34,11 @@ class sql_adapter : public resource_manager {
   // `channel`: the adapter's log channel (xatm.pg, xatm.mysql), for the records written here.
   sql_adapter(std::string rm_name, connection_settings settings, log_channel channel);
 
+  // The settings of the connection being opened: keywords only (a URI expanded by the backend),
+  // the password read from password_file. For the driver; describe() them for people.
   const connection_settings& settings() const noexcept { return settings_; }
-  // Only to scrub it out of the driver's messages; empty when none was set.
+  // Only to scrub it out of the driver's messages; empty when none was set (or it comes from a
+  // source the driver reads itself: libpq's passfile, a MariaDB option file).
   const std::string& password() const noexcept { return password_; }
 
   // Learned at end: the branch wrote nothing, so prepare finishes it at once (vote::read_only).
@@ -43,9 +46,9 @@ class sql_adapter : public resource_manager {
   void set_read_only(bool wrote_nothing) noexcept { read_only_ = wrote_nothing; }
   bool branch_wrote_nothing() const noexcept final { return read_only_; }
 
-  // Closes the old session (close_connection("reconnecting")), refuses a keyword the backend does
-  // not know with a message that names it (a driver says less, or nothing), then asks
-  // open_connection() for the new one.
+  // Closes the old session (close_connection("reconnecting")), has the backend expand a URI,
+  // refuses a keyword the backend does not know with a message that names it (a driver says less,
+  // or nothing), reads password_file, then asks open_connection() for the new one.
   result<void> do_connect() final;
   // Opens the driver's connection. `description` is "connect to <settings, password redacted>",
   // for messages.
@@ -94,7 +97,8 @@ class sql_adapter : public resource_manager {
   }
 
  private:
-  connection_settings settings_;
+  connection_settings configured_;  // as the application gave them
+  connection_settings settings_;    // as the last connect used them
   std::string password_;
   log_channel channel_;
   bool read_only_ = false;

@@ -8,6 +8,7 @@
 #include "core/backend.h"
 #include "core/identity.h"
 #include "core/logging.h"
+#include "core/password_file.h"
 #include "core/recovery.h"
 #include "xatm/error.h"
 #include "xatm/xid.h"
@@ -320,13 +321,17 @@ rm_connector make_connector(const std::string& rm_name, std::string_view dialect
     refuse("unknown RM dialect (" + dialect_list() + ")");
   }
   // Refused now rather than at the first connect, which may be recovery's, in the background.
-  if (settings.values().empty()) {
+  auto expanded = chosen->expand(settings);
+  if (!expanded) refuse(expanded.error().message);
+  if (expanded.value().values().empty()) {
     refuse("the connection string is empty (give at least host or unix_socket, dbname and user)");
   }
-  auto known = chosen->check_keywords(settings);
+  auto known = chosen->check_keywords(expanded.value());
   if (!known) refuse(known.error().message);
+  // Read once now only to refuse a bad file early; each connect reads it again (sql_adapter).
+  if (auto password = with_password_from_file(expanded.value()); !password) refuse(password.error().message);
   // Connecting is bounded like every other call the TM makes (tm_options::rm_call_timeout).
-  connection_settings bounded = with_connect_timeout(settings, connect_timeout);
+  connection_settings bounded = with_connect_timeout(std::move(expanded).value(), connect_timeout);
   return [rm_name, bounded, chosen] { return chosen->connect(rm_name, bounded); };
 }
 

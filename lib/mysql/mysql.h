@@ -1,7 +1,7 @@
 // Internal: opening a MariaDB or MySQL resource manager (libmysqlclient API).
 //
-// Connection string keys: host, port, user, password, dbname (or database), unix_socket,
-// connect_timeout, read_timeout, write_timeout. The dialect (MariaDB or MySQL 8) is detected
+// Connection string keys: connection_options.h (host, port, user, password, dbname, unix_socket,
+// timeouts, TLS, option files; docs/connections.md). The dialect (MariaDB or MySQL 8) is detected
 // from the server version. The returned object is used by one thread at a time.
 //
 // The session runs with autocommit=1 whatever the server's global default (with autocommit=0,

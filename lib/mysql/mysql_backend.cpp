@@ -13,21 +13,16 @@
 //   innodb_doublewrite: not refused, see core/preflight.cpp.
 #include "mysql/mysql_backend.h"
 
-#include <array>
 #include <memory>
 #include <string>
 #include <utility>
 
+#include "mysql/connection_options.h"
 #include "mysql/mysql_errors.h"
 #include "mysql/mysql.h"
 
 namespace xatm::detail {
 namespace {
-
-// The connection-string keywords the adapter understands (mysql.h).
-constexpr std::array<std::string_view, 10> known_keywords = {
-    "host",         "port",         "user", "password", "dbname", "database", "unix_socket", "connect_timeout",
-    "read_timeout", "write_timeout"};
 
 bool is_on(const std::optional<std::string>& value) {
   return value && (*value == "1" || *value == "ON" || *value == "on");
@@ -49,15 +44,9 @@ class mysql_sql final : public backend {
   std::string_view dialect() const noexcept override { return dialect_; }
 
   result<void> check_keywords(const connection_settings& settings) const override {
-    auto understood = [](std::string_view key) {
-      for (auto keyword : known_keywords) {
-        if (key == keyword) return true;
-      }
-      return false;
-    };
-    return refuse_unknown_keywords(settings, understood,
-                                   "MariaDB/MySQL keywords: host, port, user, password, dbname or database, "
-                                   "unix_socket, connect_timeout, read_timeout, write_timeout");
+    auto checked = mysql_detail::check(settings);
+    if (!checked) return std::move(checked).error();
+    return {};
   }
 
   result<std::unique_ptr<resource_manager>> connect(std::string rm_name,

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "core/sql_adapter.h"
+#include "mysql/connection_options.h"
 #include "mysql/innodb_status.h"
 #include "mysql/mysql_backend.h"
 #include "mysql/mysql_errors.h"
@@ -818,17 +819,6 @@ void mysql_rm::close_connection(const char* why) noexcept {
 }
 
 result<void> mysql_rm::open_connection(const std::string& description) {
-  auto dbname = settings().get("dbname");
-  if (auto database = settings().get("database")) {
-    if (dbname) return fail(xa_code::invalid, description + ": give dbname or database, not both");
-    dbname = std::move(database);
-  }
-  std::optional<unsigned int> port;
-  if (auto text = settings().get("port")) {
-    port = parse_number<unsigned int>(*text);
-    if (!port || *port > 65535) return fail(xa_code::invalid, description + ": port must be a number 0..65535");
-  }
-
   connection_ptr conn(mysql_init(nullptr));
   if (!conn) return fail(xa_code::rm_error, description + ": Connector/C is out of memory");
   // Non-blocking calls for the verbs; blocking ones stay allowed on the same handle.
@@ -838,31 +828,20 @@ result<void> mysql_rm::open_connection(const std::string& description) {
   // Never reconnect silently: a new session would have lost the branch without anyone knowing.
   my_bool reconnect = 0;
   (void)mysql_options(conn.get(), MYSQL_OPT_RECONNECT, &reconnect);  // ignored: 0 is the default anyway
-  for (auto [key, option] :
-       {std::pair{"connect_timeout", MYSQL_OPT_CONNECT_TIMEOUT}, std::pair{"read_timeout", MYSQL_OPT_READ_TIMEOUT},
-        std::pair{"write_timeout", MYSQL_OPT_WRITE_TIMEOUT}}) {
-    auto text = settings().get(key);
-    if (!text) continue;
-    auto seconds = parse_number<unsigned int>(*text);
-    if (!seconds) return fail(xa_code::invalid, description + ": " + key + " must be a number of seconds");
-    if (mysql_options(conn.get(), option, &*seconds) != 0) {
-      return fail(xa_code::invalid, description + ": Connector/C refused " + key);
-    }
-  }
+  // TLS, timeouts, option files (connection_options.h).
+  auto arguments = mysql_detail::apply(conn.get(), settings());
+  if (!arguments) return fail(arguments.error().code, description + ": " + arguments.error().message);
   // Every transaction-state report reaches on_status(), also for SQL run on the native handle.
   if (mysql_optionsv(conn.get(), MARIADB_OPT_STATUS_CALLBACK, &mysql_rm::on_status, this) != 0) {
     return fail(xa_code::rm_error, description + ": Connector/C has no status callback (3.3 or newer needed)");
   }
 
-  auto host = settings().get("host");
-  auto user = settings().get("user");
-  auto password = settings().get("password");
-  auto socket = settings().get("unix_socket");
+  const auto& given = arguments.value();
   auto c_string = [](const std::optional<std::string>& value) { return value ? value->c_str() : nullptr; };
 
   XATM_LOG(mysql, debug) << "[" << name() << "] " << description;
-  if (mysql_real_connect(conn.get(), c_string(host), c_string(user), c_string(password), c_string(dbname),
-                         port.value_or(0), c_string(socket), 0) == nullptr) {
+  if (mysql_real_connect(conn.get(), c_string(given.host), c_string(given.user), c_string(given.password),
+                         c_string(given.database), given.port, c_string(given.unix_socket), 0) == nullptr) {
     return mysql_detail::connect_failure(read_error(conn.get()), context(description));
   }
   conn_ = std::move(conn);
@@ -872,10 +851,7 @@ result<void> mysql_rm::open_connection(const std::string& description) {
   tracked_state_ = no_transaction;
   // Still connecting: the session setup waits no longer than connect_timeout.
   std::optional<std::chrono::milliseconds> setup_timeout;
-  auto seconds = parse_number<unsigned int>(settings().get("connect_timeout").value_or(""));
-  if (seconds && *seconds > 0) {
-    setup_timeout = std::chrono::seconds(*seconds);
-  }
+  if (given.connect_timeout && *given.connect_timeout > 0) setup_timeout = std::chrono::seconds(*given.connect_timeout);
   if (auto tracking =
           run_query(track_state_setup, mysql_step::connect,
                     description + " (session setup: session_track_transaction_info, autocommit)", setup_timeout);

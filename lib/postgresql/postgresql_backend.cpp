@@ -26,12 +26,15 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <utility>
 
 #include "core/c_handle.h"
+#include "core/password_file.h"
 #include "postgresql/postgresql_errors.h"
 #include "postgresql/postgresql.h"
 
@@ -60,21 +63,70 @@ constexpr std::string_view own_session =
     "SET synchronous_commit = on; SET default_transaction_read_only = off; "
     "SET default_transaction_isolation = 'read committed'; SET statement_timeout = 0";
 
+// libpq's refusal of a URI without the text it quotes: libpq quotes the whole URI (password
+// included) or a piece of it ("invalid percent-encoded token: \"...\""). What it says before
+// the first quote is the reason.
+std::string without_quoted_text(std::string_view message) {
+  std::size_t quote = message.find('"');
+  std::string reason(message.substr(0, quote));
+  while (!reason.empty() && (reason.back() == ' ' || reason.back() == ':' || reason.back() == '\n')) reason.pop_back();
+  if (quote != std::string_view::npos) reason += " (libpq's quote of the text is left out: it may hold a password)";
+  return reason;
+}
+
 class postgresql_sql final : public backend {
  public:
   std::string_view dialect() const noexcept override { return "postgresql"; }
+
+  // libpq parses the URI itself (PQconninfoParse): every form libpq accepts is accepted, with
+  // libpq's meaning (several hosts, percent-encoding, query parameters).
+  result<connection_settings> expand(const connection_settings& settings) const override {
+    if (settings.uri().empty()) return settings;
+    char* raw_message = nullptr;
+    c_handle<PQconninfoOption, &PQconninfoFree> parsed(PQconninfoParse(settings.uri().c_str(), &raw_message));
+    c_handle<char, &PQfreemem> message(raw_message);
+    if (!parsed) {
+      if (!message) return make_failure(xa_code::rm_error, "libpq is out of memory");
+      return make_failure(xa_code::invalid, "PostgreSQL connection URI: " + without_quoted_text(message.get()));
+    }
+    connection_settings expanded;
+    for (const PQconninfoOption* option = parsed.get(); option->keyword != nullptr; ++option) {
+      if (option->val != nullptr) expanded.set(option->keyword, option->val);
+    }
+    return expanded;
+  }
 
   result<void> check_keywords(const connection_settings& settings) const override {
     // libpq refuses unknown keywords with a generic message; its own list says which are known.
     c_handle<PQconninfoOption, &PQconninfoFree> known(PQconndefaults());
     if (!known) return make_failure(xa_code::rm_error, "libpq is out of memory");
     auto libpq_knows = [&](std::string_view key) {
+      if (key == password_file_keyword) return true;  // xatm's own: read by xatm, never given to libpq
       for (const PQconninfoOption* option = known.get(); option->keyword != nullptr; ++option) {
         if (key == option->keyword) return true;
       }
       return false;
     };
-    return refuse_unknown_keywords(settings, libpq_knows, "libpq's keywords: host, port, dbname, user, password, ...");
+    if (auto understood = refuse_unknown_keywords(settings, libpq_knows,
+                                                  "libpq's keywords: host, port, dbname, user, password, sslmode, "
+                                                  "sslrootcert, passfile, service, ... and xatm's password_file");
+        !understood) {
+      return understood;
+    }
+    // libpq checks these only when it connects, which may be recovery's, in the background.
+    if (auto mode = settings.get("sslmode")) {
+      constexpr std::string_view modes[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"};
+      if (std::find(std::begin(modes), std::end(modes), *mode) == std::end(modes)) {
+        return make_failure(xa_code::invalid,
+                            "sslmode must be disable, allow, prefer, require, verify-ca or verify-full");
+      }
+    }
+    if (auto ports = settings.get("port")) {
+      // One port, or one per host separated by commas; an empty one means the default.
+      bool numbers = std::all_of(ports->begin(), ports->end(), [](char c) { return (c >= '0' && c <= '9') || c == ','; });
+      if (!numbers) return make_failure(xa_code::invalid, "port must be a number (or numbers separated by commas)");
+    }
+    return {};
   }
 
   result<std::unique_ptr<resource_manager>> connect(std::string rm_name,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Throwaway PostgreSQL 15 and MariaDB 10.11 servers for xatm's tests (docs/design.md section 10).
 #
-# Both servers live in one temp dir under /tmp and listen on unix sockets only; system instances
-# are never touched. $XATM_SERVERS_STATE names a small file that holds the temp dir's path, so
+# Both servers live in one temp dir under /tmp and listen on unix sockets there, and with TLS on
+# TCP on 127.0.0.1 (ports picked free at start, listed in the env file); the certificates come
+# from a throwaway CA made in the temp dir (tls/). System instances are never touched. $XATM_SERVERS_STATE names a small file that holds the temp dir's path, so
 # every subcommand run with the same state file talks to the same servers.
 #
 #   start              start both servers (a no-op when they already run); fails, never skips
@@ -20,10 +21,11 @@
 # $XATM_SERVERS_PG_USER) and the temp dir is handed to that user; mariadbd runs with --user=root.
 set -euo pipefail
 
-readonly pg_port=5432
 readonly mysql_password="xatm pass'%\"w0rd"  # hostile on purpose: tests quoting and redaction
 # PostgreSQL trusts every local role except xatm_pw, whose password is really checked (scram).
 readonly pg_password="pg pw'%\"\\ s3cr3t %27"  # hostile too: quote, percent, backslash, spaces
+# MariaDB's xatm_tls user (REQUIRE SSL, TCP only in practice): the tests put it in option files.
+readonly mysql_tls_password="tls pw%s3cr3t"
 readonly start_timeout=${XATM_SERVERS_TIMEOUT:-60}  # seconds each server gets to answer
 
 say() { printf 'servers: %s\n' "$*"; }
@@ -150,17 +152,72 @@ conninfo_quote() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# TCP ports and TLS
+
+# A TCP port nothing listens on now, other than $2 (several engineers' servers share a machine:
+# a fixed port would collide). A race with another program remains, and fails the start loudly.
+free_port() {
+  local other=${1:-0} port i
+  for ((i = 0; i < 100; i++)); do
+    port=$((20000 + RANDOM % 40000))
+    [[ $port -ne $other ]] || continue
+    if ! ss -Htln "sport = :$port" 2>/dev/null | grep -q .; then
+      printf '%s\n' "$port"
+      return 0
+    fi
+  done
+  fail "no free TCP port found"
+}
+
+# The port each server got at start (PostgreSQL's is also its unix socket's number).
+pg_port() { sed -n 's/^pg=//p' "$1/ports"; }
+mysql_port() { sed -n 's/^mysql=//p' "$1/ports"; }
+
+# A throwaway CA (tls/ca.pem), a server certificate it signed for localhost and 127.0.0.1
+# (tls/server.pem, tls/server.key), and a second CA that signed nothing (tls/other-ca.pem), for
+# the tests of a wrong CA. EC keys: quick to make.
+tls_init() {
+  local dir=$1 tls=$1/tls
+  mkdir -p "$tls"
+  {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj "/CN=xatm test CA" -keyout "$tls/ca.key" -out "$tls/ca.pem" &&
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=xatm other CA" -keyout "$tls/other-ca.key" -out "$tls/other-ca.pem" &&
+      openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+        -keyout "$tls/server.key" -out "$tls/server.csr" &&
+      printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$tls/server.ext" &&
+      openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+        -days 2 -extfile "$tls/server.ext" -out "$tls/server.pem"
+  } >"$dir/tls.log" 2>&1 || {
+    log_tail "$dir/tls.log"
+    fail "could not make the test certificates"
+  }
+  chmod 0600 "$tls/server.key"
+  # PostgreSQL refuses a key that is not its own (or root's with 0640): give it a copy.
+  cp "$tls/server.key" "$tls/pg-server.key"
+  chmod 0600 "$tls/pg-server.key"
+  if [[ $(id -u) -eq 0 ]]; then
+    local user
+    user=$(pg_os_user)
+    chown "$user:$(id -gn "$user")" "$tls/pg-server.key"
+    chmod 0755 "$tls"
+    chmod 0644 "$tls/server.pem" "$tls/ca.pem" "$tls/other-ca.pem"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
 # PostgreSQL
 
 pg_alive() {
   local dir=$1
-  "$(pg_bindir)/pg_isready" -q -h "$dir" -p "$pg_port" -t 3 >/dev/null 2>&1
+  "$(pg_bindir)/pg_isready" -q -h "$dir" -p "$(pg_port "$dir")" -t 3 >/dev/null 2>&1
 }
 
 pg_psql() {
   local dir=$1
   shift
-  "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$pg_port" -U postgres -d postgres "$@"
+  "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$(pg_port "$dir")" -U postgres -d postgres "$@"
 }
 
 pg_init() {
@@ -184,19 +241,24 @@ pg_init() {
   fi
   cat >>"$dir/pg-data/postgresql.conf" <<EOF
 
-# xatm test server: unix socket only, in the temp dir
-listen_addresses = ''
+# xatm test server: a unix socket in the temp dir, and TLS on 127.0.0.1
+listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
-port = $pg_port
+port = $(pg_port "$dir")
+ssl = on
+ssl_cert_file = '$dir/tls/server.pem'
+ssl_key_file = '$dir/tls/pg-server.key'
 max_prepared_transactions = 64
 max_connections = 100
 fsync = on
 EOF
-  # First match wins: xatm_pw must authenticate, every other local role is trusted. Rewritten in
-  # place, so the file keeps its owner (the PostgreSQL user).
+  # First match wins: xatm_pw must authenticate, every other local role is trusted; on TCP only
+  # TLS sessions of xatm (trusted) and xatm_pw (password) get in, initdb's `host ... reject`
+  # lines refuse the rest. Rewritten in place, so the file keeps its owner (the PostgreSQL user).
   local hba
   hba=$(cat "$dir/pg-data/pg_hba.conf")
-  printf 'local all xatm_pw scram-sha-256\n%s\n' "$hba" >"$dir/pg-data/pg_hba.conf"
+  printf '%s\n' 'local all xatm_pw scram-sha-256' 'hostssl all xatm 127.0.0.1/32 trust' \
+    'hostssl all xatm_pw 127.0.0.1/32 scram-sha-256' "$hba" >"$dir/pg-data/pg_hba.conf"
 }
 
 pg_start() {
@@ -283,7 +345,8 @@ mysql_start() {
   # setsid + every stream redirected: the server must outlive this script and must not hold the
   # caller's pipes open (CTest waits for them to close).
   setsid "$mariadbd" --no-defaults --datadir="$dir/mysql-data" --socket="$dir/mysql.sock" \
-    --skip-networking --pid-file="$dir/mysql.pid" --log-error="$dir/mysql.err" \
+    --bind-address=127.0.0.1 --port="$(mysql_port "$dir")" --ssl-ca="$dir/tls/ca.pem" \
+    --ssl-cert="$dir/tls/server.pem" --ssl-key="$dir/tls/server.key" --pid-file="$dir/mysql.pid" --log-error="$dir/mysql.err" \
     --innodb-buffer-pool-size=64M --user="$(mysql_user_option)" \
     </dev/null >>"$dir/mysql.out" 2>&1 &
   local launcher=$! launcher_done=0 i pid why="did not answer on $dir/mysql.sock within ${start_timeout}s"
@@ -345,6 +408,8 @@ CREATE DATABASE xatm_test;
 CREATE DATABASE xatm_test2;
 CREATE USER 'xatm'@'localhost' IDENTIFIED BY '$sql_password';
 GRANT ALL PRIVILEGES ON *.* TO 'xatm'@'localhost' WITH GRANT OPTION;
+CREATE USER 'xatm_tls'@'%' IDENTIFIED BY '$mysql_tls_password' REQUIRE SSL;
+GRANT ALL PRIVILEGES ON *.* TO 'xatm_tls'@'%';
 EOF
     fail "could not create the xatm user and database in MariaDB"
 }
@@ -356,6 +421,8 @@ write_env() {
   local dir=$1
   {
     printf 'XATM_TEST_DIR=%s\n' "$dir"
+    local pg_port
+    pg_port=$(pg_port "$dir")
     printf 'XATM_TEST_PG=host=%s port=%s dbname=xatm_test user=xatm\n' "$dir" "$pg_port"
     printf 'XATM_TEST_PG2=host=%s port=%s dbname=xatm_test2 user=xatm\n' "$dir" "$pg_port"
     printf 'XATM_TEST_PG_PW=host=%s port=%s dbname=xatm_test user=xatm_pw password=%s\n' "$dir" "$pg_port" \
@@ -365,6 +432,12 @@ write_env() {
     printf 'XATM_TEST_MYSQL2=unix_socket=%s/mysql.sock user=xatm password=%s dbname=xatm_test2\n' \
       "$dir" "$(conninfo_quote "$mysql_password")"
     printf 'XATM_TEST_MYSQL_ROOT=unix_socket=%s/mysql.sock user=root dbname=xatm_test\n' "$dir"
+    # TLS on TCP: the CA that signed both servers' certificate, another CA, the ports.
+    printf 'XATM_TEST_TLS_CA=%s/tls/ca.pem\n' "$dir"
+    printf 'XATM_TEST_TLS_OTHER_CA=%s/tls/other-ca.pem\n' "$dir"
+    printf 'XATM_TEST_TCP_HOST=127.0.0.1\n'
+    printf 'XATM_TEST_PG_TCP_PORT=%s\n' "$pg_port"
+    printf 'XATM_TEST_MYSQL_TCP_PORT=%s\n' "$(mysql_port "$dir")"
   } >"$dir/servers.env.tmp"
   mv "$dir/servers.env.tmp" "$dir/servers.env"
 }
@@ -388,6 +461,8 @@ cmd_start() {
   require_tool mariadb-admin mariadb-client
   require_tool mariadb mariadb-client
   require_tool setpriv util-linux
+  require_tool openssl openssl
+  require_tool ss iproute2
 
   local started=$SECONDS
   mkdir -p "$(dirname "$state")"
@@ -395,6 +470,10 @@ cmd_start() {
   # Record the dir first: `stop` cleans up whatever a failed start leaves behind.
   printf '%s\n' "$dir" >"$state.tmp"
   mv "$state.tmp" "$state"
+  local pg_tcp_port
+  pg_tcp_port=$(free_port)
+  printf 'pg=%s\nmysql=%s\n' "$pg_tcp_port" "$(free_port "$pg_tcp_port")" >"$dir/ports"
+  tls_init "$dir"
 
   # initdb and mariadb-install-db are independent: run them side by side.
   pg_init "$dir" &

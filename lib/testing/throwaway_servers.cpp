@@ -76,6 +76,16 @@ server_env read_server_env(const std::string& state_file) {
   if (const auto found = entries.find("XATM_TEST_MYSQL2"); found != entries.end()) env.mysql2 = found->second;
   env.mysql_root = get("XATM_TEST_MYSQL_ROOT");
   env.mysql_socket = env.dir + "/mysql.sock";
+  // Optional: servers started by an older servers.sh serve no TLS.
+  auto optional = [&](const std::string& key) {
+    const auto found = entries.find(key);
+    return found == entries.end() ? std::string() : found->second;
+  };
+  env.tls_ca = optional("XATM_TEST_TLS_CA");
+  env.tls_other_ca = optional("XATM_TEST_TLS_OTHER_CA");
+  env.tcp_host = optional("XATM_TEST_TCP_HOST");
+  env.pg_tcp_port = optional("XATM_TEST_PG_TCP_PORT");
+  env.mysql_tcp_port = optional("XATM_TEST_MYSQL_TCP_PORT");
   return env;
 }
 

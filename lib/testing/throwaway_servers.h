@@ -24,6 +24,14 @@ struct server_env {
   std::string mysql2;        // MariaDB, database xatm_test2: a second RM on the same server
   std::string mysql_root;    // MariaDB as root (no password), database xatm_test
   std::string mysql_socket;  // dir + "/mysql.sock", for code that talks to libmysqlclient directly
+  // TLS on TCP (empty when servers.sh predates it): both servers' certificate (for localhost and
+  // 127.0.0.1) is signed by tls_ca; tls_other_ca signed nothing of theirs. On TCP PostgreSQL takes
+  // TLS sessions of xatm and xatm_pw only; MariaDB has user xatm_tls, REQUIRE SSL.
+  std::string tls_ca;
+  std::string tls_other_ca;
+  std::string tcp_host;  // 127.0.0.1
+  std::string pg_tcp_port;
+  std::string mysql_tcp_port;
 };
 
 // The servers a state file names. Throws std::runtime_error saying what is missing (the state

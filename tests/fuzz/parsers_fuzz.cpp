@@ -1,7 +1,8 @@
 // libFuzzer target for every parser that reads text from outside: the XID parsers (gids from
 // pg_prepared_xacts, XA RECOVER rows), the gtrid parser, the tm_id and RM-name checks and the
-// connection-string parser. Each accepted input must round-trip or stay inside its alphabet, no
-// refusal may quote a password, and nothing may crash, hang or read out of bounds (ASan).
+// connection-string parser (keyword form and URIs). Each accepted input must round-trip or stay
+// inside its alphabet, no refusal and no describe() may show a password, and nothing may crash,
+// hang or read out of bounds (ASan).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -82,6 +83,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else {
     require(with_password.error().message.find(secret) == std::string::npos);
   }
+  // A URI: kept verbatim, and its password (user information, or a query parameter after
+  // whatever the text holds) never in describe().
+  auto in_userinfo = xatm::connection_settings::parse("postgresql://u:" + secret + "@" + std::string(text));
+  require(in_userinfo.ok() && in_userinfo.value().to_conninfo() == "postgresql://u:" + secret + "@" + std::string(text));
+  require(in_userinfo.value().describe().find(secret) == std::string::npos);
+  auto in_query = xatm::connection_settings::parse("postgres://h/d?" + std::string(text) + "&password=" + secret);
+  require(in_query.ok() && in_query.value().describe().find(secret) == std::string::npos);
+
   // An unquoted password with a space: its second word looks like a keyword, and no refusal may
   // quote it. (When the text after it makes it `word=value`, the string is valid libpq syntax
   // for two settings and nothing can tell; docs/faults.md says to quote such passwords.)

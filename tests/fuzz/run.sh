@@ -16,6 +16,7 @@ printf "X'746d2e312e31',X'31',2019652657" >"$work/corpus/literal"
 printf 'tm.1.2.p3' >"$work/corpus/gtrid"
 printf "host=/tmp port=5432 password='a\\\\'b'" >"$work/corpus/conninfo"
 printf 'shop_eu-1' >"$work/corpus/name"
+printf 'postgresql://u:pw@h1:5432,h2/db?sslmode=verify-full&password=x' >"$work/corpus/uri"
 
 clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
   -I"$repo/include" -I"$repo/lib" \

@@ -21,6 +21,8 @@ inline constexpr std::string_view mysql_password = "xatm pass'%\"w0rd";
 // The PostgreSQL role xatm_pw's password (scram-sha-256), hostile likewise, with a backslash and
 // "%27" (a quote, URL-encoded) besides.
 inline constexpr std::string_view pg_password = "pg pw'%\"\\ s3cr3t %27";
+// The MariaDB user xatm_tls's password (REQUIRE SSL; servers.sh).
+inline constexpr std::string_view mysql_tls_password = "tls pw%s3cr3t";
 
 // Reads $XATM_SERVERS_STATE -> temp dir -> servers.env once. Throws std::runtime_error saying
 // what is missing when the variable, the state file or any entry is absent.

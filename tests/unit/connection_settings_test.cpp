@@ -62,3 +62,21 @@ TEST_CASE("connection_settings: a refusal never quotes the word after an unquote
   CHECK(connection_settings::parse("password='pw0 s3cr3t'").value().get("password") == "pw0 s3cr3t");
   CHECK(connection_settings::parse(R"(password=pw0\ s3cr3t)").value().get("password") == "pw0 s3cr3t");
 }
+
+TEST_CASE("connection_settings: a PostgreSQL URI is kept as given and printed without its passwords") {
+  auto uri = connection_settings::parse("postgresql://app:s3cr3t%40x@db1:5432,db2/shop?sslmode=verify-full").value();
+  CHECK(uri.uri() == "postgresql://app:s3cr3t%40x@db1:5432,db2/shop?sslmode=verify-full");
+  CHECK(uri.values().empty());
+  CHECK(uri.to_conninfo() == uri.uri());
+  CHECK(uri.describe() == "postgresql://app:***@db1:5432,db2/shop?sslmode=verify-full");
+  // In the query too, also when the keyword is percent-encoded; an '@' after a '/' is no user
+  // information (libpq's reading).
+  CHECK(connection_settings::parse("postgres://h/d?user=u&password=s3cr3t&sslpassword=s3cr3t").value().describe() ==
+        "postgres://h/d?user=u&password=***&sslpassword=***");
+  CHECK(connection_settings::parse("postgresql://h/d?pass%77ord=s3cr3t").value().describe() ==
+        "postgresql://h/d?pass%77ord=***");
+  CHECK(connection_settings::parse("postgresql://u@h/d").value().describe() == "postgresql://u@h/d");
+  CHECK(connection_settings::parse("postgresql://").value().describe() == "postgresql://");
+  // ssl_passphrase (MariaDB) is a secret as well.
+  CHECK(connection_settings::parse("ssl_passphrase=s3cr3t").value().describe() == "ssl_passphrase=***");
+}
