@@ -9,16 +9,19 @@
 #include <iostream>
 #include <string>
 
+#include "xatm/logging.h"
+
 namespace xatm::tools {
 
 namespace logging = boost::log;
 namespace expr = boost::log::expressions;
 
 void install_console_log(std::string_view level, bool show_protocol) {
-  logging::trivial::severity_level threshold = logging::trivial::info;
-  if (!logging::trivial::from_string(level.data(), level.size(), threshold)) {
-    threshold = logging::trivial::info;
-  }
+  const log_level shown = parse_log_level(level).value_or(log_level::info);
+  // The library opens no record below its threshold: lower it to what this sink shows.
+  log_to_boost_log(show_protocol && shown > log_level::debug ? log_level::debug : shown);
+  if (shown == log_level::off) return;
+  const auto threshold = static_cast<logging::trivial::severity_level>(static_cast<int>(shown));
   logging::add_common_attributes();
   logging::add_console_log(
       std::clog,

@@ -78,14 +78,6 @@ query_result read_rows(const PGresult* rows) {
   return table;
 }
 
-// Server notices (WARNING: there is no transaction in progress, RAISE NOTICE, ...) would go to
-// stderr by default; a library must not write there.
-void log_notice(void* rm, const char* message) {
-  std::string text(message == nullptr ? "" : message);
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  XATM_LOG(pg, info) << "[" << static_cast<const resource_manager*>(rm)->name() << "] server says: " << text;
-}
-
 // Waits until `socket` is ready for `events`; false when `deadline` passed first. Without a
 // deadline it waits as long as it takes. A poll() error answers true: libpq will report it.
 bool wait_for_socket(int socket, short events, std::optional<std::chrono::steady_clock::time_point> deadline) {
@@ -158,6 +150,7 @@ class postgresql_rm final : public detail::sql_adapter {
   result<void> open_connection(const std::string& description) override;
   void close_connection(const char* why) noexcept override;
   failure_context context(std::string_view what) const { return {name(), what, password()}; }
+  static void log_notice(void* rm, const PGresult* notice);
 
   // The branch wrote through exec(): an INSERT, UPDATE, DELETE or MERGE reported rows. Then end
   // needs no read-only probe, and wrote_so_far() can say so. (Writes through the native handle
@@ -451,11 +444,38 @@ result<void> postgresql_rm::open_connection(const std::string& description) {
     return postgresql_detail::driver_failure(conn.get(), pg_step::connect,
                                              context(description + " (non-blocking mode)"));
   }
-  PQsetNoticeProcessor(conn.get(), &log_notice, static_cast<resource_manager*>(this));
+  PQsetNoticeReceiver(conn.get(), &postgresql_rm::log_notice, this);
   conn_ = std::move(conn);
   set_read_only(false);
   XATM_LOG(pg, debug) << "[" << name() << "] connected, server version " << PQserverVersion(conn_.get());
   return {};
+}
+
+// Server notices (RAISE NOTICE, "WARNING: there is no transaction in progress", ...) go to stderr
+// by default; a library must not write there. They go to xatm.pg instead, at the level of their
+// severity, withheld whole when they contain the password's text (as error messages are).
+void postgresql_rm::log_notice(void* rm, const PGresult* notice) {
+  auto field = [notice](int code) -> std::string_view {
+    const char* text = PQresultErrorField(notice, code);
+    return text == nullptr ? std::string_view() : std::string_view(text);
+  };
+  const std::string_view severity = field(PG_DIAG_SEVERITY_NONLOCALIZED);
+  // DEBUG1..5 all arrive as "DEBUG"; anything unknown is shown rather than hidden.
+  log_level level = log_level::warning;
+  if (severity == "DEBUG") level = log_level::debug;
+  if (severity == "LOG" || severity == "INFO" || severity == "NOTICE") level = log_level::info;
+  if (!detail::log_wanted(level)) return;
+  const auto& self = *static_cast<const postgresql_rm*>(rm);
+  std::string text = std::string(severity.empty() ? std::string_view("NOTICE") : severity) + ": " +
+                     std::string(field(PG_DIAG_MESSAGE_PRIMARY));
+  if (auto detail_text = field(PG_DIAG_MESSAGE_DETAIL); !detail_text.empty()) text += " DETAIL: " + std::string(detail_text);
+  if (auto hint = field(PG_DIAG_MESSAGE_HINT); !hint.empty()) text += " HINT: " + std::string(hint);
+  text = postgresql_detail::scrub_password(std::move(text), self.password());
+  switch (level) {
+    case log_level::debug: XATM_LOG(pg, debug) << "[" << self.name() << "] server says " << text; break;
+    case log_level::info: XATM_LOG(pg, info) << "[" << self.name() << "] server says " << text; break;
+    default: XATM_LOG(pg, warning) << "[" << self.name() << "] server says " << text; break;
+  }
 }
 
 // PQexec would wait as long as the server stays silent (libpq has no read timeout), so this is

@@ -1,9 +1,10 @@
 // support/doctest_main.cpp: the one main() of every test executable.
 //
-// Boost.Log prints every record to the console when no sink exists at all. Tests install a
-// sink that keeps nothing, so xatm's debug lines are not even formatted, unless XATM_TEST_LOG
-// names a level (trace, debug, info, warning, error): then records at and above it go to stderr.
-// Tests that capture log lines add their own sink next to this one.
+// xatm opens no log record until asked (xatm/logging.h). XATM_TEST_LOG names a level (trace,
+// debug, info, warning, error): then records at and above it go to stderr. Otherwise tests
+// install a sink that keeps nothing, because Boost.Log prints every record to stdout when no sink
+// exists at all, and a test that captures log lines (support/log_capture.h) asks xatm for every
+// record; its own sink sits next to this one.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
@@ -17,6 +18,8 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "xatm/logging.h"
+
 namespace {
 
 void install_test_log_sink() {
@@ -25,6 +28,7 @@ void install_test_log_sink() {
   logging::trivial::severity_level level = logging::trivial::info;
   if (level_name != nullptr && logging::trivial::from_string(level_name, std::strlen(level_name), level)) {
     logging::add_console_log(std::clog, logging::keywords::filter = logging::trivial::severity >= level);
+    xatm::log_to_boost_log(static_cast<xatm::log_level>(static_cast<int>(level)));
     return;
   }
   using sink_type = logging::sinks::synchronous_sink<logging::sinks::text_ostream_backend>;

@@ -1,7 +1,9 @@
 // support/log_capture.h: everything the library logs while a test looks. The library installs no
-// Boost.Log sink (lib/core/logging.h); a log_capture adds one without a filter, so it sees every
-// record of every channel at every level (debug included) until it is destroyed. Thread-safe:
-// records from any thread are collected; read them with text() from the test's thread.
+// Boost.Log sink and opens no record until asked (xatm/logging.h); a log_capture lowers xatm's
+// threshold to trace and adds a sink without a filter, so it sees every record of every channel
+// at every level (debug included) until it is destroyed, which puts the threshold back. Thread-safe:
+// records from any thread are collected; read them with text() from the test's thread. One
+// log_capture at a time.
 #pragma once
 
 #include <boost/log/core.hpp>
@@ -11,14 +13,20 @@
 #include <mutex>
 #include <string>
 
+#include "xatm/logging.h"
+
 namespace xatm::test {
 
 class log_capture {
  public:
   log_capture() : sink_(boost::make_shared<sink>(boost::make_shared<backend>())) {
     boost::log::core::get()->add_sink(sink_);
+    xatm::log_to_boost_log(log_level::trace);
   }
-  ~log_capture() { boost::log::core::get()->remove_sink(sink_); }
+  ~log_capture() {
+    xatm::log_to_boost_log(threshold_before_);
+    boost::log::core::get()->remove_sink(sink_);
+  }
   log_capture(const log_capture&) = delete;
   log_capture& operator=(const log_capture&) = delete;
 
@@ -43,6 +51,7 @@ class log_capture {
   };
   using sink = boost::log::sinks::synchronous_sink<backend>;
   boost::shared_ptr<sink> sink_;
+  log_level threshold_before_ = xatm::log_threshold();
 };
 
 }  // namespace xatm::test

@@ -10,8 +10,10 @@
 // CPU is the whole process's (MeasureProcessCPUTime): the log's background thread is included. The
 // log lives on /dev/shm when it exists (its fsync is then free: the disk's cost is what
 // xatm-decision-log-bench and xatm-bench measure), else under $TMPDIR. The argument of each
-// benchmark is the logging setup: 0 = Boost.Log disabled, 1 = a sink that keeps warnings
-// and errors (a service's usual setup: every debug statement of the engine is still checked).
+// benchmark is the logging setup: 0 = Boost.Log disabled and xatm's threshold off, 1 = xatm's
+// records routed at warning (xatm::log_to_boost_log) into a sink that keeps warnings and errors
+// (a service's usual setup: every debug statement of the engine is still checked, by xatm's
+// threshold).
 //
 //   xatm-engine-bench [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
@@ -31,6 +33,7 @@
 
 #include "core/tm_access.h"
 #include "testing/fake_rm.h"
+#include "xatm/logging.h"
 #include "xatm/transaction_manager.h"
 
 namespace {
@@ -101,9 +104,11 @@ struct log_setup {
   explicit log_setup(std::int64_t kind) {
     auto core = boost::log::core::get();
     if (kind == 0) {
+      xatm::log_to_boost_log(xatm::log_level::off);
       core->set_logging_enabled(false);
       return;
     }
+    xatm::log_to_boost_log(xatm::log_level::warning);
     core->set_logging_enabled(true);
     using sink_type = boost::log::sinks::synchronous_sink<boost::log::sinks::text_ostream_backend>;
     sink_ = boost::make_shared<sink_type>();  // no stream: whatever passes is formatted, not shown
@@ -114,6 +119,7 @@ struct log_setup {
     auto core = boost::log::core::get();
     if (sink_) core->remove_sink(sink_);
     core->set_logging_enabled(false);
+    xatm::log_to_boost_log(xatm::log_level::off);
   }
   boost::shared_ptr<boost::log::sinks::synchronous_sink<boost::log::sinks::text_ostream_backend>> sink_;
 };
