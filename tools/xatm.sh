@@ -33,7 +33,7 @@ readonly packages=(
   libpq-dev libmariadb-dev-compat libboost-log-dev libsqlite3-dev doctest-dev libcpp-httplib-dev
   postgresql-15 mariadb-server
   clang libclang-rt-14-dev
-  faketime
+  faketime iproute2 openssl
 )
 
 say() { printf 'xatm: %s\n' "$*"; }
