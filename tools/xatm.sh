@@ -28,8 +28,9 @@ cd "$repo"
 build_dir=${XATM_BUILD_DIR:-build}
 servers_sh="$repo/lib/testing/servers.sh"
 
+# dpkg-dev (dpkg-shlibdeps) and file: what `cpack -G DEB` needs (the debian_package test).
 readonly packages=(
-  cmake g++ make pkg-config
+  cmake g++ make pkg-config dpkg-dev file
   libpq-dev libmariadb-dev-compat libboost-log-dev libsqlite3-dev doctest-dev libcpp-httplib-dev
   postgresql-15 mariadb-server
   clang libclang-rt-14-dev

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "xatm/export.h"
 #include "xatm/result.h"
 
 namespace xatm {
@@ -26,7 +27,7 @@ struct query_result {
   std::uint64_t affected_rows = 0;
 };
 
-class connection {
+class XATM_EXPORT connection {
  public:
   virtual ~connection() = default;
   connection(const connection&) = delete;

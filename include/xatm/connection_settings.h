@@ -20,11 +20,12 @@
 #include <string>
 #include <string_view>
 
+#include "xatm/export.h"
 #include "xatm/result.h"
 
 namespace xatm {
 
-class connection_settings {
+class XATM_EXPORT connection_settings {
  public:
   connection_settings() = default;
 

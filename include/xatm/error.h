@@ -8,11 +8,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "xatm/export.h"
 #include "xatm/result.h"
 
 namespace xatm {
 
-class error : public std::runtime_error {
+class XATM_EXPORT error : public std::runtime_error {
  public:
   explicit error(failure cause);
 
@@ -27,23 +28,23 @@ class error : public std::runtime_error {
 };
 
 // The global transaction was rolled back on every RM; cause() says which branch and why.
-class rolled_back_error : public error {
+class XATM_EXPORT rolled_back_error : public error {
   using error::error;
 };
 
 // The outcome is unknown: a one-phase commit whose reply was lost. Recovery cannot tell either;
 // check the data. Never report such a transaction as committed or as rolled back.
-class in_doubt_error : public error {
+class XATM_EXPORT in_doubt_error : public error {
   using error::error;
 };
 
 // An RM did the opposite of the decision (XA_HEUR*). Needs a human.
-class heuristic_error : public error {
+class XATM_EXPORT heuristic_error : public error {
   using error::error;
 };
 
 // A transaction or prepare timeout expired; the transaction was rolled back.
-class timeout_error : public error {
+class XATM_EXPORT timeout_error : public error {
   using error::error;
 };
 
@@ -52,32 +53,32 @@ class timeout_error : public error {
 // configured (PostgreSQL with max_prepared_transactions = 0): rm_name() names the RM, the
 // message the setting and its fix. Every transaction that writes there and on another RM fails
 // the same way until it is changed; one whose only writing branch is there commits in one phase.
-class configuration_error : public error {
+class XATM_EXPORT configuration_error : public error {
   using error::error;
 };
 
 // Invalid input rejected before anything was sent to an RM (oversize XID, bad tm_id, ...).
-class invalid_argument_error : public error {
+class XATM_EXPORT invalid_argument_error : public error {
   using error::error;
 };
 
 // The decision log cannot be written or is damaged; the TM refuses further commits.
-class log_failure_error : public error {
+class XATM_EXPORT log_failure_error : public error {
   using error::error;
 };
 
 // The decision log is held by another process (a running TM, or another xatm-recover).
-class log_in_use_error : public error {
+class XATM_EXPORT log_in_use_error : public error {
   using error::error;
 };
 
 // A call that is illegal in the branch's current XA state (commit before prepare, ...).
-class protocol_error : public error {
+class XATM_EXPORT protocol_error : public error {
   using error::error;
 };
 
 // Any other RM failure (connection lost, SQL error, unknown XID).
-class rm_error : public error {
+class XATM_EXPORT rm_error : public error {
   using error::error;
 };
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "xatm/connection.h"
+#include "xatm/export.h"
 #include "xatm/xid.h"
 
 namespace xatm {
@@ -37,7 +38,7 @@ struct enlisted_branch {
 struct tcc_branch;  // a TCC branch (lib/core/tcc_branches.h)
 }  // namespace detail
 
-class global_transaction {
+class XATM_EXPORT global_transaction {
  public:
   global_transaction(global_transaction&& other) noexcept;
   global_transaction& operator=(global_transaction&& other) noexcept;

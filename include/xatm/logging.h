@@ -10,6 +10,8 @@
 #include <optional>
 #include <string_view>
 
+#include "xatm/export.h"
+
 namespace xatm {
 
 // The levels of xatm's records, lowest first. A record carries its level in Boost.Log's "Severity"
@@ -24,10 +26,10 @@ enum class log_level : unsigned char { trace, debug, info, warning, error, off }
 // (boost::log::trivial::severity_level). xatm and the service must share one Boost.Log, built as a
 // shared library (Boost.Log's own rule for a process of several modules), or the records reach a
 // core the service never configured.
-void log_to_boost_log(log_level level) noexcept;
+XATM_EXPORT void log_to_boost_log(log_level level) noexcept;
 
 // The threshold now in force (log_level::off until a call above or below changes it).
-log_level log_threshold() noexcept;
+XATM_EXPORT log_level log_threshold() noexcept;
 
 // The one-call setup for a service with no logging of its own: a text sink on stderr showing
 // xatm's records (its channels only) at `level` and above, one line each:
@@ -35,12 +37,12 @@ log_level log_threshold() noexcept;
 // and the threshold lowered to `level` if it was higher. Calling it again changes the level of
 // the same sink; log_level::off removes the sink (the threshold stays: other sinks may want it).
 // Throws std::bad_alloc only.
-void log_to_stderr(log_level level = log_level::warning);
+XATM_EXPORT void log_to_stderr(log_level level = log_level::warning);
 
 // "trace", "debug", "info", "warning", "error", "off" -> the level; anything else -> nullopt.
-std::optional<log_level> parse_log_level(std::string_view name) noexcept;
+XATM_EXPORT std::optional<log_level> parse_log_level(std::string_view name) noexcept;
 
 // The level's name, as parse_log_level() reads it.
-std::string_view to_string(log_level level) noexcept;
+XATM_EXPORT std::string_view to_string(log_level level) noexcept;
 
 }  // namespace xatm

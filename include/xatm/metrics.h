@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "xatm/export.h"
 #include "xatm/statistics.h"
 
 namespace xatm {
@@ -24,6 +25,6 @@ using metric_labels = std::vector<std::pair<std::string, std::string>>;
 
 // The metrics text: HELP and TYPE lines, then the samples of each family; every series is there
 // from the start, at zero. Throws invalid_argument_error for a bad or reserved label name.
-std::string render_prometheus(const tm_statistics& stats, const tm_health& health, const metric_labels& labels = {});
+XATM_EXPORT std::string render_prometheus(const tm_statistics& stats, const tm_health& health, const metric_labels& labels = {});
 
 }  // namespace xatm

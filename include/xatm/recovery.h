@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "xatm/export.h"
+
 namespace xatm {
 
 // What recovery did with one prepared branch (or one decision).
@@ -31,7 +33,7 @@ enum class recovery_result : std::uint8_t {
   heuristic,        // the RM did the opposite of the decision
   would_forget,     // dry run: a decision none of whose branches remain; the real run forgets it
 };
-const char* recovery_result_name(recovery_result result) noexcept;
+XATM_EXPORT const char* recovery_result_name(recovery_result result) noexcept;
 
 struct recovery_item {
   std::string rm_name;      // the RM, or the TCC participant
@@ -45,7 +47,7 @@ struct recovery_item {
   std::optional<std::int64_t> age_seconds;  // how long it has been prepared, when the RM says
 };
 
-struct recovery_report {
+struct XATM_EXPORT recovery_report {
   std::vector<recovery_item> items;
   std::vector<std::string> unreachable_rms;  // "name: why"
   std::size_t decisions_pending_before = 0;
@@ -91,11 +93,11 @@ struct offline_recovery_options {
 // resolves, and releases the lock. Throws configuration_error for bad settings and
 // log_failure_error for a damaged log (never presumes abort over a log it cannot read).
 // An RM entry's dialect prefix is "postgresql:", "mysql:" or "mariadb:".
-recovery_report recover_offline(const offline_recovery_options& options);
+XATM_EXPORT recovery_report recover_offline(const offline_recovery_options& options);
 
 // Creates xatm's tables on each RM ("<dialect>:<conninfo>") that lacks them: the identity row
 // (xatm_identity), the marker table of three-phase and commit-marker modes (xatm_marker) and TCC
 // participants' barrier (xatm_tcc_barrier); answers the RM names done. Throws configuration_error / rm_error.
-std::vector<std::string> install_marker_schema(const std::vector<std::pair<std::string, std::string>>& rms);
+XATM_EXPORT std::vector<std::string> install_marker_schema(const std::vector<std::pair<std::string, std::string>>& rms);
 
 }  // namespace xatm

@@ -12,6 +12,8 @@
 #include <utility>
 #include <variant>
 
+#include "xatm/export.h"
+
 namespace xatm {
 
 // The X/Open XA return codes (xa.h), with their standard numeric values.
@@ -41,7 +43,7 @@ enum class xa_code : std::int32_t {
 };
 
 // The XA name of a code ("XAER_NOTA", "XA_RBDEADLOCK", ...), for messages.
-const char* xa_code_name(xa_code code) noexcept;
+XATM_EXPORT const char* xa_code_name(xa_code code) noexcept;
 
 // True for the XA_RB* family: the RM has rolled the branch back.
 constexpr bool is_rollback_code(xa_code code) noexcept {
@@ -50,7 +52,7 @@ constexpr bool is_rollback_code(xa_code code) noexcept {
 }
 
 // Why a call failed. Carries everything an operator needs and never a password.
-struct failure {
+struct XATM_EXPORT failure {
   xa_code code = xa_code::rm_error;
   int native_code = 0;   // server or driver error number (MariaDB errno), 0 if none
   std::string sqlstate;  // five-character SQLSTATE when the RM gave one
@@ -62,10 +64,10 @@ struct failure {
 };
 
 // Makes a failure for a check done by xatm itself, before anything was sent.
-failure make_failure(xa_code code, std::string message, std::string rm_name = {});
+XATM_EXPORT failure make_failure(xa_code code, std::string message, std::string rm_name = {});
 
 // Throws the xatm::error subclass that matches the failure's code (see error.h).
-[[noreturn]] void throw_failure(const failure& cause);
+[[noreturn]] XATM_EXPORT void throw_failure(const failure& cause);
 
 // A value or a failure. [[nodiscard]]: ignoring one must be explicit and commented.
 template <class T>

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <string>
 
+#include "xatm/export.h"
+
 namespace xatm {
 
 // How a transaction ended: what commit() returned or threw, or a rollback.
@@ -45,8 +47,8 @@ enum class outcome_cause : std::uint8_t {
   tcc_refused,     // heuristic: a TCC participant refused its confirm (its barrier had cancelled)
 };
 
-const char* transaction_outcome_name(transaction_outcome outcome) noexcept;  // "rolled_back", ...
-const char* outcome_cause_name(outcome_cause cause) noexcept;                // "no_vote", ...
+XATM_EXPORT const char* transaction_outcome_name(transaction_outcome outcome) noexcept;  // "rolled_back", ...
+XATM_EXPORT const char* outcome_cause_name(outcome_cause cause) noexcept;                // "no_vote", ...
 
 // Every (outcome, cause) pair the engine produces, in a fixed order: tm_statistics::transactions[i]
 // counts outcome_kinds[i].
@@ -84,7 +86,7 @@ enum class commit_phase : std::uint8_t {
   transaction,  // begin() to the outcome, for every counted transaction
 };
 inline constexpr std::size_t commit_phase_count = 4;
-const char* commit_phase_name(commit_phase phase) noexcept;  // "prepare", ...
+XATM_EXPORT const char* commit_phase_name(commit_phase phase) noexcept;  // "prepare", ...
 
 // A latency histogram with fixed buckets, in seconds (Prometheus' `le` bounds).
 struct latency_histogram {
@@ -118,7 +120,7 @@ struct recovery_statistics {
 // ending meanwhile may show in its outcome and not yet in in_flight, or in a histogram and not
 // yet in its counter. Counters never decrease; within one histogram, count equals the sum of
 // its buckets. With no transaction and no recovery running, the snapshot is exact.
-struct tm_statistics {
+struct XATM_EXPORT tm_statistics {
   std::uint64_t committed = 0;  // two-phase and one-phase commits reported committed
   std::uint64_t one_phase = 0;  // of which needed no prepare and no log record
   std::uint64_t rolled_back = 0;

@@ -21,6 +21,8 @@
 #include <string>
 #include <string_view>
 
+#include "xatm/export.h"
+
 namespace xatm {
 
 class connection;
@@ -29,7 +31,7 @@ class transaction_manager;
 // The three steps of a TCC branch.
 enum class tcc_step : std::uint8_t { try_, confirm, cancel };
 // "try", "confirm", "cancel".
-const char* tcc_step_name(tcc_step step) noexcept;
+XATM_EXPORT const char* tcc_step_name(tcc_step step) noexcept;
 
 // What a participant is asked: which branch, and the bytes the application enlisted it with.
 // (gtrid, branch) is unique for ever; every retry of a step carries the same values.
@@ -52,7 +54,7 @@ enum class tcc_answer : std::uint8_t {
             // participant's barrier refuses (the other one already ran: a protocol violation)
   failed,   // no answer, a transport error, a timeout, a 5xx: unknown, ask again later
 };
-const char* tcc_answer_name(tcc_answer answer) noexcept;
+XATM_EXPORT const char* tcc_answer_name(tcc_answer answer) noexcept;
 
 struct tcc_reply {
   tcc_answer answer = tcc_answer::failed;
@@ -64,7 +66,7 @@ struct tcc_reply {
 // How the transaction manager reaches a participant. call() must return within about `timeout`
 // and must not throw (an exception counts as failed). Implementations: make_http_participant(),
 // or your own (an in-process service, gRPC, ...). Thread-safe.
-class tcc_participant {
+class XATM_EXPORT tcc_participant {
  public:
   virtual ~tcc_participant() = default;
   virtual tcc_reply call(tcc_step step, const tcc_request& request, std::chrono::milliseconds timeout) = 0;
@@ -80,7 +82,7 @@ class tcc_participant {
 // Xatm-Identity header is the reply's identity. identify() is GET <base_url>/identity.
 // base_url: http://host:port[/path] or https://... (the server's certificate is verified).
 // Throws invalid_argument_error for a malformed URL, before anything is sent.
-std::shared_ptr<tcc_participant> make_http_participant(std::string_view base_url);
+XATM_EXPORT std::shared_ptr<tcc_participant> make_http_participant(std::string_view base_url);
 
 // ---- the participant's side -------------------------------------------------------------------
 
@@ -96,11 +98,11 @@ enum class barrier_outcome : std::uint8_t {
   wrong_database,        // the request names another database identity than this one's:
                          // nothing done (a participant reached at the wrong address or moved)
 };
-const char* barrier_outcome_name(barrier_outcome outcome) noexcept;
+XATM_EXPORT const char* barrier_outcome_name(barrier_outcome outcome) noexcept;
 // The reply a participant's endpoint should give for an outcome: done for ran, duplicate and
 // empty_cancel; refused for refused_after_cancel and conflict; failed for not_tried and
 // wrong_database (the coordinator must not count them as answers: its branch is elsewhere).
-tcc_answer answer_for(barrier_outcome outcome) noexcept;
+XATM_EXPORT tcc_answer answer_for(barrier_outcome outcome) noexcept;
 
 // Wraps a participant's try, confirm and cancel in its own database (PostgreSQL or MariaDB),
 // through a transaction manager of the participant's own (its decision log is never written:
@@ -120,7 +122,7 @@ tcc_answer answer_for(barrier_outcome outcome) noexcept;
 // ran", which the coordinator takes as final. Rolled-back work leaves no barrier row, so the
 // step may be delivered again. A request whose identity is not this database's is answered
 // wrong_database before anything is written.
-class tcc_barrier {
+class XATM_EXPORT tcc_barrier {
  public:
   // `rm_name` is a registered RM of `tm`; run() takes connections to it from the caller.
   tcc_barrier(transaction_manager& tm, std::string rm_name);
@@ -142,6 +144,6 @@ class tcc_barrier {
 
 // The CREATE TABLE IF NOT EXISTS statement of the barrier table for a dialect ("postgresql",
 // "mariadb" or "mysql").
-std::string barrier_schema(std::string_view dialect);
+XATM_EXPORT std::string barrier_schema(std::string_view dialect);
 
 }  // namespace xatm

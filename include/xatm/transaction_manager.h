@@ -17,6 +17,7 @@
 #include "xatm/global_transaction.h"
 #include "xatm/recovery.h"
 #include "xatm/connection.h"
+#include "xatm/export.h"
 #include "xatm/statistics.h"
 #include "xatm/tcc.h"
 
@@ -84,12 +85,12 @@ struct tm_access;
 struct tm_wiring;
 }  // namespace detail
 
-class transaction_manager {
+class XATM_EXPORT transaction_manager {
  public:
   // Opens (or creates) the decision log, taking its lock and a new incarnation. Throws
   // configuration_error (bad tm_id, log of another tm_id, log in use) or log_failure_error
   // (damaged log: xatm never presumes abort over a log it cannot read).
-  explicit transaction_manager(tm_options options);
+  explicit transaction_manager(const tm_options& options);
   ~transaction_manager();
   transaction_manager(const transaction_manager&) = delete;
   transaction_manager& operator=(const transaction_manager&) = delete;

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "xatm/export.h"
 #include "xatm/result.h"
 
 namespace xatm {
@@ -33,7 +34,7 @@ enum class commit_protocol : std::uint8_t {
                   // writes than 2PC, and any instance finishes it from the databases; gtrid ".cm"
 };
 
-class xid {
+class XATM_EXPORT xid {
  public:
   // Validates sizes (1..64 bytes each); throws invalid_argument_error on bad input.
   xid(std::int32_t format_id, std::string_view gtrid, std::string_view bqual);
@@ -77,21 +78,21 @@ struct gtrid_parts {
 };
 
 // A tm_id is 1..32 characters of [A-Za-z0-9_-].
-result<void> validate_tm_id(std::string_view tm_id);
+XATM_EXPORT result<void> validate_tm_id(std::string_view tm_id);
 // An RM name is 1..48 characters of [A-Za-z0-9_-].
-result<void> validate_rm_name(std::string_view rm_name);
+XATM_EXPORT result<void> validate_rm_name(std::string_view rm_name);
 // An incarnation id: a letter then 11 of [a-z2-7] (base32, about 59 random bits); never all
 // digits, so it cannot be mistaken for a legacy incarnation number.
-bool is_incarnation_id(std::string_view text) noexcept;
+XATM_EXPORT bool is_incarnation_id(std::string_view text) noexcept;
 // A legacy incarnation number: canonical decimal digits (no leading zero).
-bool is_legacy_incarnation(std::string_view text) noexcept;
+XATM_EXPORT bool is_legacy_incarnation(std::string_view text) noexcept;
 // `<tm_id>.<incarnation>.<seq>[.p3|.cm]`; fails on a bad tm_id or incarnation, or when it would be
 // longer than 64 bytes.
-result<std::string> format_gtrid(const gtrid_parts& parts);
+XATM_EXPORT result<std::string> format_gtrid(const gtrid_parts& parts);
 // The inverse; fails (xa_code::invalid) for any gtrid that is not exactly of that shape.
-result<gtrid_parts> parse_gtrid(std::string_view gtrid);
+XATM_EXPORT result<gtrid_parts> parse_gtrid(std::string_view gtrid);
 
 // True when the xid is xatm's (our formatID and a well-formed gtrid) and carries this tm_id.
-bool is_ours(const xid& branch, std::string_view tm_id);
+XATM_EXPORT bool is_ours(const xid& branch, std::string_view tm_id);
 
 }  // namespace xatm

@@ -22,7 +22,7 @@ std::shared_ptr<detail::tm_core> open_core(tm_options options, const detail::tm_
 
 }  // namespace
 
-transaction_manager::transaction_manager(tm_options options) : transaction_manager(std::move(options), {}) {}
+transaction_manager::transaction_manager(const tm_options& options) : transaction_manager(options, {}) {}
 
 transaction_manager::transaction_manager(tm_options options, const detail::tm_wiring& wiring)
     : core_(open_core(std::move(options), wiring)) {
