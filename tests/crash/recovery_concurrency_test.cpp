@@ -18,7 +18,7 @@ namespace {
 constexpr int exit_clean = 0;
 constexpr int exit_busy = 4;
 
-bool acted(const recovery_line& line) { return line.result == "committed" || line.result == "rolled back"; }
+bool acted(const recovery_line& line) { return line.result == "committed" || line.result == "rolled_back"; }
 
 bool says_busy(const std::string& err) { return err.find("busy") != std::string::npos; }
 
