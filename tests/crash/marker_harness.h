@@ -375,7 +375,7 @@ inline void check_race_outcome(const terminator_race& race, const test::transfer
   }
   const std::vector<std::string> actions = race.actions_on(gtrid);
   CHECK(actions.size() == branches);
-  for (const auto& action : actions) CHECK(action == (committed ? "committed" : "rolled back"));
+  for (const auto& action : actions) CHECK(action == (committed ? "committed" : "rolled_back"));
   check_token(bank, token, committed);
   check_invariants_after(bank, c, empty);
 }
