@@ -1,18 +1,23 @@
 // xatm-recover: resolves the prepared branches a crashed TM left behind, from its decision log.
-// A thin main over xatm::recover_offline() (lib/core/recovery.cpp holds the algorithm).
+// A thin main over xatm::recover_offline() (lib/core/recovery.cpp holds the algorithm). The
+// command line is parsed by CLI11 and --json is written by nlohmann-json (docs/recovery.md has
+// its schema); no argument a user gave is ever echoed, since a connection string may hold a password.
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
+#include <cmath>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "console_log.h"
-#include "xatm/connection_settings.h"
 #include "xatm/error.h"
 #include "xatm/recovery.h"
+#include "xatm/version.h"
 
 namespace {
 
@@ -24,11 +29,17 @@ constexpr int exit_heuristic = 3;       // an RM did the opposite of the decisio
 constexpr int exit_busy = 4;            // the log is in use: its TM is running and recovers by itself
 constexpr int exit_wrong_database = 5;  // an RM reaches another database than its name was pinned to
 
+// The version of --json's layout (docs/recovery.md): raised when a field changes meaning or goes.
+constexpr int json_schema_version = 1;
+// --precommit-timeout's ceiling: a day. More is a typo (milliseconds?), not a plan.
+constexpr double max_precommit_timeout_seconds = 86400;
+
 constexpr const char* help_text = R"(usage: xatm-recover --log PATH --rm NAME=DIALECT:CONNINFO [--rm ...]
                     [--tcc NAME=URL ...] [--tm-id ID] [--dry-run] [--json] [--verbose]
                     [--terminate [--precommit-timeout SECONDS]] [--repin NAME ...]
                     [--allow-unsafe-durability]
        xatm-recover --install-schema --rm NAME=DIALECT:CONNINFO [--rm ...]
+       xatm-recover --version | --help
 
 Resolves the prepared XA branches that a crashed xatm transaction manager left on its databases,
 using the TM's decision log: a branch whose transaction the log says COMMIT is committed, a branch
@@ -48,10 +59,12 @@ of the TM with no record is rolled back (presumed abort). Prepared transactions 
                     whose participant is not given stays unresolved, and so does its decision.
   --tm-id ID        the TM's tm_id (default: the one stored in the log).
   --dry-run         report what would be done; change nothing.
-  --json            print the report as JSON instead of a table.
+  --json            print the report as JSON instead of a table (schema: docs/recovery.md); an
+                    error is then a JSON object too: {"schema_version":1,"error":{"code",...}}.
   --verbose         log each step to stderr.
   --terminate       also resolve OTHER coordinators' three-phase branches (gtrids ending in .p3)
-                    that stay prepared for --precommit-timeout (default 30 s): the marker at the
+                    that stay prepared for --precommit-timeout (default 30 s, 0 to 86400, a
+                    decimal number of seconds: 0.5 is half a second): the marker at the
                     arbiter RM decides (docs/three-phase.md). Works without their logs; with
                     --terminate, --log may be omitted (or name a file that does not exist): the
                     tool then decides nothing of its own, it only terminates by the markers.
@@ -70,6 +83,8 @@ of the TM with no record is rolled back (presumed abort). Prepared transactions 
                     max_prepared_transactions = 0, MariaDB/MySQL with
                     innodb_flush_log_at_trx_commit other than 1 (MariaDB: 1 or 3), or log_bin ON
                     with sync_binlog other than 1. For throwaway test servers only.
+  --version         print "xatm-recover <version>" and exit 0.
+  --help, -h        print this text and exit 0.
 
 The log pins, for each RM name, the identity of the database the TM reached under it (a row in
 that database's xatm_identity table, which replicas and backups carry along). An --rm that reaches
@@ -89,53 +104,135 @@ Exit codes:
      (a typo in the connection string?); nothing was done on it
 )";
 
-std::string json_escape(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buffer[8];
-          std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
-          out += buffer;
-        } else {
-          out += c;
-        }
-    }
+
+// ---- --json ------------------------------------------------------------------------------------
+
+using json = nlohmann::ordered_json;
+
+// Splits a report line "name: why" into the RM it names (one of `names`, the longest that fits)
+// and the rest; an identity problem ("RM 'name' reaches ...") names it in quotes.
+std::pair<std::string, std::string> split_named(const std::string& line, const std::vector<std::string>& names) {
+  std::string best;
+  for (const auto& name : names) {
+    if (name.size() > best.size() && line.rfind(name + ": ", 0) == 0) best = name;
   }
+  if (!best.empty()) return {best, line.substr(best.size() + 2)};
+  for (const auto& name : names) {
+    if (name.size() > best.size() && line.find("'" + name + "'") != std::string::npos) best = name;
+  }
+  return {best, line};
+}
+
+// What kind of line of the report an item is: a prepared XA branch, a TCC branch of the log, or
+// a decision of the log (no branch of its own: forgotten, or kept).
+const char* item_kind(const xatm::recovery_item& item) {
+  if (item.xid == "-") return "decision";
+  if (item.xid.rfind("tcc ", 0) == 0) return "tcc_branch";
+  return "xa_branch";
+}
+
+// The outcome of the whole run, as the exit code says it.
+const char* outcome_code(int exit_code) {
+  switch (exit_code) {
+    case exit_clean: return "clean";
+    case exit_unresolved: return "unresolved";
+    case exit_heuristic: return "heuristic";
+    case exit_wrong_database: return "wrong_database";
+    default: return "error";
+  }
+}
+
+json item_json(const xatm::recovery_item& item) {
+  json out;
+  out["kind"] = item_kind(item);
+  out["rm"] = item.rm_name;
+  out["xid"] = item.xid;  // as the table shows it (xid::to_string(), "tcc <n>", or "-")
+  if (item.branch) {
+    out["format_id"] = item.branch->format_id();
+    out["gtrid"] = item.branch->gtrid();
+    out["bqual"] = item.branch->bqual();
+  } else {
+    out["format_id"] = nullptr;
+    out["gtrid"] = item.gtrid.empty() ? json(nullptr) : json(item.gtrid);
+    out["bqual"] = nullptr;
+  }
+  out["state"] = item.state_found;
+  out["decision"] = xatm::recovery_decision_code(item.decided);
+  out["action"] = item.action;
+  out["result"] = xatm::recovery_result_code(item.result);
+  out["age_seconds"] = item.age_seconds ? json(*item.age_seconds) : json(nullptr);
+  out["message"] = item.detail;
   return out;
 }
 
-void print_json(const xatm::recovery_report& report, int exit_code) {
-  std::cout << "{\n  \"exit_code\": " << exit_code
-            << ",\n  \"decisions_pending_before\": " << report.decisions_pending_before
-            << ",\n  \"decisions_completed\": " << report.completed.size()
-            << ",\n  \"markers_deleted\": " << report.markers_deleted;
-  auto list = [](const char* name, const std::vector<std::string>& values) {
-    std::cout << ",\n  \"" << name << "\": [";
-    for (std::size_t i = 0; i < values.size(); ++i)
-      std::cout << (i ? ", " : "") << '"' << json_escape(values[i]) << '"';
-    std::cout << "]";
-  };
-  list("unreachable_rms", report.unreachable_rms);
-  list("identity_mismatches", report.identity_mismatches);
-  list("repinned", report.repinned);
-  std::cout << ",\n  \"branches\": [";
-  for (std::size_t i = 0; i < report.items.size(); ++i) {
-    const auto& item = report.items[i];
-    std::cout << (i ? "," : "") << "\n    {\"rm\": \"" << json_escape(item.rm_name) << "\", \"xid\": \""
-              << json_escape(item.xid) << "\", \"gtrid\": \"" << json_escape(item.gtrid) << "\", \"state\": \""
-              << json_escape(item.state_found) << "\", \"decision\": \"" << json_escape(item.decision)
-              << "\", \"action\": \"" << item.action << "\", \"result\": \"" << xatm::recovery_result_name(item.result)
-              << "\", \"detail\": \"" << json_escape(item.detail) << '"';
-    if (item.age_seconds) std::cout << ", \"age_seconds\": " << *item.age_seconds;
-    std::cout << "}";
+json named_list(const std::vector<std::string>& lines, const std::vector<std::string>& names) {
+  json list = json::array();
+  for (const auto& line : lines) {
+    auto [rm, message] = split_named(line, names);
+    list.push_back(json{{"rm", rm.empty() ? json(nullptr) : json(rm)}, {"message", message}});
   }
-  std::cout << "\n  ]\n}\n";
+  return list;
 }
+
+// The report as one JSON object. Pretty-printed by hand at the top level so that each branch is
+// one line (a grep or a line-oriented reader still finds a branch by its gtrid); every value
+// is serialized by nlohmann-json.
+void print_json(const json& document) {
+  std::cout << "{\n";
+  bool first = true;
+  for (const auto& [key, value] : document.items()) {
+    std::cout << (first ? "" : ",\n") << "  " << json(key).dump() << ": ";
+    first = false;
+    if (value.is_array() && !value.empty()) {
+      std::cout << "[\n";
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        std::cout << "    " << value[i].dump() << (i + 1 < value.size() ? ",\n" : "\n");
+      }
+      std::cout << "  ]";
+    } else {
+      std::cout << value.dump();
+    }
+  }
+  std::cout << "\n}\n";
+}
+
+json report_json(const xatm::recovery_report& report, const xatm::offline_recovery_options& options, int exit_code) {
+  std::vector<std::string> names;
+  for (const auto& rm : options.rms) names.push_back(rm.first);
+  for (const auto& participant : options.tcc) names.push_back(participant.first);
+  json document;
+  document["schema_version"] = json_schema_version;
+  document["tool"] = "xatm-recover";
+  document["version"] = xatm::version_string();
+  document["log"] = options.log_path.empty() ? json(nullptr) : json(options.log_path);
+  document["dry_run"] = options.dry_run;
+  document["outcome"] = json{{"exit_code", exit_code},
+                             {"status", outcome_code(exit_code)},
+                             {"decisions_pending_before", report.decisions_pending_before},
+                             {"decisions_completed", report.completed.size()},
+                             {"markers_deleted", report.markers_deleted}};
+  document["unreachable_rms"] = named_list(report.unreachable_rms, names);
+  document["wrong_databases"] = named_list(report.identity_mismatches, names);
+  document["repinned"] = named_list(report.repinned, names);
+  json items = json::array();
+  for (const auto& item : report.items) items.push_back(item_json(item));
+  document["branches"] = std::move(items);
+  // Last: the first line that names a gtrid is its branch's.
+  document["completed"] = report.completed;
+  return document;
+}
+
+// An error, as --json prints it: {"schema_version":1,"error":{"code":...,"message":...}}.
+void print_json_error(const std::string& code, const std::string& message, int exit_code) {
+  json document;
+  document["schema_version"] = json_schema_version;
+  document["tool"] = "xatm-recover";
+  document["version"] = xatm::version_string();
+  document["error"] = json{{"code", code}, {"message", message}, {"exit_code", exit_code}};
+  std::cout << document.dump(2) << "\n";
+}
+
+// ---- the table -----------------------------------------------------------------------------------
 
 void print_table(const xatm::recovery_report& report) {
   std::vector<std::vector<std::string>> rows{{"XID", "RM", "STATE FOUND", "DECISION", "ACTION", "RESULT"}};
@@ -172,88 +269,114 @@ void print_table(const xatm::recovery_report& report) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Errors follow --json as soon as it is on the command line, even if parsing fails later.
+  const bool json_errors = std::any_of(argv + 1, argv + argc, [](const char* arg) { return std::string_view(arg) == "--json"; });
+  auto fail = [&](const char* code, const std::string& message, int exit_code) {
+    if (json_errors) {
+      print_json_error(code, message, exit_code);
+    } else {
+      std::cerr << "xatm-recover: " << message << (exit_code == exit_usage && std::string_view(code) == "usage" ? "\n(see xatm-recover --help)" : "") << "\n";
+    }
+    return exit_code;
+  };
+
   xatm::offline_recovery_options options;
-  bool json = false;
+  bool json_output = false;
   bool verbose = false;
   bool install_schema = false;
-  std::vector<std::string_view> args(argv + 1, argv + argc);
-  auto usage_error = [](const std::string& message) {
-    std::cerr << "xatm-recover: " << message << "\n(see xatm-recover --help)\n";
-    return exit_usage;
+  std::vector<std::string> rm_specs;
+  std::vector<std::string> tcc_specs;
+  double precommit_seconds = 30;
+
+  CLI::App app{"xatm-recover", "xatm-recover"};
+  app.set_help_flag();  // the help text is ours (help_text): CLI11's would not say what it means
+  app.allow_extras(false);
+  bool help = false;
+  bool version = false;
+  app.add_flag("-h,--help", help);
+  app.add_flag("--version", version);
+  app.add_option("--log", options.log_path)->expected(1);
+  app.add_option("--rm", rm_specs)->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--tcc", tcc_specs)->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--tm-id", options.tm_id)->expected(1);
+  app.add_flag("--dry-run", options.dry_run);
+  app.add_flag("--json", json_output);
+  app.add_flag("--verbose", verbose);
+  app.add_flag("--terminate", options.terminate);
+  auto* precommit_option = app.add_option("--precommit-timeout", precommit_seconds)->expected(1);
+  app.add_option("--repin", options.repin)->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_flag("--install-schema", install_schema);
+  app.add_flag("--allow-unsafe-durability", options.allow_unsafe_durability);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ExtrasError&) {
+    // Never echo the arguments themselves: one may be a connection string with a password.
+    return fail("usage", "an argument was not understood (not shown: it may hold a password)", exit_usage);
+  } catch (const CLI::ConversionError&) {
+    // Only --precommit-timeout converts: its value is a number, never a secret.
+    return fail("usage", "--precommit-timeout needs a number of seconds", exit_usage);
+  } catch (const CLI::ParseError& e) {
+    // Missing values and unknown options: CLI11 names the option, never a value.
+    return fail("usage", e.what(), exit_usage);
+  }
+  if (help) {
+    std::cout << help_text;
+    return exit_clean;
+  }
+  if (version) {
+    std::cout << "xatm-recover " << XATM_VERSION_STRING << "\n";
+    return exit_clean;
+  }
+  // CLI11 takes an empty value for "the default": an empty --precommit-timeout is a mistake.
+  const bool empty_value = precommit_option->count() > 0 &&
+                           std::any_of(precommit_option->results().begin(), precommit_option->results().end(),
+                                       [](const std::string& value) { return value.empty(); });
+  if (empty_value || !std::isfinite(precommit_seconds) || precommit_seconds < 0 || precommit_seconds > max_precommit_timeout_seconds) {
+    return fail("usage", "--precommit-timeout must be a number of seconds from 0 to 86400", exit_usage);
+  }
+  options.precommit_timeout = std::chrono::milliseconds(std::llround(precommit_seconds * 1000));
+  auto split = [](const std::string& spec) -> std::optional<std::pair<std::string, std::string>> {
+    auto equals = spec.find('=');
+    if (equals == std::string::npos || equals == 0) return std::nullopt;
+    return std::pair{spec.substr(0, equals), spec.substr(equals + 1)};
   };
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    auto value = [&](std::string_view option) -> std::optional<std::string> {
-      if (i + 1 >= args.size()) return std::nullopt;
-      (void)option;
-      return std::string(args[++i]);
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::cout << help_text;
-      return exit_clean;
-    } else if (arg == "--log") {
-      auto path = value(arg);
-      if (!path) return usage_error("--log needs a path");
-      options.log_path = *path;
-    } else if (arg == "--rm") {
-      auto spec = value(arg);
-      auto equals = spec ? spec->find('=') : std::string::npos;
-      if (!spec || equals == std::string::npos || equals == 0) return usage_error("--rm needs NAME=DIALECT:CONNINFO");
-      options.rms.emplace_back(spec->substr(0, equals), spec->substr(equals + 1));
-    } else if (arg == "--tcc") {
-      auto spec = value(arg);
-      auto equals = spec ? spec->find('=') : std::string::npos;
-      if (!spec || equals == std::string::npos || equals == 0) return usage_error("--tcc needs NAME=URL");
-      options.tcc.emplace_back(spec->substr(0, equals), spec->substr(equals + 1));
-    } else if (arg == "--tm-id") {
-      auto id = value(arg);
-      if (!id) return usage_error("--tm-id needs a value");
-      options.tm_id = *id;
-    } else if (arg == "--dry-run") {
-      options.dry_run = true;
-    } else if (arg == "--json") {
-      json = true;
-    } else if (arg == "--verbose") {
-      verbose = true;
-    } else if (arg == "--terminate") {
-      options.terminate = true;
-    } else if (arg == "--precommit-timeout") {
-      auto seconds = value(arg);
-      char* end = nullptr;
-      double parsed = seconds ? std::strtod(seconds->c_str(), &end) : -1;
-      if (!seconds || end == seconds->c_str() || *end != '\0' || parsed < 0) {
-        return usage_error("--precommit-timeout needs a number of seconds");
-      }
-      options.precommit_timeout = std::chrono::milliseconds(static_cast<long long>(parsed * 1000));
-    } else if (arg == "--repin") {
-      auto name = value(arg);
-      if (!name) return usage_error("--repin needs an RM name");
-      options.repin.push_back(*name);
-    } else if (arg == "--install-schema") {
-      install_schema = true;
-    } else if (arg == "--allow-unsafe-durability") {
-      options.allow_unsafe_durability = true;
-    } else {
-      // Never echo the argument itself: it may be a connection string with a password.
-      return usage_error("unknown argument #" + std::to_string(i + 1));
-    }
+  for (const auto& spec : rm_specs) {
+    auto named = split(spec);
+    if (!named) return fail("usage", "--rm needs NAME=DIALECT:CONNINFO", exit_usage);
+    options.rms.push_back(std::move(*named));
+  }
+  for (const auto& spec : tcc_specs) {
+    auto named = split(spec);
+    if (!named) return fail("usage", "--tcc needs NAME=URL", exit_usage);
+    options.tcc.push_back(std::move(*named));
   }
   if (options.rms.empty()) {
-    return usage_error("at least one --rm NAME=DIALECT:CONNINFO is required");
+    return fail("usage", "at least one --rm NAME=DIALECT:CONNINFO is required", exit_usage);
   }
   xatm::tools::install_console_log(verbose ? "debug" : "warning");
   if (install_schema) {
     try {
-      for (const auto& name : xatm::install_marker_schema(options.rms)) {
-        std::cout << "xatm_identity, xatm_marker and xatm_tcc_barrier ready on " << name << "\n";
+      auto done = xatm::install_marker_schema(options.rms);
+      if (json_output) {
+        json document;
+        document["schema_version"] = json_schema_version;
+        document["tool"] = "xatm-recover";
+        document["version"] = xatm::version_string();
+        document["schema_installed"] = done;
+        std::cout << document.dump(2) << "\n";
+      } else {
+        for (const auto& name : done) {
+          std::cout << "xatm_identity, xatm_marker and xatm_tcc_barrier ready on " << name << "\n";
+        }
       }
       return exit_clean;
+    } catch (const xatm::configuration_error& e) {
+      return fail("configuration", e.what(), exit_usage);
     } catch (const xatm::error& e) {
-      std::cerr << "xatm-recover: " << e.what() << "\n";
-      return exit_usage;
+      return fail("rm", e.what(), exit_usage);
     }
   }
-  if (options.log_path.empty() && !options.terminate) return usage_error("--log PATH is required");
+  if (options.log_path.empty() && !options.terminate) return fail("usage", "--log PATH is required", exit_usage);
 
   try {
     auto report = xatm::recover_offline(options);
@@ -261,8 +384,8 @@ int main(int argc, char** argv) {
                : !report.identity_mismatches.empty() ? exit_wrong_database
                : report.unresolved()                 ? exit_unresolved
                                                      : exit_clean;
-    if (json) {
-      print_json(report, code);
+    if (json_output) {
+      print_json(report_json(report, options, code));
     } else {
       print_table(report);
       std::cout
@@ -274,11 +397,16 @@ int main(int argc, char** argv) {
     }
     return code;
   } catch (const xatm::log_in_use_error& e) {
-    std::cerr << "xatm-recover: busy: " << e.cause().message
+    const std::string message = "busy: " + e.cause().message;
+    if (json_errors) return fail("busy", message, exit_busy);
+    std::cerr << "xatm-recover: " << message
               << "\n(a running TM recovers by itself; run this tool only when it is stopped)\n";
     return exit_busy;
+  } catch (const xatm::log_failure_error& e) {
+    return fail("log", e.what(), exit_usage);
+  } catch (const xatm::configuration_error& e) {
+    return fail("configuration", e.what(), exit_usage);
   } catch (const xatm::error& e) {
-    std::cerr << "xatm-recover: " << e.what() << "\n";
-    return exit_usage;
+    return fail("error", e.what(), exit_usage);
   }
 }

@@ -32,6 +32,7 @@ servers_sh="$repo/lib/testing/servers.sh"
 readonly packages=(
   cmake g++ make pkg-config dpkg-dev file
   libpq-dev libmariadb-dev-compat libboost-log-dev libsqlite3-dev doctest-dev libcpp-httplib-dev
+  libcli11-dev nlohmann-json3-dev
   postgresql-15 mariadb-server
   clang libclang-rt-14-dev
   faketime iproute2 openssl

@@ -7,14 +7,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -34,12 +37,19 @@
 #include "xatm/connection_settings.h"
 #include "xatm/error.h"
 #include "xatm/transaction_manager.h"
+#include "xatm/version.h"
 
 namespace {
 
 using namespace xatm::bench;
 
+// The ranges of the numbers (absurd values are typos, refused before anything starts).
+constexpr double max_clients = 1024;      // each client is a thread with its own connections
+constexpr double max_seconds = 86400;     // --seconds, --warmup: a day
+constexpr double max_accounts = 10000000;     // rows per database the setup inserts
+
 constexpr const char* usage_text = R"(usage: xatm-bench [options]
+       xatm-bench --version | --help
 
 Runs each workload with each number of clients in every mode, the modes interleaved in short
 rounds so that they see the same machine, then prints a table per workload and checks that the
@@ -55,11 +65,13 @@ databases hold exactly what was acknowledged (exit 1 if not).
   --decision-rm NAME   the commit-marker modes' decision RM (pg, pg2 or maria; default: the
                        first enlisted branch's, the workload's first database)
   --clients LIST       numbers of concurrent clients, each one thread with its own connections
-                       (default: 1,4,16)
-  --seconds N          measured seconds per mode and clients value (default 5), split into
-                       rounds of about one second (at most 10 rounds)
-  --warmup N           unmeasured seconds per mode before each clients value (default 1)
-  --accounts N         accounts (transfer, pg-pg) or items (read-write) per database (default 10000)
+                       (default: 1,4,16; each 1 to 1024)
+  --seconds N          measured seconds per mode and clients value (default 5; 0.1 to 86400),
+                       split into rounds of about one second (at most 10 rounds)
+  --warmup N           unmeasured seconds per mode before each clients value (default 1; 0 to
+                       86400)
+  --accounts N         accounts (transfer, pg-pg) or items (read-write) per database (default
+                       10000; 1 to 10000000)
   --log-dir DIR        directory of xatm's decision log (mode 0700); its device's fsync is
                        measured and printed (default: a private temp dir, removed at exit)
   --json FILE          write the results, targets and checks as JSON
@@ -71,6 +83,7 @@ databases hold exactly what was acknowledged (exit 1 if not).
                        innodb_flush_log_at_trx_commit != 1, ...); default: refused. The output's
                        header line says which was used: numbers from unsafe servers are not
                        comparable with safe ones
+  --version            print "xatm-bench <version>" and exit
   --help               this text
 
 Modes: local = two native local transactions one after the other (not atomic); raw-xa = the XA
@@ -101,83 +114,98 @@ std::vector<std::string> split_list(const std::string& text) {
   return items;
 }
 
-double parse_number(const std::string& option, const std::string& text, double min) {
+// A number of `option` from `min` to `max` (finite: nan and inf are refused), a whole one when
+// `whole`. The text is a number the user typed, never a secret: it may be echoed.
+double parse_number(const std::string& option, const std::string& text, double min, double max, bool whole = false) {
   try {
     std::size_t used = 0;
     const double value = std::stod(text, &used);
-    if (used == text.size() && value >= min) return value;
-  } catch (const std::exception&) {
+    if (used == text.size() && std::isfinite(value) && value >= min && value <= max &&
+        (!whole || value == std::floor(value))) {
+      return value;
+    }
+  } catch (const std::exception&) {  // NOLINT(bugprone-empty-catch): reported below
   }
-  usage_error(option + " needs a number >= " + std::to_string(min) + ", not '" + text + "'");
+  std::ostringstream range;
+  range << std::setprecision(10) << option << " needs " << (whole ? "a whole number" : "a number") << " from " << min << " to " << max
+        << ", not '" << text << "'";
+  usage_error(range.str());
 }
 
+// The command line, parsed by CLI11 (docs/performance.md lists the options). Numbers are range-checked
+// here, with messages that name the option; a connection string is never echoed.
 settings parse_options(int argc, char** argv) {
   settings config;
-  for (int i = 1; i < argc; ++i) {
-    std::string option = argv[i];
-    std::string value;
-    bool has_value = false;
-    if (const auto equals = option.find('='); option.starts_with("--") && equals != std::string::npos) {
-      value = option.substr(equals + 1);
-      option = option.substr(0, equals);
-      has_value = true;
+  CLI::App app{"xatm-bench", "xatm-bench"};
+  app.set_help_flag();  // usage_text is the help
+  bool help = false;
+  bool version = false;
+  std::string workloads;
+  std::string modes;
+  std::string clients;
+  std::string seconds;
+  std::string warmup;
+  std::string accounts;
+  app.add_flag("-h,--help", help);
+  app.add_flag("--version", version);
+  app.add_option("--pg", config.pg);
+  app.add_option("--mysql", config.mysql);
+  app.add_option("--workload,--workloads", workloads);
+  app.add_option("--modes", modes);
+  app.add_option("--decision-rm", config.decision_rm);
+  app.add_option("--clients", clients);
+  app.add_option("--seconds", seconds);
+  app.add_option("--warmup", warmup);
+  app.add_option("--accounts", accounts);
+  app.add_option("--log-dir", config.log_dir);
+  app.add_option("--json", config.json_path);
+  app.add_option("--csv", config.csv_path);
+  app.add_option("--chart", config.chart_path);
+  app.add_flag("--allow-unsafe-durability", config.allow_unsafe_durability);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ExtrasError&) {
+    usage_error("an argument was not understood (not shown: it may hold a password)");
+  } catch (const CLI::ParseError& e) {
+    usage_error(e.what());  // CLI11 names the option, never a value here (every option is text)
+  }
+  if (help) {
+    std::cout << usage_text;
+    std::exit(0);
+  }
+  if (version) {
+    std::cout << "xatm-bench " << XATM_VERSION_STRING << "\n";
+    std::exit(0);
+  }
+  auto given = [&](const char* name) { return app.get_option(name)->count() > 0; };
+  if (given("--workload")) {
+    config.workloads.clear();
+    for (const auto& name : split_list(workloads)) {
+      auto kind = parse_workload(name);
+      if (!kind) usage_error("unknown workload '" + name + "' (transfer, read-write, pg-pg)");
+      config.workloads.push_back(*kind);
     }
-    if (option == "--help" || option == "-h") {
-      std::cout << usage_text;
-      std::exit(0);
+  }
+  if (given("--modes")) {
+    config.modes.clear();
+    for (const auto& name : split_list(modes)) {
+      auto m = parse_mode(name);
+      if (!m) usage_error("unknown mode '" + name + "' (local, raw-xa, xa, xa-early, 3pc, marker, marker-early, tcc)");
+      if (std::find(config.modes.begin(), config.modes.end(), *m) == config.modes.end()) config.modes.push_back(*m);
     }
-    auto next = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= argc) usage_error(option + " needs a value");
-      return argv[++i];
-    };
-    if (option == "--pg") {
-      config.pg = next();
-    } else if (option == "--mysql") {
-      config.mysql = next();
-    } else if (option == "--workload" || option == "--workloads") {
-      config.workloads.clear();
-      for (const auto& name : split_list(next())) {
-        auto kind = parse_workload(name);
-        if (!kind) usage_error("unknown workload '" + name + "' (transfer, read-write, pg-pg)");
-        config.workloads.push_back(*kind);
-      }
-    } else if (option == "--modes") {
-      config.modes.clear();
-      for (const auto& name : split_list(next())) {
-        auto m = parse_mode(name);
-        if (!m) usage_error("unknown mode '" + name + "' (local, raw-xa, xa, xa-early, 3pc, marker, marker-early, tcc)");
-        if (std::find(config.modes.begin(), config.modes.end(), *m) == config.modes.end()) config.modes.push_back(*m);
-      }
-    } else if (option == "--clients") {
-      config.clients.clear();
-      for (const auto& text : split_list(next())) {
-        config.clients.push_back(static_cast<int>(parse_number("--clients", text, 1)));
-      }
-    } else if (option == "--seconds") {
-      config.seconds = parse_number(option, next(), 0.1);
-    } else if (option == "--warmup") {
-      config.warmup = parse_number(option, next(), 0);
-    } else if (option == "--accounts") {
-      config.accounts = static_cast<int>(parse_number(option, next(), 1));
-    } else if (option == "--log-dir") {
-      config.log_dir = next();
-    } else if (option == "--json") {
-      config.json_path = next();
-    } else if (option == "--csv") {
-      config.csv_path = next();
-    } else if (option == "--chart") {
-      config.chart_path = next();
-    } else if (option == "--decision-rm") {
-      config.decision_rm = next();
-      if (config.decision_rm != "pg" && config.decision_rm != "pg2" && config.decision_rm != "maria") {
-        usage_error("--decision-rm must be pg, pg2 or maria");
-      }
-    } else if (option == "--allow-unsafe-durability") {
-      config.allow_unsafe_durability = true;
-    } else {
-      usage_error("unknown option '" + option + "'");
+  }
+  if (given("--clients")) {
+    config.clients.clear();
+    for (const auto& text : split_list(clients)) {
+      config.clients.push_back(static_cast<int>(parse_number("--clients", text, 1, max_clients, true)));
     }
+  }
+  if (given("--seconds")) config.seconds = parse_number("--seconds", seconds, 0.1, max_seconds);
+  if (given("--warmup")) config.warmup = parse_number("--warmup", warmup, 0, max_seconds);
+  if (given("--accounts")) config.accounts = static_cast<int>(parse_number("--accounts", accounts, 1, max_accounts, true));
+  if (given("--decision-rm") && config.decision_rm != "pg" && config.decision_rm != "pg2" &&
+      config.decision_rm != "maria") {
+    usage_error("--decision-rm must be pg, pg2 or maria");
   }
   if (config.workloads.empty()) usage_error("--workload names no workload");
   if (config.modes.empty()) usage_error("--modes names no mode");

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "xatm/export.h"
+#include "xatm/xid.h"
 
 namespace xatm {
 
@@ -33,7 +34,22 @@ enum class recovery_result : std::uint8_t {
   heuristic,        // the RM did the opposite of the decision
   would_forget,     // dry run: a decision none of whose branches remain; the real run forgets it
 };
+// For people (the table view): "rolled back", "would commit (dry run)", ...
 XATM_EXPORT const char* recovery_result_name(recovery_result result) noexcept;
+// For programs (xatm-recover --json): the enumerator's own name, "rolled_back", "would_commit", ...
+XATM_EXPORT const char* recovery_result_code(recovery_result result) noexcept;
+
+// What a branch's fate was decided by.
+enum class recovery_decision : std::uint8_t {
+  none,            // nothing decides it here: foreign, or left unresolved before a decision was read
+  commit,          // the decision log holds COMMIT
+  presumed_abort,  // xatm's branch with no COMMIT record
+  marker_rule,     // decided by markers (three-phase, commit-marker), not read yet
+  marker_commit,   // a P marker (on the branch's RM or at the arbiter): commit
+  marker_abort,    // an A marker at the arbiter: roll back
+  no_marker,       // no marker at the arbiter: the real run inserts A (unless the coordinator's P wins)
+};
+XATM_EXPORT const char* recovery_decision_code(recovery_decision decision) noexcept;  // "presumed_abort", ...
 
 struct recovery_item {
   std::string rm_name;      // the RM, or the TCC participant
@@ -45,6 +61,8 @@ struct recovery_item {
   recovery_result result = recovery_result::unresolved;
   std::string detail;                       // why, for unresolved / heuristic / foreign results
   std::optional<std::int64_t> age_seconds;  // how long it has been prepared, when the RM says
+  std::optional<xatm::xid> branch;          // the XID's parts, when it decodes (not for TCC branches)
+  recovery_decision decided = recovery_decision::none;  // what `decision` says, for programs
 };
 
 struct XATM_EXPORT recovery_report {

@@ -49,6 +49,35 @@ const char* recovery_result_name(recovery_result result) noexcept {
   return "unknown";
 }
 
+const char* recovery_result_code(recovery_result result) noexcept {
+  switch (result) {
+    case recovery_result::committed: return "committed";
+    case recovery_result::rolled_back: return "rolled_back";
+    case recovery_result::already_done: return "already_done";
+    case recovery_result::would_commit: return "would_commit";
+    case recovery_result::would_roll_back: return "would_roll_back";
+    case recovery_result::skipped_live: return "skipped_live";
+    case recovery_result::foreign: return "foreign";
+    case recovery_result::unresolved: return "unresolved";
+    case recovery_result::heuristic: return "heuristic";
+    case recovery_result::would_forget: return "would_forget";
+  }
+  return "unknown";
+}
+
+const char* recovery_decision_code(recovery_decision decision) noexcept {
+  switch (decision) {
+    case recovery_decision::none: return "none";
+    case recovery_decision::commit: return "commit";
+    case recovery_decision::presumed_abort: return "presumed_abort";
+    case recovery_decision::marker_rule: return "marker_rule";
+    case recovery_decision::marker_commit: return "marker_commit";
+    case recovery_decision::marker_abort: return "marker_abort";
+    case recovery_decision::no_marker: return "no_marker";
+  }
+  return "unknown";
+}
+
 bool recovery_report::unresolved() const noexcept {
   if (!unreachable_rms.empty() || !identity_mismatches.empty()) return true;
   for (const auto& item : items) {
@@ -183,6 +212,7 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
   auto local = read_marker(*rm.connection, branch.gtrid());
   if (local.ok() && local.value() == marker_state::precommitted) {
     item.decision = "P marker on " + rm.name;
+    item.decided = recovery_decision::marker_commit;
     act(context, *rm.connection, branch, true, item);
     return;
   }
@@ -244,8 +274,10 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
   if (found.value()) {
     winner = *found.value();
     item.decision = std::string(winner == marker_state::precommitted ? "P" : "A") + " marker at arbiter " + arbiter;
+    item.decided = winner == marker_state::precommitted ? recovery_decision::marker_commit : recovery_decision::marker_abort;
   } else if (context.dry_run) {
     item.decision = "no marker at arbiter " + arbiter + ": the real run inserts A (unless the coordinator's P wins)";
+    item.decided = recovery_decision::no_marker;
   } else {
     // No marker: a P is deleted only once every branch is final, so if this branch is still
     // prepared now, after the read, nobody decided and its P (if it ever comes) cannot have been
@@ -260,6 +292,7 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
     const auto& ours = listed.value().ours;
     if (std::find(ours.begin(), ours.end(), branch) == ours.end()) {
       item.decision = "no marker at arbiter " + arbiter;
+      item.decided = recovery_decision::no_marker;
       item.action = "none";
       item.result = recovery_result::already_done;
       item.detail = "no longer prepared: finished meanwhile";
@@ -275,6 +308,7 @@ void terminate(const recovery_context& context, scanned_rm& rm, const xid& branc
     }
     winner = inserted.value();
     item.decision = std::string(winner == marker_state::precommitted ? "P" : "A") + " marker at arbiter " + arbiter;
+    item.decided = winner == marker_state::precommitted ? recovery_decision::marker_commit : recovery_decision::marker_abort;
   }
   act(context, *rm.connection, branch, winner == marker_state::precommitted, item);
 }
@@ -391,12 +425,16 @@ recovery_report run_recovery(const recovery_context& context) {
                          "none",
                          recovery_result::foreign,
                          "another formatID or encoding",
-                         other.age_seconds};
+                         other.age_seconds,
+                         other.id,
+                         recovery_decision::none};
       report.items.push_back(std::move(item));
     }
     for (const xid& branch : rm.found.ours) {
-      recovery_item item{rm.name, branch.to_string(), branch.gtrid(), "prepared", "-", "none", recovery_result::foreign,
-                         "",      std::nullopt};
+      recovery_item item{rm.name, branch.to_string(), branch.gtrid(), "prepared",
+                         "-",     "none",           recovery_result::foreign,
+                         "",      std::nullopt,     branch,
+                         recovery_decision::none};
       auto parts = parse_gtrid(branch.gtrid());
       bool same_tm_id = parts && parts.value().tm_id == context.tm_id;
       bool own = same_tm_id && context.log != nullptr && context.log->is_own_incarnation(parts.value().incarnation);
@@ -421,6 +459,9 @@ recovery_report run_recovery(const recovery_context& context) {
       auto decision = decisions.find(branch.gtrid());
       bool commit = own && decision != decisions.end();
       item.decision = commit ? "commit" : by_markers ? "none: marker rule" : "none (presumed abort)";
+      item.decided = commit       ? recovery_decision::commit
+                     : by_markers ? recovery_decision::marker_rule
+                                  : recovery_decision::presumed_abort;
       auto lease_holder = [&]() -> std::optional<std::string> {
         // A TM still running with this incarnation (its lock file deleted, or this run works on
         // a copy of its log) may still be deciding the branch: never presume abort under it.
@@ -477,7 +518,9 @@ recovery_report run_recovery(const recovery_context& context) {
                        commit ? "confirm" : "cancel",
                        recovery_result::unresolved,
                        "",
-                       std::nullopt};
+                       std::nullopt,
+                       std::nullopt,
+                       commit ? recovery_decision::commit : recovery_decision::presumed_abort};
     gtrids_left.insert(record.gtrid);  // until this item is final (below)
     auto parts = parse_gtrid(record.gtrid);
     auto participant = context.participants.find(record.participant);
@@ -557,7 +600,8 @@ recovery_report run_recovery(const recovery_context& context) {
     if (!missing.empty()) {
       report.items.push_back(
           {missing, "-", gtrid, "unknown", "commit", "none", recovery_result::unresolved,
-           "the decision's RMs could not be scanned or verified: " + missing + "; the decision is kept", std::nullopt});
+           "the decision's RMs could not be scanned or verified: " + missing + "; the decision is kept", std::nullopt,
+           std::nullopt, recovery_decision::commit});
       continue;
     }
     bool acted_here = false;
@@ -567,12 +611,13 @@ recovery_report run_recovery(const recovery_context& context) {
                               recovery_result::would_forget,
                               acted_here ? "once the commits above succeed: all its RMs verified and scanned"
                                          : "no branch left on any of its RMs (all verified and scanned)",
-                              std::nullopt});
+                              std::nullopt, std::nullopt, recovery_decision::commit});
       continue;
     }
     if (!acted_here) {
       report.items.push_back({"-", "-", gtrid, "gone", "commit", "forget", recovery_result::already_done,
-                              "no branch left on any RM: decision forgotten", std::nullopt});
+                              "no branch left on any RM: decision forgotten", std::nullopt, std::nullopt,
+                              recovery_decision::commit});
     }
     context.log->mark_complete(gtrid);
     report.completed.push_back(gtrid);
@@ -583,7 +628,8 @@ recovery_report run_recovery(const recovery_context& context) {
     if (decisions.contains(gtrid) || is_live(gtrid) || gtrids_left.contains(gtrid)) continue;
     if (context.dry_run) {
       report.items.push_back({"-", "-", gtrid, "cancelled", "none (presumed abort)", "forget",
-                              recovery_result::would_forget, "once the cancels above succeed", std::nullopt});
+                              recovery_result::would_forget, "once the cancels above succeed", std::nullopt, std::nullopt,
+                              recovery_decision::presumed_abort});
       continue;
     }
     context.log->mark_complete(gtrid);

@@ -439,7 +439,8 @@ class two_phase_commit {
       }
     }
     for (std::size_t k = 0; k < readers.size(); ++k) {
-      if (!answers[k].ok()) abort_for(answers[k].error(), "prepare");
+      // Each adapter finishes a read-only branch asked to prepare with a one-phase commit.
+      if (!answers[k].ok()) abort_for(answers[k].error(), "one-phase commit");
       if (answers[k].value() != vote::read_only) {
         abort_for(make_failure(xa_code::rollback_other, "a branch reported read-only voted to commit",
                                branches_[readers[k]].rm->name()),
@@ -477,8 +478,14 @@ class two_phase_commit {
   // Prepares every live branch but `except`; `meanwhile` as for call_all().
   void prepare_all(std::optional<std::size_t> except = std::nullopt, const std::function<void()>& meanwhile = {}) {
     auto which = all_live(except);
+    // Each adapter finishes a branch that wrote nothing with a one-phase commit instead of a
+    // prepare: a failure there is reported as the one-phase commit it was.
+    std::vector<bool> read_only;
+    read_only.reserve(which.size());
+    for (std::size_t i : which) read_only.push_back(branches_[i].rm->known_read_only());
     auto answers = call_all(which, xa_verb::prepare, prepare_deadline(), meanwhile);
     std::optional<failure> no_vote;
+    const char* no_vote_step = "prepare";
     for (std::size_t k = 0; k < which.size(); ++k) {
       std::size_t i = which[k];
       if (answers[k].ok()) {
@@ -492,14 +499,17 @@ class two_phase_commit {
                                                                          : branch_fate::maybe_prepared;
       // A refusal for configuration is reported before any other no-vote: it is the one that
       // will fail every writing transaction on that RM until an operator changes the setting.
-      if (!no_vote || (refuses_for_configuration(cause) && !refuses_for_configuration(*no_vote))) no_vote = cause;
+      if (!no_vote || (refuses_for_configuration(cause) && !refuses_for_configuration(*no_vote))) {
+        no_vote = cause;
+        no_vote_step = read_only[k] ? "one-phase commit" : "prepare";
+      }
     }
     if (no_vote && refuses_for_configuration(*no_vote)) {
       failure cause = *no_vote;
       cause.message = gtrid_ + " rolled back: " + cause.rm_name + " refuses to prepare as configured: " + cause.message;
       abort<configuration_error>(std::move(cause), outcome_cause::configuration);
     }
-    if (no_vote) abort_for(*no_vote, "prepare");
+    if (no_vote) abort_for(*no_vote, no_vote_step);
     XATM_LOG(tm, debug) << gtrid_ << ": every branch voted yes";
     XATM_CRASH_POINT("after_all_prepared");
   }

@@ -286,7 +286,12 @@ class mysql_rm final : public detail::sql_adapter {
     std::optional<result<vote>> outcome;  // set once the verb has finished
 
     // "commit of <xid>", for messages and enabled log records: built only when one is written.
-    std::string what() const { return std::string(xa_verb_name(verb)) + " of " + branch.to_string(); }
+    // Names the verb the server is running: a read-only branch asked to prepare is finished by
+    // XA COMMIT ... ONE PHASE, and a failure there is a failed one-phase commit, not a prepare.
+    std::string what() const {
+      const bool one_phase = current == stage::xa_commit_one_phase;
+      return std::string(one_phase ? "one-phase commit" : xa_verb_name(verb)) + " of " + branch.to_string();
+    }
   };
 
   // The transaction-state reports of the session tracker (read-only detection).

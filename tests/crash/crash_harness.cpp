@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -35,14 +36,10 @@ std::unique_ptr<resource_manager> connect_observer(bool postgres) {
   return std::move(rm).value();
 }
 
-// The value of `"key": "..."` in one line of xatm-recover's JSON (values hold no quotes here:
-// gtrids, RM names and result names; an escaped quote would end the value early).
-std::string json_value(const std::string& line, const std::string& key) {
-  const std::string marker = "\"" + key + "\": \"";
-  const auto start = line.find(marker);
-  if (start == std::string::npos) return {};
-  const auto from = start + marker.size();
-  return line.substr(from, line.find('"', from) - from);
+// A string field of one branch of xatm-recover's JSON, or "" (absent or null).
+std::string json_string(const nlohmann::json& branch, const char* key) {
+  auto found = branch.find(key);
+  return found != branch.end() && found->is_string() ? found->get<std::string>() : std::string();
 }
 
 bool is_of(const std::string& gtrid, const std::string& tm_id) { return gtrid.rfind(tm_id + ".", 0) == 0; }
@@ -229,12 +226,18 @@ tool_process::tool_process(scenario& s, const std::string& crash_at)
 
 std::vector<recovery_line> parse_tool_report(const std::string& json, const std::string& tm_id) {
   std::vector<recovery_line> lines;
+  // One branch per line (so that several runs' outputs, concatenated, parse too): each line
+  // that holds a JSON object with a "kind" is a branch.
   std::istringstream in(json);
   std::string line;
   while (std::getline(in, line)) {
-    if (line.find("{\"rm\": ") == std::string::npos) continue;
-    recovery_line parsed{json_value(line, "rm"), json_value(line, "gtrid"), json_value(line, "state"),
-                         json_value(line, "result")};
+    auto from = line.find('{');
+    auto to = line.rfind('}');
+    if (from == std::string::npos || to == std::string::npos || to < from) continue;
+    auto branch = nlohmann::json::parse(line.substr(from, to - from + 1), nullptr, /*allow_exceptions=*/false);
+    if (!branch.is_object() || !branch.contains("kind")) continue;
+    recovery_line parsed{json_string(branch, "rm"), json_string(branch, "gtrid"), json_string(branch, "state"),
+                         json_string(branch, "result")};
     if (is_of(parsed.gtrid, tm_id)) lines.push_back(std::move(parsed));
   }
   return lines;
@@ -254,9 +257,9 @@ std::string recovery_summary::outcome_of(const std::string& gtrid) const {
   bool already_done = false;
   for (const auto& line : lines) {
     if (line.gtrid != gtrid) continue;
-    const bool done = line.result == recovery_result_name(recovery_result::already_done);
-    committed = committed || line.result == recovery_result_name(recovery_result::committed);
-    rolled_back = rolled_back || line.result == recovery_result_name(recovery_result::rolled_back);
+    const bool done = line.result == recovery_result_code(recovery_result::already_done);
+    committed = committed || line.result == recovery_result_code(recovery_result::committed);
+    rolled_back = rolled_back || line.result == recovery_result_code(recovery_result::rolled_back);
     forgotten = forgotten || (done && line.state == "gone");
     already_done = already_done || (done && line.state != "gone");
   }
@@ -290,7 +293,7 @@ recovery_summary recover_with_library(const scenario& s) {
     ++summary.runs;
     for (const auto& item : report.items) {
       if (!is_of(item.gtrid, s.tm_id())) continue;
-      summary.lines.push_back({item.rm_name, item.gtrid, item.state_found, recovery_result_name(item.result)});
+      summary.lines.push_back({item.rm_name, item.gtrid, item.state_found, recovery_result_code(item.result)});
     }
     REQUIRE_MESSAGE(!report.heuristic(), s.name() << ": library recovery reported a heuristic outcome");
     if (!report.unresolved()) break;

@@ -139,7 +139,7 @@ struct recovery_line {
   std::string rm;
   std::string gtrid;
   std::string state;   // "prepared" or "gone"
-  std::string result;  // recovery_result_name(): "committed", "rolled back", "already done", ...
+  std::string result;  // recovery_result_code(): "committed", "rolled_back", "already_done", ...
 };
 
 // Parses the branches of xatm-recover's --json output that belong to tm_id.

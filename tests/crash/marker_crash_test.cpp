@@ -269,7 +269,7 @@ TEST_CASE("commit-marker: a terminator waiting on a frozen coordinator's uncommi
     INFO("terminator:\n" << t.output);
     CHECK_MESSAGE((ended.exited && ended.code == 0), ended.describe() << "\n" << c.output());
     CHECK(c.read_acks().tokens.at(token) == test::ack_state::committed);
-    CHECK(t.actions_on(gtrid) != std::vector<std::string>{"rolled back"});
+    CHECK(t.actions_on(gtrid) != std::vector<std::string>{"rolled_back"});
     terminate_until_done(t, "0.3");
     CHECK(token_on(true, bank, token));
     CHECK(token_on(false, bank, token));

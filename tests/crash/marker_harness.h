@@ -211,11 +211,11 @@ struct termination {
   std::vector<crash_test::recovery_line> lines_of(const std::string& coordinator_tm_id) const {
     return crash_test::parse_tool_report(output, coordinator_tm_id);
   }
-  // The branches of `gtrid` it finished, as "committed" or "rolled back".
+  // The branches of `gtrid` it finished, as "committed" or "rolled_back".
   std::vector<std::string> actions_on(const std::string& gtrid) const {
     std::vector<std::string> actions;
     for (const auto& line : crash_test::parse_tool_report(output, gtrid.substr(0, gtrid.find('.')))) {
-      if (line.gtrid == gtrid && (line.result == "committed" || line.result == "rolled back")) {
+      if (line.gtrid == gtrid && (line.result == "committed" || line.result == "rolled_back")) {
         actions.push_back(line.result);
       }
     }
@@ -336,7 +336,7 @@ struct terminator_race {
   termination a;
   termination b;
 
-  // What both did to `gtrid`'s branches ("committed" / "rolled back"), together.
+  // What both did to `gtrid`'s branches ("committed" / "rolled_back"), together.
   std::vector<std::string> actions_on(const std::string& gtrid) const {
     std::vector<std::string> actions = a.actions_on(gtrid);
     const auto more = b.actions_on(gtrid);
@@ -375,7 +375,7 @@ inline void check_race_outcome(const terminator_race& race, const test::transfer
   }
   const std::vector<std::string> actions = race.actions_on(gtrid);
   CHECK(actions.size() == branches);
-  for (const auto& action : actions) CHECK(action == (committed ? "committed" : "rolled back"));
+  for (const auto& action : actions) CHECK(action == (committed ? "committed" : "rolled_back"));
   check_token(bank, token, committed);
   check_invariants_after(bank, c, empty);
 }

@@ -67,7 +67,7 @@ TEST_CASE("a crash at every point of the two-phase protocol is recovered by the 
       CHECK(ledger_has(s.bank(), in_flight.token) == c.committed);
       check_invariants(s, "after a crash at " + point + ", recovered by the " + via);
       table += "  " + point + " (" + via + "): " + outcome + ", " + std::to_string(summary.count("committed")) +
-               " branches committed, " + std::to_string(summary.count("rolled back")) + " rolled back\n";
+               " branches committed, " + std::to_string(summary.count("rolled_back")) + " rolled back\n";
     }
   }
   MESSAGE("what recovery did with the transfer in flight at each crash point:\n" << table);
@@ -102,7 +102,7 @@ TEST_CASE("recovery killed after its scan or after its first action converges wh
 
       // Run again: it resolves exactly what is left and converges.
       const auto summary = recover(s, path);
-      CHECK(summary.count("committed") + summary.count("rolled back") == expected_left);
+      CHECK(summary.count("committed") + summary.count("rolled_back") == expected_left);
       check_invariants(s, "after recovery (" + via + ") was killed at " + point + " and run again");
       CHECK(ledger_has(s.bank(), left.to_commit.token));
       CHECK_FALSE(ledger_has(s.bank(), left.to_roll_back.token));

@@ -62,7 +62,7 @@ TEST_CASE("8 threads killed at random instants: every round recovers and keeps e
     const auto summary = recover(s, path);
     recovery_runs += summary.runs;
     branches_committed += summary.count("committed");
-    branches_rolled_back += summary.count("rolled back");
+    branches_rolled_back += summary.count("rolled_back");
     for (const auto& line : summary.lines) decisions_forgotten += line.state == "gone" ? 1 : 0;
 
     const auto check = s.check();

@@ -116,7 +116,7 @@ TEST_CASE("a server crashes under 4 threads of transfers: the TM goes on after i
                  << " rolled back at prepare, " << retried_commits << " commits retried after the decision ("
                  << acks.count(ack_state::pending) << " left completion pending), " << acks.count(ack_state::in_doubt)
                  << " in doubt, " << acks.in_flight().size() << " in flight at the kill; recovery committed "
-                 << summary.count("committed") << " branches and rolled back " << summary.count("rolled back"));
+                 << summary.count("committed") << " branches and rolled back " << summary.count("rolled_back"));
   }
 }
 

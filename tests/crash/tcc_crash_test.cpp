@@ -253,9 +253,9 @@ recovered recover_by_tool(scenario& s, const wallet_process& wallet, const std::
     for (std::size_t at = out.find(gtrid); at != std::string::npos; at = out.find(gtrid, at + 1)) {
       const auto line_start = out.rfind('\n', at) + 1;
       const std::string line = out.substr(line_start, out.find('\n', at) - line_start);
-      if (line.find("\"rm\": \"wallet\"") == std::string::npos) continue;
-      if (line.find("\"action\": \"confirm\"") != std::string::npos) seen.wallet_action = "confirm";
-      if (line.find("\"action\": \"cancel\"") != std::string::npos) seen.wallet_action = "cancel";
+      if (line.find("\"rm\":\"wallet\"") == std::string::npos) continue;
+      if (line.find("\"action\":\"confirm\"") != std::string::npos) seen.wallet_action = "confirm";
+      if (line.find("\"action\":\"cancel\"") != std::string::npos) seen.wallet_action = "cancel";
     }
     seen.heuristic = seen.heuristic || (status.exited && status.code == 3);
     if (status.exited && status.code == 0) break;

@@ -122,7 +122,7 @@ TEST_CASE("3PC: a crash at every point, then termination without the coordinator
     const auto actions = t.actions_on(gtrid);
     CHECK(actions.size() >= c.min_finished);
     CHECK(actions.size() <= c.max_finished);
-    for (const auto& action : actions) CHECK(action == (c.committed ? "committed" : "rolled back"));
+    for (const auto& action : actions) CHECK(action == (c.committed ? "committed" : "rolled_back"));
     if (std::string_view(c.arbiter_marker) == "A") {
       // An A row stays (docs/three-phase.md): a coordinator stalled before its P could wake.
       CHECK(markers_on(true, gtrid) == std::vector<std::string>{"A"});
@@ -163,9 +163,9 @@ TEST_CASE("3PC: a coordinator frozen after CanCommit loses to a terminator's A a
   CHECK(first.exit_codes.back() == 1);
   CHECK(markers_on(true, gtrid) == std::vector<std::string>{"A"});
   for (const auto& line : first.lines_of(tm_id)) {
-    CHECK(line.result == (line.rm == "pg" ? "rolled back" : "UNRESOLVED"));
+    CHECK(line.result == (line.rm == "pg" ? "rolled_back" : "unresolved"));
   }
-  CHECK(first.actions_on(gtrid) == std::vector<std::string>{"rolled back"});
+  CHECK(first.actions_on(gtrid) == std::vector<std::string>{"rolled_back"});
   CHECK_FALSE(token_on(true, bank, token));
 
   // The coordinator wakes up, tries to pre-commit, finds A, aborts and says so.
@@ -182,7 +182,7 @@ TEST_CASE("3PC: a coordinator frozen after CanCommit loses to a terminator's A a
 
   // One more termination pass: nothing of it is left prepared anywhere.
   terminate_until_done(first, "0.5");
-  CHECK(first.actions_on(gtrid) == std::vector<std::string>{"rolled back"});  // nothing more was done
+  CHECK(first.actions_on(gtrid) == std::vector<std::string>{"rolled_back"});  // nothing more was done
   CHECK(test::prepared_branches_of(tm_id).empty());
   check_invariants_after(bank, c, empty_log(dir.path));
   bank.drop();
@@ -313,7 +313,7 @@ TEST_CASE("3PC: random kills under load, then termination without the log: zero 
   std::size_t acknowledged = 0;
   std::size_t in_flight = 0;
   std::size_t leftover_markers = 0;
-  std::map<std::string, std::size_t> finished_by_terminators;  // "committed" / "rolled back" -> branches
+  std::map<std::string, std::size_t> finished_by_terminators;  // "committed" / "rolled_back" -> branches
   for (int round = 1; round <= rounds; ++round) {
     CAPTURE(round);
     const std::string tm_id = unique_id("p3r" + std::to_string(round) + "-");
@@ -330,7 +330,7 @@ TEST_CASE("3PC: random kills under load, then termination without the log: zero 
     const termination t = terminate_with_tool(dir.path / tm_id, "p3rt" + std::to_string(round), "0.5");
     INFO("terminator:\n" << t.output);
     for (const auto& line : t.lines_of(tm_id)) {
-      if (line.result == "committed" || line.result == "rolled back") ++finished_by_terminators[line.result];
+      if (line.result == "committed" || line.result == "rolled_back") ++finished_by_terminators[line.result];
     }
     const test::invariant_check check = test::check_invariants(bank, tm_id, empty_log(dir.path), acks);
     CHECK_MESSAGE(check.ok(), check.describe());
@@ -355,7 +355,7 @@ TEST_CASE("3PC: random kills under load, then termination without the log: zero 
   MESSAGE("random kills (seed " << seed << "): " << rounds << " rounds, " << acknowledged << " outcomes acknowledged, "
                                 << in_flight << " transfers in flight at the kills, "
                                 << finished_by_terminators["committed"] << " branches committed and "
-                                << finished_by_terminators["rolled back"] << " rolled back by terminators, "
+                                << finished_by_terminators["rolled_back"] << " rolled back by terminators, "
                                 << violations << " violations, " << leftover_markers
                                 << " P markers of finished transactions left");
   CHECK(violations == 0);

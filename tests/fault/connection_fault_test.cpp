@@ -214,8 +214,9 @@ struct commit_answer {
 };
 
 // Which branches write. `only_the_faulty_one`: the other branch is read-only, so the transaction
-// commits in one phase on the faulty RM.
-enum class writers { both, only_the_faulty_one };
+// commits in one phase on the faulty RM. `only_the_other_one`: the faulty RM's branch is the
+// read-only one, which its adapter finishes with a one-phase commit before the writer commits.
+enum class writers { both, only_the_faulty_one, only_the_other_one };
 
 // One transfer through the proxies, then commit(); answers what commit() did.
 commit_answer transfer(proxied_tm& t, const bank& b, const std::string& token, faulty_rm rm,
@@ -225,8 +226,8 @@ commit_answer transfer(proxied_tm& t, const bank& b, const std::string& token, f
   auto tx = t.tm->begin();
   tx.enlist(*pg);
   tx.enlist(*maria);
-  bool pg_writes = who == writers::both || rm == faulty_rm::postgresql;
-  bool maria_writes = who == writers::both || rm == faulty_rm::mariadb;
+  bool pg_writes = who == writers::both || (who == writers::only_the_faulty_one) == (rm == faulty_rm::postgresql);
+  bool maria_writes = who == writers::both || (who == writers::only_the_faulty_one) == (rm == faulty_rm::mariadb);
   if (pg_writes) {
     // One statement list whose last statement reads: xatm does not see that the branch wrote, so
     // its end sends the read-only probe, where the end faults cut (a branch whose write xatm saw
@@ -236,6 +237,8 @@ commit_answer transfer(proxied_tm& t, const bank& b, const std::string& token, f
   if (maria_writes) {
     maria->exec(b.move(10)).value();
     maria->exec(b.note(token, 10)).value();
+  } else {
+    maria->exec("SELECT 1").value();  // a branch that reads only
   }
   commit_answer answer;
   auto started = clock::now();
@@ -377,6 +380,22 @@ TEST_CASE("a one-phase commit whose connection is lost is reported in doubt; the
                  CHECK(b.maria_has(cut_token) == (committed && !pg_side));
                  CHECK(prepared_of(t.tm_id).empty());
                  CHECK(t.close_and_read_log().empty());  // a one-phase commit never writes a decision
+               });
+}
+
+// A read-only MariaDB branch is finished by XA COMMIT ... ONE PHASE where a writing branch would
+// be prepared: when that fails, the message names the one-phase commit and its statement, not a
+// prepare that was never sent.
+TEST_CASE("a failed one-phase commit of a read-only branch is reported as a one-phase commit") {
+  for_each_cut(faulty_rm::mariadb, {fault_at{"cut before the RM sees it", fault::cut_before_forwarding, &verbs::one_phase}},
+               writers::only_the_other_one, [&](proxied_tm& t, const bank& b, const commit_answer& answer, fault) {
+                 INFO(answer.message);
+                 auto has = [&](const char* text) { return answer.message.find(text) != std::string::npos; };
+                 CHECK(has("rolled back: one-phase commit failed on maria: one-phase commit of "));
+                 CHECK(has(" ONE PHASE)"));
+                 CHECK_FALSE(has("prepare failed"));
+                 CHECK_FALSE(has("prepare of"));
+                 check_rolled_back(t, b, cut_token, faulty_rm::mariadb, answer, "rolled_back_error");
                });
 }
 

@@ -567,7 +567,7 @@ TEST_CASE(
   // xatm-recover.
   auto tool = recover_with_tool(by_tool, {"--json"});
   CHECK(tool.exit_code() == 0);
-  CHECK(contains(tool.line_with(tool_gtrid), "\"result\": \"committed\""));
+  CHECK(contains(tool.line_with(tool_gtrid), "\"result\":\"committed\""));
   CHECK(test::decisions_in_log_file(by_tool.log_path).empty());
 
   // Three-phase: recovery commits the branch and deletes both markers, for good.

@@ -148,7 +148,8 @@ if(SHARED)
     answer_for barrier_schema validate_tm_id validate_rm_name is_incarnation_id is_legacy_incarnation
     format_gtrid parse_gtrid is_ours
     log_to_boost_log log_threshold log_to_stderr parse_log_level to_string render_prometheus
-    transaction_outcome_name outcome_cause_name commit_phase_name tm_statistics)
+    transaction_outcome_name outcome_cause_name commit_phase_name tm_statistics
+    recovery_result_code recovery_decision_code)
   # Some must be there: without them a program could not use the library as documented.
   set(required_symbols
     _ZN4xatm14version_stringEv                    # xatm::version_string()

@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <cstdio>
 #include <map>
 #include <ostream>
 #include <sstream>
+
+#include "xatm/version.h"
 
 namespace xatm::bench {
 namespace {
@@ -18,31 +21,11 @@ std::string format(const char* pattern, Args... args) {
   return buffer;
 }
 
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += format("\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+using json = nlohmann::ordered_json;
 
-std::string json_number(double value) {
-  if (!std::isfinite(value)) return "null";
-  return format("%.6g", value);
-}
-
-std::string json_optional(const std::optional<double>& value) { return value ? json_number(*value) : "null"; }
+// A measured number, or null where nothing was measured (a NaN or an infinity).
+json number(double value) { return std::isfinite(value) ? json(value) : json(nullptr); }
+json optional_number(const std::optional<double>& value) { return value ? number(*value) : json(nullptr); }
 
 std::string xml_escape(std::string_view text) {
   std::string out;
@@ -256,64 +239,83 @@ void print_targets(std::ostream& out, const std::vector<target_check>& targets) 
   }
 }
 
+// One JSON object (docs/performance.md lists the fields), written by nlohmann-json; each result,
+// target and check on a line of its own, so that the file reads and diffs line by line.
 std::string to_json(const run_result& run, const std::vector<target_check>& targets) {
-  std::ostringstream out;
   const settings& s = run.config;
-  out << "{\n  \"tool\": \"xatm-bench\",\n  \"started_utc\": " << json_string(run.started_utc) << ",\n";
-  out << "  \"settings\": {\"seconds\": " << json_number(s.seconds) << ", \"warmup\": " << json_number(s.warmup)
-      << ", \"rounds\": " << s.rounds << ", \"accounts\": " << s.accounts << ", \"clients\": [";
-  for (std::size_t i = 0; i < s.clients.size(); ++i) out << (i ? ", " : "") << s.clients[i];
-  out << "], \"modes\": [";
-  for (std::size_t i = 0; i < s.modes.size(); ++i) out << (i ? ", " : "") << json_string(mode_name(s.modes[i]));
-  out << "], \"workloads\": [";
-  for (std::size_t i = 0; i < s.workloads.size(); ++i) {
-    out << (i ? ", " : "") << json_string(workload_name(s.workloads[i]));
+  json document;
+  document["schema_version"] = 1;
+  document["tool"] = "xatm-bench";
+  document["version"] = xatm::version_string();
+  document["started_utc"] = run.started_utc;
+  json modes = json::array();
+  for (mode m : s.modes) modes.push_back(mode_name(m));
+  json workloads = json::array();
+  for (workload_kind kind : s.workloads) workloads.push_back(workload_name(kind));
+  document["settings"] = json{{"seconds", number(s.seconds)}, {"warmup", number(s.warmup)}, {"rounds", s.rounds},
+                              {"accounts", s.accounts},       {"clients", s.clients},        {"modes", modes},
+                              {"workloads", workloads}};
+  document["log_fsync_ms"] = number(run.log_fsync_ms);
+  document["log_fsync_low_ms"] = number(run.log_fsync_low_ms);
+  document["log_fsync_high_ms"] = number(run.log_fsync_high_ms);
+  document["log_fsync_samples"] = run.log_fsync_samples;
+  json round_trips = json::object();
+  for (const auto& [rm_name, ms] : run.round_trip_ms) round_trips[rm_name] = number(ms);
+  document["round_trip_ms"] = round_trips;
+  document["notes"] = run.notes;
+  json results = json::array();
+  for (const measurement& c : run.cells) {
+    results.push_back(json{{"workload", workload_name(c.workload)},
+                           {"mode", mode_name(c.m)},
+                           {"clients", c.clients},
+                           {"committed", c.committed},
+                           {"failed", c.failed},
+                           {"seconds", number(c.seconds)},
+                           {"throughput", number(c.throughput())},
+                           {"p50_ms", number(c.percentile_ms(0.5))},
+                           {"p95_ms", number(c.percentile_ms(0.95))},
+                           {"p99_ms", number(c.percentile_ms(0.99))},
+                           {"ratio_to_local", optional_number(throughput_ratio(run, c, mode::local))},
+                           {"ratio_to_raw_xa", optional_number(throughput_ratio(run, c, mode::raw_xa))},
+                           {"log_fsyncs_per_tx", optional_number(c.log_fsyncs_per_tx())},
+                           {"decisions_logged", c.decisions_logged},
+                           {"log_batches", c.log_batches},
+                           {"user_cpu_us_per_tx", number(c.user_us_per_tx())},
+                           {"system_cpu_us_per_tx", number(c.system_us_per_tx())}});
   }
-  out << "]},\n  \"log_fsync_ms\": " << json_number(run.log_fsync_ms)
-      << ", \"log_fsync_low_ms\": " << json_number(run.log_fsync_low_ms)
-      << ", \"log_fsync_high_ms\": " << json_number(run.log_fsync_high_ms)
-      << ", \"log_fsync_samples\": " << run.log_fsync_samples << ",\n  \"round_trip_ms\": {";
+  document["results"] = std::move(results);
+  json checked = json::array();
+  for (const target_check& t : targets) {
+    checked.push_back(json{{"name", t.name},
+                           {"measured", t.measured},
+                           {"met", t.met},
+                           {"value", number(t.value)},
+                           {"limit", number(t.limit)},
+                           {"detail", t.detail}});
+  }
+  document["targets"] = std::move(checked);
+  json verified = json::array();
+  for (const verification& v : run.checks) {
+    verified.push_back(
+        json{{"workload", workload_name(v.workload)}, {"clients", v.clients}, {"ok", v.ok}, {"detail", v.detail}});
+  }
+  document["verification"] = std::move(verified);
+
+  std::ostringstream out;
+  out << "{\n";
   bool first = true;
-  for (const auto& [rm_name, ms] : run.round_trip_ms) {
-    out << (first ? "" : ", ") << json_string(rm_name) << ": " << json_number(ms);
+  for (const auto& [key, value] : document.items()) {
+    out << (first ? "" : ",\n") << "  " << json(key).dump() << ": ";
     first = false;
+    if (value.is_array() && !value.empty() && value.front().is_object()) {
+      out << "[\n";
+      for (std::size_t i = 0; i < value.size(); ++i) out << "    " << value[i].dump() << (i + 1 < value.size() ? ",\n" : "\n");
+      out << "  ]";
+    } else {
+      out << value.dump();
+    }
   }
-  out << "},\n  \"notes\": [";
-  for (std::size_t i = 0; i < run.notes.size(); ++i) out << (i ? ", " : "") << json_string(run.notes[i]);
-  out << "],\n  \"results\": [\n";
-  for (std::size_t i = 0; i < run.cells.size(); ++i) {
-    const measurement& c = run.cells[i];
-    out << "    {\"workload\": " << json_string(workload_name(c.workload))
-        << ", \"mode\": " << json_string(mode_name(c.m)) << ", \"clients\": " << c.clients
-        << ", \"committed\": " << c.committed << ", \"failed\": " << c.failed
-        << ", \"seconds\": " << json_number(c.seconds) << ", \"throughput\": " << json_number(c.throughput())
-        << ", \"p50_ms\": " << json_number(c.percentile_ms(0.5))
-        << ", \"p95_ms\": " << json_number(c.percentile_ms(0.95))
-        << ", \"p99_ms\": " << json_number(c.percentile_ms(0.99))
-        << ", \"ratio_to_local\": " << json_optional(throughput_ratio(run, c, mode::local))
-        << ", \"ratio_to_raw_xa\": " << json_optional(throughput_ratio(run, c, mode::raw_xa))
-        << ", \"log_fsyncs_per_tx\": " << json_optional(c.log_fsyncs_per_tx())
-        << ", \"decisions_logged\": " << c.decisions_logged << ", \"log_batches\": " << c.log_batches
-        << ", \"user_cpu_us_per_tx\": " << json_number(c.user_us_per_tx())
-        << ", \"system_cpu_us_per_tx\": " << json_number(c.system_us_per_tx()) << "}"
-        << (i + 1 < run.cells.size() ? "," : "") << "\n";
-  }
-  out << "  ],\n  \"targets\": [\n";
-  for (std::size_t i = 0; i < targets.size(); ++i) {
-    const target_check& t = targets[i];
-    out << "    {\"name\": " << json_string(t.name) << ", \"measured\": " << (t.measured ? "true" : "false")
-        << ", \"met\": " << (t.met ? "true" : "false") << ", \"value\": " << json_number(t.value)
-        << ", \"limit\": " << json_number(t.limit) << ", \"detail\": " << json_string(t.detail) << "}"
-        << (i + 1 < targets.size() ? "," : "") << "\n";
-  }
-  out << "  ],\n  \"verification\": [\n";
-  for (std::size_t i = 0; i < run.checks.size(); ++i) {
-    const verification& v = run.checks[i];
-    out << "    {\"workload\": " << json_string(workload_name(v.workload)) << ", \"clients\": " << v.clients
-        << ", \"ok\": " << (v.ok ? "true" : "false") << ", \"detail\": " << json_string(v.detail) << "}"
-        << (i + 1 < run.checks.size() ? "," : "") << "\n";
-  }
-  out << "  ]\n}\n";
+  out << "\n}\n";
   return out.str();
 }
 
