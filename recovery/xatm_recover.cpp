@@ -59,13 +59,13 @@ of the TM with no record is rolled back (presumed abort). Prepared transactions 
                     whose participant is not given stays unresolved, and so does its decision.
   --tm-id ID        the TM's tm_id (default: the one stored in the log).
   --dry-run         report what would be done; change nothing.
-  --json            print the report as JSON instead of a table (schema: docs/recovery.md); an
+  --json            print the report as JSON instead of a table (schema: recovery.md); an
                     error is then a JSON object too: {"schema_version":1,"error":{"code",...}}.
   --verbose         log each step to stderr.
   --terminate       also resolve OTHER coordinators' three-phase branches (gtrids ending in .p3)
                     that stay prepared for --precommit-timeout (default 30 s, 0 to 86400, a
                     decimal number of seconds: 0.5 is half a second): the marker at the
-                    arbiter RM decides (docs/three-phase.md). Works without their logs; with
+                    arbiter RM decides (three-phase.md). Works without their logs; with
                     --terminate, --log may be omitted (or name a file that does not exist): the
                     tool then decides nothing of its own, it only terminates by the markers.
   --repin NAME      the RM NAME was moved on purpose (to a database that is not a replica or a
@@ -96,12 +96,16 @@ TM recovers by itself); two runs at once cannot both act.
 Exit codes:
   0  nothing of this TM is left in doubt (foreign branches may remain: they are not ours)
   1  something is unresolved (an RM unreachable, a branch still attached to a live session, or
-     --dry-run found work): run again later, see docs/recovery.md
+     --dry-run found work): run again later, see recovery.md
   2  usage or configuration error, or a damaged log (nothing was done)
   3  heuristic outcome: a branch did the opposite of the logged decision; a human must look
   4  busy: the log is in use by a running TM or another xatm-recover
   5  wrong database: an --rm reaches another database than the one the log pinned for its name
      (a typo in the connection string?); nothing was done on it
+
+Documents (recovery.md is the runbook, three-phase.md, commit-marker.md, connections.md): in
+xatm's documentation directory, /usr/share/doc/xatm from the Debian package, share/doc/xatm under
+the prefix of `cmake --install`, docs/ in the source tree.
 )";
 
 
@@ -390,10 +394,10 @@ int main(int argc, char** argv) {
       print_table(report);
       std::cout
           << (code == exit_clean       ? "result: nothing of this TM is left in doubt\n"
-              : code == exit_heuristic ? "result: HEURISTIC outcome detected: see docs/recovery.md\n"
+              : code == exit_heuristic ? "result: HEURISTIC outcome detected: see recovery.md in xatm's documents\n"
               : code == exit_wrong_database
-                  ? "result: WRONG DATABASE for an RM: nothing was done on it; check its --rm (docs/recovery.md)\n"
-                  : "result: work left unresolved: run again later (docs/recovery.md)\n");
+                  ? "result: WRONG DATABASE for an RM: nothing was done on it; check its --rm (recovery.md in xatm's documents)\n"
+                  : "result: work left unresolved: run again later (recovery.md in xatm's documents)\n");
     }
     return code;
   } catch (const xatm::log_in_use_error& e) {
