@@ -34,6 +34,7 @@ readonly packages=(
   postgresql-15 mariadb-server
   clang libclang-rt-14-dev
   faketime
+  spin
 )
 
 say() { printf 'xatm: %s\n' "$*"; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the SPIN model of xatm's commit protocols (tests/model/xatm.pml) for CTest (label model).
 #
-#   run_model.sh model  NAME -DPROTO=... [-D...]   every property must hold (exhaustive search)
+#   run_model.sh model  NAME [--claims=safety] -DPROTO=... [-D...]   every property holds (exhaustive)
 #   run_model.sh mutant NAME -DPROTO=... -DMUTANT_...  some property must fail (a counterexample)
 #
 # model: `spin -a`, pan compiled with gcc, then one acceptance-mode run (`pan -a`) per claim:
@@ -15,6 +15,11 @@ set -euo pipefail
 mode=${1:?usage: run_model.sh model|mutant NAME -D...}
 name=${2:?usage: run_model.sh model|mutant NAME -D...}
 shift 2
+claims="safety termination"
+if [[ ${1:-} == --claims=* ]]; then
+  claims=${1#--claims=}
+  shift
+fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 depth=${XATM_MODEL_DEPTH:-200000}
 cc=${XATM_MODEL_CC:-cc}
@@ -50,7 +55,7 @@ run() {
 if [[ $mode == model ]]; then
   compile ""
   failed=0
-  for claim in safety termination; do
+  for claim in $claims; do
     if [[ $claim == termination ]]; then run "$claim" -a -f -m"$depth"; else run "$claim" -a -m"$depth"; fi
     echo "model $name [$*]: $claim: errors $errors, states stored $states, ${seconds} s"
     if [[ $errors != 0 ]]; then
