@@ -36,6 +36,7 @@ readonly packages=(
   postgresql-15 mariadb-server
   clang libclang-rt-14-dev
   faketime iproute2 openssl
+  spin
 )
 
 say() { printf 'xatm: %s\n' "$*"; }
