@@ -4,6 +4,7 @@
 // its schema); no argument a user gave is ever echoed, since a connection string may hold a password.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <iostream>
@@ -11,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -290,7 +292,7 @@ int main(int argc, char** argv) {
   bool install_schema = false;
   std::vector<std::string> rm_specs;
   std::vector<std::string> tcc_specs;
-  double precommit_seconds = 30;
+  std::string precommit_text;
 
   CLI::App app{"xatm-recover", "xatm-recover"};
   app.set_help_flag();  // the help text is ours (help_text): CLI11's would not say what it means
@@ -306,8 +308,11 @@ int main(int argc, char** argv) {
   app.add_flag("--dry-run", options.dry_run);
   app.add_flag("--json", json_output);
   app.add_flag("--verbose", verbose);
-  app.add_flag("--terminate", options.terminate);
-  auto* precommit_option = app.add_option("--precommit-timeout", precommit_seconds)->expected(1);
+  auto* terminate_option = app.add_flag("--terminate", options.terminate);
+  // Read as text and converted below: CLI11's conversion would take hexadecimal and blanks, and
+  // its failure would not tell this option from a flag given a value.
+  auto* precommit_option = app.add_option("--precommit-timeout", precommit_text)->expected(1);
+  precommit_option->needs(terminate_option);
   app.add_option("--repin", options.repin)->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_flag("--install-schema", install_schema);
   app.add_flag("--allow-unsafe-durability", options.allow_unsafe_durability);
@@ -317,8 +322,14 @@ int main(int argc, char** argv) {
     // Never echo the arguments themselves: one may be a connection string with a password.
     return fail("usage", "an argument was not understood (not shown: it may hold a password)", exit_usage);
   } catch (const CLI::ConversionError&) {
-    // Only --precommit-timeout converts: its value is a number, never a secret.
-    return fail("usage", "--precommit-timeout needs a number of seconds", exit_usage);
+    // Only the flags convert (--dry-run=VALUE): the value is not quoted, it may be anything.
+    return fail("usage",
+                "a flag takes no value (--dry-run, --json, --verbose, --terminate, --install-schema, "
+                "--allow-unsafe-durability, --version, --help)",
+                exit_usage);
+  } catch (const CLI::RequiresError&) {
+    return fail("usage", "--precommit-timeout works only with --terminate (it is how long --terminate waits)",
+                exit_usage);
   } catch (const CLI::ParseError& e) {
     // Missing values and unknown options: CLI11 names the option, never a value.
     return fail("usage", e.what(), exit_usage);
@@ -331,11 +342,17 @@ int main(int argc, char** argv) {
     std::cout << "xatm-recover " << XATM_VERSION_STRING << "\n";
     return exit_clean;
   }
-  // CLI11 takes an empty value for "the default": an empty --precommit-timeout is a mistake.
-  const bool empty_value = precommit_option->count() > 0 &&
-                           std::any_of(precommit_option->results().begin(), precommit_option->results().end(),
-                                       [](const std::string& value) { return value.empty(); });
-  if (empty_value || !std::isfinite(precommit_seconds) || precommit_seconds < 0 || precommit_seconds > max_precommit_timeout_seconds) {
+  double precommit_seconds = 30;
+  if (precommit_option->count() > 0) {
+    // A decimal number, the whole text: "0x10", " 5" and "" are mistakes, not 16, 5 and 30.
+    const char* begin = precommit_text.data();
+    const char* end = begin + precommit_text.size();
+    auto [stop, error] = std::from_chars(begin, end, precommit_seconds, std::chars_format::general);
+    if (precommit_text.empty() || error != std::errc{} || stop != end) {
+      return fail("usage", "--precommit-timeout needs a number of seconds", exit_usage);
+    }
+  }
+  if (!std::isfinite(precommit_seconds) || precommit_seconds < 0 || precommit_seconds > max_precommit_timeout_seconds) {
     return fail("usage", "--precommit-timeout must be a number of seconds from 0 to 86400", exit_usage);
   }
   options.precommit_timeout = std::chrono::milliseconds(std::llround(precommit_seconds * 1000));

@@ -5,6 +5,7 @@
 #include "xatm/connection_settings.h"
 
 #include <cctype>
+#include <optional>
 #include <string>
 
 namespace xatm {
@@ -74,6 +75,22 @@ std::string redacted_uri(std::string_view uri) {
   return text;
 }
 
+// libpq ends a URI's user information at the first '@' before any '/'. Another '@' before the
+// query means a password (or user name) with a raw '@' or '/': libpq accepts the URI but reads
+// the rest of the password as the host (`app:p@ss@db` is host "ss@db") or the database
+// (`app:12/ss@db` is host "app", port 12, database "ss@db"), and it would be printed as such. The
+// offset of that '@', if any.
+std::optional<std::size_t> stray_at_sign(std::string_view uri) {
+  const std::size_t scheme_end = uri.find("://") + 3;
+  std::size_t from = scheme_end;
+  std::size_t credentials_end = uri.find_first_of("@/", scheme_end);
+  if (credentials_end != std::string_view::npos && uri[credentials_end] == '@') from = credentials_end + 1;
+  const std::size_t query = uri.find('?', from);
+  const std::size_t stray = uri.substr(0, query).find('@', from);
+  if (stray == std::string_view::npos) return std::nullopt;
+  return stray;
+}
+
 failure syntax_error(std::string message, std::size_t offset) {
   return make_failure(xa_code::invalid,
                       "connection string: " + std::move(message) + " at offset " + std::to_string(offset));
@@ -107,6 +124,13 @@ result<connection_settings> connection_settings::parse(std::string_view conninfo
   // A URI is kept as the caller wrote it: the backend that takes URIs (PostgreSQL) has its
   // driver expand it (backend::expand), and any other refuses it before anything connects.
   if (is_uri_text(conninfo)) {
+    if (auto stray = stray_at_sign(conninfo)) {
+      return syntax_error(
+          "the URI has an '@' after its user information (percent-encode an '@' or '/' of a user name, "
+          "password or database name: %40, %2F; libpq would read the rest of a password as the host or "
+          "the database)",
+          *stray);
+    }
     settings.uri_ = std::string(conninfo);
     return settings;
   }

@@ -20,7 +20,11 @@ result<connection_settings> with_password_from_file(const connection_settings& s
   if (settings.get("password")) return refuse("give password or password_file, not both");
   if (path->empty()) return make_failure(xa_code::invalid, "password_file is empty: give the path of a file");
   struct stat status {};
-  if (::stat(path->c_str(), &status) != 0) return refuse(std::strerror(errno));
+  if (::stat(path->c_str(), &status) != 0) {
+    // Not quoted when there is no such file: it may be a password typed here by mistake (which
+    // describe() hides too). A file that exists is named, so that the operator knows which to fix.
+    return make_failure(xa_code::invalid, "password_file: the path given: " + std::string(std::strerror(errno)));
+  }
   if (!S_ISREG(status.st_mode)) return refuse("not a regular file");
   if ((status.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
     return refuse("group or others may access it; allow its owner alone (chmod 600)");

@@ -2,9 +2,9 @@
 //
 // TLS: any of the certificate, key, cipher, CRL or version keywords asks for TLS (Connector/C's
 // MYSQL_OPT_SSL_ENFORCE: refused when the server offers none) unless ssl=0 says otherwise; ssl=1
-// asks for it alone. Connector/C 3.3 does not verify the server's certificate unless
-// ssl_verify_server_cert=1 is given: with it, a certificate that ssl_ca (or ssl_capath) does not
-// vouch for, or one made for another host name, is refused.
+// asks for it alone. Connector/C 3.3 checks the server's chain against ssl_ca (or ssl_capath)
+// whenever one is given, even with ssl_verify_server_cert=0; ssl_verify_server_cert=1 adds the
+// host-name check. Without a CA nothing is checked (tls_connection_test pins this).
 //
 // Option files (read_default_file, read_default_group): Connector/C reads them inside
 // mysql_real_connect, so they may hold anything its [client] options do, the password included.

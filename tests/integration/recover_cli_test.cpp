@@ -95,6 +95,34 @@ TEST_CASE("xatm-recover refuses a --precommit-timeout that is not a number of se
   }
 }
 
+TEST_CASE("xatm-recover: a mistyped command line is refused, saying what was wrong and never the value") {
+  xatm::test::temp_dir dir{"xatm-recover-cli"};
+  const std::string secret = "s3cr3t-" + std::string(xatm::test::pg_password);
+  // A flag given a value (--dry-run=...) is no --precommit-timeout problem: it must not be
+  // blamed on an option the operator did not give, nor quote the value.
+  for (const std::string flag : {"--dry-run", "--json", "--verbose", "--terminate"}) {
+    CAPTURE(flag);
+    auto done = run({"--log", "x.db", flag + "=" + secret, "--rm", "pg=postgresql:" + xatm::test::servers().pg}, dir.path);
+    CHECK(done.exit_code() == exit_usage);
+    CHECK_FALSE(contains(done.output(), "--precommit-timeout"));
+    CHECK(contains(done.err, "takes no value"));
+    CHECK_FALSE(contains(done.output(), secret));
+  }
+  // --precommit-timeout means nothing without --terminate: the operator meant to terminate.
+  auto alone = run({"--log", "x.db", "--precommit-timeout", "5", "--rm", "pg=postgresql:" + xatm::test::servers().pg},
+                   dir.path);
+  CHECK(alone.exit_code() == exit_usage);
+  CHECK(contains(alone.err, "--terminate"));
+  // "a decimal number of seconds": no hexadecimal, no blanks around it.
+  for (const char* bad : {"0x10", " 5", "5 "}) {
+    CAPTURE(bad);
+    auto done = run({"--terminate", "--precommit-timeout", bad, "--rm", "pg=postgresql:" + xatm::test::servers().pg},
+                    dir.path);
+    CHECK(done.exit_code() == exit_usage);
+    CHECK(contains(done.err, "--precommit-timeout"));
+  }
+}
+
 TEST_CASE("xatm-recover --json: errors are JSON objects with the documented codes and exit codes") {
   xatm::test::temp_dir dir{"xatm-recover-cli"};
   SUBCASE("no decision log at the path") {

@@ -135,6 +135,25 @@ TEST_CASE("tls: plain sessions are refused, and so is a certificate a wrong CA d
   check_no_secret(maria_wrong.error);
 }
 
+TEST_CASE("tls: a MariaDB ssl_ca is checked even without ssl_verify_server_cert, which adds the host name") {
+  // What docs/connections.md says: Connector/C checks the server's chain against ssl_ca whenever
+  // it is given (=0 does not turn that off); ssl_verify_server_cert=1 adds the host-name check.
+  const auto& env = tls_servers();
+  test::temp_dir dir("tls-ca-only");
+  auto password = write_private_file(dir, "maria.pw", std::string(test::mysql_tls_password));
+  const std::string base = "host=" + env.tcp_host + " port=" + env.mysql_tcp_port +
+                           " dbname=xatm_test user=xatm_tls password_file=" + password.string();
+  for (const std::string flag : {"", " ssl_verify_server_cert=0"}) {
+    CAPTURE(flag);
+    auto wrong_ca = ask("mariadb", base + " ssl_ca=" + env.tls_other_ca + flag, "SELECT 1");
+    CAPTURE(wrong_ca.error);
+    CHECK(wrong_ca.value.empty());
+    CHECK(wrong_ca.error.find("SSL") != std::string::npos);
+    check_no_secret(wrong_ca.error);
+    CHECK(ask("mariadb", base + " ssl_ca=" + env.tls_ca + flag, "SELECT 1").value == "1");
+  }
+}
+
 TEST_CASE("tls: a PostgreSQL URI is parsed by libpq and printed redacted") {
   const auto& env = tls_servers();
   const std::string uri = "postgresql://xatm_pw:" + percent_encoded(test::pg_password) + "@" + env.tcp_host + ":" +
@@ -184,7 +203,7 @@ TEST_CASE("tls: passwords from a file, from libpq's passfile and PGPASSWORD, fro
   CHECK(from_options.error == "");
   CHECK(from_options.value.size() > 3);
 
-  // A password file others may read, or a missing one, is refused at registration, path named.
+  // A password file others may read, or a missing one, is refused at registration (an existing one named).
   std::filesystem::path open_file = dir.file("open.pw");
   std::ofstream(open_file) << test::mysql_tls_password;
   std::filesystem::permissions(open_file, std::filesystem::perms::others_read, std::filesystem::perm_options::add);
@@ -217,6 +236,9 @@ TEST_CASE("tls: MariaDB keywords are checked at registration") {
   CHECK(refusal("host=h user=u sslmode=require").find("unknown connection keyword 'sslmode'") != std::string::npos);
   CHECK(refusal("host=h user=u connect_timeout=soon").find("connect_timeout must be a number") != std::string::npos);
   CHECK(refusal("host=h user=u password=x password_file=/p").find("not both") != std::string::npos);
+  // A password typed as password_file's value by mistake is not quoted back (describe() hides it too).
+  CHECK(refusal("host=h user=u password_file=s3cr3t").find("password_file") != std::string::npos);
+  CHECK(refusal("host=h user=u password_file=s3cr3t").find("s3cr3t") == std::string::npos);
   CHECK(refusal("host=/x port=1 user=u sslmode=verify-all").find("sslmode must be") == std::string::npos);  // mariadb
   try {
     fixture.tm->register_rm("pg", "postgresql", "host=h user=u sslmode=verify-all");

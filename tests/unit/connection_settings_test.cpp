@@ -80,3 +80,27 @@ TEST_CASE("connection_settings: a PostgreSQL URI is kept as given and printed wi
   // ssl_passphrase (MariaDB) is a secret as well.
   CHECK(connection_settings::parse("ssl_passphrase=s3cr3t").value().describe() == "ssl_passphrase=***");
 }
+
+TEST_CASE("connection_settings: a URI whose password holds a raw '@' or '/' is refused, never half printed") {
+  // libpq ends the user information at the first '@' before any '/': in `app:p@ss@db1` the
+  // password is "p" and the host "ss@db1", in `app:12/34@db1` the host is "app", the port 12 and
+  // the database "34@db1". libpq accepts both, so the rest of the password would reach the
+  // registration log, describe() and libpq's "could not translate host name" error. An '@' after
+  // the user information and before the query is refused instead, without a quote.
+  for (const std::string bad : {"postgresql://app:p@s3cr3t@db1/shop", "postgresql://app:12/s3cr3t@db1/shop",
+                                "postgres://app:12/s3cr3t@db1:5432/shop?sslmode=require", "postgresql://db1/s3cr3t@x"}) {
+    CAPTURE(bad);
+    auto parsed = connection_settings::parse(bad);
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.error().code == xa_code::invalid);
+    CHECK(parsed.error().message.find("%40") != std::string::npos);
+    CHECK(parsed.error().message.find("s3cr3t") == std::string::npos);
+  }
+  // Percent-encoded, or in the query, an '@' is fine.
+  CHECK(connection_settings::parse("postgresql://app:p%40s3cr3t@db1/shop").value().describe() ==
+        "postgresql://app:***@db1/shop");
+  CHECK(connection_settings::parse("postgresql://db1/shop?user=a@b&password=s3cr3t").value().describe() ==
+        "postgresql://db1/shop?user=a@b&password=***");
+  CHECK(connection_settings::parse("postgresql://app:pa?s3cr3t@db1/shop").value().describe() ==
+        "postgresql://app:***@db1/shop");
+}
