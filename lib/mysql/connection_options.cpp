@@ -4,7 +4,9 @@
 // MYSQL_OPT_SSL_ENFORCE: refused when the server offers none) unless ssl=0 says otherwise; ssl=1
 // asks for it alone. Connector/C 3.3 checks the server's chain against ssl_ca (or ssl_capath)
 // whenever one is given, even with ssl_verify_server_cert=0; ssl_verify_server_cert=1 adds the
-// host-name check. Without a CA nothing is checked (tls_connection_test pins this).
+// host-name check. Without a CA nothing is checked (tls_connection_test pins this). A CA given
+// means "check who I am talking to", as libpq's sslrootcert does: xatm then turns the host-name
+// check on too, unless ssl_verify_server_cert=0 says otherwise.
 //
 // Option files (read_default_file, read_default_group): Connector/C reads them inside
 // mysql_real_connect, so they may hold anything its [client] options do, the password included.
@@ -152,6 +154,12 @@ result<connect_arguments> apply(MYSQL* conn, const connection_settings& settings
   if (tls_asked && !settings.get("ssl")) {
     my_bool on = 1;
     if (mysql_optionsv(conn, MYSQL_OPT_SSL_ENFORCE, &on) != 0) return invalid("Connector/C cannot enforce TLS");
+  }
+  if ((settings.get("ssl_ca") || settings.get("ssl_capath")) && !settings.get("ssl_verify_server_cert")) {
+    my_bool on = 1;
+    if (mysql_optionsv(conn, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on) != 0) {
+      return invalid("Connector/C cannot verify the server's certificate");
+    }
   }
   return arguments;
 }

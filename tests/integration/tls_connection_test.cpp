@@ -13,6 +13,9 @@
 #include <string>
 #include <vector>
 
+#include <mysql.h>
+
+#include "mysql/connection_options.h"
 #include "support/child_process.h"
 #include "support/servers.h"
 #include "support/temp_dir.h"
@@ -152,6 +155,26 @@ TEST_CASE("tls: a MariaDB ssl_ca is checked even without ssl_verify_server_cert,
     check_no_secret(wrong_ca.error);
     CHECK(ask("mariadb", base + " ssl_ca=" + env.tls_ca + flag, "SELECT 1").value == "1");
   }
+}
+
+TEST_CASE("tls: a MariaDB ssl_ca turns the host-name check on unless ssl_verify_server_cert=0 says otherwise") {
+  // The test certificate is made for localhost and 127.0.0.1, so a host-name mismatch cannot be
+  // reached on these servers: the option Connector/C is handed is what is checked here.
+  auto verify_set_by = [](const std::string& conninfo) {
+    MYSQL* handle = mysql_init(nullptr);
+    REQUIRE(handle != nullptr);
+    auto applied = mysql_detail::apply(handle, connection_settings::parse(conninfo).value());
+    REQUIRE_MESSAGE(applied.ok(), conninfo);
+    my_bool verify = 0;
+    REQUIRE(mysql_get_optionv(handle, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify) == 0);
+    mysql_close(handle);
+    return verify != 0;
+  };
+  CHECK(verify_set_by("host=h user=u ssl_ca=/etc/ca.pem"));
+  CHECK(verify_set_by("host=h user=u ssl_capath=/etc/ssl/certs"));
+  CHECK_FALSE(verify_set_by("host=h user=u ssl_ca=/etc/ca.pem ssl_verify_server_cert=0"));
+  CHECK_FALSE(verify_set_by("host=h user=u ssl=1"));
+  CHECK(verify_set_by("host=h user=u ssl_verify_server_cert=1"));
 }
 
 TEST_CASE("tls: a PostgreSQL URI is parsed by libpq and printed redacted") {
