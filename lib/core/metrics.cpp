@@ -95,6 +95,13 @@ class writer {
     out_ += '\n';
   }
 
+  // A family of one unlabelled sample.
+  template <class Number>
+  void single(std::string_view name, std::string_view type, std::string_view help, Number value) {
+    family(name, type, help);
+    sample(name, "", value);
+  }
+
   std::string take() { return std::move(out_); }
 
  private:
@@ -131,24 +138,21 @@ std::string render_prometheus(const tm_statistics& stats, const tm_health& healt
     out.sample("xatm_transactions_total", own, stats.transactions[i]);
   }
 
-  out.family("xatm_in_flight_transactions", "gauge", "Global transactions begun and not yet ended.");
-  out.sample("xatm_in_flight_transactions", "", stats.in_flight);
-  out.family("xatm_pending_decisions", "gauge",
-             "Commit decisions in the decision log whose branches are not all known complete.");
-  out.sample("xatm_pending_decisions", "", stats.pending_decisions);
-  out.family("xatm_decisions_logged_total", "counter", "Commit decisions made durable in the decision log.");
-  out.sample("xatm_decisions_logged_total", "", stats.decisions_logged);
-  out.family("xatm_log_batches_total", "counter", "Durable writes (fsyncs) of the decision log.");
-  out.sample("xatm_log_batches_total", "", stats.log_batches);
-  out.family("xatm_log_usable", "gauge",
-             "1 while the decision log takes decisions; 0 once a write failed and commits are refused until restart.");
-  out.sample("xatm_log_usable", "", std::uint64_t{health.log_usable ? 1U : 0U});
+  out.single("xatm_in_flight_transactions", "gauge", "Global transactions begun and not yet ended.", stats.in_flight);
+  out.single("xatm_pending_decisions", "gauge",
+             "Commit decisions in the decision log whose branches are not all known complete.",
+             stats.pending_decisions);
+  out.single("xatm_decisions_logged_total", "counter", "Commit decisions made durable in the decision log.",
+             stats.decisions_logged);
+  out.single("xatm_log_batches_total", "counter", "Durable writes (fsyncs) of the decision log.", stats.log_batches);
+  out.single("xatm_log_usable", "gauge",
+             "1 while the decision log takes decisions; 0 once a write failed and commits are refused until restart.",
+             std::uint64_t{health.log_usable ? 1U : 0U});
 
   const recovery_statistics& recovery = stats.recovery;
-  out.family("xatm_recovery_runs_total", "counter", "Recovery runs of this transaction manager.");
-  out.sample("xatm_recovery_runs_total", "", recovery.runs);
-  out.family("xatm_recovery_failed_runs_total", "counter", "Recovery runs that failed as a whole.");
-  out.sample("xatm_recovery_failed_runs_total", "", recovery.failed_runs);
+  out.single("xatm_recovery_runs_total", "counter", "Recovery runs of this transaction manager.", recovery.runs);
+  out.single("xatm_recovery_failed_runs_total", "counter", "Recovery runs that failed as a whole.",
+             recovery.failed_runs);
   out.family("xatm_recovery_branches_total", "counter",
              "Branches recovery resolved or left, by action (TCC branches: confirmed, cancelled).");
   const std::array<std::pair<const char*, std::uint64_t>, 6> actions{{
@@ -162,15 +166,14 @@ std::string render_prometheus(const tm_statistics& stats, const tm_health& healt
   for (const auto& [action, value] : actions) {
     out.sample("xatm_recovery_branches_total", std::string("action=\"") + action + "\"", value);
   }
-  out.family("xatm_recovery_decisions_completed_total", "counter",
-             "Decisions recovery forgot because every branch was done.");
-  out.sample("xatm_recovery_decisions_completed_total", "", recovery.decisions_completed);
-  out.family("xatm_recovery_outstanding", "gauge",
-             "What the last recovery run left: unresolved branches, unreachable or mismatched RMs, heuristics.");
-  out.sample("xatm_recovery_outstanding", "", recovery.last_run_outstanding);
-  out.family("xatm_recovery_last_run_timestamp_seconds", "gauge",
-             "When the last recovery run ended, in seconds since the Unix epoch (0: none yet).");
-  out.sample("xatm_recovery_last_run_timestamp_seconds", "", static_cast<double>(recovery.last_run_unix_ms) / 1000.0);
+  out.single("xatm_recovery_decisions_completed_total", "counter",
+             "Decisions recovery forgot because every branch was done.", recovery.decisions_completed);
+  out.single("xatm_recovery_outstanding", "gauge",
+             "What the last recovery run left: unresolved branches, unreachable or mismatched RMs, heuristics.",
+             recovery.last_run_outstanding);
+  out.single("xatm_recovery_last_run_timestamp_seconds", "gauge",
+             "When the last recovery run ended, in seconds since the Unix epoch (0: none yet).",
+             static_cast<double>(recovery.last_run_unix_ms) / 1000.0);
 
   out.family("xatm_phase_duration_seconds", "histogram",
              "Latency of commit phases that succeeded (prepare, decision, commit) and of whole transactions.");

@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 
 #include "crash/crash_harness.h"
@@ -37,7 +38,8 @@ void run_sql(Connection& rm, const std::string& sql) {
 void create_least_maria_user() {
   auto root = xatm::test::observe_maria(xatm::test::servers().mysql_root);
   run_sql(*root, std::string("DROP USER IF EXISTS '") + least_user + "'@'localhost'");
-  run_sql(*root, std::string("CREATE USER '") + least_user + "'@'localhost' IDENTIFIED BY '" + least_maria_password + "'");
+  run_sql(*root,
+          std::string("CREATE USER '") + least_user + "'@'localhost' IDENTIFIED BY '" + least_maria_password + "'");
   run_sql(*root, std::string("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON xatm_test.* TO '") + least_user +
                      "'@'localhost'");
   run_sql(*root, std::string("GRANT PROCESS ON *.* TO '") + least_user + "'@'localhost'");
@@ -66,6 +68,19 @@ std::string least_maria() {
   return settings.to_conninfo();
 }
 
+// A TM on the scenario's log whose "pg" and "maria" connect as the least-privileged users;
+// background recovery off.
+std::unique_ptr<xatm::transaction_manager> least_privileged_tm(const scenario& s) {
+  xatm::tm_options options;
+  options.tm_id = s.tm_id();
+  options.log_path = s.log_path().string();
+  options.recovery_interval = std::chrono::milliseconds(0);
+  auto tm = std::make_unique<xatm::transaction_manager>(options);
+  tm->register_rm("pg", "postgresql", least_pg());
+  tm->register_rm("maria", "mariadb", least_maria());
+  return tm;
+}
+
 const xatm::recovery_item* item_for(const xatm::recovery_report& report, const std::string& rm,
                                     const std::string& gtrid) {
   auto found = std::find_if(report.items.begin(), report.items.end(),
@@ -91,14 +106,8 @@ TEST_CASE("recovery with the documented least privileges: MariaDB resolves, Post
   create_least_pg_role();
 
   {
-    xatm::tm_options options;
-    options.tm_id = s.tm_id();
-    options.log_path = s.log_path().string();
-    options.recovery_interval = std::chrono::milliseconds(0);
-    xatm::transaction_manager tm(options);
-    tm.register_rm("pg", "postgresql", least_pg());
-    tm.register_rm("maria", "mariadb", least_maria());
-    const auto report = tm.recover_now();
+    auto tm = least_privileged_tm(s);
+    const auto report = tm->recover_now();
     CHECK(report.identity_mismatches.empty());
     CHECK(report.unreachable_rms.empty());
     CHECK_FALSE(report.heuristic());
@@ -137,16 +146,10 @@ TEST_CASE("a transaction across both servers commits with the least-privileged u
   scenario s("privileges_tx", 4);
   create_least_maria_user();
   create_least_pg_role();
-  xatm::tm_options options;
-  options.tm_id = s.tm_id();
-  options.log_path = s.log_path().string();
-  options.recovery_interval = std::chrono::milliseconds(0);
-  xatm::transaction_manager tm(options);
-  tm.register_rm("pg", "postgresql", least_pg());
-  tm.register_rm("maria", "mariadb", least_maria());
-  auto pg = tm.connect("pg");
-  auto maria = tm.connect("maria");
-  auto tx = tm.begin();
+  auto tm = least_privileged_tm(s);
+  auto pg = tm->connect("pg");
+  auto maria = tm->connect("maria");
+  auto tx = tm->begin();
   tx.enlist(*pg);
   tx.enlist(*maria);
   run_sql(*pg, "UPDATE " + s.bank().accounts_table() + " SET balance = balance - 1 WHERE id = 1");
