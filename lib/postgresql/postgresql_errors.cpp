@@ -188,8 +188,10 @@ failure driver_failure(const PGconn* conn, pg_step step, const failure_context& 
   return make(xa_code::rm_failure, {}, "connection lost: " + message + lost_consequence(step), context);
 }
 
-failure connect_failure(const PGconn* conn, const failure_context& context) {
-  std::string reason = conn == nullptr ? std::string("out of memory") : one_line(PQerrorMessage(conn));
+failure connect_failure(const PGconn* conn, const failure_context& context, std::string_view gave_up) {
+  // libpq's text for the attempt ends "... failed: " until it knows why: `gave_up` completes it.
+  std::string reason =
+      conn == nullptr ? std::string("out of memory") : one_line(PQerrorMessage(conn) + std::string(gave_up));
   return make(xa_code::rm_failure, {}, std::string(context.what) + " failed: " + reason, context);
 }
 

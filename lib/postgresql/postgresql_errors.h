@@ -51,8 +51,9 @@ failure statement_failure(const PGresult* answer, const PGconn* conn, pg_step st
 // session is gone (or conn is nullptr), else xa_code::rm_error.
 failure driver_failure(const PGconn* conn, pg_step step, const failure_context& context);
 
-// The failure for PQconnectdbParams that did not reach CONNECTION_OK (xa_code::rm_failure).
-failure connect_failure(const PGconn* conn, const failure_context& context);
+// The failure for a connect that did not reach CONNECTION_OK (xa_code::rm_failure): libpq's
+// message, followed by `gave_up` when xatm gave up waiting ("timeout expired").
+failure connect_failure(const PGconn* conn, const failure_context& context, std::string_view gave_up = {});
 
 // True when a COMMIT or PREPARE TRANSACTION was answered with the command tag "ROLLBACK": the
 // transaction had already failed, and PostgreSQL rolled it back instead (no error is raised).

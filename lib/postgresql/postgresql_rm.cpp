@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -92,6 +93,66 @@ bool wait_for_socket(int socket, short events, std::optional<std::chrono::steady
     int answered = ::poll(&ready, 1, timeout_ms);
     if (answered > 0 || (answered < 0 && errno != EINTR)) return true;
   }
+}
+
+// The connect_timeout libpq applies to `conn`: the connection string's, else PGCONNECT_TIMEOUT's
+// or a service file's (PQconninfo has the value libpq settled on); "" when none.
+std::string connect_timeout_setting(PGconn* conn) {
+  std::string setting;
+  PQconninfoOption* options = PQconninfo(conn);
+  for (const PQconninfoOption* option = options; option != nullptr && option->keyword != nullptr; ++option) {
+    if (std::string_view(option->keyword) == "connect_timeout" && option->val != nullptr) setting = option->val;
+  }
+  PQconninfoFree(options);
+  return setting;
+}
+
+// A connect_timeout as libpq reads it (strtol, spaces around allowed); nullopt when it is no
+// integer. "" is 0: no timeout.
+std::optional<long> whole_seconds(std::string_view text) {
+  while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+  while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+  if (text.empty()) return 0;
+  if (text.front() == '+') text.remove_prefix(1);
+  long seconds = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (error != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+  return seconds;
+}
+
+// PQconnectdbParams's waiting, by hand, for a connection begun with PQconnectStartParams:
+// PQconnectPoll until the connection is made or has failed, poll() on its socket in between.
+// libpq applies connect_timeout only in its own blocking connect, so this applies it the same way:
+// each server address tried gets connect_timeout seconds (at least 2; none when it is unset or
+// not positive). Unlike libpq, a server silent that long ends the connect rather than moving on
+// to the next host. Answers "" when PQstatus says how the connect ended, else why it was given
+// up, in libpq's words, to follow PQerrorMessage (the connection is then unusable).
+std::string finish_connecting(PGconn* conn) {
+  using clock = std::chrono::steady_clock;
+  const std::string setting = connect_timeout_setting(conn);
+  const std::optional<long> seconds = whole_seconds(setting);
+  if (!seconds) return "invalid integer value \"" + setting + "\" for connection option \"connect_timeout\"";
+  const std::chrono::seconds per_address(*seconds > 0 ? std::max(*seconds, 2L) : 0L);
+  // The address being tried, which the deadline belongs to (PQhostaddr is "" on a unix socket).
+  auto address_tried = [conn] {
+    auto text = [](const char* value) { return std::string(value == nullptr ? "" : value); };
+    return text(PQhost(conn)) + '\n' + text(PQport(conn)) + '\n' + text(PQhostaddr(conn));
+  };
+  std::string address;
+  std::optional<clock::time_point> deadline;
+  PostgresPollingStatusType polled = PGRES_POLLING_WRITING;  // where libpq's own loop starts too
+  while (polled == PGRES_POLLING_READING || polled == PGRES_POLLING_WRITING) {
+    if (per_address.count() > 0 && address_tried() != address) {
+      address = address_tried();
+      deadline = clock::now() + per_address;
+    }
+    if (PQsocket(conn) < 0) return "invalid socket";
+    if (!wait_for_socket(PQsocket(conn), polled == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline)) {
+      return "timeout expired";
+    }
+    polled = PQconnectPoll(conn);
+  }
+  return {};
 }
 
 class postgresql_rm final : public detail::sql_adapter {
@@ -436,15 +497,20 @@ result<void> postgresql_rm::open_connection(const std::string& description) {
   values.push_back(nullptr);
 
   XATM_LOG(pg, debug) << "[" << name() << "] " << description;
-  connection_ptr conn(PQconnectdbParams(keywords.data(), values.data(), 0));
-  if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
-    return postgresql_detail::connect_failure(conn.get(), context(description));
+  connection_ptr conn(PQconnectStartParams(keywords.data(), values.data(), 0));
+  if (!conn) return postgresql_detail::connect_failure(nullptr, context(description));
+  // Before the server says anything: it may send notices while the session starts up (a setting
+  // of the role or database it cannot apply, a collation version mismatch), which libpq's default
+  // receiver would print on stderr.
+  PQsetNoticeReceiver(conn.get(), &postgresql_rm::log_notice, this);
+  std::string gave_up = PQstatus(conn.get()) == CONNECTION_BAD ? std::string() : finish_connecting(conn.get());
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    return postgresql_detail::connect_failure(conn.get(), context(description), gave_up);
   }
   if (PQsetnonblocking(conn.get(), 1) != 0) {
     return postgresql_detail::driver_failure(conn.get(), pg_step::connect,
                                              context(description + " (non-blocking mode)"));
   }
-  PQsetNoticeReceiver(conn.get(), &postgresql_rm::log_notice, this);
   conn_ = std::move(conn);
   set_read_only(false);
   XATM_LOG(pg, debug) << "[" << name() << "] connected, server version " << PQserverVersion(conn_.get());

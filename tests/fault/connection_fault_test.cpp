@@ -447,7 +447,16 @@ TEST_CASE("an RM silent from the start does not stall begin()'s first recovery, 
   auto started = clock::now();
   {
     auto tx = t.tm->begin();  // runs recovery first: the silent RM is reported, not waited for
-    CHECK_THROWS_AS(t.tm->connect(rm_name_of(rm)), rm_error);
+    std::string refusal;
+    try {
+      (void)t.tm->connect(rm_name_of(rm));
+    } catch (const rm_error& e) {
+      refusal = e.what();
+    }
+    INFO(refusal);
+    CHECK_FALSE(refusal.empty());
+    // libpq's words for a server silent past connect_timeout, which xatm applies itself.
+    if (rm == faulty_rm::postgresql) CHECK(refusal.find(" failed: timeout expired") != std::string::npos);
   }
   CHECK(clock::now() - started < no_hang_bound);
   t.proxy_of(rm).restore();

@@ -691,6 +691,14 @@ TEST_CASE("bad connection settings fail clearly and never show the password") {
     CHECK(rm.error().message.find("sslmode") != std::string::npos);
     CHECK(rm.error().describe().find("s3cr3t") == std::string::npos);
   }
+  SUBCASE("a connect_timeout that is no number, in libpq's words") {
+    auto settings = settings_of(test::servers().pg + " connect_timeout=soon password='" + password + "'");
+    auto rm = postgresql::connect("pg", settings);
+    CHECK_FAILS_WITH(rm, xa_code::rm_failure);
+    CHECK(rm.error().message.find("invalid integer value \"soon\" for connection option \"connect_timeout\"") !=
+          std::string::npos);
+    CHECK(rm.error().describe().find("s3cr3t") == std::string::npos);
+  }
   SUBCASE("a password that libpq would echo is scrubbed anyway") {
     // The password as the database name: libpq's "database does not exist" message quotes it.
     auto settings = settings_of(test::servers().pg);
