@@ -14,7 +14,7 @@
 //    no branch of it): connect() refuses, recovery (recover_now() and xatm-recover) reports the RM
 //    unreachable saying what to do, commits nothing there and keeps the decision; pointed at the
 //    primary again, recovery finishes the transaction;
-//  - check_durability() itself, on canned answers: sync_binlog with log_bin ON (log_bin is not
+//  - check_server() itself, on canned answers: sync_binlog with log_bin ON (log_bin is not
 //    dynamic: turning it on would need a server restart with another configuration),
 //    innodb_flush_log_at_trx_commit = 3, max_prepared_transactions = 0, unknown dialects.
 // These tests change GLOBAL server settings (restored by RAII guards, also when a check fails),
@@ -66,7 +66,7 @@ using test::tool_run;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-// ---- canned answers for check_durability() --------------------------------------------------------
+// ---- canned answers for check_server() ------------------------------------------------------------
 
 // An RM of a given dialect that answers every exec() with one row and remembers what it was sent.
 class canned_rm final : public resource_manager {
@@ -339,9 +339,9 @@ bool completed(const recovery_report& report, const std::string& gtrid) {
 
 }  // namespace
 
-// ---- check_durability() on canned answers -----------------------------------------------------
+// ---- check_server() on canned answers ---------------------------------------------------------
 
-TEST_CASE("check_durability: one query per dialect; what each setting must be, and the message naming it") {
+TEST_CASE("check_server: one query per dialect; what each setting must be, read-only servers, and the message") {
   using row = std::vector<std::optional<std::string>>;
   struct expectation {
     std::string dialect;
@@ -349,28 +349,32 @@ TEST_CASE("check_durability: one query per dialect; what each setting must be, a
     std::string refused;  // "" when the server passes, else part of the message
   };
   const std::vector<expectation> cases{
-      {"mariadb", {"1", "0", "0"}, ""},
-      {"mariadb", {"3", "0", "0"}, ""},  // MariaDB's 3 flushes at prepare and at commit
-      {"mysql", {"3", "0", "0"}, "innodb_flush_log_at_trx_commit = 3 can lose"},
+      {"mariadb", {"1", "0", "0", "0", "OFF"}, ""},
+      {"mariadb", {"3", "0", "0", "0", "OFF"}, ""},  // MariaDB's 3 flushes at prepare and at commit
+      {"mysql", {"3", "0", "0", "0", "OFF"}, "innodb_flush_log_at_trx_commit = 3 can lose"},
       {"mariadb",
-       {"2", "0", "1"},
+       {"2", "0", "1", "0", "OFF"},
        "innodb_flush_log_at_trx_commit = 2 can lose a committed XA transaction on a "
        "host crash: set it to 1 (or, on a throwaway server for tests, "
        "tm_options::allow_unsafe_durability"},
-      {"mariadb", {"0", "0", "1"}, "innodb_flush_log_at_trx_commit = 0 can lose"},
-      {"mysql", {"2", "1", "1"}, "innodb_flush_log_at_trx_commit = 2 can lose"},
-      {"mariadb", {"1", "1", "1"}, ""},
-      {"mysql", {"1", "1", "1"}, ""},
+      {"mariadb", {"0", "0", "1", "0", "OFF"}, "innodb_flush_log_at_trx_commit = 0 can lose"},
+      {"mysql", {"2", "1", "1", "0", "OFF"}, "innodb_flush_log_at_trx_commit = 2 can lose"},
+      {"mariadb", {"1", "1", "1", "0", "OFF"}, ""},
+      {"mysql", {"1", "1", "1", "0", "OFF"}, ""},
       {"mariadb",
-       {"1", "1", "0"},
+       {"1", "1", "0", "0", "OFF"},
        "sync_binlog = 0 with log_bin ON can lose a committed XA transaction on a host "
        "crash: set it to 1"},
-      {"mysql", {"1", "1", "100"}, "sync_binlog = 100 with log_bin ON can lose"},
-      {"mariadb", {"1", "0", "100"}, ""},  // no binary log: sync_binlog does not matter
-      {"postgresql", {"on", "64"}, ""},
-      {"postgresql", {"off", "64"}, "fsync = off can lose a committed XA transaction on a host crash: set fsync = on"},
+      {"mysql", {"1", "1", "100", "0", "OFF"}, "sync_binlog = 100 with log_bin ON can lose"},
+      {"mariadb", {"1", "0", "100", "0", "OFF"}, ""},  // no binary log: sync_binlog does not matter
+      {"postgresql", {"on", "64", "f"}, ""},
+      {"postgresql", {"off", "64", "f"}, "fsync = off can lose a committed XA transaction on a host crash: set fsync = on"},
+      {"postgresql", {"on", "64", "t"}, "the server is a standby (pg_is_in_recovery() is true)"},
+      {"mariadb", {"1", "0", "0", "1", "OFF"}, "the server is read-only (read_only = 1"},
+      {"mariadb", {"1", "0", "0", "ON", "OFF"}, "the server is read-only (read_only = ON"},
+      {"mysql", {"1", "0", "0", "0", "1"}, "the server is read-only (innodb_read_only = ON)"},
       {"postgresql",
-       {"on", "0"},
+       {"on", "0", "f"},
        "max_prepared_transactions = 0 makes every prepare fail: set it > 0 in "
        "postgresql.conf and restart the server"},
   };
@@ -379,7 +383,7 @@ TEST_CASE("check_durability: one query per dialect; what each setting must be, a
     CAPTURE(expected.answer.at(0).value_or("NULL"));
     CAPTURE(expected.answer.at(1).value_or("NULL"));
     canned_rm rm(expected.dialect, expected.answer);
-    auto checked = detail::check_durability(rm);
+    auto checked = detail::check_server(rm);
     CHECK(rm.sent.size() == 1);
     if (expected.refused.empty()) {
       REQUIRE_OK(checked);
@@ -392,12 +396,12 @@ TEST_CASE("check_durability: one query per dialect; what each setting must be, a
   }
   // A dialect xatm does not know (a test double) passes without a query.
   canned_rm unknown("fake", {"off", "0", "0"});
-  REQUIRE_OK(detail::check_durability(unknown));
+  REQUIRE_OK(detail::check_server(unknown));
   CHECK(unknown.sent.empty());
 
   // The TM's own connections: PostgreSQL gets its session settings and the check in one round
   // trip; MariaDB the check, then its session settings.
-  canned_rm pg("postgresql", {"on", "64"});
+  canned_rm pg("postgresql", {"on", "64", "f"});
   REQUIRE_OK(detail::prepare_own_connection(pg, false));
   REQUIRE(pg.sent.size() == 1);
   for (const char* part : {"SET synchronous_commit = on", "SET default_transaction_read_only = off",
@@ -405,17 +409,23 @@ TEST_CASE("check_durability: one query per dialect; what each setting must be, a
                            "current_setting('fsync')"}) {
     CHECK(contains(pg.sent[0], part));
   }
-  canned_rm unsafe_pg("postgresql", {"off", "64"});
+  canned_rm unsafe_pg("postgresql", {"off", "64", "f"});
   CHECK_FAILS_WITH(detail::prepare_own_connection(unsafe_pg, false), xa_code::invalid);
-  canned_rm allowed_pg("postgresql", {"off", "64"});
+  canned_rm allowed_pg("postgresql", {"off", "64", "f"});
   REQUIRE_OK(detail::prepare_own_connection(allowed_pg, true));
   REQUIRE(allowed_pg.sent.size() == 1);
-  CHECK_FALSE(contains(allowed_pg.sent[0], "current_setting"));
-  canned_rm maria("mariadb", {"1", "0", "0"});
+  CHECK(contains(allowed_pg.sent[0], "pg_is_in_recovery()"));  // still asked: a standby is refused
+  // allow_unsafe_durability does not let a standby or a read-only server in.
+  canned_rm allowed_standby("postgresql", {"on", "64", "t"});
+  CHECK_FAILS_WITH(detail::prepare_own_connection(allowed_standby, true), xa_code::invalid);
+  canned_rm allowed_read_only("mariadb", {"1", "0", "0", "1", "OFF"});
+  CHECK_FAILS_WITH(detail::prepare_own_connection(allowed_read_only, true), xa_code::invalid);
+  CHECK(allowed_read_only.sent.size() == 1);
+  canned_rm maria("mariadb", {"1", "0", "0", "0", "OFF"});
   REQUIRE_OK(detail::prepare_own_connection(maria, false));
   REQUIRE(maria.sent.size() == 2);
   CHECK(contains(maria.sent[1], "tx_read_only = 0"));
-  canned_rm unsafe_maria("mariadb", {"2", "0", "0"});
+  canned_rm unsafe_maria("mariadb", {"2", "0", "0", "0", "OFF"});
   CHECK_FAILS_WITH(detail::prepare_own_connection(unsafe_maria, false), xa_code::invalid);
   CHECK(unsafe_maria.sent.size() == 1);  // refused before the session settings
 }
