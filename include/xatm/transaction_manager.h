@@ -76,7 +76,10 @@ struct tm_options {
   // to each RM (connect() throws configuration_error naming the RM, the setting and its value)
   // and on every connection the TM opens for itself (phase-2 retries, recovery, three-phase
   // markers: such an RM is refused, and recovery reports it unreachable and acts on nothing
-  // there). true skips the check: for tests and benchmarks on throwaway servers only.
+  // there). true skips the check: for tests and benchmarks on throwaway servers only. It never
+  // lets in a server that takes no writes (a PostgreSQL standby, a MariaDB/MySQL server with
+  // read_only or innodb_read_only on): the same query refuses it, since a replica may lack
+  // branches its primary has prepared.
   bool allow_unsafe_durability = false;
 };
 
@@ -108,7 +111,8 @@ class XATM_EXPORT transaction_manager {
 
   // A new connection to a registered RM, for the application to enlist. Throws rm_error when the
   // server is unreachable, configuration_error for an unknown name, and, on the first connection
-  // to each RM, for a server that fails the durability check (allow_unsafe_durability above).
+  // to each RM, for a server that fails the durability check or takes no writes (a standby, a
+  // read-only replica; allow_unsafe_durability above).
   std::unique_ptr<connection> connect(std::string_view rm_name);
 
   // A new global transaction with a fresh gtrid `<tm_id>.<incarnation id>.<seq>`. Nothing is logged.

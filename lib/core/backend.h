@@ -30,6 +30,13 @@ struct unsafe_setting {
   std::string remedy;                // "set fsync = on"
 };
 
+// What a server that takes no writes is (a standby, a read-only replica), and what to do about it;
+// core words the refusal (preflight.h).
+struct read_only_server {
+  std::string what;    // "is a standby (pg_is_in_recovery() is true): ..."
+  std::string remedy;  // "point the connection string at the primary; ..."
+};
+
 // Why most unsafe settings are refused (unsafe_setting::why).
 inline constexpr std::string_view loses_commits = "can lose a committed XA transaction on a host crash";
 
@@ -126,12 +133,21 @@ class backend {
                                                     std::string_view gtrid_literal, std::string_view identity_literal,
                                                     std::string_view branches_literal) const = 0;
 
-  // ---- durability preflight and the TM's own sessions (preflight.h, markers.h) ----------------
-  // The query of the server settings judge_durability() reads.
-  [[nodiscard]] virtual settings_query durability_query() const = 0;
-  // Judges the values of durability_query()'s row (core checked there are as many as it
+  // ---- server preflight and the TM's own sessions (preflight.h, markers.h) --------------------
+  // The query of the server settings and state judge_durability() and judge_writable() read: one
+  // row, run once per connection xatm opens for itself (and on the first application connection
+  // to each RM name).
+  [[nodiscard]] virtual settings_query preflight_query() const = 0;
+  // Judges the values of preflight_query()'s row (core checked there are as many as it
   // selects): nullopt when the server keeps what it acknowledges across a host crash.
   [[nodiscard]] virtual std::optional<unsafe_setting> judge_durability(
+      std::span<const std::optional<std::string>> settings) const = 0;
+  // Judges the same row: nullopt when the server takes writes (a primary). A standby or a
+  // read-only replica of the right database passes the identity check (the identity row is
+  // replicated) but may lack branches its primary has prepared: recovery must not read "no
+  // branch" there, and the TM cannot commit there. Never skipped (allow_unsafe_durability
+  // does not cover it).
+  [[nodiscard]] virtual std::optional<read_only_server> judge_writable(
       std::span<const std::optional<std::string>> settings) const = 0;
   // The statement a new control connection (markers, termination) runs first, so that a marker
   // row is committed and durable when its insert returns, and so that an insert-if-absent that

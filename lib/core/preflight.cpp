@@ -1,6 +1,6 @@
 // The durability preflight and the session settings of the TM's own connections (preflight.h).
 // What each dialect refuses, and why, is with its backend (lib/postgresql/postgresql_backend.cpp,
-// lib/mysql/mysql_backend.cpp, judge_durability()); a host crash is a power loss or a kernel
+// lib/mysql/mysql_backend.cpp, judge_durability(), judge_writable()); a host crash is a power loss or a kernel
 // crash, not a server crash. Core runs the query, words the refusal and decides when to ask.
 //
 // Not refused by any backend: settings that protect data pages against torn writes
@@ -31,12 +31,21 @@ std::string shown(const std::optional<std::string>& value) {
   return value->size() <= 32 ? *value : value->substr(0, 32) + "...";
 }
 
-// Asks the backend's verdict on the durability query's answer and words a refusal.
-result<void> judge(const resource_manager& rm, const backend& sql, const query_result& answer) {
-  if (answer.rows.size() != 1 || answer.rows.front().size() < sql.durability_query().values) {
-    return make_failure(xa_code::rm_error, "RM '" + rm.name() + "': the durability check got no settings back",
+// Asks the backend's verdicts on the preflight query's answer and words a refusal.
+result<void> judge(const resource_manager& rm, const backend& sql, const query_result& answer,
+                   bool allow_unsafe_durability) {
+  if (answer.rows.size() != 1 || answer.rows.front().size() < sql.preflight_query().values) {
+    return make_failure(xa_code::rm_error, "RM '" + rm.name() + "': the server check got no settings back",
                         rm.name());
   }
+  if (auto read_only = sql.judge_writable(answer.rows.front())) {
+    return make_failure(xa_code::invalid,
+                        "RM '" + rm.name() + "': the server " + read_only->what +
+                            ". It is not used as this RM (nothing is done there, no decision is forgotten): " +
+                            read_only->remedy,
+                        rm.name());
+  }
+  if (allow_unsafe_durability) return {};
   auto unsafe = sql.judge_durability(answer.rows.front());
   if (!unsafe) return {};
   return make_failure(xa_code::invalid,
@@ -47,12 +56,12 @@ result<void> judge(const resource_manager& rm, const backend& sql, const query_r
 
 }  // namespace
 
-result<void> check_durability(resource_manager& rm) {
+result<void> check_server(resource_manager& rm, bool allow_unsafe_durability) {
   const backend* sql = backend_of(rm);
   if (sql == nullptr) return {};  // test doubles
-  auto answer = rm.exec(sql->durability_query().sql);
+  auto answer = rm.exec(sql->preflight_query().sql);
   if (!answer) return std::move(answer).error();
-  return judge(rm, *sql, answer.value());
+  return judge(rm, *sql, answer.value(), allow_unsafe_durability);
 }
 
 result<void> prepare_own_connection(resource_manager& rm, bool allow_unsafe_durability) {
@@ -62,19 +71,12 @@ result<void> prepare_own_connection(resource_manager& rm, bool allow_unsafe_dura
   if (sql->runs_statement_lists()) {
     // One round trip: the session settings and the check's query in one exec() (it answers the
     // last statement's rows).
-    if (allow_unsafe_durability) {
-      auto done = rm.exec(session);
-      if (!done) return std::move(done).error();
-      return {};
-    }
-    auto answer = rm.exec(std::string(session) + "; " + std::string(sql->durability_query().sql));
+    auto answer = rm.exec(std::string(session) + "; " + std::string(sql->preflight_query().sql));
     if (!answer) return std::move(answer).error();
-    return judge(rm, *sql, answer.value());
+    return judge(rm, *sql, answer.value(), allow_unsafe_durability);
   }
-  // One statement per exec(): check first, so that an unsafe server costs one round trip.
-  if (!allow_unsafe_durability) {
-    if (auto safe = check_durability(rm); !safe) return safe;
-  }
+  // One statement per exec(): check first, so that a refused server costs one round trip.
+  if (auto safe = check_server(rm, allow_unsafe_durability); !safe) return safe;
   auto done = rm.exec(session);
   if (!done) return std::move(done).error();
   return {};
@@ -89,15 +91,14 @@ result<std::unique_ptr<resource_manager>> own_connection(result<std::unique_ptr<
   return connection;
 }
 
-void durability_checks::require_first(resource_manager& rm, const tm_options& options) {
-  if (options.allow_unsafe_durability) return;
+void server_checks::require_first(resource_manager& rm, const tm_options& options) {
   {
     std::lock_guard lock(mutex_);
     if (passed_.contains(rm.name())) return;
   }
   const auto own_timeout = rm.call_timeout();
   if (!own_timeout) rm.set_call_timeout(options.rm_call_timeout);
-  auto safe = check_durability(rm);
+  auto safe = check_server(rm, options.allow_unsafe_durability);
   rm.set_call_timeout(own_timeout);
   if (!safe) {
     failure cause = std::move(safe).error();

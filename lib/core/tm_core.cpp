@@ -100,7 +100,7 @@ result<std::unique_ptr<resource_manager>> tm_core::open(std::string_view rm_name
 
 std::unique_ptr<resource_manager> tm_core::connect_for_application(std::string_view rm_name) {
   auto connection = open(rm_name).value();
-  application_durability_.require_first(*connection, options_);  // preflight.h
+  application_checks_.require_first(*connection, options_);  // preflight.h
   // The first connection to each RM name checks (or, at the first meeting, pins) the database's
   // identity: a TM must not make decisions with branches on a database its log does not know.
   bool verified = false;

@@ -104,8 +104,8 @@ class tm_core : public std::enable_shared_from_this<tm_core> {
   std::map<std::string, rm_connector, std::less<>> registry_;
   std::map<std::string, std::shared_ptr<tcc_participant>, std::less<>> participants_;  // by registry_mutex_
 
-  // The RM names whose first application connection passed the durability check (preflight.h).
-  durability_checks application_durability_;
+  // The RM names whose first application connection passed the server check (preflight.h).
+  server_checks application_checks_;
   // RM names whose identity the application's first connection verified; the TM's own
   // connections are verified every time (connect()).
   std::mutex verified_mutex_;

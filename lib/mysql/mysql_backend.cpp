@@ -133,8 +133,10 @@ class mysql_sql final : public backend {
            std::string(branches_literal) + ")";
   }
 
-  settings_query durability_query() const override {
-    return {"SELECT @@GLOBAL.innodb_flush_log_at_trx_commit, @@GLOBAL.log_bin, @@GLOBAL.sync_binlog", 3};
+  settings_query preflight_query() const override {
+    return {"SELECT @@GLOBAL.innodb_flush_log_at_trx_commit, @@GLOBAL.log_bin, @@GLOBAL.sync_binlog, "
+            "@@GLOBAL.read_only, @@GLOBAL.innodb_read_only",
+            5};
   }
 
   std::optional<unsafe_setting> judge_durability(std::span<const std::optional<std::string>> settings) const override {
@@ -147,6 +149,26 @@ class mysql_sql final : public backend {
     }
     if (is_on(log_bin) && sync_binlog != "1") {
       return unsafe_setting{"sync_binlog", sync_binlog, "with log_bin ON " + std::string(loses_commits), "set it to 1"};
+    }
+    return std::nullopt;
+  }
+
+  // A replica is normally read_only: it applies its primary's XA PREPAREs from the binary log and
+  // may not have applied them all yet. Users with SUPER (or READ_ONLY ADMIN) could still write
+  // there, so the setting is judged, not a write's failure. read_only is 0/1, or OFF/ON/NO_LOCK...
+  // where it is an enum.
+  std::optional<read_only_server> judge_writable(std::span<const std::optional<std::string>> settings) const override {
+    const auto& read_only = settings[3];
+    if (read_only && *read_only != "0" && *read_only != "OFF") {
+      return read_only_server{"is read-only (read_only = " + *read_only +
+                                  ", as on a replica): a replica may not have applied branches its primary has "
+                                  "prepared",
+                              "point the connection string at the primary (if this is the primary, SET GLOBAL "
+                              "read_only = 0)"};
+    }
+    if (is_on(settings[4])) {
+      return read_only_server{"is read-only (innodb_read_only = ON): it cannot commit or roll back a branch",
+                              "point the connection string at a server that takes writes"};
     }
     return std::nullopt;
   }

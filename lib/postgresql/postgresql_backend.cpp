@@ -226,8 +226,8 @@ class postgresql_sql final : public backend {
            std::string(branches_literal) + " WHERE pg_current_xact_id_if_assigned() IS NOT NULL";
   }
 
-  settings_query durability_query() const override {
-    return {"SELECT current_setting('fsync'), current_setting('max_prepared_transactions')", 2};
+  settings_query preflight_query() const override {
+    return {"SELECT current_setting('fsync'), current_setting('max_prepared_transactions'), pg_is_in_recovery()", 3};
   }
 
   std::optional<unsafe_setting> judge_durability(std::span<const std::optional<std::string>> settings) const override {
@@ -238,6 +238,17 @@ class postgresql_sql final : public backend {
                             "set it > 0 in postgresql.conf and restart the server"};
     }
     return std::nullopt;
+  }
+
+  // A hot standby answers queries, identity included, but lists only the prepared transactions
+  // it has replayed so far. libpq's default target_session_attrs=any lets a host list land on it.
+  std::optional<read_only_server> judge_writable(std::span<const std::optional<std::string>> settings) const override {
+    if (settings[2] != "t") return std::nullopt;
+    return read_only_server{
+        "is a standby (pg_is_in_recovery() is true): it takes no writes, and its pg_prepared_xacts may "
+        "lack branches the primary has prepared",
+        "point the connection string at the primary; with several hosts (host=a,b, a multi-host URI, a "
+        "service) add target_session_attrs=read-write"};
   }
 
   std::string_view control_session_statement() const override {

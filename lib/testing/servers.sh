@@ -16,6 +16,9 @@
 #   stop-pg-immediate  pg_ctl stop -m immediate (PostgreSQL's crash-like shutdown)
 #   start-pg           start PostgreSQL again on the same data dir
 #   restart-pg         stop PostgreSQL (fast), then start it
+#   start-pg-standby   start a physical standby of PostgreSQL (pg_basebackup -R, hot standby,
+#                      unix socket only: XATM_TEST_PG_STANDBY in the env file); no-op if it runs
+#   stop-pg-standby    stop the standby and remove its data dir (`stop` stops it too)
 #
 # As root, PostgreSQL refuses to run: initdb, pg_ctl and postgres then run as `nobody` (or
 # $XATM_SERVERS_PG_USER) and the temp dir is handed to that user; mariadbd runs with --user=root.
@@ -277,16 +280,16 @@ pg_start() {
 }
 
 pg_stop() {
-  local dir=$1 mode=$2
-  local pidfile="$dir/pg-data/postmaster.pid"
+  local dir=$1 mode=$2 data=${3:-pg-data}
+  local pidfile="$dir/$data/postmaster.pid"
   [[ -f "$pidfile" ]] || return 0
   local pid
   pid=$(head -n 1 "$pidfile")
   if ! pid_is_ours "$pid" "$dir"; then
     return 0
   fi
-  say "stopping PostgreSQL ($mode)"
-  if ! (cd "$dir" && as_pg_user "$(pg_bindir)/pg_ctl" -D "$dir/pg-data" -m "$mode" -w -t 30 stop \
+  say "stopping PostgreSQL $data ($mode)"
+  if ! (cd "$dir" && as_pg_user "$(pg_bindir)/pg_ctl" -D "$dir/$data" -m "$mode" -w -t 30 stop \
     >/dev/null 2>&1); then
     say "pg_ctl stop failed: killing postmaster $pid"
     kill -KILL "$pid" 2>/dev/null || true
@@ -303,6 +306,57 @@ pg_setup() {
     fail "could not create the xatm roles and databases in PostgreSQL"
   pg_psql "$dir" -d xatm_test -c "GRANT CREATE ON SCHEMA public TO xatm_pw" >/dev/null ||
     fail "could not let xatm_pw create tables in xatm_test"
+}
+
+# A physical standby of the primary (hot standby, read-only): a base backup with -R (standby.signal
+# and primary_conninfo), streaming from the primary. It listens on a unix socket in $dir/standby
+# only (same port number, another directory: nothing to collide with). A standby needs
+# max_prepared_transactions and max_connections >= the primary's: the copied postgresql.conf has
+# the primary's. initdb's pg_hba.conf trusts local replication connections.
+pg_standby_alive() {
+  local dir=$1
+  "$(pg_bindir)/pg_isready" -q -h "$dir/standby" -p "$(pg_port "$dir")" -t 3 >/dev/null 2>&1
+}
+
+pg_standby_start() {
+  local dir=$1 bindir
+  bindir=$(pg_bindir)
+  if pg_standby_alive "$dir"; then
+    say "PostgreSQL standby already running"
+    return 0
+  fi
+  pg_stop "$dir" fast pg-standby
+  rm -rf -- "$dir/pg-standby" "$dir/standby"
+  say "starting a PostgreSQL standby in $dir/pg-standby"
+  if ! (cd "$dir" && as_pg_user mkdir -m 0700 "$dir/standby" && as_pg_user "$bindir/pg_basebackup" -h "$dir" \
+    -p "$(pg_port "$dir")" -U postgres -D "$dir/pg-standby" -R -X stream -c fast --no-sync \
+    >"$dir/pg-basebackup.log" 2>&1); then
+    log_tail "$dir/pg-basebackup.log"
+    fail "pg_basebackup of the primary failed"
+  fi
+  cat >>"$dir/pg-standby/postgresql.conf" <<EOF
+
+# xatm test standby: unix socket only, read-only queries while it replays the primary's WAL
+listen_addresses = ''
+unix_socket_directories = '$dir/standby'
+hot_standby = on
+EOF
+  if ! (cd "$dir" && as_pg_user "$bindir/pg_ctl" -D "$dir/pg-standby" -l "$dir/pg-standby.log" -w \
+    -t "$start_timeout" start >/dev/null 2>"$dir/pg_ctl-standby.err"); then
+    log_tail "$dir/pg_ctl-standby.err"
+    log_tail "$dir/pg-standby.log"
+    fail "the PostgreSQL standby did not start"
+  fi
+  pg_standby_alive "$dir" || {
+    log_tail "$dir/pg-standby.log"
+    fail "the PostgreSQL standby started but does not answer on $dir/standby"
+  }
+}
+
+pg_standby_stop() {
+  local dir=$1
+  pg_stop "$dir" fast pg-standby
+  rm -rf -- "$dir/pg-standby" "$dir/standby"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -425,6 +479,8 @@ write_env() {
     pg_port=$(pg_port "$dir")
     printf 'XATM_TEST_PG=host=%s port=%s dbname=xatm_test user=xatm\n' "$dir" "$pg_port"
     printf 'XATM_TEST_PG2=host=%s port=%s dbname=xatm_test2 user=xatm\n' "$dir" "$pg_port"
+    # Answers only between start-pg-standby and stop-pg-standby.
+    printf 'XATM_TEST_PG_STANDBY=host=%s/standby port=%s dbname=xatm_test user=xatm\n' "$dir" "$pg_port"
     printf 'XATM_TEST_PG_PW=host=%s port=%s dbname=xatm_test user=xatm_pw password=%s\n' "$dir" "$pg_port" \
       "$(conninfo_quote "$pg_password")"
     printf 'XATM_TEST_MYSQL=unix_socket=%s/mysql.sock user=xatm password=%s dbname=xatm_test\n' \
@@ -499,6 +555,7 @@ cmd_stop() {
   if [[ -n "$dir" && -d "$dir" ]]; then
     # Either stop failing must not keep the other server running or the dir in place.
     local rc=0
+    (pg_stop "$dir" fast pg-standby) || rc=1
     (pg_stop "$dir" fast) || rc=1
     (mysql_stop "$dir") || rc=1
     if [[ $rc -ne 0 ]]; then
@@ -568,6 +625,14 @@ main() {
       dir=$(require_dir)
       pg_stop "$dir" fast
       pg_start "$dir"
+      ;;
+    start-pg-standby)
+      dir=$(require_dir)
+      pg_standby_start "$dir"
+      ;;
+    stop-pg-standby)
+      dir=$(require_dir)
+      pg_standby_stop "$dir"
       ;;
     -h | --help | help) usage ;;
     *)

@@ -86,6 +86,7 @@ server_env read_server_env(const std::string& state_file) {
   env.tcp_host = optional("XATM_TEST_TCP_HOST");
   env.pg_tcp_port = optional("XATM_TEST_PG_TCP_PORT");
   env.mysql_tcp_port = optional("XATM_TEST_MYSQL_TCP_PORT");
+  env.pg_standby = optional("XATM_TEST_PG_STANDBY");
   return env;
 }
 

@@ -32,6 +32,9 @@ struct server_env {
   std::string tcp_host;  // 127.0.0.1
   std::string pg_tcp_port;
   std::string mysql_tcp_port;
+  // A physical standby of `pg` (hot standby, database xatm_test, role xatm), which answers only
+  // between `servers.sh start-pg-standby` and `stop-pg-standby`; empty when servers.sh predates it.
+  std::string pg_standby;
 };
 
 // The servers a state file names. Throws std::runtime_error saying what is missing (the state

@@ -9,7 +9,12 @@
 //  - PostgreSQL with fsync = off: the same refusals, naming fsync;
 //  - MariaDB with global autocommit = 0: a branch a crash left prepared is resolved by recovery
 //    and by xatm-recover, and a three-phase transaction's markers are really deleted;
-//  - check_durability() itself, on canned answers: sync_binlog with log_bin ON (log_bin is not
+//  - a server that accepts no writes is no RM: MariaDB with read_only = 1 (a replica), and a real
+//    PostgreSQL physical standby that has not replayed a decided transaction's PREPARE (so it lists
+//    no branch of it): connect() refuses, recovery (recover_now() and xatm-recover) reports the RM
+//    unreachable saying what to do, commits nothing there and keeps the decision; pointed at the
+//    primary again, recovery finishes the transaction;
+//  - check_server() itself, on canned answers: sync_binlog with log_bin ON (log_bin is not
 //    dynamic: turning it on would need a server restart with another configuration),
 //    innodb_flush_log_at_trx_commit = 3, max_prepared_transactions = 0, unknown dialects.
 // These tests change GLOBAL server settings (restored by RAII guards, also when a check fails),
@@ -27,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/identity.h"
 #include "core/tm_access.h"
 #include "core/preflight.h"
 #include "support/adapter_checks.h"
@@ -60,7 +66,7 @@ using test::tool_run;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-// ---- canned answers for check_durability() --------------------------------------------------------
+// ---- canned answers for check_server() ------------------------------------------------------------
 
 // An RM of a given dialect that answers every exec() with one row and remembers what it was sent.
 class canned_rm final : public resource_manager {
@@ -234,28 +240,50 @@ class interposed_rm final : public resource_manager {
   std::function<void()> before_commit_;
 };
 
+// Terminates a PostgreSQL session as a superuser and waits until the server is done with it.
+// Runs inside commit(): no doctest assertion.
+bool kill_pg_session(const std::string& pid) {
+  auto admin = connect_quietly(true, test::servers().pg);
+  if (!admin || !admin->exec("SELECT pg_terminate_backend(" + pid + ")").ok()) return false;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    auto left = admin->exec("SELECT count(*) FROM pg_stat_activity WHERE pid = " + pid);
+    if (left.ok() && left.value().rows.at(0).at(0) == "0") return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
 // Through `t`'s TM (which registers "pg" and "maria" here), commits a transaction that inserts
-// `id` into `table` on both servers, whose MariaDB session is killed right before its phase-2
-// commit while MariaDB stays unreachable for the TM: commit() answers completion_pending, the
-// decision stays in the log and the MariaDB branch prepared, detached from any session, as a
-// crash of the TM's host leaves them. Then the TM is closed. Answers the gtrid.
-std::string leave_maria_branch_prepared(tm_under_test& t, const std::string& table, int id) {
+// `id` into `table` on both servers, whose session on the `stuck` RM ("pg" or "maria") is killed
+// right before its phase-2 commit while that RM stays unreachable for the TM: commit() answers
+// completion_pending, the decision stays in the log and that RM's branch prepared, detached from
+// any session, as a crash of the TM's host leaves them; the other RM's branch is committed. Then
+// the TM is closed. Answers the gtrid.
+std::string leave_branch_prepared(tm_under_test& t, const std::string& table, int id, const std::string& stuck) {
+  const bool pg_stuck = stuck == "pg";
   auto outage = std::make_shared<bool>(false);
   auto killed = std::make_shared<bool>(false);
-  t.tm->register_rm("pg", "postgresql", test::servers().pg);
-  detail::tm_access::register_rm(*t.tm, "maria", [outage, killed]() -> result<std::unique_ptr<resource_manager>> {
-    if (*outage) return make_failure(xa_code::rm_failure, "test: MariaDB unreachable", "maria");
-    auto real = mysql::connect("maria", connection_settings::parse(test::servers().mysql).value());
-    if (!real) return std::move(real).error();
-    auto session = real.value()->exec("SELECT CONNECTION_ID()");
-    if (!session) return std::move(session).error();
-    auto wrapped = std::make_unique<interposed_rm>(std::move(real).value());
-    wrapped->before_commit([outage, killed, id = session.value().rows.at(0).at(0).value_or("0")] {
-      *outage = true;
-      *killed = kill_maria_session(id);
-    });
-    return std::unique_ptr<resource_manager>(std::move(wrapped));
-  });
+  const std::string other = pg_stuck ? "maria" : "pg";
+  if (pg_stuck) {
+    t.tm->register_rm(other, "mariadb", test::servers().mysql);
+  } else {
+    t.tm->register_rm(other, "postgresql", test::servers().pg);
+  }
+  detail::tm_access::register_rm(
+      *t.tm, stuck, [outage, killed, pg_stuck, stuck]() -> result<std::unique_ptr<resource_manager>> {
+        if (*outage) return make_failure(xa_code::rm_failure, "test: " + stuck + " unreachable", stuck);
+        auto real = pg_stuck ? postgresql::connect(stuck, connection_settings::parse(test::servers().pg).value())
+                             : mysql::connect(stuck, connection_settings::parse(test::servers().mysql).value());
+        if (!real) return std::move(real).error();
+        auto session = real.value()->exec(pg_stuck ? "SELECT pg_backend_pid()" : "SELECT CONNECTION_ID()");
+        if (!session) return std::move(session).error();
+        auto wrapped = std::make_unique<interposed_rm>(std::move(real).value());
+        wrapped->before_commit([outage, killed, pg_stuck, id = session.value().rows.at(0).at(0).value_or("0")] {
+          *outage = true;
+          *killed = pg_stuck ? kill_pg_session(id) : kill_maria_session(id);
+        });
+        return std::unique_ptr<resource_manager>(std::move(wrapped));
+      });
   std::string gtrid;
   {
     auto pg = t.tm->connect("pg");
@@ -270,19 +298,25 @@ std::string leave_maria_branch_prepared(tm_under_test& t, const std::string& tab
   }
   REQUIRE(*killed);
   t.close();
-  REQUIRE(prepared_gtrids(*observe_maria(), t.tm_id) == std::set<std::string>{gtrid});
+  REQUIRE(prepared_gtrids(pg_stuck ? *observe_pg() : *observe_maria(), t.tm_id) == std::set<std::string>{gtrid});
+  REQUIRE(prepared_gtrids(pg_stuck ? *observe_maria() : *observe_pg(), t.tm_id).empty());
   REQUIRE(test::decisions_in_log_file(t.log_path) == std::vector<std::string>{gtrid});
   return gtrid;
+}
+
+std::string leave_maria_branch_prepared(tm_under_test& t, const std::string& table, int id) {
+  return leave_branch_prepared(t, table, id, "maria");
 }
 
 // xatm-recover on a closed TM's log with "pg" and "maria" (and `extra` arguments); table output
 // unless `extra` asks for --json.
 tool_run recover_with_tool(const tm_under_test& t, const std::vector<std::string>& extra = {},
-                           const std::vector<std::string>& rm_names = {"pg", "maria"}) {
+                           const std::vector<std::string>& rm_names = {"pg", "maria"},
+                           const std::string& pg_conninfo = test::servers().pg) {
   std::vector<std::string> argv{XATM_RECOVER_BIN, "--log", t.log_path.string()};
   for (const auto& name : rm_names) {
     argv.push_back("--rm");
-    argv.push_back(name == "pg" ? "pg=postgresql:" + test::servers().pg : "maria=mariadb:" + test::servers().mysql);
+    argv.push_back(name == "pg" ? "pg=postgresql:" + pg_conninfo : "maria=mariadb:" + test::servers().mysql);
   }
   argv.insert(argv.end(), extra.begin(), extra.end());
   tool_run done = test::run_tool(argv, t.dir.path, 60s);
@@ -305,9 +339,9 @@ bool completed(const recovery_report& report, const std::string& gtrid) {
 
 }  // namespace
 
-// ---- check_durability() on canned answers -----------------------------------------------------
+// ---- check_server() on canned answers ---------------------------------------------------------
 
-TEST_CASE("check_durability: one query per dialect; what each setting must be, and the message naming it") {
+TEST_CASE("check_server: one query per dialect; what each setting must be, read-only servers, and the message") {
   using row = std::vector<std::optional<std::string>>;
   struct expectation {
     std::string dialect;
@@ -315,28 +349,32 @@ TEST_CASE("check_durability: one query per dialect; what each setting must be, a
     std::string refused;  // "" when the server passes, else part of the message
   };
   const std::vector<expectation> cases{
-      {"mariadb", {"1", "0", "0"}, ""},
-      {"mariadb", {"3", "0", "0"}, ""},  // MariaDB's 3 flushes at prepare and at commit
-      {"mysql", {"3", "0", "0"}, "innodb_flush_log_at_trx_commit = 3 can lose"},
+      {"mariadb", {"1", "0", "0", "0", "OFF"}, ""},
+      {"mariadb", {"3", "0", "0", "0", "OFF"}, ""},  // MariaDB's 3 flushes at prepare and at commit
+      {"mysql", {"3", "0", "0", "0", "OFF"}, "innodb_flush_log_at_trx_commit = 3 can lose"},
       {"mariadb",
-       {"2", "0", "1"},
+       {"2", "0", "1", "0", "OFF"},
        "innodb_flush_log_at_trx_commit = 2 can lose a committed XA transaction on a "
        "host crash: set it to 1 (or, on a throwaway server for tests, "
        "tm_options::allow_unsafe_durability"},
-      {"mariadb", {"0", "0", "1"}, "innodb_flush_log_at_trx_commit = 0 can lose"},
-      {"mysql", {"2", "1", "1"}, "innodb_flush_log_at_trx_commit = 2 can lose"},
-      {"mariadb", {"1", "1", "1"}, ""},
-      {"mysql", {"1", "1", "1"}, ""},
+      {"mariadb", {"0", "0", "1", "0", "OFF"}, "innodb_flush_log_at_trx_commit = 0 can lose"},
+      {"mysql", {"2", "1", "1", "0", "OFF"}, "innodb_flush_log_at_trx_commit = 2 can lose"},
+      {"mariadb", {"1", "1", "1", "0", "OFF"}, ""},
+      {"mysql", {"1", "1", "1", "0", "OFF"}, ""},
       {"mariadb",
-       {"1", "1", "0"},
+       {"1", "1", "0", "0", "OFF"},
        "sync_binlog = 0 with log_bin ON can lose a committed XA transaction on a host "
        "crash: set it to 1"},
-      {"mysql", {"1", "1", "100"}, "sync_binlog = 100 with log_bin ON can lose"},
-      {"mariadb", {"1", "0", "100"}, ""},  // no binary log: sync_binlog does not matter
-      {"postgresql", {"on", "64"}, ""},
-      {"postgresql", {"off", "64"}, "fsync = off can lose a committed XA transaction on a host crash: set fsync = on"},
+      {"mysql", {"1", "1", "100", "0", "OFF"}, "sync_binlog = 100 with log_bin ON can lose"},
+      {"mariadb", {"1", "0", "100", "0", "OFF"}, ""},  // no binary log: sync_binlog does not matter
+      {"postgresql", {"on", "64", "f"}, ""},
+      {"postgresql", {"off", "64", "f"}, "fsync = off can lose a committed XA transaction on a host crash: set fsync = on"},
+      {"postgresql", {"on", "64", "t"}, "the server is a standby (pg_is_in_recovery() is true)"},
+      {"mariadb", {"1", "0", "0", "1", "OFF"}, "the server is read-only (read_only = 1"},
+      {"mariadb", {"1", "0", "0", "ON", "OFF"}, "the server is read-only (read_only = ON"},
+      {"mysql", {"1", "0", "0", "0", "1"}, "the server is read-only (innodb_read_only = ON)"},
       {"postgresql",
-       {"on", "0"},
+       {"on", "0", "f"},
        "max_prepared_transactions = 0 makes every prepare fail: set it > 0 in "
        "postgresql.conf and restart the server"},
   };
@@ -345,7 +383,7 @@ TEST_CASE("check_durability: one query per dialect; what each setting must be, a
     CAPTURE(expected.answer.at(0).value_or("NULL"));
     CAPTURE(expected.answer.at(1).value_or("NULL"));
     canned_rm rm(expected.dialect, expected.answer);
-    auto checked = detail::check_durability(rm);
+    auto checked = detail::check_server(rm);
     CHECK(rm.sent.size() == 1);
     if (expected.refused.empty()) {
       REQUIRE_OK(checked);
@@ -358,12 +396,12 @@ TEST_CASE("check_durability: one query per dialect; what each setting must be, a
   }
   // A dialect xatm does not know (a test double) passes without a query.
   canned_rm unknown("fake", {"off", "0", "0"});
-  REQUIRE_OK(detail::check_durability(unknown));
+  REQUIRE_OK(detail::check_server(unknown));
   CHECK(unknown.sent.empty());
 
   // The TM's own connections: PostgreSQL gets its session settings and the check in one round
   // trip; MariaDB the check, then its session settings.
-  canned_rm pg("postgresql", {"on", "64"});
+  canned_rm pg("postgresql", {"on", "64", "f"});
   REQUIRE_OK(detail::prepare_own_connection(pg, false));
   REQUIRE(pg.sent.size() == 1);
   for (const char* part : {"SET synchronous_commit = on", "SET default_transaction_read_only = off",
@@ -371,17 +409,23 @@ TEST_CASE("check_durability: one query per dialect; what each setting must be, a
                            "current_setting('fsync')"}) {
     CHECK(contains(pg.sent[0], part));
   }
-  canned_rm unsafe_pg("postgresql", {"off", "64"});
+  canned_rm unsafe_pg("postgresql", {"off", "64", "f"});
   CHECK_FAILS_WITH(detail::prepare_own_connection(unsafe_pg, false), xa_code::invalid);
-  canned_rm allowed_pg("postgresql", {"off", "64"});
+  canned_rm allowed_pg("postgresql", {"off", "64", "f"});
   REQUIRE_OK(detail::prepare_own_connection(allowed_pg, true));
   REQUIRE(allowed_pg.sent.size() == 1);
-  CHECK_FALSE(contains(allowed_pg.sent[0], "current_setting"));
-  canned_rm maria("mariadb", {"1", "0", "0"});
+  CHECK(contains(allowed_pg.sent[0], "pg_is_in_recovery()"));  // still asked: a standby is refused
+  // allow_unsafe_durability does not let a standby or a read-only server in.
+  canned_rm allowed_standby("postgresql", {"on", "64", "t"});
+  CHECK_FAILS_WITH(detail::prepare_own_connection(allowed_standby, true), xa_code::invalid);
+  canned_rm allowed_read_only("mariadb", {"1", "0", "0", "1", "OFF"});
+  CHECK_FAILS_WITH(detail::prepare_own_connection(allowed_read_only, true), xa_code::invalid);
+  CHECK(allowed_read_only.sent.size() == 1);
+  canned_rm maria("mariadb", {"1", "0", "0", "0", "OFF"});
   REQUIRE_OK(detail::prepare_own_connection(maria, false));
   REQUIRE(maria.sent.size() == 2);
   CHECK(contains(maria.sent[1], "tx_read_only = 0"));
-  canned_rm unsafe_maria("mariadb", {"2", "0", "0"});
+  canned_rm unsafe_maria("mariadb", {"2", "0", "0", "0", "OFF"});
   CHECK_FAILS_WITH(detail::prepare_own_connection(unsafe_maria, false), xa_code::invalid);
   CHECK(unsafe_maria.sent.size() == 1);  // refused before the session settings
 }
@@ -590,4 +634,160 @@ TEST_CASE(
   CHECK(prepared_gtrids(*maria, by_markers.tm_id).empty());
   CHECK(count_rows(*maria, "fence_autocommit") == 3);
   CHECK(count_rows(*observe_pg(), "fence_autocommit") == 3);
+}
+
+// ---- servers that accept no writes: a read-only MariaDB, a PostgreSQL standby --------------------
+
+TEST_CASE(
+    "MariaDB read_only = 1: connect() and recovery treat it as unusable, naming the RM and what to do; "
+    "nothing is committed there and the decision is kept") {
+  fresh_tables("fence_read_only");
+  tm_under_test t;
+  const std::string gtrid = leave_maria_branch_prepared(t, "fence_read_only", 1);
+  {
+    // A replica is normally read_only. xatm's user has every privilege (as many TMs' users do),
+    // so MariaDB would let it commit there: only xatm's own check keeps it out.
+    maria_global read_only("read_only", "1");
+    t.reopen();
+    t.register_pg_and_maria();
+    auto report = t.tm->recover_now();
+    CHECK(report.unreachable_rms.size() == 1);
+    if (!report.unreachable_rms.empty()) {
+      CHECK(report.unreachable_rms[0].rfind("maria: ", 0) == 0);
+      CHECK(contains(report.unreachable_rms[0], "read_only"));
+    }
+    CHECK(report.unresolved());
+    CHECK_FALSE(completed(report, gtrid));
+    CHECK(prepared_gtrids(*observe_maria(), t.tm_id) == std::set<std::string>{gtrid});
+    auto refused = test::thrown_by<configuration_error>([&] { (void)t.tm->connect("maria"); });
+    INFO(refused.what());
+    CHECK(refused.rm_name() == "maria");
+    CHECK(contains(refused.what(), "RM 'maria'"));
+    CHECK(contains(refused.what(), "read_only"));
+    CHECK(contains(refused.what(), "primary"));
+    CHECK_FALSE(contains(refused.what(), std::string(test::mysql_password)));
+    t.close();
+    CHECK(test::decisions_in_log_file(t.log_path) == std::vector<std::string>{gtrid});
+
+    auto tool = recover_with_tool(t);
+    CHECK(tool.exit_code() == 1);
+    CHECK(contains(tool.out + tool.err, "read_only"));
+    CHECK(prepared_gtrids(*observe_maria(), t.tm_id) == std::set<std::string>{gtrid});
+    CHECK(test::decisions_in_log_file(t.log_path) == std::vector<std::string>{gtrid});
+  }
+  // Writable again: recovery commits the branch and forgets the decision.
+  t.reopen();
+  t.register_pg_and_maria();
+  auto report = t.tm->recover_now();
+  CHECK(completed(report, gtrid));
+  CHECK(prepared_gtrids(*observe_maria(), t.tm_id).empty());
+  CHECK(count_rows(*observe_maria(), "fence_read_only", "id = 1") == 1);
+  CHECK(count_rows(*observe_pg(), "fence_read_only", "id = 1") == 1);
+  t.close();
+  CHECK(test::decisions_in_log_file(t.log_path).empty());
+}
+
+namespace {
+
+// A physical standby of the test PostgreSQL for one test: stopped (its data dir removed) when the
+// test ends, whatever happens (servers.sh stop would stop it too).
+class pg_standby {
+ public:
+  pg_standby() { test::start_pg_standby(); }
+  ~pg_standby() {
+    try {
+      test::stop_pg_standby();
+    } catch (const std::exception& e) {
+      MESSAGE("could not stop the PostgreSQL standby: " << e.what());
+    }
+  }
+  pg_standby(const pg_standby&) = delete;
+  pg_standby& operator=(const pg_standby&) = delete;
+
+  // Waits until the standby replayed everything the primary wrote so far, then pauses its replay:
+  // what the primary does next does not reach it.
+  static void catch_up_and_pause() {
+    auto standby = observe_pg(test::servers().pg_standby);
+    const std::string lsn = single_value(*observe_pg(), "SELECT pg_current_wal_lsn()::text");
+    bool caught_up = false;
+    for (int attempt = 0; attempt < 400 && !caught_up; ++attempt) {
+      caught_up = single_value(*standby, "SELECT pg_last_wal_replay_lsn() >= '" + lsn + "'::pg_lsn") == "t";
+      if (!caught_up) std::this_thread::sleep_for(50ms);
+    }
+    REQUIRE_MESSAGE(caught_up, "the standby did not replay the primary's WAL within 20 s");
+    run(*standby, "SELECT pg_wal_replay_pause()");
+    bool paused = false;
+    for (int attempt = 0; attempt < 400 && !paused; ++attempt) {
+      paused = single_value(*standby, "SELECT pg_get_wal_replay_pause_state()") == "paused";
+      if (!paused) std::this_thread::sleep_for(50ms);
+    }
+    REQUIRE_MESSAGE(paused, "the standby's replay did not pause within 20 s");
+  }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "PostgreSQL standby: recovery pointed at a physical standby that lists no branch of a decided "
+    "transaction reports the RM unusable and keeps the COMMIT decision; at the primary it commits") {
+  REQUIRE_FALSE(test::servers().pg_standby.empty());
+  fresh_tables("fence_standby");
+  // The identity row must be on the primary before the base backup: a standby is a copy of the
+  // right database, so the identity check passes there.
+  REQUIRE_OK(detail::ensure_identity(*observe_pg()));
+  pg_standby standby;
+  pg_standby::catch_up_and_pause();
+
+  // Decided, committed on MariaDB, prepared on the primary only: the standby has not replayed the
+  // PREPARE and lists no branch.
+  tm_under_test t;
+  const std::string gtrid = leave_branch_prepared(t, "fence_standby", 1, "pg");
+  CHECK(prepared_gtrids(*observe_pg(test::servers().pg_standby), t.tm_id).empty());
+  CHECK(single_value(*observe_pg(test::servers().pg_standby), "SELECT pg_is_in_recovery()") == "t");
+
+  // "pg" resolved to the standby (a host list, a service file, a failover DNS name that landed
+  // there). Without the check, recovery would find no branch of the decision on either RM and
+  // forget it; the primary's prepared branch would then be presumed aborted: a split.
+  t.reopen();
+  t.tm->register_rm("pg", "postgresql", test::servers().pg_standby);
+  t.tm->register_rm("maria", "mariadb", test::servers().mysql);
+  auto report = t.tm->recover_now();
+  CHECK(report.unreachable_rms.size() == 1);
+  if (!report.unreachable_rms.empty()) {
+    CHECK(report.unreachable_rms[0].rfind("pg: ", 0) == 0);
+    CHECK(contains(report.unreachable_rms[0], "standby"));
+    CHECK(contains(report.unreachable_rms[0], "target_session_attrs=read-write"));
+  }
+  CHECK(report.unresolved());
+  CHECK_FALSE(completed(report, gtrid));
+  t.close();
+  CHECK(test::decisions_in_log_file(t.log_path) == std::vector<std::string>{gtrid});
+  t.reopen();
+  t.tm->register_rm("pg", "postgresql", test::servers().pg_standby);
+  t.tm->register_rm("maria", "mariadb", test::servers().mysql);
+  auto refused = test::thrown_by<configuration_error>([&] { (void)t.tm->connect("pg"); });
+  INFO(refused.what());
+  CHECK(refused.rm_name() == "pg");
+  CHECK(contains(refused.what(), "RM 'pg'"));
+  CHECK(contains(refused.what(), "standby"));
+  CHECK(contains(refused.what(), "target_session_attrs=read-write"));
+  t.close();
+
+  auto tool = recover_with_tool(t, {}, {"pg", "maria"}, test::servers().pg_standby);
+  CHECK(tool.exit_code() == 1);
+  CHECK(contains(tool.out + tool.err, "standby"));
+  CHECK(test::decisions_in_log_file(t.log_path) == std::vector<std::string>{gtrid});
+  CHECK(prepared_gtrids(*observe_pg(), t.tm_id) == std::set<std::string>{gtrid});
+
+  // Pointed at the primary: the decision commits the prepared branch there.
+  t.reopen();
+  t.register_pg_and_maria();
+  report = t.tm->recover_now();
+  CHECK(completed(report, gtrid));
+  CHECK_FALSE(report.unresolved());
+  CHECK(prepared_gtrids(*observe_pg(), t.tm_id).empty());
+  CHECK(count_rows(*observe_pg(), "fence_standby", "id = 1") == 1);
+  CHECK(count_rows(*observe_maria(), "fence_standby", "id = 1") == 1);
+  t.close();
+  CHECK(test::decisions_in_log_file(t.log_path).empty());
 }

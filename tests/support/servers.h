@@ -38,5 +38,9 @@ inline void start_mysql() { server_control("start-mysql"); }
 // PostgreSQL's crash-like shutdown (pg_ctl stop -m immediate); then start it again.
 inline void stop_pg_immediate() { server_control("stop-pg-immediate"); }
 inline void start_pg() { server_control("start-pg"); }
+// A physical standby of PostgreSQL (servers().pg_standby), started from a base backup of the
+// primary, streaming its WAL; stopped (and its data dir removed) by stop_pg_standby() or `stop`.
+inline void start_pg_standby() { server_control("start-pg-standby"); }
+inline void stop_pg_standby() { server_control("stop-pg-standby"); }
 
 }  // namespace xatm::test
