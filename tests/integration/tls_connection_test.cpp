@@ -25,6 +25,10 @@
 #include "xatm/recovery.h"
 #include "xatm/transaction_manager.h"
 
+#ifndef XATM_TLS_CHILD_BIN
+#error "XATM_TLS_CHILD_BIN must name the xatm-tls-child binary (set by tests/CMakeLists.txt)"
+#endif
+
 using namespace xatm;
 
 namespace {
@@ -271,28 +275,6 @@ TEST_CASE("tls: MariaDB keywords are checked at registration") {
   }
 }
 
-// Run only as the child of the recovery case below: commits over TLS and is killed by its crash
-// point once the decision is durable, leaving both branches prepared.
-TEST_CASE("tls: child commits and is killed" * doctest::skip()) {
-  const char* log = std::getenv("XATM_TLS_CHILD_LOG");
-  REQUIRE(log != nullptr);
-  tm_options options = test::without_background_recovery();
-  options.tm_id = std::getenv("XATM_TLS_CHILD_TM");
-  options.log_path = log;
-  transaction_manager tm(options);
-  tm.register_rm("pg", "postgresql", std::getenv("XATM_TLS_CHILD_PG"));
-  tm.register_rm("maria", "mariadb", std::getenv("XATM_TLS_CHILD_MARIA"));
-  auto pg = tm.connect("pg");
-  auto maria = tm.connect("maria");
-  auto tx = tm.begin();
-  tx.enlist(*pg);
-  tx.enlist(*maria);
-  pg->exec("INSERT INTO tls_items VALUES ('" + options.tm_id + "')").value();
-  maria->exec("INSERT INTO tls_items VALUES ('" + options.tm_id + "')").value();
-  (void)tx.commit();  // killed inside (XATM_CRASH_AT=after_decision_durable)
-  FAIL("the crash point did not fire");
-}
-
 TEST_CASE("tls: an XA transaction commits over TLS, and recovery finishes one over TLS") {
   const auto& env = tls_servers();
   test::temp_dir dir("tls-xa");
@@ -325,7 +307,7 @@ TEST_CASE("tls: an XA transaction commits over TLS, and recovery finishes one ov
   // A child commits over TLS and dies with the decision durable: recovery commits its branches.
   const std::string child_tm = test::unique_tm_id("tls-child");
   const std::filesystem::path child_log = dir.file("child.log");
-  test::child_process child({"/proc/self/exe", "--no-skip", "--test-case=tls: child commits and is killed"},
+  test::child_process child({XATM_TLS_CHILD_BIN},
                             {"XATM_CRASH_AT=after_decision_durable", "XATM_TLS_CHILD_LOG=" + child_log.string(),
                              "XATM_TLS_CHILD_TM=" + child_tm, "XATM_TLS_CHILD_PG=" + pg,
                              "XATM_TLS_CHILD_MARIA=" + maria},
