@@ -264,19 +264,26 @@ EOF
     'hostssl all xatm_pw 127.0.0.1/32 scram-sha-256' "$hba" >"$dir/pg-data/pg_hba.conf"
 }
 
+# pg_ctl start of the cluster in $dir/NAME, logging to $dir/NAME.log; WHAT names it in a failure
+# (with the tails of its logs) and ALIVE is the function that checks it answers.
+pg_ctl_start() {
+  local dir=$1 name=$2 what=$3 alive=$4
+  if ! (cd "$dir" && as_pg_user "$(pg_bindir)/pg_ctl" -D "$dir/$name" -l "$dir/$name.log" -w \
+    -t "$start_timeout" start >/dev/null 2>"$dir/$name.pg_ctl.err"); then
+    log_tail "$dir/$name.pg_ctl.err"
+    log_tail "$dir/$name.log"
+    fail "$what did not start"
+  fi
+  "$alive" "$dir" || {
+    log_tail "$dir/$name.log"
+    fail "$what started but does not answer"
+  }
+}
+
 pg_start() {
   local dir=$1
   say "starting PostgreSQL in $dir"
-  if ! (cd "$dir" && as_pg_user "$(pg_bindir)/pg_ctl" -D "$dir/pg-data" -l "$dir/pg.log" -w \
-    -t "$start_timeout" start >/dev/null 2>"$dir/pg_ctl.err"); then
-    log_tail "$dir/pg_ctl.err"
-    log_tail "$dir/pg.log"
-    fail "PostgreSQL did not start"
-  fi
-  pg_alive "$dir" || {
-    log_tail "$dir/pg.log"
-    fail "PostgreSQL started but does not answer on $dir"
-  }
+  pg_ctl_start "$dir" pg-data PostgreSQL pg_alive
 }
 
 pg_stop() {
@@ -341,16 +348,7 @@ listen_addresses = ''
 unix_socket_directories = '$dir/standby'
 hot_standby = on
 EOF
-  if ! (cd "$dir" && as_pg_user "$bindir/pg_ctl" -D "$dir/pg-standby" -l "$dir/pg-standby.log" -w \
-    -t "$start_timeout" start >/dev/null 2>"$dir/pg_ctl-standby.err"); then
-    log_tail "$dir/pg_ctl-standby.err"
-    log_tail "$dir/pg-standby.log"
-    fail "the PostgreSQL standby did not start"
-  fi
-  pg_standby_alive "$dir" || {
-    log_tail "$dir/pg-standby.log"
-    fail "the PostgreSQL standby started but does not answer on $dir/standby"
-  }
+  pg_ctl_start "$dir" pg-standby "the PostgreSQL standby" pg_standby_alive
 }
 
 pg_standby_stop() {
