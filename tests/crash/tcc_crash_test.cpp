@@ -68,6 +68,12 @@ class wallet_process {
   const std::string& account() const { return account_; }
 
   void kill() { process_->kill(); }
+  // For a failure's message: whether the wallet still runs, and what it wrote on stderr.
+  std::string health() {
+    const auto ended = process_->poll();
+    return (ended ? "the wallet " + ended->describe() : std::string("the wallet runs")) + "; its stderr:\n" +
+           process_->err();
+  }
   void restart() {
     process_.reset();
     start(port_);
@@ -209,7 +215,7 @@ struct recovered {
 
 // A restarted coordinator: a transaction manager on the same log with the RMs and the wallet
 // registered, recover_now() until nothing is unresolved.
-recovered recover_by_restart(scenario& s, const wallet_process& wallet, const std::string& gtrid) {
+recovered recover_by_restart(scenario& s, wallet_process& wallet, const std::string& gtrid) {
   recovered seen;
   auto tm = open_transaction_manager(s);
   tm->register_tcc("wallet", xatm::make_http_participant(wallet.url()));
@@ -231,7 +237,7 @@ recovered recover_by_restart(scenario& s, const wallet_process& wallet, const st
         }
       }
       for (const auto& rm : report.unreachable_rms) left += "\n  unreachable: " + rm;
-      FAIL("recovery by restart left work unresolved for 120 s:" << left);
+      FAIL("recovery by restart left work unresolved for 120 s:" << left << "\n" << wallet.health());
     }
     std::this_thread::sleep_for(100ms);
   }
