@@ -109,7 +109,7 @@ run_sanitized() {
   say "running the tests under $setting"
   ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:strict_string_checks=1" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-    TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$repo/tests/tsan.supp" \
+    TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
     XATM_CRASH_ROUNDS="${XATM_SANITIZE_CRASH_ROUNDS:-12}" \
     XATM_3PC_CRASH_ROUNDS="${XATM_SANITIZE_CRASH_ROUNDS:-12}" \
     ctest --test-dir "$dir" --output-on-failure --no-tests=error "$@"
