@@ -7,23 +7,14 @@
 // XATM_TLS_CHILD_PG and XATM_TLS_CHILD_MARIA (the connection strings). Exits 2 with the reason
 // on stderr if anything fails, and 3 if the crash point did not fire.
 #include <chrono>
-#include <cstdlib>
 #include <exception>
 #include <iostream>
-#include <stdexcept>
 #include <string>
 
+#include "support/required_env.h"
 #include "xatm/transaction_manager.h"
 
-namespace {
-
-std::string required_env(const char* name) {
-  const char* value = std::getenv(name);
-  if (value == nullptr || *value == '\0') throw std::runtime_error(std::string(name) + " is not set");
-  return value;
-}
-
-}  // namespace
+using xatm::test::required_env;
 
 int main() {
   try {

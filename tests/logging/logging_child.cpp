@@ -11,22 +11,19 @@
 // Environment: XATM_LOGGING_PG and XATM_LOGGING_MARIA, the connection strings; XATM_LOGGING_DIR,
 // a private directory (mode 0700) for the decision log. Exits 0 after the commit; on any failure
 // it exits 2 and says why on stderr.
-#include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
+#include "support/required_env.h"
 #include "xatm/logging.h"
 #include "xatm/transaction_manager.h"
 
 namespace {
 
-std::string required_env(const char* name) {
-  const char* value = std::getenv(name);
-  if (value == nullptr || *value == '\0') throw std::runtime_error(std::string(name) + " is not set");
-  return value;
-}
+using xatm::test::required_env;
 
 void run_transaction() {
   xatm::tm_options options;
